@@ -1,0 +1,233 @@
+//! The contract between the kernel programs (`agent-ebpf`) and the agent:
+//! `#[repr(C)]` wire types carried by the ring buffer, the read-only globals
+//! the agent fills in at load time, and the names of the maps both sides use.
+//!
+//! Rules (house style): no `bool`, no pointers, no implicit padding; every
+//! layout is pinned by a compile-time size assertion; discriminants are
+//! explicit and never reused once retired.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Ring buffer carrying every event to userspace.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Per-CPU array of `u64` counters: events dropped in the kernel, indexed by [`EventKind`].
+pub const LOST_MAP: &str = "LOST";
+/// Per-CPU scratch space used to assemble variable-length exec events.
+pub const EXEC_SCRATCH_MAP: &str = "EXEC_SCRATCH";
+/// Name of the global holding [`KernelOffsets`].
+pub const OFFSETS_GLOBAL: &str = "OFFSETS";
+/// Name of the global holding the agent's own tgid (its events are filtered out in the kernel).
+pub const AGENT_TGID_GLOBAL: &str = "AGENT_TGID";
+
+/// Bytes of the executed path copied per exec: PATH_MAX, so a path is never cut.
+pub const FILENAME_CAP: usize = 4096;
+/// Bytes of argv copied per exec (at least 16 arguments and 1 KiB, as the contract asks).
+pub const ARGV_CAP: usize = 4096;
+/// Length of `task_struct.comm`.
+pub const COMM_LEN: usize = 16;
+/// Default ring buffer size in bytes (power of two, multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 8 * 1024 * 1024;
+
+/// Sentinel for an offset the running kernel does not have (e.g. `loginuid` without CONFIG_AUDIT).
+pub const OFFSET_ABSENT: u32 = u32::MAX;
+
+/// Kinds of event on the wire. Discriminants are part of the contract.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Exec = 1,
+    Fork = 2,
+    Exit = 3,
+}
+
+/// Number of slots in [`LOST_MAP`]: one per [`EventKind`] discriminant, slot 0 unused.
+pub const LOST_SLOTS: u32 = 4;
+
+impl EventKind {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Exec),
+            2 => Some(Self::Fork),
+            3 => Some(Self::Exit),
+            _ => None,
+        }
+    }
+}
+
+/// `EventHeader.flags` bits.
+pub mod flags {
+    /// argv was longer than [`crate::ARGV_CAP`]; only the first part was copied.
+    pub const ARGV_TRUNCATED: u32 = 1 << 0;
+    /// Reading argv from the new process image failed; argv is empty.
+    pub const ARGV_READ_FAILED: u32 = 1 << 1;
+    /// Reading the executed path failed; the path is empty.
+    pub const FILENAME_READ_FAILED: u32 = 1 << 2;
+    /// The kernel has no `loginuid`/`sessionid` (built without CONFIG_AUDIT).
+    pub const NO_AUDIT_IDS: u32 = 1 << 3;
+    /// Some credential read failed; uid fields may be incomplete.
+    pub const CREDS_READ_FAILED: u32 = 1 << 4;
+}
+
+/// First member of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// An [`EventKind`] discriminant.
+    pub kind: u32,
+    /// [`flags`] bits.
+    pub flags: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds when the event happened.
+    pub ktime_ns: u64,
+    /// Thread id of the subject task.
+    pub pid: u32,
+    /// Process id (thread-group id) of the subject task.
+    pub tgid: u32,
+    /// `task_struct.start_boottime` of the subject task: with `tgid` it names
+    /// one process across pid reuse.
+    pub start_ns: u64,
+}
+const _: () = assert!(size_of::<EventHeader>() == 32);
+
+/// Identity of the task, read from its credentials and audit fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// Audit login uid (`u32::MAX` when unset).
+    pub auid: u32,
+    /// Audit session id (`u32::MAX` when unset).
+    pub sessionid: u32,
+}
+const _: () = assert!(size_of::<Creds>() == 24);
+
+/// Fixed part of an exec event. On the wire it is followed by `filename_len`
+/// bytes of path and then `argv_len` bytes of NUL-separated arguments.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub ppid: u32,
+    /// Thread id that called execve (differs from `header.pid` when a
+    /// non-leader thread exec'd).
+    pub old_pid: u32,
+    pub creds: Creds,
+    pub cgroup_id: u64,
+    /// Bytes of path following this struct (no trailing NUL).
+    pub filename_len: u32,
+    /// Bytes of argv following the path.
+    pub argv_len: u32,
+    /// Size of the whole argv area in the new process (`mm.arg_end - mm.arg_start`).
+    pub argv_total_len: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(size_of::<ExecEvent>() == 104);
+
+/// Largest exec event on the wire.
+pub const EXEC_EVENT_MAX: usize = size_of::<ExecEvent>() + FILENAME_CAP + ARGV_CAP;
+
+/// Per-CPU scratch space where an exec event is assembled before it is
+/// copied, trimmed to its real length, into the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecScratch {
+    pub event: ExecEvent,
+    pub data: [u8; FILENAME_CAP + ARGV_CAP],
+}
+const _: () = assert!(size_of::<ExecScratch>() == EXEC_EVENT_MAX);
+
+/// A new process (threads are not reported: they share their process's identity).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkEvent {
+    /// Subject: the child.
+    pub header: EventHeader,
+    pub parent_tgid: u32,
+    pub _pad: u32,
+    pub parent_start_ns: u64,
+    pub creds: Creds,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(size_of::<ForkEvent>() == 96);
+
+/// The last thread of a process exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task_struct.exit_code` (wait status encoding).
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<ExitEvent>() == 40);
+
+/// Kernel layout facts resolved by the agent from the running kernel's BTF
+/// (and the tracepoint format files) at load time, so no offset is
+/// hard-wired for one kernel build. [`OFFSET_ABSENT`] marks a missing field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_cred: u32,
+    pub task_loginuid: u32,
+    pub task_sessionid: u32,
+    pub task_start_boottime: u32,
+    pub task_mm: u32,
+    pub task_signal: u32,
+    pub task_exit_code: u32,
+    pub task_comm: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub signal_live: u32,
+    /// Offset of the `__data_loc char[] filename` field in the
+    /// `sched/sched_process_exec` tracepoint record.
+    pub tp_exec_filename: u32,
+    /// Offset of `old_pid` in the same record.
+    pub tp_exec_old_pid: u32,
+}
+const _: () = assert!(size_of::<KernelOffsets>() == 80);
+
+impl KernelOffsets {
+    /// All fields absent: the programs then read nothing and flag the event.
+    pub const ABSENT: Self = Self {
+        task_pid: OFFSET_ABSENT,
+        task_tgid: OFFSET_ABSENT,
+        task_real_parent: OFFSET_ABSENT,
+        task_cred: OFFSET_ABSENT,
+        task_loginuid: OFFSET_ABSENT,
+        task_sessionid: OFFSET_ABSENT,
+        task_start_boottime: OFFSET_ABSENT,
+        task_mm: OFFSET_ABSENT,
+        task_signal: OFFSET_ABSENT,
+        task_exit_code: OFFSET_ABSENT,
+        task_comm: OFFSET_ABSENT,
+        cred_uid: OFFSET_ABSENT,
+        cred_gid: OFFSET_ABSENT,
+        cred_euid: OFFSET_ABSENT,
+        cred_egid: OFFSET_ABSENT,
+        mm_arg_start: OFFSET_ABSENT,
+        mm_arg_end: OFFSET_ABSENT,
+        signal_live: OFFSET_ABSENT,
+        tp_exec_filename: OFFSET_ABSENT,
+        tp_exec_old_pid: OFFSET_ABSENT,
+    };
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers
+    // and byte arrays, and have no padding (pinned by the size asserts).
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::EventHeader {}
+}

@@ -1,0 +1,5 @@
+//! One module per hook family; each program is named `<event>_<hook>`.
+
+mod exec;
+mod exit;
+mod fork;

@@ -1,0 +1,236 @@
+//! The running agent: load and attach, seed the process table, then move
+//! events from the ring buffer through the pipeline to the sink until told
+//! to stop; on stop, drain what the kernel already queued, detach, flush.
+
+use std::{future::Future, path::Path, time::Duration};
+
+use agent_common::EventKind;
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use serde_json::json;
+use thiserror::Error;
+use tokio::io::{Interest, unix::AsyncFd};
+use tracing::{error, info};
+
+use crate::{
+    ebpf::{self, LoadError, loader::LoadOptions, tracefs::TracefsState},
+    host::{self, Clock, Host},
+    pipeline::{Pipeline, PipelineStats},
+    process::{ProcessTable, procfs},
+    record::LostCounts,
+    sink::{SinkError, StdoutSink},
+};
+
+/// Settings of a run. (The TOML config file and its validation come with
+/// the ops issue; these are the knobs the foundation needs.)
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Kernel ring buffer size in bytes (power of two, multiple of the page size).
+    pub ring_bytes: u32,
+    /// Ancestry levels per record.
+    pub ancestry_depth: usize,
+    /// Process table bound.
+    pub table_max: usize,
+    /// How long an exited process stays in the table for its children's records.
+    pub exit_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ring_bytes: agent_common::DEFAULT_RING_BYTES,
+            ancestry_depth: 16,
+            table_max: 262_144,
+            exit_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("loading the eBPF programs")]
+    Load(#[from] LoadError),
+    #[error("record sink")]
+    Sink(#[from] SinkError),
+    #[error("polling the ring buffer")]
+    Poll(#[source] std::io::Error),
+}
+
+/// Batches larger than this are shipped mid-drain, bounding memory.
+const MAX_BATCH: usize = 256 * 1024;
+/// Batches per drain call before yielding to the timer.
+const MAX_DRAIN_BATCHES: usize = 64;
+
+/// What a finished run did.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSummary {
+    pub stats: PipelineStats,
+    pub lost: LostCounts,
+}
+
+fn read_lost(map: &PerCpuArray<MapData, u64>) -> LostCounts {
+    let sum = |k: EventKind| -> u64 {
+        match map.get(&(k as u32), 0) {
+            Ok(v) => v.iter().sum(),
+            Err(e) => {
+                error!(error = %e, "reading the kernel drop counters failed");
+                0
+            }
+        }
+    };
+    LostCounts {
+        exec: sum(EventKind::Exec),
+        fork: sum(EventKind::Fork),
+        exit: sum(EventKind::Exit),
+        undecodable: 0,
+    }
+}
+
+/// Moves queued events through the pipeline to the sink. Returns `true`
+/// when the ring buffer was emptied, `false` when it stopped after
+/// `MAX_DRAIN_BATCHES` so that the timer tick is not starved under load.
+async fn drain(
+    ring: &mut RingBuf<MapData>,
+    p: &mut Pipeline,
+    sink: &StdoutSink,
+) -> Result<bool, SinkError> {
+    for _ in 0..MAX_DRAIN_BATCHES {
+        let mut full = false;
+        while let Some(item) = ring.next() {
+            p.handle(&item);
+            drop(item); // releases the ring space before the await below
+            if p.pending_bytes() >= MAX_BATCH {
+                full = true;
+                break;
+            }
+        }
+        sink.send(p.take_batch()).await?;
+        if !full {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Runs until `shutdown` completes. Startup errors are returned before any
+/// record is written.
+pub async fn run(
+    cfg: &Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, AgentError> {
+    let loaded = ebpf::load_and_attach(&LoadOptions {
+        ring_bytes: cfg.ring_bytes,
+        agent_tgid: std::process::id(),
+    })?;
+    let ebpf::Loaded {
+        ebpf,
+        ring,
+        lost,
+        attached,
+        tracefs,
+        offsets: _,
+    } = loaded;
+
+    let mut table = ProcessTable::new(
+        cfg.table_max,
+        u64::try_from(cfg.exit_grace.as_nanos()).unwrap_or(u64::MAX),
+        procfs::tick_ns(),
+    );
+    for entry in procfs::snapshot(Path::new("/proc")) {
+        table.insert(entry);
+    }
+    let seeded = table.len();
+    let host = Host::detect();
+    let builder =
+        crate::record::RecordBuilder::new(host.clone(), Clock::sample(), cfg.ancestry_depth);
+    let mut p = Pipeline::new(table, builder);
+    let sink = StdoutSink::spawn(64)?;
+
+    p.agent_record(
+        host::boottime_ns(),
+        json!({
+            "event": "started",
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "kernel": host::kernel_release(),
+            "programs": attached,
+            "tracefs": match &tracefs {
+                TracefsState::AlreadyMounted(_) => "present",
+                TracefsState::MountedByUs(_) => "mounted by debugmon",
+            },
+            "ring_bytes": cfg.ring_bytes,
+            "processes_seeded": seeded,
+        }),
+    );
+    sink.send(p.take_batch()).await?;
+    info!(
+        programs = attached.len(),
+        host = %host.name,
+        processes = seeded,
+        "ready: {} programs attached, records go to stdout",
+        attached.len()
+    );
+
+    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
+    // for as long as the RingBuf lives inside the AsyncFd.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| AgentError::Poll(e.into()))?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(AgentError::Poll)?;
+                // The kernel only wakes a consumer that has caught up, so
+                // readiness is cleared only once the ring was emptied.
+                if drain(guard.get_inner_mut(), &mut p, &sink).await? {
+                    guard.clear_ready();
+                }
+            }
+            _ = tick.tick() => {
+                // Also drain here: a missed wakeup can delay records by at
+                // most one tick, never strand them.
+                drain(ring.get_mut(), &mut p, &sink).await?;
+                p.set_clock(Clock::sample());
+                let now = host::boottime_ns();
+                p.report_lost(now, read_lost(&lost));
+                p.reap(now);
+                sink.send(p.take_batch()).await?;
+            }
+        }
+    }
+
+    info!("stopping: draining the ring buffer");
+    while !drain(ring.get_mut(), &mut p, &sink).await? {}
+    let kernel_lost = read_lost(&lost);
+    let now = host::boottime_ns();
+    p.report_lost(now, kernel_lost);
+    let stats = p.stats();
+    p.agent_record(
+        now,
+        json!({
+            "event": "stopped",
+            "events": stats.events,
+            "records": stats.records + 1,
+            "lost": {
+                "exec": kernel_lost.exec,
+                "fork": kernel_lost.fork,
+                "exit": kernel_lost.exit,
+                "undecodable": stats.undecodable,
+            },
+        }),
+    );
+    sink.send(p.take_batch()).await?;
+    // Detach before the final flush: nothing new can arrive after this.
+    drop(ring);
+    drop(lost);
+    drop(ebpf);
+    let bytes = sink.close()?;
+    info!(records = stats.records + 1, bytes, "stopped");
+    Ok(RunSummary {
+        stats,
+        lost: kernel_lost,
+    })
+}

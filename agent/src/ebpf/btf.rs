@@ -1,0 +1,210 @@
+//! Resolves the kernel struct field offsets the programs read, from the
+//! running kernel's BTF (/sys/kernel/btf/vmlinux). Nothing is hard-wired for
+//! one kernel build: a field that moved is found where it is, a field the
+//! kernel lacks (e.g. `loginuid` without CONFIG_AUDIT) becomes
+//! `OFFSET_ABSENT` and the programs flag the events instead of reading junk.
+
+use std::path::Path;
+
+use agent_common::{KernelOffsets, OFFSET_ABSENT};
+use btf_rs::{Btf, Type};
+use thiserror::Error;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, Error)]
+pub enum BtfError {
+    #[error("reading kernel BTF from {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: btf_rs::Error,
+    },
+    #[error("kernel BTF has no struct `{0}`")]
+    NoStruct(String),
+    #[error("kernel BTF: struct `{strukt}` has no member `{member}`, which debugmon requires")]
+    NoMember { strukt: String, member: String },
+    #[error("kernel BTF: `{strukt}.{member}` is a bitfield; debugmon cannot read it")]
+    Bitfield { strukt: String, member: String },
+    #[error("kernel BTF lookup of `{what}`")]
+    Lookup {
+        what: String,
+        #[source]
+        source: btf_rs::Error,
+    },
+}
+
+/// Kernel type information, read once at load.
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn open(path: &Path) -> Result<Self, BtfError> {
+        let btf = Btf::from_file(path).map_err(|source| BtfError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self { btf })
+    }
+
+    fn find_struct(&self, name: &str) -> Result<btf_rs::Struct, BtfError> {
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|source| BtfError::Lookup {
+                what: name.to_owned(),
+                source,
+            })?;
+        types
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) => Some(s),
+                _ => None,
+            })
+            .ok_or_else(|| BtfError::NoStruct(name.to_owned()))
+    }
+
+    /// Byte offset of `member` in struct `strukt`, looking through anonymous
+    /// structs and unions (mm_struct keeps its fields in one). `None` when
+    /// the kernel does not have the member.
+    pub fn member_offset(&self, strukt: &str, member: &str) -> Result<Option<u32>, BtfError> {
+        let s = self.find_struct(strukt)?;
+        self.search(&s, member, 0).map_err(|e| match e {
+            SearchError::Bitfield => BtfError::Bitfield {
+                strukt: strukt.to_owned(),
+                member: member.to_owned(),
+            },
+            SearchError::Btf(source) => BtfError::Lookup {
+                what: format!("{strukt}.{member}"),
+                source,
+            },
+        })
+    }
+
+    /// Like [`Self::member_offset`], but the member must exist.
+    pub fn required(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+        self.member_offset(strukt, member)?
+            .ok_or_else(|| BtfError::NoMember {
+                strukt: strukt.to_owned(),
+                member: member.to_owned(),
+            })
+    }
+
+    fn search(
+        &self,
+        s: &btf_rs::Struct,
+        member: &str,
+        base_bits: u32,
+    ) -> Result<Option<u32>, SearchError> {
+        for m in &s.members {
+            let bits = base_bits + m.bit_offset();
+            let name = self.btf.resolve_name(m).map_err(SearchError::Btf)?;
+            if name == member {
+                if m.bitfield_size().is_some_and(|n| n != 0) || !bits.is_multiple_of(8) {
+                    return Err(SearchError::Bitfield);
+                }
+                return Ok(Some(bits / 8));
+            }
+            if name.is_empty() {
+                let inner = match self.btf.resolve_chained_type(m).map_err(SearchError::Btf)? {
+                    Type::Struct(inner) | Type::Union(inner) => inner,
+                    _ => continue,
+                };
+                if let Some(off) = self.search(&inner, member, bits)? {
+                    return Ok(Some(off));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// True when the kernel has a BTF type called `name` (e.g. a tracepoint's
+    /// `btf_trace_<name>` typedef, which tp_btf programs need).
+    pub fn has_type(&self, name: &str) -> bool {
+        self.btf
+            .resolve_ids_by_name(name)
+            .is_ok_and(|ids| !ids.is_empty())
+    }
+
+    /// All struct offsets the programs need. Tracepoint offsets are filled
+    /// in separately from tracefs.
+    pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
+        let opt = |s: &str, m: &str| -> Result<u32, BtfError> {
+            Ok(self.member_offset(s, m)?.unwrap_or(OFFSET_ABSENT))
+        };
+        Ok(KernelOffsets {
+            task_pid: self.required("task_struct", "pid")?,
+            task_tgid: self.required("task_struct", "tgid")?,
+            task_real_parent: self.required("task_struct", "real_parent")?,
+            task_cred: self.required("task_struct", "cred")?,
+            // Present only with CONFIG_AUDIT (audit login uid and session).
+            task_loginuid: opt("task_struct", "loginuid")?,
+            task_sessionid: opt("task_struct", "sessionid")?,
+            // Named `real_start_time` before 5.5; we target 5.15+.
+            task_start_boottime: self.required("task_struct", "start_boottime")?,
+            task_mm: self.required("task_struct", "mm")?,
+            task_signal: self.required("task_struct", "signal")?,
+            task_exit_code: self.required("task_struct", "exit_code")?,
+            task_comm: self.required("task_struct", "comm")?,
+            cred_uid: self.required("cred", "uid")?,
+            cred_gid: self.required("cred", "gid")?,
+            cred_euid: self.required("cred", "euid")?,
+            cred_egid: self.required("cred", "egid")?,
+            mm_arg_start: self.required("mm_struct", "arg_start")?,
+            mm_arg_end: self.required("mm_struct", "arg_end")?,
+            signal_live: self.required("signal_struct", "live")?,
+            tp_exec_filename: OFFSET_ABSENT,
+            tp_exec_old_pid: OFFSET_ABSENT,
+        })
+    }
+}
+
+enum SearchError {
+    Bitfield,
+    Btf(btf_rs::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel() -> Option<KernelBtf> {
+        let p = Path::new(VMLINUX_BTF);
+        if !p.exists() {
+            eprintln!("skipping: {VMLINUX_BTF} not present on this machine");
+            return None;
+        }
+        Some(KernelBtf::open(p).expect("vmlinux BTF parses"))
+    }
+
+    #[test]
+    fn resolves_every_required_offset_on_this_kernel() {
+        let Some(k) = kernel() else { return };
+        let off = k.kernel_offsets().expect("all required members present");
+        // pid and tgid are adjacent pid_t fields in every kernel since 2.6.
+        assert_eq!(off.task_tgid, off.task_pid + 4);
+        // arg_end follows arg_start in mm_struct, inside an anonymous struct.
+        assert_eq!(off.mm_arg_end, off.mm_arg_start + 8);
+        // kuid_t uid is the first credential after the usage counter.
+        assert!(off.cred_uid < off.cred_euid);
+        assert_ne!(off.task_real_parent, OFFSET_ABSENT);
+    }
+
+    #[test]
+    fn unknown_member_is_none_and_unknown_struct_is_error() {
+        let Some(k) = kernel() else { return };
+        assert_eq!(
+            k.member_offset("task_struct", "no_such_field").unwrap(),
+            None
+        );
+        assert!(matches!(
+            k.member_offset("no_such_struct_debugmon", "x"),
+            Err(BtfError::NoStruct(_))
+        ));
+        assert!(matches!(
+            k.required("task_struct", "no_such_field"),
+            Err(BtfError::NoMember { .. })
+        ));
+    }
+}

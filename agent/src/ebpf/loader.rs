@@ -1,0 +1,226 @@
+//! Loads the embedded eBPF object, hands it the kernel layout it needs and
+//! the agent's own tgid, and attaches every program in [`PROBES`]. A required
+//! probe that fails is fatal at start; an optional one is logged and skipped.
+
+use std::path::Path;
+
+use agent_common::{
+    AGENT_TGID_GLOBAL, DEFAULT_RING_BYTES, EVENTS_MAP, KernelOffsets, LOST_MAP, OFFSETS_GLOBAL,
+};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, ProgramError, TracePoint},
+};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use super::{
+    btf::{BtfError, KernelBtf, VMLINUX_BTF},
+    tracefs::{self, TracefsError, TracefsState},
+};
+
+/// How a program is attached.
+#[derive(Debug, Clone, Copy)]
+pub enum Hook {
+    /// Classic tracepoint (needs tracefs).
+    TracePoint {
+        category: &'static str,
+        name: &'static str,
+    },
+    /// BTF-typed raw tracepoint (needs kernel BTF, no tracefs).
+    BtfTracePoint { name: &'static str },
+}
+
+/// One program of the object and how to attach it.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    pub program: &'static str,
+    pub hook: Hook,
+    /// A required probe failing to attach stops the agent at start.
+    pub required: bool,
+}
+
+/// The programs of the object. Kernel compatibility lives here, as data:
+/// all three hooks exist since 4.x; tp_btf needs 5.5 and BTF.
+pub const PROBES: &[Probe] = &[
+    Probe {
+        program: "exec_sched_process_exec",
+        hook: Hook::TracePoint {
+            category: "sched",
+            name: "sched_process_exec",
+        },
+        required: true,
+    },
+    Probe {
+        program: "fork_sched_process_fork",
+        hook: Hook::BtfTracePoint {
+            name: "sched_process_fork",
+        },
+        required: true,
+    },
+    Probe {
+        program: "exit_sched_process_exit",
+        hook: Hook::TracePoint {
+            category: "sched",
+            name: "sched_process_exit",
+        },
+        required: true,
+    },
+];
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("tracefs")]
+    Tracefs(#[from] TracefsError),
+    #[error("resolving kernel struct layouts")]
+    Btf(#[from] BtfError),
+    #[error("parsing kernel BTF for BTF-typed programs")]
+    AyaBtf(#[from] aya::BtfError),
+    #[error("loading the eBPF object")]
+    Load(#[from] aya::EbpfError),
+    #[error("program `{0}` is missing from the eBPF object")]
+    MissingProgram(&'static str),
+    #[error("map `{0}` is missing from the eBPF object or has the wrong type")]
+    Map(&'static str),
+    #[error("loading or attaching program `{program}`")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// Options for [`load_and_attach`].
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    pub ring_bytes: u32,
+    /// Tgid whose events the kernel drops (the agent itself).
+    pub agent_tgid: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            ring_bytes: DEFAULT_RING_BYTES,
+            agent_tgid: std::process::id(),
+        }
+    }
+}
+
+/// A loaded, attached object. Dropping it detaches every program.
+pub struct Loaded {
+    /// Owns the programs and their links.
+    pub ebpf: Ebpf,
+    pub ring: RingBuf<MapData>,
+    pub lost: PerCpuArray<MapData, u64>,
+    /// Names of the programs that are attached.
+    pub attached: Vec<&'static str>,
+    pub tracefs: TracefsState,
+    pub offsets: KernelOffsets,
+}
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/debugmon-ebpf"));
+
+/// Loads the programs into the running kernel and attaches them.
+pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    raise_memlock_limit();
+    let tracefs = tracefs::ensure_mounted()?;
+    if let TracefsState::MountedByUs(path) = &tracefs {
+        info!(path = %path.display(), "tracefs was not mounted; mounted it (tracepoints need it)");
+    }
+
+    let kbtf = KernelBtf::open(Path::new(VMLINUX_BTF))?;
+    let mut offsets = kbtf.kernel_offsets()?;
+    offsets.tp_exec_filename =
+        tracefs::field_offset(tracefs.root(), "sched", "sched_process_exec", "filename")?;
+    offsets.tp_exec_old_pid =
+        tracefs::field_offset(tracefs.root(), "sched", "sched_process_exec", "old_pid")?;
+    if offsets.task_loginuid == agent_common::OFFSET_ABSENT {
+        warn!("kernel built without CONFIG_AUDIT: records carry no auid or session id");
+    }
+
+    let btf = aya::Btf::from_sys_fs()?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global(OFFSETS_GLOBAL, &offsets, true)
+        .override_global(AGENT_TGID_GLOBAL, &opts.agent_tgid, true)
+        .map_max_entries(EVENTS_MAP, opts.ring_bytes)
+        .load(OBJECT)?;
+
+    let mut attached = Vec::with_capacity(PROBES.len());
+    for probe in PROBES {
+        match attach(&mut ebpf, &btf, probe) {
+            Ok(()) => attached.push(probe.program),
+            Err(e) if !probe.required => {
+                warn!(program = probe.program, error = %error_chain(&e), "optional probe not attached");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    let ring = RingBuf::try_from(
+        ebpf.take_map(EVENTS_MAP)
+            .ok_or(LoadError::Map(EVENTS_MAP))?,
+    )
+    .map_err(|_| LoadError::Map(EVENTS_MAP))?;
+    let lost = PerCpuArray::try_from(ebpf.take_map(LOST_MAP).ok_or(LoadError::Map(LOST_MAP))?)
+        .map_err(|_| LoadError::Map(LOST_MAP))?;
+    Ok(Loaded {
+        ebpf,
+        ring,
+        lost,
+        attached,
+        tracefs,
+        offsets,
+    })
+}
+
+fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, probe: &Probe) -> Result<(), LoadError> {
+    let prog = ebpf
+        .program_mut(probe.program)
+        .ok_or(LoadError::MissingProgram(probe.program))?;
+    let wrap = |source| LoadError::Program {
+        program: probe.program,
+        source,
+    };
+    match probe.hook {
+        Hook::TracePoint { category, name } => {
+            let tp: &mut TracePoint = prog.try_into().map_err(wrap)?;
+            tp.load().map_err(wrap)?;
+            tp.attach(category, name).map_err(wrap)?;
+        }
+        Hook::BtfTracePoint { name } => {
+            let tp: &mut BtfTracePoint = prog.try_into().map_err(wrap)?;
+            tp.load(name, btf).map_err(wrap)?;
+            tp.attach().map_err(wrap)?;
+        }
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK. Failing to raise
+/// it is harmless on newer kernels (memcg accounting), so it is only logged.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer to a local.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "setrlimit(RLIMIT_MEMLOCK) failed");
+    }
+}
+
+/// Renders an error and its sources on one line: `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,348 @@
+//! Ring buffer bytes -> [`Event`]. Pure and allocation-light; every way the
+//! input can be wrong is a [`DecodeError`], never a panic. [`encode`] is the
+//! exact inverse, used by the round-trip tests and the benchmarks.
+
+use std::mem::size_of;
+
+use agent_common::{
+    ARGV_CAP, EventHeader, EventKind, ExecEvent, ExitEvent, FILENAME_CAP, ForkEvent, flags,
+};
+use thiserror::Error;
+
+use super::model::{Event, ExecInfo, ExitInfo, ForkInfo};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("event of {len} bytes is shorter than its {need}-byte fixed part")]
+    Short { len: usize, need: usize },
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("exec event declares {declared} bytes of payload but carries {actual}")]
+    PayloadLength { declared: usize, actual: usize },
+    #[error("exec event payload exceeds the kernel-side caps ({filename} path, {argv} argv bytes)")]
+    OverCap { filename: usize, argv: usize },
+}
+
+/// Reads a plain-integer `#[repr(C)]` struct from the front of `bytes`.
+fn read_pod<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            need: size_of::<T>(),
+        });
+    }
+    // SAFETY: length checked above; T is one of agent-common's wire types,
+    // made of integers and byte arrays only, so every bit pattern is valid.
+    Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+fn as_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: wire types have no padding (pinned by size asserts in agent-common).
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), size_of::<T>()) }
+}
+
+fn cstr_bytes(b: &[u8]) -> Vec<u8> {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    b[..end].to_vec()
+}
+
+/// Splits the kernel's NUL-separated argv area into arguments.
+fn split_argv(area: &[u8]) -> Vec<Vec<u8>> {
+    if area.is_empty() {
+        return Vec::new();
+    }
+    let body = area.strip_suffix(&[0]).unwrap_or(area);
+    body.split(|&c| c == 0).map(<[u8]>::to_vec).collect()
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let header: EventHeader = read_pod(bytes)?;
+    match EventKind::from_u32(header.kind) {
+        Some(EventKind::Exec) => decode_exec(bytes).map(Event::Exec),
+        Some(EventKind::Fork) => {
+            let f: ForkEvent = read_pod(bytes)?;
+            Ok(Event::Fork(ForkInfo {
+                ktime_ns: f.header.ktime_ns,
+                flags: f.header.flags,
+                pid: f.header.tgid,
+                start_ns: f.header.start_ns,
+                parent_tgid: f.parent_tgid,
+                parent_start_ns: f.parent_start_ns,
+                creds: f.creds,
+                cgroup_id: f.cgroup_id,
+                comm: cstr_bytes(&f.comm),
+            }))
+        }
+        Some(EventKind::Exit) => {
+            let x: ExitEvent = read_pod(bytes)?;
+            Ok(Event::Exit(ExitInfo {
+                ktime_ns: x.header.ktime_ns,
+                pid: x.header.tgid,
+                start_ns: x.header.start_ns,
+                exit_code: x.exit_code,
+            }))
+        }
+        None => Err(DecodeError::UnknownKind(header.kind)),
+    }
+}
+
+fn decode_exec(bytes: &[u8]) -> Result<ExecInfo, DecodeError> {
+    let e: ExecEvent = read_pod(bytes)?;
+    let fixed = size_of::<ExecEvent>();
+    let fl = e.filename_len as usize;
+    let al = e.argv_len as usize;
+    if fl >= FILENAME_CAP || al > ARGV_CAP {
+        return Err(DecodeError::OverCap {
+            filename: fl,
+            argv: al,
+        });
+    }
+    let payload = &bytes[fixed..];
+    if payload.len() < fl + al {
+        return Err(DecodeError::PayloadLength {
+            declared: fl + al,
+            actual: payload.len(),
+        });
+    }
+    Ok(ExecInfo {
+        ktime_ns: e.header.ktime_ns,
+        flags: e.header.flags,
+        pid: e.header.pid,
+        tgid: e.header.tgid,
+        start_ns: e.header.start_ns,
+        ppid: e.ppid,
+        old_pid: e.old_pid,
+        creds: e.creds,
+        cgroup_id: e.cgroup_id,
+        comm: cstr_bytes(&e.comm),
+        filename: payload[..fl].to_vec(),
+        argv: split_argv(&payload[fl..fl + al]),
+        argv_truncated: e.header.flags & flags::ARGV_TRUNCATED != 0,
+        argv_total_len: e.argv_total_len,
+    })
+}
+
+fn comm_array(comm: &[u8]) -> [u8; agent_common::COMM_LEN] {
+    let mut out = [0u8; agent_common::COMM_LEN];
+    let n = comm.len().min(out.len() - 1);
+    out[..n].copy_from_slice(&comm[..n]);
+    out
+}
+
+/// Wire encoding of `ev`, as the kernel programs produce it.
+pub fn encode(ev: &Event) -> Vec<u8> {
+    match ev {
+        Event::Exec(e) => {
+            let mut argv: Vec<u8> = Vec::new();
+            for a in &e.argv {
+                argv.extend_from_slice(a);
+                argv.push(0);
+            }
+            if e.argv_truncated {
+                // The kernel copies exactly ARGV_CAP bytes and the cut
+                // argument has no terminating NUL.
+                argv.pop();
+            }
+            let fixed = ExecEvent {
+                header: EventHeader {
+                    kind: EventKind::Exec as u32,
+                    flags: e.flags,
+                    ktime_ns: e.ktime_ns,
+                    pid: e.pid,
+                    tgid: e.tgid,
+                    start_ns: e.start_ns,
+                },
+                ppid: e.ppid,
+                old_pid: e.old_pid,
+                creds: e.creds,
+                cgroup_id: e.cgroup_id,
+                filename_len: u32::try_from(e.filename.len()).unwrap_or(u32::MAX),
+                argv_len: u32::try_from(argv.len()).unwrap_or(u32::MAX),
+                argv_total_len: e.argv_total_len,
+                _pad: 0,
+                comm: comm_array(&e.comm),
+            };
+            let mut out = as_bytes(&fixed).to_vec();
+            out.extend_from_slice(&e.filename);
+            out.extend_from_slice(&argv);
+            out
+        }
+        Event::Fork(f) => as_bytes(&ForkEvent {
+            header: EventHeader {
+                kind: EventKind::Fork as u32,
+                flags: f.flags,
+                ktime_ns: f.ktime_ns,
+                pid: f.pid,
+                tgid: f.pid,
+                start_ns: f.start_ns,
+            },
+            parent_tgid: f.parent_tgid,
+            _pad: 0,
+            parent_start_ns: f.parent_start_ns,
+            creds: f.creds,
+            cgroup_id: f.cgroup_id,
+            comm: comm_array(&f.comm),
+        })
+        .to_vec(),
+        Event::Exit(x) => as_bytes(&ExitEvent {
+            header: EventHeader {
+                kind: EventKind::Exit as u32,
+                flags: 0,
+                ktime_ns: x.ktime_ns,
+                pid: x.pid,
+                tgid: x.pid,
+                start_ns: x.start_ns,
+            },
+            exit_code: x.exit_code,
+            _pad: 0,
+        })
+        .to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_common::Creds;
+
+    use super::*;
+
+    fn creds() -> Creds {
+        Creds {
+            uid: 1001,
+            gid: 1002,
+            euid: 0,
+            egid: 0,
+            auid: 1001,
+            sessionid: 7,
+        }
+    }
+
+    fn exec() -> ExecInfo {
+        ExecInfo {
+            ktime_ns: 123_456_789,
+            flags: 0,
+            pid: 42,
+            tgid: 42,
+            start_ns: 99,
+            ppid: 1,
+            old_pid: 42,
+            creds: creds(),
+            cgroup_id: 0xdead_beef,
+            comm: b"echo".to_vec(),
+            filename: b"/bin/echo".to_vec(),
+            argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec(), b"".to_vec()],
+            argv_truncated: false,
+            argv_total_len: 14,
+        }
+    }
+
+    #[test]
+    fn exec_round_trip() {
+        let ev = Event::Exec(exec());
+        assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+    }
+
+    #[test]
+    fn exec_round_trip_non_utf8_and_truncated() {
+        let mut e = exec();
+        e.filename = b"/tmp/\xff\xfe/bin".to_vec();
+        e.argv = vec![b"\xc3\x28".to_vec(), vec![b'x'; 100]];
+        e.argv_truncated = true;
+        e.flags = flags::ARGV_TRUNCATED;
+        e.argv_total_len = 1 << 20;
+        let ev = Event::Exec(e);
+        assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+    }
+
+    #[test]
+    fn fork_round_trip() {
+        let ev = Event::Fork(ForkInfo {
+            ktime_ns: 5,
+            flags: 0,
+            pid: 100,
+            start_ns: 6,
+            parent_tgid: 50,
+            parent_start_ns: 4,
+            creds: creds(),
+            cgroup_id: 9,
+            comm: b"bash".to_vec(),
+        });
+        assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+    }
+
+    #[test]
+    fn exit_round_trip() {
+        let ev = Event::Exit(ExitInfo {
+            ktime_ns: 7,
+            pid: 100,
+            start_ns: 6,
+            exit_code: 42 << 8,
+        });
+        assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+    }
+
+    #[test]
+    fn empty_argv_decodes_to_no_arguments() {
+        let mut e = exec();
+        e.argv = Vec::new();
+        let ev = Event::Exec(e);
+        assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+    }
+
+    #[test]
+    fn short_input_is_an_error() {
+        assert!(matches!(decode(&[]), Err(DecodeError::Short { .. })));
+        let bytes = encode(&Event::Exec(exec()));
+        assert!(matches!(
+            decode(&bytes[..50]),
+            Err(DecodeError::Short { .. })
+        ));
+        // Fixed part intact, payload cut.
+        let cut = &bytes[..bytes.len() - 3];
+        assert!(matches!(
+            decode(cut),
+            Err(DecodeError::PayloadLength { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_kind_is_an_error() {
+        let mut bytes = encode(&Event::Exit(ExitInfo {
+            ktime_ns: 1,
+            pid: 1,
+            start_ns: 1,
+            exit_code: 0,
+        }));
+        bytes[0] = 77;
+        assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(77)));
+    }
+
+    #[test]
+    fn lengths_over_the_caps_are_rejected() {
+        let mut bytes = encode(&Event::Exec(exec()));
+        let at = std::mem::offset_of!(ExecEvent, argv_len);
+        bytes[at..at + 4].copy_from_slice(&(u32::MAX).to_ne_bytes());
+        assert!(matches!(decode(&bytes), Err(DecodeError::OverCap { .. })));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap deterministic fuzz: every prefix and several corruptions.
+        let base = encode(&Event::Exec(exec()));
+        for n in 0..=base.len() {
+            let _ = decode(&base[..n]);
+        }
+        let mut x = 0x1234_5678u32;
+        for _ in 0..2000 {
+            let mut b = base.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let i = x as usize % b.len();
+                b[i] = (x >> 8) as u8;
+            }
+            let _ = decode(&b);
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Events from the kernel: the owned model and the pure decoder that builds
+//! it from ring buffer bytes.
+
+pub mod decode;
+pub mod model;
+
+pub use decode::{DecodeError, decode, encode};
+pub use model::{Event, ExecInfo, ExitInfo, ForkInfo};

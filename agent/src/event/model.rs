@@ -1,0 +1,65 @@
+//! Owned events, as decoded from the wire. Byte strings stay bytes here:
+//! paths and arguments need not be UTF-8, and the record builder decides how
+//! to render them.
+
+use agent_common::Creds;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Exec(ExecInfo),
+    Fork(ForkInfo),
+    Exit(ExitInfo),
+}
+
+impl Event {
+    /// `CLOCK_BOOTTIME` ns at which the event happened.
+    pub fn ktime_ns(&self) -> u64 {
+        match self {
+            Self::Exec(e) => e.ktime_ns,
+            Self::Fork(f) => f.ktime_ns,
+            Self::Exit(x) => x.ktime_ns,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecInfo {
+    pub ktime_ns: u64,
+    pub flags: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub start_ns: u64,
+    pub ppid: u32,
+    pub old_pid: u32,
+    pub creds: Creds,
+    pub cgroup_id: u64,
+    pub comm: Vec<u8>,
+    pub filename: Vec<u8>,
+    /// Arguments as copied; with [`ExecInfo::argv_truncated`] the last one may be cut.
+    pub argv: Vec<Vec<u8>>,
+    pub argv_truncated: bool,
+    /// Size of the whole argv area in the process, copied or not.
+    pub argv_total_len: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkInfo {
+    pub ktime_ns: u64,
+    pub flags: u32,
+    pub pid: u32,
+    pub start_ns: u64,
+    pub parent_tgid: u32,
+    pub parent_start_ns: u64,
+    pub creds: Creds,
+    pub cgroup_id: u64,
+    pub comm: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub start_ns: u64,
+    /// Wait-status encoding: `code >> 8` is the exit status, `code & 0x7f` the signal.
+    pub exit_code: u32,
+}
