@@ -1,1 +1,43 @@
-fn main() {}
+//! Developer tasks: `cargo xtask run` (build and run the agent on its
+//! defaults), `cargo xtask test` (install what is missing, then every check
+//! CI runs), `cargo xtask setup` (only the installs).
+
+mod prereq;
+mod run;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "debugmon developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install missing prerequisites, build, and run the agent (records to stdout)
+    Run {
+        /// Extra arguments for `debugmon run`
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Install missing prerequisites and run every check: fmt, clippy, unit and privileged tests
+    Test {
+        /// Skip the privileged (root, real kernel) tests; CI never does
+        #[arg(long)]
+        no_privileged: bool,
+    },
+    /// Only install missing prerequisites
+    Setup,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run { args } => run::run(&args),
+        Command::Test { no_privileged } => test::test(!no_privileged),
+        Command::Setup => prereq::ensure_all(),
+    }
+}

@@ -1,1 +1,295 @@
+//! Harness for the privileged end-to-end tests: starts the real `debugmon`
+//! binary (path in `DEBUGMON_BIN`, set by `cargo xtask test`), collects its
+//! stdout records, and stops it by the pid it started. Tests trigger real
+//! syscalls and then wait, with a deadline, for the records they expect.
 
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Everything read from the agent's stdout so far.
+#[derive(Default)]
+struct Collected {
+    records: Vec<Value>,
+    /// Lines that were not valid JSON (must stay empty).
+    invalid: Vec<String>,
+    eof: bool,
+}
+
+type Shared = Arc<(Mutex<Collected>, Condvar)>;
+
+/// A running agent.
+pub struct Agent {
+    child: Child,
+    shared: Shared,
+    reader: Option<JoinHandle<()>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// Result of stopping the agent.
+pub struct Stopped {
+    pub status: ExitStatus,
+    pub records: Vec<Value>,
+    pub invalid: Vec<String>,
+    pub stderr: String,
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "privileged tests need root (they load eBPF programs); run them via `cargo xtask test` as root"
+    );
+}
+
+fn agent_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DEBUGMON_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/debugmon");
+    assert!(
+        p.exists(),
+        "DEBUGMON_BIN is not set and {} does not exist: build the agent first (`cargo xtask test` does)",
+        p.display()
+    );
+    p
+}
+
+/// A value unique to this test run, to find our own records among the host's.
+pub fn nonce(tag: &str) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("debugmon-{tag}-{}-{t:x}", std::process::id())
+}
+
+impl Agent {
+    /// Starts `debugmon run` with `extra` arguments and waits for its start record.
+    pub fn start(extra: &[&str]) -> Self {
+        require_root();
+        let mut child = Command::new(agent_bin())
+            .arg("run")
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn debugmon");
+        let shared: Shared = Arc::default();
+        let out = child.stdout.take().unwrap();
+        let s2 = Arc::clone(&shared);
+        let reader = std::thread::spawn(move || {
+            let mut r = BufReader::with_capacity(1 << 20, out);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let parsed = serde_json::from_slice::<Value>(&line);
+                        let (lock, cv) = &*s2;
+                        let mut c = lock.lock().unwrap();
+                        match parsed {
+                            Ok(v) => c.records.push(v),
+                            Err(_) => c.invalid.push(String::from_utf8_lossy(&line).into_owned()),
+                        }
+                        cv.notify_all();
+                    }
+                }
+            }
+            let (lock, cv) = &*s2;
+            lock.lock().unwrap().eof = true;
+            cv.notify_all();
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let agent = Self {
+            child,
+            shared,
+            reader: Some(reader),
+            stderr: Some(stderr),
+        };
+        let started = agent.try_wait_for(Duration::from_secs(60), |r| {
+            r["kind"] == "agent" && r["detail"]["event"] == "started"
+        });
+        if started.is_none() {
+            let st = agent.stop();
+            panic!(
+                "agent did not report started within 60 s (exit {:?}); stderr:\n{}",
+                st.status, st.stderr
+            );
+        }
+        agent
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until a record satisfies `pred`; `None` on timeout or agent exit.
+    pub fn try_wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.shared;
+        let mut c = lock.lock().unwrap();
+        let mut seen = 0;
+        loop {
+            if let Some(v) = c.records[seen..].iter().find(|r| pred(r)) {
+                return Some(v.clone());
+            }
+            seen = c.records.len();
+            if c.eof {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            c = cv.wait_timeout(c, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Like [`Self::try_wait_for`], panicking with `what` on timeout.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.try_wait_for(timeout, pred)
+            .unwrap_or_else(|| panic!("no record for {what} within {timeout:?}"))
+    }
+
+    /// Records received so far matching `pred`.
+    pub fn matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let (lock, _) = &*self.shared;
+        lock.lock()
+            .unwrap()
+            .records
+            .iter()
+            .filter(|r| pred(r))
+            .cloned()
+            .collect()
+    }
+
+    /// Runs marker execs until one is reported: every exec that happened
+    /// before it has then been reported or counted lost (the ring buffer
+    /// keeps order). A marker can itself be dropped while the ring is still
+    /// full, hence the retries.
+    pub fn barrier(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            let n = nonce("barrier");
+            let st = Command::new("/bin/true").arg(&n).status().unwrap();
+            assert!(st.success());
+            let seen = self.try_wait_for(Duration::from_secs(3), |r| {
+                r["kind"] == "exec" && r["actor"]["argv"][1] == n.as_str()
+            });
+            if seen.is_some() {
+                return;
+            }
+        }
+        panic!("no barrier exec was reported within 90 s");
+    }
+
+    /// Sends `signal` to the agent (by the pid we started) and collects everything.
+    pub fn stop_with(mut self, signal: i32) -> Stopped {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: signalling the child we spawned and have not reaped.
+        unsafe { libc::kill(pid, signal) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or_default();
+        let (lock, _) = &*self.shared;
+        let mut c = lock.lock().unwrap();
+        Stopped {
+            status,
+            records: std::mem::take(&mut c.records),
+            invalid: std::mem::take(&mut c.invalid),
+            stderr,
+        }
+    }
+
+    pub fn stop(self) -> Stopped {
+        self.stop_with(libc::SIGTERM)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // Only when a test panicked before stopping the agent.
+        if self.reader.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Stopped {
+    /// The agent stopped cleanly: exit 0, valid JSON only, a `stopped` record last.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.status.success(),
+            "agent exited with {:?}; stderr:\n{}",
+            self.status,
+            self.stderr
+        );
+        assert!(
+            self.invalid.is_empty(),
+            "invalid JSON lines: {:?}",
+            self.invalid
+        );
+        let last = self.records.last().expect("records");
+        assert_eq!(last["kind"], "agent", "last record: {last}");
+        assert_eq!(last["detail"]["event"], "stopped", "last record: {last}");
+        assert!(
+            !self.stderr.contains("panicked"),
+            "stderr:\n{}",
+            self.stderr
+        );
+    }
+
+    /// Sum of `detail.counts.<kind>` over the `lost` records.
+    pub fn lost(&self, kind: &str) -> u64 {
+        self.records
+            .iter()
+            .filter(|r| r["kind"] == "lost")
+            .map(|r| r["detail"]["counts"][kind].as_u64().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// This process's audit login uid as the agent renders it (`null` when unset).
+pub fn own_auid() -> Value {
+    let s = std::fs::read_to_string("/proc/self/loginuid").unwrap();
+    let v: u64 = s.trim().parse().unwrap();
+    if v == u64::from(u32::MAX) {
+        Value::Null
+    } else {
+        Value::from(v)
+    }
+}

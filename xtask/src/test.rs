@@ -1,0 +1,156 @@
+//! `cargo xtask test`: installs what is missing, then runs every check CI
+//! runs, in order: format, clippy (host crates and, for the bpf target, the
+//! eBPF crate), unit tests, and the privileged tests against the running
+//! kernel. It fails loudly when the privileged tests did not actually run.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::Stdio,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    prereq,
+    run::{cmd, is_root, root, sh, show},
+};
+
+/// Outcome of one `cargo test` invocation, read from its output.
+#[derive(Default)]
+struct Tally {
+    passed: Vec<String>,
+    failed: Vec<String>,
+    ignored: Vec<String>,
+}
+
+/// Runs a `cargo test` command, streaming its stdout and tallying test lines.
+fn cargo_test(c: &mut std::process::Command) -> Result<(bool, Tally)> {
+    eprintln!("xtask: $ {}", show(c));
+    let mut child = c
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{}`", show(c)))?;
+    let out = child.stdout.take().expect("invariant: stdout is piped");
+    let mut tally = Tally::default();
+    for line in BufReader::new(out).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test ")
+            && let Some((name, result)) = rest.rsplit_once(" ... ")
+        {
+            let name = name.to_owned();
+            match result.trim() {
+                "ok" => tally.passed.push(name),
+                r if r.starts_with("ignored") => tally.ignored.push(name),
+                r if r.starts_with("FAILED") => tally.failed.push(name),
+                _ => {}
+            }
+        }
+    }
+    let st = child.wait().context("waiting for cargo test")?;
+    Ok((st.success(), tally))
+}
+
+pub(crate) fn test(privileged: bool) -> Result<()> {
+    if privileged && !is_root() {
+        bail!(
+            "the privileged tests load eBPF programs and need root; run `cargo xtask test` as root \
+             (or pass --no-privileged, which CI never does)"
+        );
+    }
+    prereq::ensure_all()?;
+
+    sh(cmd("cargo").args(["+nightly", "fmt", "--all", "--", "--check"]))
+        .context("formatting differs: run `cargo +nightly fmt --all`")?;
+    sh(cmd("cargo").args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "agent-ebpf",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The eBPF crate is linted for the target it is built for.
+    sh(cmd("cargo").args([
+        "+nightly",
+        "clippy",
+        "-p",
+        "agent-ebpf",
+        "--release",
+        "--locked",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    let (ok, unit) = cargo_test(cmd("cargo").args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "integration-test",
+        "--locked",
+    ]))?;
+    if !ok || !unit.failed.is_empty() {
+        bail!("unit tests failed: {:?}", unit.failed);
+    }
+
+    let mut privileged_tally = Tally::default();
+    if privileged {
+        sh(cmd("cargo").args(["build", "--locked", "-p", "agent"]))?;
+        let bin = root().join("target/debug/debugmon");
+        let (ok, t) = cargo_test(
+            cmd("cargo")
+                .args([
+                    "test",
+                    "--locked",
+                    "-p",
+                    "integration-test",
+                    "--",
+                    "--test-threads=1",
+                ])
+                .env("DEBUGMON_BIN", &bin),
+        )?;
+        eprintln!();
+        eprintln!("privileged tests (root, real kernel):");
+        for name in &t.passed {
+            eprintln!("  PASS {name}");
+        }
+        for name in &t.failed {
+            eprintln!("  FAIL {name}");
+        }
+        for name in &t.ignored {
+            eprintln!("  IGNORED {name}");
+        }
+        eprintln!(
+            "privileged: {} passed, {} failed, {} ignored",
+            t.passed.len(),
+            t.failed.len(),
+            t.ignored.len()
+        );
+        if !ok || !t.failed.is_empty() {
+            bail!("privileged tests failed: {:?}", t.failed);
+        }
+        if t.passed.is_empty() || !t.ignored.is_empty() {
+            bail!(
+                "the privileged tests did not all run: {} passed, {} ignored",
+                t.passed.len(),
+                t.ignored.len()
+            );
+        }
+        privileged_tally = t;
+    } else {
+        eprintln!("xtask: WARNING: privileged tests skipped (--no-privileged)");
+    }
+
+    let passed = unit.passed.len() + privileged_tally.passed.len();
+    println!();
+    println!("total: {passed} passed, 0 failed");
+    Ok(())
+}
