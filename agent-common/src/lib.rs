@@ -26,6 +26,8 @@ pub const FILENAME_CAP: usize = 4096;
 pub const ARGV_CAP: usize = 4096;
 /// Length of `task_struct.comm`.
 pub const COMM_LEN: usize = 16;
+/// Bytes of the controlling terminal's name copied (`tty_struct.name` is 64).
+pub const TTY_LEN: usize = 32;
 /// Default ring buffer size in bytes (power of two, multiple of the page size).
 pub const DEFAULT_RING_BYTES: u32 = 8 * 1024 * 1024;
 
@@ -39,10 +41,11 @@ pub enum EventKind {
     Exec = 1,
     Fork = 2,
     Exit = 3,
+    Access = 4,
 }
 
 /// Number of slots in [`LOST_MAP`]: one per [`EventKind`] discriminant, slot 0 unused.
-pub const LOST_SLOTS: u32 = 4;
+pub const LOST_SLOTS: u32 = 5;
 
 impl EventKind {
     pub const fn from_u32(v: u32) -> Option<Self> {
@@ -50,6 +53,7 @@ impl EventKind {
             1 => Some(Self::Exec),
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
+            4 => Some(Self::Access),
             _ => None,
         }
     }
@@ -123,9 +127,12 @@ pub struct ExecEvent {
     /// Size of the whole argv area in the new process (`mm.arg_end - mm.arg_start`).
     pub argv_total_len: u32,
     pub _pad: u32,
+    pub ns: NsIds,
     pub comm: [u8; COMM_LEN],
+    /// Controlling terminal name (`pts/3`), empty when none.
+    pub tty: [u8; TTY_LEN],
 }
-const _: () = assert!(size_of::<ExecEvent>() == 104);
+const _: () = assert!(size_of::<ExecEvent>() == 152);
 
 /// Largest exec event on the wire.
 pub const EXEC_EVENT_MAX: usize = size_of::<ExecEvent>() + FILENAME_CAP + ARGV_CAP;
@@ -151,9 +158,10 @@ pub struct ForkEvent {
     pub parent_start_ns: u64,
     pub creds: Creds,
     pub cgroup_id: u64,
+    pub ns: NsIds,
     pub comm: [u8; COMM_LEN],
 }
-const _: () = assert!(size_of::<ForkEvent>() == 96);
+const _: () = assert!(size_of::<ForkEvent>() == 112);
 
 /// The last thread of a process exited.
 #[repr(C)]
@@ -165,6 +173,119 @@ pub struct ExitEvent {
     pub _pad: u32,
 }
 const _: () = assert!(size_of::<ExitEvent>() == 40);
+
+/// Namespace identity of a task: which pid, user and mount namespaces it
+/// lives in (their inode numbers, as `ls -l /proc/PID/ns` shows) and its pid
+/// as seen inside its own pid namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsIds {
+    pub pid_ns: u32,
+    pub user_ns: u32,
+    pub mnt_ns: u32,
+    /// Process id inside `pid_ns` (equals the host pid in the root namespace).
+    pub ns_pid: u32,
+}
+const _: () = assert!(size_of::<NsIds>() == 16);
+
+/// How one process reached into another (or into the kernel, for bpf).
+/// Discriminants are part of the contract.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessKind {
+    /// `ptrace(request, pid, ...)`; `request` holds the request.
+    Ptrace = 1,
+    /// `process_vm_readv(pid, ...)`.
+    VmReadv = 2,
+    /// `process_vm_writev(pid, ...)`.
+    VmWritev = 3,
+    /// `open*("/proc/<pid>/mem")`; `request` holds the open flags.
+    ProcMem = 4,
+    /// `open*("/proc/<pid>/environ")`; `request` holds the open flags.
+    ProcEnviron = 5,
+    /// `perf_event_open(attr, pid, cpu, ...)`; `request` = attr.type, `arg` = cpu.
+    PerfOpen = 6,
+    /// `bpf(BPF_PROG_LOAD, ...)`; `request` = prog_type, `name` = prog_name.
+    BpfProgLoad = 7,
+    /// `pidfd_getfd(pidfd, targetfd, ...)`; `arg` = targetfd.
+    PidfdGetfd = 8,
+}
+
+impl AccessKind {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Ptrace),
+            2 => Some(Self::VmReadv),
+            3 => Some(Self::VmWritev),
+            4 => Some(Self::ProcMem),
+            5 => Some(Self::ProcEnviron),
+            6 => Some(Self::PerfOpen),
+            7 => Some(Self::BpfProgLoad),
+            8 => Some(Self::PidfdGetfd),
+            _ => None,
+        }
+    }
+}
+
+/// `AccessEvent.flags2` bits.
+pub mod access_flags {
+    /// `ret` holds the syscall's return value (the event was sent at exit).
+    pub const HAS_RET: u32 = 1 << 0;
+    /// `count` is an aggregate over a window, not a single call.
+    pub const AGGREGATE: u32 = 1 << 1;
+    /// `target_host_pid` was resolved in the kernel.
+    pub const TARGET_RESOLVED: u32 = 1 << 2;
+}
+
+/// One process acting on another: ptrace, process memory, profiling, bpf.
+/// The subject (`header`) is the actor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccessEvent {
+    pub header: EventHeader,
+    /// An [`AccessKind`] discriminant.
+    pub access: u32,
+    /// Target pid as the actor named it (in the actor's pid namespace); 0 when none.
+    pub target_pid: u32,
+    /// Kind-specific: ptrace request, open flags, perf attr.type, bpf prog_type.
+    pub request: u64,
+    /// Kind-specific: ptrace addr, perf cpu, pidfd_getfd targetfd.
+    pub arg: u64,
+    /// Syscall return value when `access_flags::HAS_RET` is set.
+    pub ret: i64,
+    /// Calls this event stands for (1, or more for an aggregate).
+    pub count: u32,
+    /// Host pid of the target when the kernel could resolve it (pidfd), else 0.
+    pub target_host_pid: u32,
+    pub flags2: u32,
+    pub ppid: u32,
+    pub creds: Creds,
+    pub ns: NsIds,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+    /// bpf program name; empty otherwise.
+    pub name: [u8; COMM_LEN],
+}
+const _: () = assert!(size_of::<AccessEvent>() == 160);
+
+/// Key of [`AGG_MAP`]: one tracer, one target, one kind of access.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AggKey {
+    pub actor_tgid: u32,
+    pub target_pid: u32,
+    pub access: u32,
+    pub _pad: u32,
+    pub request: u64,
+}
+const _: () = assert!(size_of::<AggKey>() == 24);
+
+/// LRU hash `AggKey -> u64`: calls after the first, which was sent at once.
+pub const AGG_MAP: &str = "AGG";
+/// Size of [`AGG_MAP`].
+pub const AGG_ENTRIES: u32 = 16_384;
+/// Per-thread access events waiting for their syscall's exit.
+pub const PENDING_MAP: &str = "PENDING";
 
 /// Kernel layout facts resolved by the agent from the running kernel's BTF
 /// (and the tracepoint format files) at load time, so no offset is
@@ -190,13 +311,45 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub signal_live: u32,
+    /// `task_struct.thread_pid` (struct pid *).
+    pub task_thread_pid: u32,
+    /// `struct pid.level` and `struct pid.numbers` (array of struct upid).
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    /// `sizeof(struct upid)`, `upid.nr`, `upid.ns`.
+    pub upid_size: u32,
+    pub upid_nr: u32,
+    pub upid_ns: u32,
+    /// `pid_namespace.ns` + `ns_common.inum`, folded into one offset.
+    pub pidns_inum: u32,
+    /// `cred.user_ns`, and `user_namespace.ns` + `ns_common.inum` folded.
+    pub cred_user_ns: u32,
+    pub userns_inum: u32,
+    /// `task_struct.nsproxy`, `nsproxy.mnt_ns`, `mnt_namespace.ns` + `inum` folded.
+    pub task_nsproxy: u32,
+    pub nsproxy_mnt_ns: u32,
+    pub mntns_inum: u32,
+    /// `signal_struct.tty` and `tty_struct.name`.
+    pub signal_tty: u32,
+    pub tty_name: u32,
+    /// `task_struct.files`, `files_struct.fdt`, `fdtable.max_fds`, `fdtable.fd`,
+    /// `file.private_data`: resolve a pidfd to its `struct pid`.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_private_data: u32,
+    /// Offset of the first argument in a `syscalls/sys_enter_*` record, and
+    /// of `ret` in a `syscalls/sys_exit_*` record.
+    pub tp_sys_enter_args: u32,
+    pub tp_sys_exit_ret: u32,
     /// Offset of the `__data_loc char[] filename` field in the
     /// `sched/sched_process_exec` tracepoint record.
     pub tp_exec_filename: u32,
     /// Offset of `old_pid` in the same record.
     pub tp_exec_old_pid: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 80);
+const _: () = assert!(size_of::<KernelOffsets>() == 164);
 
 impl KernelOffsets {
     /// All fields absent: the programs then read nothing and flag the event.
@@ -219,6 +372,27 @@ impl KernelOffsets {
         mm_arg_start: OFFSET_ABSENT,
         mm_arg_end: OFFSET_ABSENT,
         signal_live: OFFSET_ABSENT,
+        task_thread_pid: OFFSET_ABSENT,
+        pid_level: OFFSET_ABSENT,
+        pid_numbers: OFFSET_ABSENT,
+        upid_size: OFFSET_ABSENT,
+        upid_nr: OFFSET_ABSENT,
+        upid_ns: OFFSET_ABSENT,
+        pidns_inum: OFFSET_ABSENT,
+        cred_user_ns: OFFSET_ABSENT,
+        userns_inum: OFFSET_ABSENT,
+        task_nsproxy: OFFSET_ABSENT,
+        nsproxy_mnt_ns: OFFSET_ABSENT,
+        mntns_inum: OFFSET_ABSENT,
+        signal_tty: OFFSET_ABSENT,
+        tty_name: OFFSET_ABSENT,
+        task_files: OFFSET_ABSENT,
+        files_fdt: OFFSET_ABSENT,
+        fdt_max_fds: OFFSET_ABSENT,
+        fdt_fd: OFFSET_ABSENT,
+        file_private_data: OFFSET_ABSENT,
+        tp_sys_enter_args: OFFSET_ABSENT,
+        tp_sys_exit_ret: OFFSET_ABSENT,
         tp_exec_filename: OFFSET_ABSENT,
         tp_exec_old_pid: OFFSET_ABSENT,
     };
@@ -230,4 +404,5 @@ mod user {
     // and byte arrays, and have no padding (pinned by the size asserts).
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::AggKey {}
 }

@@ -4,13 +4,13 @@
 use core::{ffi::c_void, mem::MaybeUninit, ptr::read_volatile};
 
 use agent_common::{
-    Creds, DEFAULT_RING_BYTES, EventKind, ExecScratch, KernelOffsets, LOST_SLOTS, OFFSET_ABSENT,
-    flags,
+    AGG_ENTRIES, AccessEvent, AggKey, Creds, DEFAULT_RING_BYTES, EventKind, ExecScratch,
+    KernelOffsets, LOST_SLOTS, NsIds, OFFSET_ABSENT, TTY_LEN, flags,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 
 #[map(name = "EVENTS")]
@@ -21,6 +21,13 @@ pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SL
 
 #[map(name = "EXEC_SCRATCH")]
 pub(crate) static EXEC_SCRATCH: PerCpuArray<ExecScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "AGG")]
+pub(crate) static AGG: LruPerCpuHashMap<AggKey, u64> =
+    LruPerCpuHashMap::with_max_entries(AGG_ENTRIES, 0);
+
+#[map(name = "PENDING")]
+pub(crate) static PENDING: LruHashMap<u32, AccessEvent> = LruHashMap::with_max_entries(8192, 0);
 
 /// Tgid of the agent; 0 until the loader sets it.
 #[unsafe(no_mangle)]
@@ -121,4 +128,54 @@ pub(crate) fn read_creds(task: *const u8, off: &KernelOffsets, flags_out: &mut u
         c.sessionid = read_field::<u32>(task, off.task_sessionid).unwrap_or(u32::MAX);
     }
     c
+}
+
+/// Namespace ids of `task` (zeros where a read fails: the record then says unknown).
+#[inline(always)]
+pub(crate) fn read_ns(task: *const u8, off: &KernelOffsets) -> NsIds {
+    let mut ids = NsIds::default();
+    if let Ok(pid) = read_field::<*const u8>(task, off.task_thread_pid) {
+        let level = read_field::<u32>(pid, off.pid_level).unwrap_or(0);
+        // Pid namespaces nest at most 32 deep (MAX_PID_NS_LEVEL).
+        if level <= 32 && off.upid_size != OFFSET_ABSENT && off.pid_numbers != OFFSET_ABSENT {
+            let upid = pid.wrapping_add((off.pid_numbers + level * off.upid_size) as usize);
+            ids.ns_pid = read_field::<u32>(upid, off.upid_nr).unwrap_or(0);
+            if let Ok(ns) = read_field::<*const u8>(upid, off.upid_ns) {
+                ids.pid_ns = read_field::<u32>(ns, off.pidns_inum).unwrap_or(0);
+            }
+        }
+    }
+    if let Ok(cred) = read_field::<*const u8>(task, off.task_cred)
+        && let Ok(userns) = read_field::<*const u8>(cred, off.cred_user_ns)
+    {
+        ids.user_ns = read_field::<u32>(userns, off.userns_inum).unwrap_or(0);
+    }
+    if let Ok(nsproxy) = read_field::<*const u8>(task, off.task_nsproxy)
+        && let Ok(mnt) = read_field::<*const u8>(nsproxy, off.nsproxy_mnt_ns)
+    {
+        ids.mnt_ns = read_field::<u32>(mnt, off.mntns_inum).unwrap_or(0);
+    }
+    ids
+}
+
+/// Copies the controlling terminal's name of `task` into `out` (empty when none).
+#[inline(always)]
+pub(crate) fn read_tty(task: *const u8, off: &KernelOffsets, out: &mut [u8; TTY_LEN]) {
+    let Ok(signal) = read_field::<*const u8>(task, off.task_signal) else {
+        return;
+    };
+    let Ok(tty) = read_field::<*const u8>(signal, off.signal_tty) else {
+        return;
+    };
+    if tty.is_null() || off.tty_name == OFFSET_ABSENT {
+        return;
+    }
+    // SAFETY: the helper bounds the copy by the buffer size and checks the source.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel_str(
+            out.as_mut_ptr().cast::<c_void>(),
+            TTY_LEN as u32,
+            tty.wrapping_add(off.tty_name as usize).cast::<c_void>(),
+        );
+    }
 }

@@ -4,8 +4,8 @@
 
 use std::{future::Future, path::Path, time::Duration};
 
-use agent_common::EventKind;
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use agent_common::{AggKey, EventKind};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use serde_json::json;
 use thiserror::Error;
 use tokio::io::{Interest, unix::AsyncFd};
@@ -32,6 +32,8 @@ pub struct Config {
     pub table_max: usize,
     /// How long an exited process stays in the table for its children's records.
     pub exit_grace: Duration,
+    /// Window over which repeated accesses (PEEK/POKE, process_vm_*) are counted.
+    pub aggregate_window: Duration,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             ancestry_depth: 16,
             table_max: 262_144,
             exit_grace: Duration::from_secs(10),
+            aggregate_window: Duration::from_secs(5),
         }
     }
 }
@@ -81,8 +84,22 @@ fn read_lost(map: &PerCpuArray<MapData, u64>) -> LostCounts {
         exec: sum(EventKind::Exec),
         fork: sum(EventKind::Fork),
         exit: sum(EventKind::Exit),
+        access: sum(EventKind::Access),
         undecodable: 0,
     }
+}
+
+/// Cumulative repeat counts per aggregated access, summed over CPUs.
+fn read_aggregates(map: &PerCpuHashMap<MapData, AggKey, u64>) -> Vec<(AggKey, u64)> {
+    let mut out = Vec::new();
+    for item in map.iter() {
+        match item {
+            Ok((k, v)) => out.push((k, v.iter().sum())),
+            // An entry evicted during iteration: its repeats show next window.
+            Err(e) => tracing::debug!(error = %e, "reading an aggregate entry failed"),
+        }
+    }
+    out
 }
 
 /// Moves queued events through the pipeline to the sink. Returns `true`
@@ -125,6 +142,7 @@ pub async fn run(
         ebpf,
         ring,
         lost,
+        agg,
         attached,
         tracefs,
         offsets: _,
@@ -140,8 +158,8 @@ pub async fn run(
     }
     let seeded = table.len();
     let host = Host::detect();
-    let builder =
-        crate::record::RecordBuilder::new(host.clone(), Clock::sample(), cfg.ancestry_depth);
+    let enricher = crate::enrich::Enricher::for_host(cfg.ancestry_depth);
+    let builder = crate::record::RecordBuilder::new(host.clone(), Clock::sample(), enricher);
     let mut p = Pipeline::new(table, builder);
     let sink = StdoutSink::spawn(64)?;
 
@@ -175,6 +193,8 @@ pub async fn run(
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| AgentError::Poll(e.into()))?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let window = cfg.aggregate_window.max(Duration::from_secs(1));
+    let mut agg_tick = tokio::time::interval_at(tokio::time::Instant::now() + window, window);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
@@ -199,11 +219,17 @@ pub async fn run(
                 p.reap(now);
                 sink.send(p.take_batch()).await?;
             }
+            _ = agg_tick.tick() => {
+                drain(ring.get_mut(), &mut p, &sink).await?;
+                p.report_aggregates(host::boottime_ns(), window.as_secs(), read_aggregates(&agg));
+                sink.send(p.take_batch()).await?;
+            }
         }
     }
 
     info!("stopping: draining the ring buffer");
     while !drain(ring.get_mut(), &mut p, &sink).await? {}
+    p.report_aggregates(host::boottime_ns(), window.as_secs(), read_aggregates(&agg));
     let kernel_lost = read_lost(&lost);
     let now = host::boottime_ns();
     p.report_lost(now, kernel_lost);
@@ -218,6 +244,7 @@ pub async fn run(
                 "exec": kernel_lost.exec,
                 "fork": kernel_lost.fork,
                 "exit": kernel_lost.exit,
+                "access": kernel_lost.access,
                 "undecodable": stats.undecodable,
             },
         }),
@@ -226,6 +253,7 @@ pub async fn run(
     // Detach before the final flush: nothing new can arrive after this.
     drop(ring);
     drop(lost);
+    drop(agg);
     drop(ebpf);
     let bytes = sink.close()?;
     info!(records = stats.records + 1, bytes, "stopped");

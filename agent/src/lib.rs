@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! ebpf (load, attach) -> ring buffer -> event::decode -> process::table
-//!     -> record (JSON) -> sink (stdout)
+//!     -> enrich (who, where) -> record (JSON) -> sink (stdout)
 //! ```
 //!
 //! - [`ebpf`]: kernel layouts from BTF and tracefs, loading, attaching
 //! - [`event`]: wire bytes to owned events (pure)
 //! - [`process`]: the process table, seeded from /proc
-//! - [`record`]: the JSON records of DESIGN.md
+//! - [`enrich`]: user names, terminal, SSH origin, unit, container, target
+//! - [`record`]: the JSON records of DESIGN.md; [`names`]: kernel numbers to names
 //! - [`pipeline`]: decode -> table -> record, I/O free
 //! - [`sink`]: where records go
 //! - [`agent`]: the async driver and shutdown
@@ -16,8 +17,10 @@
 
 pub mod agent;
 pub mod ebpf;
+pub mod enrich;
 pub mod event;
 pub mod host;
+pub mod names;
 pub mod pipeline;
 pub mod process;
 pub mod record;

@@ -3,8 +3,12 @@
 //! not become a record either applied to the table or counted as lost.
 //! The async driver in `agent.rs` feeds it and ships its batches.
 
+use std::collections::HashMap;
+
+use agent_common::{AccessKind, AggKey};
+
 use crate::{
-    event::{self, Event},
+    event::{self, AccessInfo, Event},
     host::Clock,
     process::ProcessTable,
     record::{LostCounts, RecordBuilder},
@@ -17,6 +21,9 @@ pub struct PipelineStats {
     pub exec: u64,
     pub fork: u64,
     pub exit: u64,
+    pub access: u64,
+    /// Accesses of a process to itself (e.g. perf on its own pid): not debugging.
+    pub self_access: u64,
     pub records: u64,
     pub undecodable: u64,
     pub serialize_errors: u64,
@@ -29,6 +36,8 @@ pub struct Pipeline {
     stats: PipelineStats,
     /// Kernel counters as last reported in a `lost` record.
     reported: LostCounts,
+    /// Repeat counts of aggregated accesses as last reported.
+    agg_reported: HashMap<AggKey, u64>,
 }
 
 impl Pipeline {
@@ -39,6 +48,7 @@ impl Pipeline {
             batch: Vec::with_capacity(64 * 1024),
             stats: PipelineStats::default(),
             reported: LostCounts::default(),
+            agg_reported: HashMap::new(),
         }
     }
 
@@ -91,7 +101,76 @@ impl Pipeline {
                 self.stats.exit += 1;
                 self.table.on_exit(&x);
             }
+            Event::Access(a) => {
+                self.stats.access += 1;
+                self.access(&a, None);
+            }
         }
+    }
+
+    fn access(&mut self, a: &AccessInfo, window_s: Option<u64>) {
+        if self.is_self_access(a) {
+            self.stats.self_access += 1;
+            return;
+        }
+        self.emit(|b, out, t| b.access(out, a, t, window_s));
+    }
+
+    /// A process naming itself (its own pid in its own namespace).
+    fn is_self_access(&self, a: &AccessInfo) -> bool {
+        a.target_pid != 0
+            && (a.target_host_pid == Some(a.tgid)
+                || a.target_pid == a.ns.ns_pid && a.ns.ns_pid != 0
+                || a.target_pid == a.tgid && a.ns.ns_pid == 0)
+    }
+
+    /// Emits aggregate records for accesses repeated since the last report.
+    /// `totals` are the kernel's cumulative repeat counts per key.
+    pub fn report_aggregates(
+        &mut self,
+        now_ns: u64,
+        window_s: u64,
+        totals: impl IntoIterator<Item = (AggKey, u64)>,
+    ) {
+        let mut seen = HashMap::new();
+        for (key, total) in totals {
+            let last = self.agg_reported.get(&key).copied().unwrap_or(0);
+            // A smaller total means the LRU map evicted and re-created the key.
+            let delta = if total >= last { total - last } else { total };
+            seen.insert(key, total);
+            if delta == 0 {
+                continue;
+            }
+            let Some(access) = AccessKind::from_u32(key.access) else {
+                continue;
+            };
+            let Some(actor) = self.table.get(key.actor_tgid) else {
+                continue;
+            };
+            let a = AccessInfo {
+                ktime_ns: now_ns,
+                flags: 0,
+                pid: key.actor_tgid,
+                tgid: key.actor_tgid,
+                start_ns: actor.start_ns,
+                access,
+                target_pid: key.target_pid,
+                request: key.request,
+                arg: 0,
+                ret: None,
+                count: delta,
+                aggregate: true,
+                target_host_pid: None,
+                ppid: actor.ppid,
+                creds: actor.creds,
+                ns: actor.ns,
+                cgroup_id: actor.cgroup_id,
+                comm: actor.comm.clone(),
+                name: Vec::new(),
+            };
+            self.access(&a, Some(window_s));
+        }
+        self.agg_reported = seen;
     }
 
     fn emit(
@@ -113,6 +192,7 @@ impl Pipeline {
     /// Forgets processes whose grace period ended.
     pub fn reap(&mut self, now_ns: u64) {
         self.table.reap(now_ns);
+        self.builder.enricher_mut().refresh();
     }
 
     /// Emits a `lost` record if the kernel's drop counters (cumulative, as
@@ -126,6 +206,7 @@ impl Pipeline {
             exec: cumulative.exec.saturating_sub(self.reported.exec),
             fork: cumulative.fork.saturating_sub(self.reported.fork),
             exit: cumulative.exit.saturating_sub(self.reported.exit),
+            access: cumulative.access.saturating_sub(self.reported.access),
             undecodable: cumulative
                 .undecodable
                 .saturating_sub(self.reported.undecodable),
@@ -137,6 +218,7 @@ impl Pipeline {
             exec = delta.exec,
             fork = delta.fork,
             exit = delta.exit,
+            access = delta.access,
             undecodable = delta.undecodable,
             "events lost before they became records"
         );
@@ -152,7 +234,7 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use agent_common::Creds;
+    use agent_common::{Creds, NsIds};
     use serde_json::Value;
 
     use super::*;
@@ -164,21 +246,22 @@ mod tests {
 
     fn pipeline() -> Pipeline {
         let mut table = ProcessTable::new(1000, 1_000, 1);
-        table.insert(ProcessEntry {
-            pid: 1,
-            start_ns: 0,
-            ppid: 0,
-            comm: b"init".to_vec(),
-            exe: b"/sbin/init".to_vec(),
-            uid: 0,
-            exited_ns: None,
-        });
+        let mut init = ProcessEntry::new(1, 0, 0);
+        init.comm = b"init".to_vec();
+        init.exe = b"/sbin/init".to_vec();
+        table.insert(init);
         let host = Host {
             name: "h".into(),
             id: "i".into(),
             boot_id: "b".into(),
         };
-        Pipeline::new(table, RecordBuilder::new(host, Clock::sample(), 16))
+        let enricher = crate::enrich::Enricher::new(
+            std::path::Path::new("/nonexistent-debugmon/etc"),
+            std::path::Path::new("/nonexistent-debugmon/cgroup"),
+            std::path::Path::new("/nonexistent-debugmon/proc"),
+            16,
+        );
+        Pipeline::new(table, RecordBuilder::new(host, Clock::sample(), enricher))
     }
 
     fn lines(bytes: &[u8]) -> Vec<Value> {
@@ -199,6 +282,7 @@ mod tests {
             parent_start_ns: 0,
             creds: Creds::default(),
             cgroup_id: 0,
+            ns: NsIds::default(),
             comm: b"sh".to_vec(),
         }))
     }
@@ -214,7 +298,9 @@ mod tests {
             old_pid: pid,
             creds: Creds::default(),
             cgroup_id: 0,
+            ns: NsIds::default(),
             comm: path.rsplit('/').next().unwrap().as_bytes().to_vec(),
+            tty: Vec::new(),
             filename: path.as_bytes().to_vec(),
             argv: vec![path.as_bytes().to_vec()],
             argv_truncated: false,
@@ -251,6 +337,74 @@ mod tests {
         p.reap(u64::MAX);
         assert!(p.table().get(200).is_none());
         assert!(p.table().get(300).is_some());
+    }
+
+    #[test]
+    fn aggregates_report_deltas_per_key_and_survive_lru_resets() {
+        let mut p = pipeline();
+        p.handle(&fork(100, 1));
+        p.handle(&exec(100, 1, "/usr/bin/strace"));
+        p.take_batch();
+        let key = AggKey {
+            actor_tgid: 100,
+            target_pid: 1,
+            access: AccessKind::Ptrace as u32,
+            _pad: 0,
+            request: 2,
+        };
+        p.report_aggregates(1, 10, [(key, 0)]);
+        assert!(p.take_batch().is_empty(), "no repeats, no record");
+        p.report_aggregates(2, 10, [(key, 500)]);
+        p.report_aggregates(3, 10, [(key, 500)]);
+        p.report_aggregates(4, 10, [(key, 800)]);
+        p.report_aggregates(5, 10, [(key, 40)]); // evicted and re-created
+        let recs = lines(&p.take_batch());
+        let counts: Vec<u64> = recs
+            .iter()
+            .map(|r| r["detail"]["count"].as_u64().unwrap())
+            .collect();
+        assert_eq!(counts, vec![500, 300, 40]);
+        assert_eq!(recs[0]["detail"]["aggregate"], true);
+        assert_eq!(recs[0]["detail"]["ptrace_request"], "PTRACE_PEEKDATA");
+        assert_eq!(recs[0]["detail"]["window_s"], 10);
+        assert_eq!(recs[0]["actor"]["exe"], "/usr/bin/strace");
+    }
+
+    #[test]
+    fn access_to_oneself_is_not_a_record() {
+        let mut p = pipeline();
+        p.handle(&fork(100, 1));
+        let a = AccessInfo {
+            ktime_ns: 1,
+            flags: 0,
+            pid: 100,
+            tgid: 100,
+            start_ns: 100,
+            access: AccessKind::PerfOpen,
+            target_pid: 100,
+            request: 1,
+            arg: 0,
+            ret: None,
+            count: 1,
+            aggregate: false,
+            target_host_pid: None,
+            ppid: 1,
+            creds: Creds::default(),
+            ns: NsIds {
+                pid_ns: 1,
+                user_ns: 1,
+                mnt_ns: 1,
+                ns_pid: 100,
+            },
+            cgroup_id: 0,
+            comm: b"perf".to_vec(),
+            name: Vec::new(),
+        };
+        p.handle(&encode(&Event::Access(a.clone())));
+        assert!(p.take_batch().is_empty());
+        assert_eq!(p.stats().self_access, 1);
+        p.handle(&encode(&Event::Access(AccessInfo { target_pid: 1, ..a })));
+        assert_eq!(lines(&p.take_batch()).len(), 1);
     }
 
     #[test]

@@ -6,12 +6,15 @@
 
 use std::borrow::Cow;
 
+use agent_common::AccessKind;
 use serde::Serialize;
 
 use crate::{
-    event::ExecInfo,
+    enrich::{Actor, ActorFacts, Enricher, Escapes, Target},
+    event::{AccessInfo, ExecInfo},
     host::{Clock, Host},
-    process::{Ancestor, ProcessTable},
+    names,
+    process::ProcessTable,
 };
 
 pub const SCHEMA: u32 = 1;
@@ -37,13 +40,8 @@ pub fn render(bytes: &[u8]) -> (Cow<'_, str>, bool) {
     (Cow::Owned(out), true)
 }
 
-/// Audit ids are `-1` (u32::MAX) when unset; records say `null` instead.
-fn audit_id(v: u32) -> Option<u32> {
-    (v != u32::MAX).then_some(v)
-}
-
 #[derive(Serialize)]
-struct Record<'a, A: Serialize, D: Serialize> {
+struct Record<'a, D: Serialize> {
     schema: u32,
     seq: u64,
     time: String,
@@ -51,34 +49,10 @@ struct Record<'a, A: Serialize, D: Serialize> {
     host: &'a Host,
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    actor: Option<A>,
+    actor: Option<&'a Actor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a Target>,
     detail: D,
-}
-
-#[derive(Serialize)]
-struct AncestorOut<'a> {
-    pid: u32,
-    comm: Cow<'a, str>,
-    exe: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct ExecActor<'a> {
-    pid: u32,
-    tgid: u32,
-    ppid: u32,
-    uid: u32,
-    gid: u32,
-    euid: u32,
-    egid: u32,
-    auid: Option<u32>,
-    session_id: Option<u32>,
-    comm: Cow<'a, str>,
-    exe: Cow<'a, str>,
-    argv: Vec<Cow<'a, str>>,
-    cgroup_id: u64,
-    start_ns: u64,
-    ancestry: Vec<AncestorOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -92,19 +66,54 @@ struct ExecDetail {
     incomplete: Vec<&'static str>,
 }
 
+/// Detail of ptrace, mem_access, perf_attach and bpf records.
+#[derive(Serialize, Default)]
+struct AccessDetail {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ptrace_request: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    perf_type: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_wide: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prog_type: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prog_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_fd: Option<u64>,
+    /// `ok` or the errno name, when the syscall's result is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Cow<'static, str>>,
+    /// Calls this record stands for.
+    count: u64,
+    /// True for a periodic aggregate of repeats after a first record.
+    aggregate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_s: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    escaped: Vec<&'static str>,
+}
+
 /// Events dropped before they became records, since the previous `lost` record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LostCounts {
     pub exec: u64,
     pub fork: u64,
     pub exit: u64,
+    pub access: u64,
     /// Ring buffer items that could not be decoded.
     pub undecodable: u64,
 }
 
 impl LostCounts {
     pub fn total(&self) -> u64 {
-        self.exec + self.fork + self.exit + self.undecodable
+        self.exec + self.fork + self.exit + self.access + self.undecodable
     }
 }
 
@@ -116,21 +125,82 @@ struct LostDetail {
     cumulative: LostCounts,
 }
 
-/// Numbers records and renders them.
+/// The record kind and detail fields of an access.
+fn access_detail(a: &AccessInfo) -> (&'static str, AccessDetail) {
+    let mut d = AccessDetail {
+        count: a.count,
+        aggregate: a.aggregate,
+        result: a.ret.map(|r| {
+            if r < 0 {
+                names::errno(-r)
+            } else {
+                Cow::Borrowed("ok")
+            }
+        }),
+        ..AccessDetail::default()
+    };
+    let rw = |write: bool| Some(if write { "write" } else { "read" });
+    let kind = match a.access {
+        AccessKind::Ptrace => {
+            d.ptrace_request = Some(names::ptrace_request(a.request));
+            "ptrace"
+        }
+        AccessKind::VmReadv => {
+            d.via = Some("process_vm_readv");
+            d.access = rw(false);
+            "mem_access"
+        }
+        AccessKind::VmWritev => {
+            d.via = Some("process_vm_writev");
+            d.access = rw(true);
+            "mem_access"
+        }
+        AccessKind::ProcMem | AccessKind::ProcEnviron => {
+            d.via = Some(if a.access == AccessKind::ProcMem {
+                "proc_mem"
+            } else {
+                "proc_environ"
+            });
+            // O_WRONLY (1) or O_RDWR (2) open for writing.
+            d.access = rw(a.request & 3 != 0);
+            "mem_access"
+        }
+        AccessKind::PidfdGetfd => {
+            d.via = Some("pidfd_getfd");
+            d.access = Some("fd");
+            d.target_fd = Some(a.arg);
+            "mem_access"
+        }
+        AccessKind::PerfOpen => {
+            d.perf_type = Some(names::perf_type(a.request));
+            let cpu = a.arg as u32 as i32;
+            d.cpu = (cpu >= 0).then_some(cpu);
+            d.system_wide = Some(a.target_pid == 0);
+            "perf_attach"
+        }
+        AccessKind::BpfProgLoad => {
+            d.prog_type = Some(names::bpf_prog_type(a.request));
+            "bpf"
+        }
+    };
+    (kind, d)
+}
+
+/// Numbers records, enriches them and renders them.
 pub struct RecordBuilder {
     host: Host,
     clock: Clock,
     seq: u64,
-    ancestry_depth: usize,
+    enricher: Enricher,
 }
 
 impl RecordBuilder {
-    pub fn new(host: Host, clock: Clock, ancestry_depth: usize) -> Self {
+    pub fn new(host: Host, clock: Clock, enricher: Enricher) -> Self {
         Self {
             host,
             clock,
             seq: 0,
-            ancestry_depth,
+            enricher,
         }
     }
 
@@ -138,17 +208,22 @@ impl RecordBuilder {
         self.clock = clock;
     }
 
+    pub fn enricher_mut(&mut self) -> &mut Enricher {
+        &mut self.enricher
+    }
+
     /// Records emitted so far.
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
-    fn write<A: Serialize, D: Serialize>(
+    fn write<D: Serialize>(
         &mut self,
         out: &mut Vec<u8>,
         ktime_ns: u64,
         kind: &'static str,
-        actor: Option<A>,
+        actor: Option<&Actor>,
+        target: Option<&Target>,
         detail: D,
     ) -> Result<(), serde_json::Error> {
         let rec = Record {
@@ -159,6 +234,7 @@ impl RecordBuilder {
             host: &self.host,
             kind,
             actor,
+            target,
             detail,
         };
         serde_json::to_writer(&mut *out, &rec)?;
@@ -176,30 +252,20 @@ impl RecordBuilder {
     ) -> Result<(), serde_json::Error> {
         use agent_common::flags;
 
-        let mut escaped = Vec::new();
-        let mut note = |field: &'static str, (s, esc): (Cow<'_, str>, bool)| {
-            if esc && !escaped.contains(&field) {
-                escaped.push(field);
-            }
-            s.into_owned()
+        let mut esc = Escapes(Vec::new());
+        let facts = ActorFacts {
+            pid: e.tgid,
+            ppid: e.ppid,
+            start_ns: e.start_ns,
+            creds: e.creds,
+            cgroup_id: e.cgroup_id,
+            ns: e.ns,
+            comm: &e.comm,
+            exe: &e.filename,
+            argv: &e.argv,
+            tty: &e.tty,
         };
-        let exe = note("exe", render(&e.filename));
-        let comm = note("comm", render(&e.comm));
-        let argv: Vec<Cow<'_, str>> = e
-            .argv
-            .iter()
-            .map(|a| Cow::Owned(note("argv", render(a))))
-            .collect();
-        let ancestors: Vec<Ancestor> = table.ancestry(e.tgid, self.ancestry_depth);
-        let ancestry = ancestors
-            .iter()
-            .map(|a| AncestorOut {
-                pid: a.pid,
-                comm: Cow::Owned(note("ancestry", render(&a.comm))),
-                exe: Cow::Owned(note("ancestry", render(&a.exe))),
-            })
-            .collect();
-
+        let actor = self.enricher.actor(&facts, table, &mut esc);
         let mut incomplete = Vec::new();
         for (bit, what) in [
             (flags::ARGV_READ_FAILED, "argv"),
@@ -211,31 +277,55 @@ impl RecordBuilder {
                 incomplete.push(what);
             }
         }
-
-        let actor = ExecActor {
-            pid: e.tgid,
-            tgid: e.tgid,
-            ppid: e.ppid,
-            uid: e.creds.uid,
-            gid: e.creds.gid,
-            euid: e.creds.euid,
-            egid: e.creds.egid,
-            auid: audit_id(e.creds.auid),
-            session_id: audit_id(e.creds.sessionid),
-            comm: Cow::Owned(comm),
-            exe: Cow::Owned(exe),
-            argv,
-            cgroup_id: e.cgroup_id,
-            start_ns: e.start_ns,
-            ancestry,
-        };
         let detail = ExecDetail {
             argv_truncated: e.argv_truncated,
             argv_bytes: e.argv_total_len,
-            escaped,
+            escaped: esc.0,
             incomplete,
         };
-        self.write(out, e.ktime_ns, "exec", Some(actor), detail)
+        self.write(out, e.ktime_ns, "exec", Some(&actor), None, detail)
+    }
+
+    /// Appends the record of an access (ptrace, mem_access, perf_attach, bpf).
+    /// Returns without writing when the target is the actor itself.
+    pub fn access(
+        &mut self,
+        out: &mut Vec<u8>,
+        a: &AccessInfo,
+        table: &ProcessTable,
+        window_s: Option<u64>,
+    ) -> Result<(), serde_json::Error> {
+        let mut esc = Escapes(Vec::new());
+        let entry = table.get(a.tgid);
+        let empty: Vec<Vec<u8>> = Vec::new();
+        let facts = ActorFacts {
+            pid: a.tgid,
+            ppid: a.ppid,
+            start_ns: a.start_ns,
+            creds: a.creds,
+            cgroup_id: a.cgroup_id,
+            ns: a.ns,
+            comm: &a.comm,
+            exe: entry.map_or(&[][..], |e| &e.exe),
+            argv: entry.map_or(&empty, |e| &e.argv),
+            tty: entry.map_or(&[][..], |e| &e.tty),
+        };
+        let host_pid = a
+            .target_host_pid
+            .or_else(|| self.enricher.resolve_target(a.ns, a.target_pid, table));
+        let target = match (a.target_pid, host_pid) {
+            (0, None) => None,
+            (named, Some(h)) => Some(self.enricher.target(h, named, table, &mut esc)),
+            (named, None) => Some(Target::unresolved(named)),
+        };
+        let actor = self.enricher.actor(&facts, table, &mut esc);
+        let (kind, mut detail) = access_detail(a);
+        if a.access == AccessKind::BpfProgLoad {
+            detail.prog_name = Some(esc.text("prog_name", &a.name));
+        }
+        detail.window_s = window_s;
+        detail.escaped = esc.0;
+        self.write(out, a.ktime_ns, kind, Some(&actor), target.as_ref(), detail)
     }
 
     /// Appends a `lost` record.
@@ -251,7 +341,7 @@ impl RecordBuilder {
             counts,
             cumulative,
         };
-        self.write::<(), _>(out, now_ns, "lost", None, detail)
+        self.write(out, now_ns, "lost", None, None, detail)
     }
 
     /// Appends an `agent` record (start, stop) with a free-form detail.
@@ -261,13 +351,15 @@ impl RecordBuilder {
         now_ns: u64,
         detail: D,
     ) -> Result<(), serde_json::Error> {
-        self.write::<(), _>(out, now_ns, "agent", None, detail)
+        self.write(out, now_ns, "agent", None, None, detail)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use agent_common::{Creds, flags};
+    use std::path::Path;
+
+    use agent_common::{Creds, NsIds, flags};
     use serde_json::Value;
 
     use super::*;
@@ -291,7 +383,12 @@ mod tests {
                 boot_id: "b".into(),
             },
             Clock::with_offset(0),
-            8,
+            Enricher::new(
+                Path::new("/nonexistent-debugmon/etc"),
+                Path::new("/nonexistent-debugmon/cgroup"),
+                Path::new("/nonexistent-debugmon/proc"),
+                8,
+            ),
         )
     }
 
@@ -313,7 +410,9 @@ mod tests {
                 sessionid: 3,
             },
             cgroup_id: 1,
+            ns: NsIds::default(),
             comm: b"echo".to_vec(),
+            tty: b"pts/1".to_vec(),
             filename: filename.to_vec(),
             argv,
             argv_truncated: fl & flags::ARGV_TRUNCATED != 0,
@@ -329,15 +428,11 @@ mod tests {
             (30, 20, "bash"),
             (40, 30, "echo"),
         ] {
-            t.insert(ProcessEntry {
-                pid,
-                start_ns: 1,
-                ppid,
-                comm: comm.as_bytes().to_vec(),
-                exe: format!("/usr/bin/{comm}").into_bytes(),
-                uid: 0,
-                exited_ns: None,
-            });
+            let mut e = ProcessEntry::new(pid, 1, ppid);
+            e.comm = comm.as_bytes().to_vec();
+            e.exe = format!("/usr/bin/{comm}").into_bytes();
+            e.creds.uid = 70;
+            t.insert(e);
         }
         t
     }
@@ -378,6 +473,128 @@ mod tests {
         assert_eq!(v["actor"]["argv"][0], "x\\xfe");
         assert_eq!(v["detail"]["escaped"], serde_json::json!(["exe", "argv"]));
         assert_eq!(v["detail"]["argv_truncated"], true);
+    }
+
+    fn access(kind: AccessKind, target: u32, request: u64) -> AccessInfo {
+        AccessInfo {
+            ktime_ns: 5,
+            flags: 0,
+            pid: 30,
+            tgid: 30,
+            start_ns: 1,
+            access: kind,
+            target_pid: target,
+            request,
+            arg: 0,
+            ret: Some(-1),
+            count: 1,
+            aggregate: false,
+            target_host_pid: None,
+            ppid: 20,
+            creds: Creds::default(),
+            ns: NsIds::default(),
+            cgroup_id: 0,
+            comm: b"bash".to_vec(),
+            name: b"myprog".to_vec(),
+        }
+    }
+
+    fn one(out: &[u8]) -> Value {
+        serde_json::from_slice(out).unwrap()
+    }
+
+    #[test]
+    fn ptrace_record_names_the_request_target_and_result() {
+        let mut b = builder();
+        let mut out = Vec::new();
+        b.access(
+            &mut out,
+            &access(AccessKind::Ptrace, 40, 16),
+            &table(),
+            None,
+        )
+        .unwrap();
+        let v = one(&out);
+        assert_eq!(v["kind"], "ptrace");
+        assert_eq!(v["detail"]["ptrace_request"], "PTRACE_ATTACH");
+        assert_eq!(v["detail"]["result"], "EPERM");
+        assert_eq!(v["actor"]["pid"], 30);
+        assert_eq!(
+            v["actor"]["exe"], "/usr/bin/bash",
+            "actor exe from the table"
+        );
+        assert_eq!(v["target"]["pid"], 40);
+        assert_eq!(v["target"]["comm"], "echo");
+        assert_eq!(v["target"]["uid"], 70);
+        assert_eq!(v["target"]["known"], true);
+    }
+
+    #[test]
+    fn mem_access_kinds_tell_read_from_write() {
+        let mut b = builder();
+        let cases = [
+            (AccessKind::VmReadv, 0, "process_vm_readv", "read"),
+            (AccessKind::VmWritev, 0, "process_vm_writev", "write"),
+            (AccessKind::ProcMem, 0, "proc_mem", "read"),
+            (AccessKind::ProcMem, 2, "proc_mem", "write"),
+            (AccessKind::ProcEnviron, 0, "proc_environ", "read"),
+            (AccessKind::PidfdGetfd, 0, "pidfd_getfd", "fd"),
+        ];
+        for (kind, req, via, rw) in cases {
+            let mut out = Vec::new();
+            b.access(&mut out, &access(kind, 40, req), &table(), None)
+                .unwrap();
+            let v = one(&out);
+            assert_eq!(v["kind"], "mem_access");
+            assert_eq!(v["detail"]["via"], via);
+            assert_eq!(v["detail"]["access"], rw, "{kind:?} {req}");
+        }
+    }
+
+    #[test]
+    fn perf_and_bpf_records() {
+        let mut b = builder();
+        let mut out = Vec::new();
+        b.access(
+            &mut out,
+            &access(AccessKind::PerfOpen, 0, 0),
+            &table(),
+            None,
+        )
+        .unwrap();
+        let v = one(&out);
+        assert_eq!(v["kind"], "perf_attach");
+        assert_eq!(v["detail"]["system_wide"], true);
+        assert!(v.get("target").is_none());
+        let mut out = Vec::new();
+        b.access(
+            &mut out,
+            &access(AccessKind::BpfProgLoad, 0, 29),
+            &table(),
+            None,
+        )
+        .unwrap();
+        let v = one(&out);
+        assert_eq!(v["kind"], "bpf");
+        assert_eq!(v["detail"]["prog_type"], "lsm");
+        assert_eq!(v["detail"]["prog_name"], "myprog");
+    }
+
+    #[test]
+    fn unknown_target_is_marked_not_invented() {
+        let mut b = builder();
+        let mut out = Vec::new();
+        b.access(
+            &mut out,
+            &access(AccessKind::Ptrace, 999, 16),
+            &table(),
+            None,
+        )
+        .unwrap();
+        let v = one(&out);
+        assert_eq!(v["target"]["pid"], 999);
+        assert_eq!(v["target"]["known"], false);
+        assert_eq!(v["target"]["comm"], Value::Null);
     }
 
     #[test]

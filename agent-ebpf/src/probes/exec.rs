@@ -7,7 +7,8 @@
 use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
 use agent_common::{
-    ARGV_CAP, EXEC_EVENT_MAX, EventHeader, EventKind, ExecEvent, FILENAME_CAP, OFFSET_ABSENT, flags,
+    ARGV_CAP, EXEC_EVENT_MAX, EventHeader, EventKind, ExecEvent, FILENAME_CAP, OFFSET_ABSENT,
+    TTY_LEN, flags,
 };
 use aya_ebpf::{
     EbpfContext as _,
@@ -24,6 +25,7 @@ use aya_ebpf::{
 
 use crate::kernel::{
     EVENTS, EXEC_SCRATCH, count_lost, current_pid_tgid, is_agent, offsets, read_creds, read_field,
+    read_ns, read_tty,
 };
 
 // Both caps are powers of two, which lets a mask prove bounds to the verifier.
@@ -130,6 +132,9 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     };
     let creds = read_creds(task, &off, &mut ev_flags);
     let start_ns = read_field::<u64>(task, off.task_start_boottime).unwrap_or(0);
+    let ns = read_ns(task, &off);
+    let mut tty = [0u8; TTY_LEN];
+    read_tty(task, &off, &mut tty);
 
     // SAFETY: `ev` points into the scratch buffer (see above).
     unsafe {
@@ -150,7 +155,9 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
             argv_len,
             argv_total_len: argv_total,
             _pad: 0,
+            ns,
             comm: bpf_get_current_comm().unwrap_or_default(),
+            tty,
         });
     }
 

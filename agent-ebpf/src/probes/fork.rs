@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 
 use crate::kernel::{
-    EVENTS, count_lost, current_pid_tgid, is_agent, offsets, read_creds, read_field,
+    EVENTS, count_lost, current_pid_tgid, is_agent, offsets, read_creds, read_field, read_ns,
 };
 
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -56,6 +56,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // The child is attached to its parent's cgroups before this tracepoint.
         // SAFETY: helper without preconditions.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        ns: read_ns(child, &off),
         comm: bpf_get_current_comm().unwrap_or_default(),
     };
     EVENTS.output::<ForkEvent>(&ev, 0).map_err(i64::from)

@@ -119,6 +119,12 @@ impl KernelBtf {
         Ok(None)
     }
 
+    /// Size in bytes of struct `name`.
+    pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+        let s = self.find_struct(name)?;
+        u32::try_from(s.size()).map_err(|_| BtfError::NoStruct(name.to_owned()))
+    }
+
     /// True when the kernel has a BTF type called `name` (e.g. a tracepoint's
     /// `btf_trace_<name>` typedef, which tp_btf programs need).
     pub fn has_type(&self, name: &str) -> bool {
@@ -154,6 +160,30 @@ impl KernelBtf {
             mm_arg_start: self.required("mm_struct", "arg_start")?,
             mm_arg_end: self.required("mm_struct", "arg_end")?,
             signal_live: self.required("signal_struct", "live")?,
+            task_thread_pid: self.required("task_struct", "thread_pid")?,
+            pid_level: self.required("pid", "level")?,
+            pid_numbers: self.required("pid", "numbers")?,
+            upid_size: self.struct_size("upid")?,
+            upid_nr: self.required("upid", "nr")?,
+            upid_ns: self.required("upid", "ns")?,
+            pidns_inum: self.required("pid_namespace", "ns")?
+                + self.required("ns_common", "inum")?,
+            cred_user_ns: self.required("cred", "user_ns")?,
+            userns_inum: self.required("user_namespace", "ns")?
+                + self.required("ns_common", "inum")?,
+            task_nsproxy: self.required("task_struct", "nsproxy")?,
+            nsproxy_mnt_ns: self.required("nsproxy", "mnt_ns")?,
+            mntns_inum: self.required("mnt_namespace", "ns")?
+                + self.required("ns_common", "inum")?,
+            signal_tty: opt("signal_struct", "tty")?,
+            tty_name: opt("tty_struct", "name")?,
+            task_files: self.required("task_struct", "files")?,
+            files_fdt: self.required("files_struct", "fdt")?,
+            fdt_max_fds: self.required("fdtable", "max_fds")?,
+            fdt_fd: self.required("fdtable", "fd")?,
+            file_private_data: self.required("file", "private_data")?,
+            tp_sys_enter_args: OFFSET_ABSENT,
+            tp_sys_exit_ret: OFFSET_ABSENT,
             tp_exec_filename: OFFSET_ABSENT,
             tp_exec_old_pid: OFFSET_ABSENT,
         })
@@ -189,6 +219,10 @@ mod tests {
         // kuid_t uid is the first credential after the usage counter.
         assert!(off.cred_uid < off.cred_euid);
         assert_ne!(off.task_real_parent, OFFSET_ABSENT);
+        // struct upid is { int nr; struct pid_namespace *ns; } on 64-bit.
+        assert_eq!(off.upid_size, 16);
+        assert_eq!(off.upid_nr, 0);
+        assert_eq!(off.upid_ns, 8);
     }
 
     #[test]

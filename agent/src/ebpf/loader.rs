@@ -5,11 +5,12 @@
 use std::path::Path;
 
 use agent_common::{
-    AGENT_TGID_GLOBAL, DEFAULT_RING_BYTES, EVENTS_MAP, KernelOffsets, LOST_MAP, OFFSETS_GLOBAL,
+    AGENT_TGID_GLOBAL, AGG_MAP, AggKey, DEFAULT_RING_BYTES, EVENTS_MAP, KernelOffsets, LOST_MAP,
+    OFFSETS_GLOBAL,
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, ProgramError, TracePoint},
 };
 use thiserror::Error;
@@ -42,7 +43,8 @@ pub struct Probe {
 }
 
 /// The programs of the object. Kernel compatibility lives here, as data:
-/// all three hooks exist since 4.x; tp_btf needs 5.5 and BTF.
+/// the sched hooks exist since 4.x; tp_btf needs 5.5 and BTF; syscall
+/// tracepoints need CONFIG_FTRACE_SYSCALLS.
 pub const PROBES: &[Probe] = &[
     Probe {
         program: "exec_sched_process_exec",
@@ -67,7 +69,40 @@ pub const PROBES: &[Probe] = &[
         },
         required: true,
     },
+    syscall("ptrace_sys_enter_ptrace", "sys_enter_ptrace"),
+    syscall("ptrace_sys_exit_ptrace", "sys_exit_ptrace"),
+    syscall(
+        "mem_sys_enter_process_vm_readv",
+        "sys_enter_process_vm_readv",
+    ),
+    syscall(
+        "mem_sys_enter_process_vm_writev",
+        "sys_enter_process_vm_writev",
+    ),
+    syscall("mem_sys_enter_openat", "sys_enter_openat"),
+    syscall("mem_sys_enter_open", "sys_enter_open"),
+    syscall("mem_sys_enter_openat2", "sys_enter_openat2"),
+    syscall("mem_sys_enter_pidfd_getfd", "sys_enter_pidfd_getfd"),
+    syscall(
+        "perf_sys_enter_perf_event_open",
+        "sys_enter_perf_event_open",
+    ),
+    syscall("bpf_sys_enter_bpf", "sys_enter_bpf"),
+    syscall("bpf_sys_exit_bpf", "sys_exit_bpf"),
 ];
+
+/// Syscall tracepoints need CONFIG_FTRACE_SYSCALLS (on in every distribution
+/// kernel); a kernel without one loses that vector, with a warning, not the agent.
+const fn syscall(program: &'static str, name: &'static str) -> Probe {
+    Probe {
+        program,
+        hook: Hook::TracePoint {
+            category: "syscalls",
+            name,
+        },
+        required: false,
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -115,6 +150,8 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
+    /// Repeat counts of aggregated accesses.
+    pub agg: PerCpuHashMap<MapData, AggKey, u64>,
     /// Names of the programs that are attached.
     pub attached: Vec<&'static str>,
     pub tracefs: TracefsState,
@@ -137,6 +174,12 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         tracefs::field_offset(tracefs.root(), "sched", "sched_process_exec", "filename")?;
     offsets.tp_exec_old_pid =
         tracefs::field_offset(tracefs.root(), "sched", "sched_process_exec", "old_pid")?;
+    // Every sys_enter_* record has the same layout (struct syscall_trace_enter),
+    // and every sys_exit_* one too: one format file tells the offsets for all.
+    offsets.tp_sys_enter_args =
+        tracefs::field_offset(tracefs.root(), "syscalls", "sys_enter_ptrace", "request")?;
+    offsets.tp_sys_exit_ret =
+        tracefs::field_offset(tracefs.root(), "syscalls", "sys_exit_ptrace", "ret")?;
     if offsets.task_loginuid == agent_common::OFFSET_ABSENT {
         warn!("kernel built without CONFIG_AUDIT: records carry no auid or session id");
     }
@@ -167,10 +210,13 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     .map_err(|_| LoadError::Map(EVENTS_MAP))?;
     let lost = PerCpuArray::try_from(ebpf.take_map(LOST_MAP).ok_or(LoadError::Map(LOST_MAP))?)
         .map_err(|_| LoadError::Map(LOST_MAP))?;
+    let agg = PerCpuHashMap::try_from(ebpf.take_map(AGG_MAP).ok_or(LoadError::Map(AGG_MAP))?)
+        .map_err(|_| LoadError::Map(AGG_MAP))?;
     Ok(Loaded {
         ebpf,
         ring,
         lost,
+        agg,
         attached,
         tracefs,
         offsets,

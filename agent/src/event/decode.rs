@@ -5,11 +5,12 @@
 use std::mem::size_of;
 
 use agent_common::{
-    ARGV_CAP, EventHeader, EventKind, ExecEvent, ExitEvent, FILENAME_CAP, ForkEvent, flags,
+    ARGV_CAP, AccessEvent, AccessKind, EventHeader, EventKind, ExecEvent, ExitEvent, FILENAME_CAP,
+    ForkEvent, TTY_LEN, access_flags, flags,
 };
 use thiserror::Error;
 
-use super::model::{Event, ExecInfo, ExitInfo, ForkInfo};
+use super::model::{AccessInfo, Event, ExecInfo, ExitInfo, ForkInfo};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -17,6 +18,8 @@ pub enum DecodeError {
     Short { len: usize, need: usize },
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
+    #[error("unknown access kind {0}")]
+    UnknownAccess(u32),
     #[error("exec event declares {declared} bytes of payload but carries {actual}")]
     PayloadLength { declared: usize, actual: usize },
     #[error("exec event payload exceeds the kernel-side caps ({filename} path, {argv} argv bytes)")]
@@ -70,6 +73,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 parent_start_ns: f.parent_start_ns,
                 creds: f.creds,
                 cgroup_id: f.cgroup_id,
+                ns: f.ns,
                 comm: cstr_bytes(&f.comm),
             }))
         }
@@ -82,8 +86,36 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 exit_code: x.exit_code,
             }))
         }
+        Some(EventKind::Access) => decode_access(bytes).map(Event::Access),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
+}
+
+fn decode_access(bytes: &[u8]) -> Result<AccessInfo, DecodeError> {
+    let a: AccessEvent = read_pod(bytes)?;
+    let access = AccessKind::from_u32(a.access).ok_or(DecodeError::UnknownAccess(a.access))?;
+    Ok(AccessInfo {
+        ktime_ns: a.header.ktime_ns,
+        flags: a.header.flags,
+        pid: a.header.pid,
+        tgid: a.header.tgid,
+        start_ns: a.header.start_ns,
+        access,
+        target_pid: a.target_pid,
+        request: a.request,
+        arg: a.arg,
+        ret: (a.flags2 & access_flags::HAS_RET != 0).then_some(a.ret),
+        count: u64::from(a.count),
+        aggregate: a.flags2 & access_flags::AGGREGATE != 0,
+        target_host_pid: (a.flags2 & access_flags::TARGET_RESOLVED != 0)
+            .then_some(a.target_host_pid),
+        ppid: a.ppid,
+        creds: a.creds,
+        ns: a.ns,
+        cgroup_id: a.cgroup_id,
+        comm: cstr_bytes(&a.comm),
+        name: cstr_bytes(&a.name),
+    })
 }
 
 fn decode_exec(bytes: &[u8]) -> Result<ExecInfo, DecodeError> {
@@ -114,7 +146,9 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecInfo, DecodeError> {
         old_pid: e.old_pid,
         creds: e.creds,
         cgroup_id: e.cgroup_id,
+        ns: e.ns,
         comm: cstr_bytes(&e.comm),
+        tty: cstr_bytes(&e.tty),
         filename: payload[..fl].to_vec(),
         argv: split_argv(&payload[fl..fl + al]),
         argv_truncated: e.header.flags & flags::ARGV_TRUNCATED != 0,
@@ -123,9 +157,14 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecInfo, DecodeError> {
 }
 
 fn comm_array(comm: &[u8]) -> [u8; agent_common::COMM_LEN] {
-    let mut out = [0u8; agent_common::COMM_LEN];
-    let n = comm.len().min(out.len() - 1);
-    out[..n].copy_from_slice(&comm[..n]);
+    fixed(comm)
+}
+
+/// NUL-padded fixed array holding at most N-1 bytes of `b`.
+fn fixed<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let n = b.len().min(N - 1);
+    out[..n].copy_from_slice(&b[..n]);
     out
 }
 
@@ -160,7 +199,9 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 argv_len: u32::try_from(argv.len()).unwrap_or(u32::MAX),
                 argv_total_len: e.argv_total_len,
                 _pad: 0,
+                ns: e.ns,
                 comm: comm_array(&e.comm),
+                tty: fixed::<TTY_LEN>(&e.tty),
             };
             let mut out = as_bytes(&fixed).to_vec();
             out.extend_from_slice(&e.filename);
@@ -181,9 +222,47 @@ pub fn encode(ev: &Event) -> Vec<u8> {
             parent_start_ns: f.parent_start_ns,
             creds: f.creds,
             cgroup_id: f.cgroup_id,
+            ns: f.ns,
             comm: comm_array(&f.comm),
         })
         .to_vec(),
+        Event::Access(a) => {
+            let mut flags2 = 0;
+            if a.ret.is_some() {
+                flags2 |= access_flags::HAS_RET;
+            }
+            if a.aggregate {
+                flags2 |= access_flags::AGGREGATE;
+            }
+            if a.target_host_pid.is_some() {
+                flags2 |= access_flags::TARGET_RESOLVED;
+            }
+            as_bytes(&AccessEvent {
+                header: EventHeader {
+                    kind: EventKind::Access as u32,
+                    flags: a.flags,
+                    ktime_ns: a.ktime_ns,
+                    pid: a.pid,
+                    tgid: a.tgid,
+                    start_ns: a.start_ns,
+                },
+                access: a.access as u32,
+                target_pid: a.target_pid,
+                request: a.request,
+                arg: a.arg,
+                ret: a.ret.unwrap_or(0),
+                count: u32::try_from(a.count).unwrap_or(u32::MAX),
+                target_host_pid: a.target_host_pid.unwrap_or(0),
+                flags2,
+                ppid: a.ppid,
+                creds: a.creds,
+                ns: a.ns,
+                cgroup_id: a.cgroup_id,
+                comm: comm_array(&a.comm),
+                name: comm_array(&a.name),
+            })
+            .to_vec()
+        }
         Event::Exit(x) => as_bytes(&ExitEvent {
             header: EventHeader {
                 kind: EventKind::Exit as u32,
@@ -202,7 +281,7 @@ pub fn encode(ev: &Event) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use agent_common::Creds;
+    use agent_common::{Creds, NsIds};
 
     use super::*;
 
@@ -228,7 +307,14 @@ mod tests {
             old_pid: 42,
             creds: creds(),
             cgroup_id: 0xdead_beef,
+            ns: NsIds {
+                pid_ns: 4_026_531_836,
+                user_ns: 4_026_531_837,
+                mnt_ns: 4_026_531_841,
+                ns_pid: 42,
+            },
             comm: b"echo".to_vec(),
+            tty: b"pts/3".to_vec(),
             filename: b"/bin/echo".to_vec(),
             argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec(), b"".to_vec()],
             argv_truncated: false,
@@ -265,6 +351,7 @@ mod tests {
             parent_start_ns: 4,
             creds: creds(),
             cgroup_id: 9,
+            ns: NsIds::default(),
             comm: b"bash".to_vec(),
         });
         assert_eq!(decode(&encode(&ev)).unwrap(), ev);
@@ -279,6 +366,63 @@ mod tests {
             exit_code: 42 << 8,
         });
         assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+    }
+
+    #[test]
+    fn access_round_trip_every_kind() {
+        for kind in [
+            AccessKind::Ptrace,
+            AccessKind::VmReadv,
+            AccessKind::VmWritev,
+            AccessKind::ProcMem,
+            AccessKind::ProcEnviron,
+            AccessKind::PerfOpen,
+            AccessKind::BpfProgLoad,
+            AccessKind::PidfdGetfd,
+        ] {
+            let ev = Event::Access(AccessInfo {
+                ktime_ns: 11,
+                flags: 0,
+                pid: 8,
+                tgid: 7,
+                start_ns: 3,
+                access: kind,
+                target_pid: 99,
+                request: 0x4206,
+                arg: 5,
+                ret: Some(-1),
+                count: 1,
+                aggregate: false,
+                target_host_pid: Some(1099),
+                ppid: 2,
+                creds: creds(),
+                ns: NsIds {
+                    pid_ns: 1,
+                    user_ns: 2,
+                    mnt_ns: 3,
+                    ns_pid: 4,
+                },
+                cgroup_id: 12,
+                comm: b"gdb".to_vec(),
+                name: b"prog".to_vec(),
+            });
+            assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+        }
+    }
+
+    #[test]
+    fn unknown_access_kind_is_an_error() {
+        let mut bytes = encode(&Event::Exit(ExitInfo {
+            ktime_ns: 1,
+            pid: 1,
+            start_ns: 1,
+            exit_code: 0,
+        }));
+        bytes.resize(size_of::<AccessEvent>(), 0);
+        bytes[0] = EventKind::Access as u8;
+        let at = std::mem::offset_of!(AccessEvent, access);
+        bytes[at] = 200;
+        assert_eq!(decode(&bytes), Err(DecodeError::UnknownAccess(200)));
     }
 
     #[test]

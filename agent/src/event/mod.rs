@@ -5,4 +5,4 @@ pub mod decode;
 pub mod model;
 
 pub use decode::{DecodeError, decode, encode};
-pub use model::{Event, ExecInfo, ExitInfo, ForkInfo};
+pub use model::{AccessInfo, Event, ExecInfo, ExitInfo, ForkInfo};

@@ -2,13 +2,14 @@
 //! paths and arguments need not be UTF-8, and the record builder decides how
 //! to render them.
 
-use agent_common::Creds;
+use agent_common::{AccessKind, Creds, NsIds};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Exec(ExecInfo),
     Fork(ForkInfo),
     Exit(ExitInfo),
+    Access(AccessInfo),
 }
 
 impl Event {
@@ -18,6 +19,7 @@ impl Event {
             Self::Exec(e) => e.ktime_ns,
             Self::Fork(f) => f.ktime_ns,
             Self::Exit(x) => x.ktime_ns,
+            Self::Access(a) => a.ktime_ns,
         }
     }
 }
@@ -33,7 +35,10 @@ pub struct ExecInfo {
     pub old_pid: u32,
     pub creds: Creds,
     pub cgroup_id: u64,
+    pub ns: NsIds,
     pub comm: Vec<u8>,
+    /// Controlling terminal (`pts/3`), empty when none.
+    pub tty: Vec<u8>,
     pub filename: Vec<u8>,
     /// Arguments as copied; with [`ExecInfo::argv_truncated`] the last one may be cut.
     pub argv: Vec<Vec<u8>>,
@@ -52,6 +57,7 @@ pub struct ForkInfo {
     pub parent_start_ns: u64,
     pub creds: Creds,
     pub cgroup_id: u64,
+    pub ns: NsIds,
     pub comm: Vec<u8>,
 }
 
@@ -62,4 +68,35 @@ pub struct ExitInfo {
     pub start_ns: u64,
     /// Wait-status encoding: `code >> 8` is the exit status, `code & 0x7f` the signal.
     pub exit_code: u32,
+}
+
+/// One process acting on another (ptrace, memory, perf, bpf, pidfd).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessInfo {
+    pub ktime_ns: u64,
+    pub flags: u32,
+    /// Actor thread and process.
+    pub pid: u32,
+    pub tgid: u32,
+    pub start_ns: u64,
+    pub access: AccessKind,
+    /// Target pid as the actor named it (its own pid namespace); 0 when none.
+    pub target_pid: u32,
+    pub request: u64,
+    pub arg: u64,
+    /// Syscall result, when the event was sent at the syscall's exit.
+    pub ret: Option<i64>,
+    /// Calls this event stands for.
+    pub count: u64,
+    /// True for a periodic aggregate of repeats (the first call was its own event).
+    pub aggregate: bool,
+    /// Host pid of the target when the kernel resolved it.
+    pub target_host_pid: Option<u32>,
+    pub ppid: u32,
+    pub creds: Creds,
+    pub ns: NsIds,
+    pub cgroup_id: u64,
+    pub comm: Vec<u8>,
+    /// bpf program name.
+    pub name: Vec<u8>,
 }

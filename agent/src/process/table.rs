@@ -6,6 +6,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use agent_common::{Creds, NsIds};
+
 use crate::event::{ExecInfo, ExitInfo, ForkInfo};
 
 /// One process as the table knows it.
@@ -16,9 +18,32 @@ pub struct ProcessEntry {
     pub ppid: u32,
     pub comm: Vec<u8>,
     pub exe: Vec<u8>,
-    pub uid: u32,
+    pub argv: Vec<Vec<u8>>,
+    pub creds: Creds,
+    pub cgroup_id: u64,
+    pub ns: NsIds,
+    pub tty: Vec<u8>,
     /// `CLOCK_BOOTTIME` ns of the exit, once it happened.
     pub exited_ns: Option<u64>,
+}
+
+impl ProcessEntry {
+    /// An entry with only identity and lineage known.
+    pub fn new(pid: u32, start_ns: u64, ppid: u32) -> Self {
+        Self {
+            pid,
+            start_ns,
+            ppid,
+            comm: Vec::new(),
+            exe: Vec::new(),
+            argv: Vec::new(),
+            creds: Creds::default(),
+            cgroup_id: 0,
+            ns: NsIds::default(),
+            tty: Vec::new(),
+            exited_ns: None,
+        }
+    }
 }
 
 /// One level of an actor's ancestry, nearest parent first.
@@ -39,6 +64,9 @@ pub struct TableStats {
 
 pub struct ProcessTable {
     procs: HashMap<u32, ProcessEntry>,
+    /// (pid namespace, pid inside it) -> host pid, for processes outside the
+    /// host's pid namespace: resolves the pid a containerized tracer names.
+    by_ns_pid: HashMap<(u32, u32), u32>,
     exited: VecDeque<(u32, u64, u64)>,
     max_entries: usize,
     grace_ns: u64,
@@ -52,6 +80,7 @@ impl ProcessTable {
     pub fn new(max_entries: usize, grace_ns: u64, tick_ns: u64) -> Self {
         Self {
             procs: HashMap::new(),
+            by_ns_pid: HashMap::new(),
             exited: VecDeque::new(),
             max_entries: max_entries.max(1),
             grace_ns,
@@ -86,38 +115,70 @@ impl ProcessTable {
 
     /// Inserts or replaces an entry (seeding from /proc, or a new process).
     pub fn insert(&mut self, entry: ProcessEntry) {
-        self.procs.insert(entry.pid, entry);
+        if entry.ns.pid_ns != 0 && entry.ns.ns_pid != 0 && entry.ns.ns_pid != entry.pid {
+            self.by_ns_pid
+                .insert((entry.ns.pid_ns, entry.ns.ns_pid), entry.pid);
+        }
+        if let Some(old) = self.procs.insert(entry.pid, entry) {
+            self.unindex(&old);
+        }
         self.enforce_bound();
+    }
+
+    fn unindex(&mut self, old: &ProcessEntry) {
+        let key = (old.ns.pid_ns, old.ns.ns_pid);
+        if self.by_ns_pid.get(&key) == Some(&old.pid)
+            && self
+                .procs
+                .get(&old.pid)
+                .is_none_or(|cur| (cur.ns.pid_ns, cur.ns.ns_pid) != key)
+        {
+            self.by_ns_pid.remove(&key);
+        }
+    }
+
+    fn remove(&mut self, pid: u32) {
+        if let Some(old) = self.procs.remove(&pid) {
+            self.unindex(&old);
+        }
+    }
+
+    /// Host pid of the process that is `ns_pid` inside pid namespace `pid_ns`.
+    pub fn host_pid(&self, pid_ns: u32, ns_pid: u32) -> Option<u32> {
+        self.by_ns_pid.get(&(pid_ns, ns_pid)).copied()
     }
 
     pub fn on_fork(&mut self, f: &ForkInfo) {
         // Until it execs, the child runs its parent's image.
-        let (exe, comm) = match self.procs.get(&f.parent_tgid) {
-            Some(p) => (p.exe.clone(), p.comm.clone()),
-            None => (Vec::new(), f.comm.clone()),
-        };
-        self.insert(ProcessEntry {
-            pid: f.pid,
-            start_ns: f.start_ns,
-            ppid: f.parent_tgid,
-            comm,
-            exe,
-            uid: f.creds.uid,
-            exited_ns: None,
-        });
+        let mut e = ProcessEntry::new(f.pid, f.start_ns, f.parent_tgid);
+        if let Some(p) = self.procs.get(&f.parent_tgid) {
+            e.exe = p.exe.clone();
+            e.argv = p.argv.clone();
+            e.tty = p.tty.clone();
+            e.comm = p.comm.clone();
+        } else {
+            e.comm = f.comm.clone();
+        }
+        e.creds = f.creds;
+        e.cgroup_id = f.cgroup_id;
+        e.ns = f.ns;
+        self.insert(e);
     }
 
     pub fn on_exec(&mut self, e: &ExecInfo) {
-        let entry = ProcessEntry {
+        self.insert(ProcessEntry {
             pid: e.tgid,
             start_ns: e.start_ns,
             ppid: e.ppid,
             comm: e.comm.clone(),
             exe: e.filename.clone(),
-            uid: e.creds.uid,
+            argv: e.argv.clone(),
+            creds: e.creds,
+            cgroup_id: e.cgroup_id,
+            ns: e.ns,
+            tty: e.tty.clone(),
             exited_ns: None,
-        };
-        self.insert(entry);
+        });
     }
 
     pub fn on_exit(&mut self, x: &ExitInfo) {
@@ -148,7 +209,7 @@ impl ProcessTable {
             .get(&pid)
             .is_some_and(|p| p.exited_ns.is_some() && self.same_start(p.start_ns, start));
         if matches {
-            self.procs.remove(&pid);
+            self.remove(pid);
         }
     }
 
@@ -166,7 +227,7 @@ impl ProcessTable {
                 let Some(&pid) = self.procs.keys().next() else {
                     break;
                 };
-                self.procs.remove(&pid);
+                self.remove(pid);
                 self.evicted += 1;
             }
         }
@@ -198,22 +259,15 @@ impl ProcessTable {
 
 #[cfg(test)]
 mod tests {
-    use agent_common::Creds;
-
     use super::*;
 
     const TICK: u64 = 10_000_000;
 
     fn entry(pid: u32, ppid: u32, comm: &str) -> ProcessEntry {
-        ProcessEntry {
-            pid,
-            start_ns: u64::from(pid) * 1_000_000_000,
-            ppid,
-            comm: comm.as_bytes().to_vec(),
-            exe: format!("/bin/{comm}").into_bytes(),
-            uid: 0,
-            exited_ns: None,
-        }
+        let mut e = ProcessEntry::new(pid, u64::from(pid) * 1_000_000_000, ppid);
+        e.comm = comm.as_bytes().to_vec();
+        e.exe = format!("/bin/{comm}").into_bytes();
+        e
     }
 
     fn fork(pid: u32, parent: u32, start: u64) -> ForkInfo {
@@ -226,6 +280,7 @@ mod tests {
             parent_start_ns: 0,
             creds: Creds::default(),
             cgroup_id: 0,
+            ns: NsIds::default(),
             comm: b"x".to_vec(),
         }
     }
@@ -304,6 +359,25 @@ mod tests {
         t.reap(u64::MAX);
         let e = t.get(30).expect("new process kept");
         assert_eq!(e.start_ns, start + 10 * TICK);
+    }
+
+    #[test]
+    fn namespaced_pids_resolve_to_host_pids_until_the_process_goes() {
+        let mut t = chain();
+        let mut e = entry(500, 20, "sleep");
+        e.ns = NsIds {
+            pid_ns: 77,
+            user_ns: 1,
+            mnt_ns: 1,
+            ns_pid: 2,
+        };
+        t.insert(e);
+        assert_eq!(t.host_pid(77, 2), Some(500));
+        assert_eq!(t.host_pid(77, 3), None);
+        let start = t.get(500).unwrap().start_ns;
+        t.on_exit(&exit(500, start, 1));
+        t.reap(u64::MAX);
+        assert_eq!(t.host_pid(77, 2), None);
     }
 
     #[test]

@@ -1,0 +1,423 @@
+//! One process reaching into another: ptrace, process_vm_readv/writev,
+//! opens of /proc/<pid>/mem and /proc/<pid>/environ, perf_event_open on
+//! another pid, bpf program loads, pidfd_getfd. All hooks are
+//! `syscalls/sys_enter_*` tracepoints (plus `sys_exit_*` where the result
+//! matters), which exist on every kernel we target and need no kprobes.
+//!
+//! Flood control happens here, not in userspace: high-rate accesses
+//! (PEEK/POKE and register requests, process_vm_*, perf opens) send their
+//! first occurrence per (actor, target, kind, request) at once and only count
+//! the rest in `AGG`, which the agent reports as aggregates.
+
+use agent_common::{AccessEvent, AccessKind, AggKey, EventHeader, EventKind, access_flags};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{
+        bpf_get_current_comm, bpf_probe_read_user,
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns},
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+
+use crate::kernel::{
+    AGG, EVENTS, PENDING, count_lost, current_pid_tgid, is_agent, offsets, read_creds, read_field,
+    read_ns,
+};
+
+const PTRACE_TRACEME: u64 = 0;
+const PTRACE_ATTACH: u64 = 16;
+const PTRACE_SEIZE: u64 = 0x4206;
+const BPF_PROG_LOAD: u64 = 5;
+const O_ACCMODE: u64 = 3;
+
+/// Requests that read or write the tracee's memory or registers. Control
+/// requests (CONT, SYSCALL, DETACH, SETOPTIONS, ...) are not recorded.
+fn is_data_request(req: u64) -> bool {
+    matches!(
+        req,
+        1..=6          // PEEKTEXT PEEKDATA PEEKUSR POKETEXT POKEDATA POKEUSR
+        | 12..=15      // GETREGS SETREGS GETFPREGS SETFPREGS
+        | 18 | 19      // GETFPXREGS SETFPXREGS
+        | 0x4204 | 0x4205 // GETREGSET SETREGSET
+        | 0x4203 | 0x4209 // SETSIGINFO PEEKSIGINFO
+    )
+}
+
+/// Syscall argument `i` of a `sys_enter_*` record.
+#[inline(always)]
+fn arg(ctx: &TracePointContext, base: u32, i: usize) -> Result<u64, i64> {
+    // SAFETY: the base offset comes from the tracepoint's format file.
+    unsafe { ctx.read_at::<u64>(base as usize + 8 * i) }.map_err(i64::from)
+}
+
+/// An access event for the current task with the actor filled in.
+#[inline(always)]
+fn new_event(pid: u32, tgid: u32, access: AccessKind, target_pid: u32) -> AccessEvent {
+    let off = offsets();
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let mut fl = 0u32;
+    let creds = read_creds(task, &off, &mut fl);
+    let parent = read_field::<*const u8>(task, off.task_real_parent).unwrap_or(core::ptr::null());
+    AccessEvent {
+        header: EventHeader {
+            kind: EventKind::Access as u32,
+            flags: fl,
+            // SAFETY: helper without preconditions.
+            ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
+            pid,
+            tgid,
+            start_ns: read_field::<u64>(task, off.task_start_boottime).unwrap_or(0),
+        },
+        access: access as u32,
+        target_pid,
+        request: 0,
+        arg: 0,
+        ret: 0,
+        count: 1,
+        target_host_pid: 0,
+        flags2: 0,
+        ppid: read_field::<u32>(parent, off.task_tgid).unwrap_or(0),
+        creds,
+        ns: read_ns(task, &off),
+        // SAFETY: helper without preconditions.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or_default(),
+        name: [0; 16],
+    }
+}
+
+#[inline(always)]
+fn emit(ev: &AccessEvent) {
+    if EVENTS.output::<AccessEvent>(ev, 0).is_err() {
+        count_lost(EventKind::Access);
+    }
+}
+
+/// Counts a repeat of an already reported access; reports the first at once.
+#[inline(always)]
+fn aggregate(ev: &AccessEvent) {
+    let key = AggKey {
+        actor_tgid: ev.header.tgid,
+        target_pid: ev.target_pid,
+        access: ev.access,
+        _pad: 0,
+        request: ev.request,
+    };
+    if let Some(v) = AGG.get_ptr_mut(key) {
+        // SAFETY: this CPU's slot of a per-CPU map value, valid while the
+        // program runs; per-CPU slots need no atomics.
+        unsafe { *v += 1 };
+        return;
+    }
+    if AGG.insert(key, 0, u64::from(BPF_NOEXIST)).is_ok() {
+        emit(ev);
+    } else if let Some(v) = AGG.get_ptr_mut(key) {
+        // Another CPU inserted it first: this call is a repeat.
+        // SAFETY: as above.
+        unsafe { *v += 1 };
+    }
+}
+
+/// Parks an event until the syscall returns, so the record carries the result.
+#[inline(always)]
+fn park(pid: u32, ev: &AccessEvent) {
+    if PENDING.insert(pid, ev, 0).is_err() {
+        emit(ev); // better without a result than not at all
+    }
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
+pub(crate) fn ptrace_sys_enter_ptrace(ctx: TracePointContext) -> u32 {
+    let (pid, tgid) = current_pid_tgid();
+    if is_agent(tgid) {
+        return 0;
+    }
+    let base = offsets().tp_sys_enter_args;
+    let (Ok(req), Ok(target)) = (arg(&ctx, base, 0), arg(&ctx, base, 1)) else {
+        count_lost(EventKind::Access);
+        return 0;
+    };
+    let attach = matches!(req, PTRACE_TRACEME | PTRACE_ATTACH | PTRACE_SEIZE);
+    if !attach && !is_data_request(req) {
+        return 0;
+    }
+    let target = if req == PTRACE_TRACEME {
+        0
+    } else {
+        target as u32
+    };
+    let mut ev = new_event(pid, tgid, AccessKind::Ptrace, target);
+    ev.request = req;
+    ev.arg = arg(&ctx, base, 2).unwrap_or(0);
+    if attach {
+        park(pid, &ev);
+    } else {
+        aggregate(&ev);
+    }
+    0
+}
+
+/// Sends the parked event of this thread with the syscall's return value.
+#[inline(always)]
+fn unpark(ctx: &TracePointContext) {
+    let (pid, _) = current_pid_tgid();
+    let Some(ev) = PENDING.get_ptr_mut(pid) else {
+        return;
+    };
+    let base = offsets().tp_sys_exit_ret;
+    // SAFETY: the offset comes from the tracepoint's format file.
+    let ret = unsafe { ctx.read_at::<i64>(base as usize) }.unwrap_or(0);
+    // SAFETY: a map value pointer, valid while the program runs; only this
+    // thread parks under its own id.
+    unsafe {
+        (*ev).ret = ret;
+        (*ev).flags2 |= access_flags::HAS_RET;
+        emit(&*ev);
+    }
+    let _ = PENDING.remove(pid);
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_ptrace")]
+pub(crate) fn ptrace_sys_exit_ptrace(ctx: TracePointContext) -> u32 {
+    unpark(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_bpf")]
+pub(crate) fn bpf_sys_exit_bpf(ctx: TracePointContext) -> u32 {
+    unpark(&ctx);
+    0
+}
+
+#[inline(always)]
+fn vm_access(ctx: &TracePointContext, kind: AccessKind) {
+    let (pid, tgid) = current_pid_tgid();
+    if is_agent(tgid) {
+        return;
+    }
+    let Ok(target) = arg(ctx, offsets().tp_sys_enter_args, 0) else {
+        count_lost(EventKind::Access);
+        return;
+    };
+    aggregate(&new_event(pid, tgid, kind, target as u32));
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_process_vm_readv")]
+pub(crate) fn mem_sys_enter_process_vm_readv(ctx: TracePointContext) -> u32 {
+    vm_access(&ctx, AccessKind::VmReadv);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_process_vm_writev")]
+pub(crate) fn mem_sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
+    vm_access(&ctx, AccessKind::VmWritev);
+    0
+}
+
+/// Parses `/proc/<digits>/mem` or `/proc/<digits>/environ` (NUL-terminated
+/// in `p`). Returns the access kind and the pid.
+#[inline(always)]
+fn match_proc_path(p: &[u8; 32]) -> Option<(AccessKind, u32)> {
+    if p[0] != b'/' || p[1] != b'p' || p[2] != b'r' || p[3] != b'o' || p[4] != b'c' || p[5] != b'/'
+    {
+        return None;
+    }
+    let mut pid: u32 = 0;
+    let mut i = 6;
+    while i < 17 {
+        let c = p[i];
+        if c.is_ascii_digit() {
+            pid = pid.wrapping_mul(10).wrapping_add(u32::from(c - b'0'));
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if i == 6 || i >= 17 || p[i] != b'/' {
+        return None;
+    }
+    let rest = i + 1;
+    if rest + 4 <= 32
+        && p[rest] == b'm'
+        && p[rest + 1] == b'e'
+        && p[rest + 2] == b'm'
+        && p[rest + 3] == 0
+    {
+        return Some((AccessKind::ProcMem, pid));
+    }
+    if rest + 8 <= 32
+        && p[rest] == b'e'
+        && p[rest + 1] == b'n'
+        && p[rest + 2] == b'v'
+        && p[rest + 3] == b'i'
+        && p[rest + 4] == b'r'
+        && p[rest + 5] == b'o'
+        && p[rest + 6] == b'n'
+        && p[rest + 7] == 0
+    {
+        return Some((AccessKind::ProcEnviron, pid));
+    }
+    None
+}
+
+/// Shared by open, openat and openat2: checks the path cheaply (a 32-byte
+/// copy and a prefix test) since every open on the host passes here.
+#[inline(always)]
+fn proc_open(path: u64, flags: u64) {
+    let (pid, tgid) = current_pid_tgid();
+    if is_agent(tgid) {
+        return;
+    }
+    let mut buf = [0u8; 32];
+    // SAFETY: the helper bounds the copy by the buffer and checks the address.
+    let n = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user_str(
+            buf.as_mut_ptr().cast(),
+            32,
+            path as *const core::ffi::c_void,
+        )
+    };
+    if n < 10 {
+        return;
+    }
+    let Some((kind, target)) = match_proc_path(&buf) else {
+        return;
+    };
+    let mut ev = new_event(pid, tgid, kind, target);
+    ev.request = flags & O_ACCMODE;
+    emit(&ev);
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
+pub(crate) fn mem_sys_enter_openat(ctx: TracePointContext) -> u32 {
+    let base = offsets().tp_sys_enter_args;
+    if let (Ok(path), Ok(flags)) = (arg(&ctx, base, 1), arg(&ctx, base, 2)) {
+        proc_open(path, flags);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_open")]
+pub(crate) fn mem_sys_enter_open(ctx: TracePointContext) -> u32 {
+    let base = offsets().tp_sys_enter_args;
+    if let (Ok(path), Ok(flags)) = (arg(&ctx, base, 0), arg(&ctx, base, 1)) {
+        proc_open(path, flags);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
+pub(crate) fn mem_sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    let base = offsets().tp_sys_enter_args;
+    if let (Ok(path), Ok(how)) = (arg(&ctx, base, 1), arg(&ctx, base, 2)) {
+        // open_how.flags is the first u64 (UAPI).
+        // SAFETY: the helper checks the user address.
+        let flags = unsafe { bpf_probe_read_user::<u64>(how as *const u64) }.unwrap_or(0);
+        proc_open(path, flags);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_perf_event_open")]
+pub(crate) fn perf_sys_enter_perf_event_open(ctx: TracePointContext) -> u32 {
+    let (pid, tgid) = current_pid_tgid();
+    if is_agent(tgid) {
+        return 0;
+    }
+    let base = offsets().tp_sys_enter_args;
+    let (Ok(attr), Ok(target), Ok(cpu)) =
+        (arg(&ctx, base, 0), arg(&ctx, base, 1), arg(&ctx, base, 2))
+    else {
+        count_lost(EventKind::Access);
+        return 0;
+    };
+    let target = target as i32;
+    // pid 0 is the caller itself; pid -1 with a cpu is system-wide.
+    if target == 0 {
+        return 0;
+    }
+    let mut ev = new_event(
+        pid,
+        tgid,
+        AccessKind::PerfOpen,
+        if target > 0 { target as u32 } else { 0 },
+    );
+    // SAFETY: the helper checks the user address; perf_event_attr.type is the first u32.
+    ev.request =
+        u64::from(unsafe { bpf_probe_read_user::<u32>(attr as *const u32) }.unwrap_or(u32::MAX));
+    ev.arg = u64::from(cpu as u32);
+    aggregate(&ev);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_bpf")]
+pub(crate) fn bpf_sys_enter_bpf(ctx: TracePointContext) -> u32 {
+    let (pid, tgid) = current_pid_tgid();
+    if is_agent(tgid) {
+        return 0;
+    }
+    let base = offsets().tp_sys_enter_args;
+    let (Ok(cmd), Ok(attr)) = (arg(&ctx, base, 0), arg(&ctx, base, 1)) else {
+        count_lost(EventKind::Access);
+        return 0;
+    };
+    if cmd != BPF_PROG_LOAD {
+        return 0;
+    }
+    let mut ev = new_event(pid, tgid, AccessKind::BpfProgLoad, 0);
+    // union bpf_attr (UAPI) for BPF_PROG_LOAD: prog_type at 0, prog_name[16] at 48.
+    // SAFETY: the helper checks the user address.
+    ev.request =
+        u64::from(unsafe { bpf_probe_read_user::<u32>(attr as *const u32) }.unwrap_or(u32::MAX));
+    // SAFETY: as above.
+    ev.name = unsafe { bpf_probe_read_user::<[u8; 16]>((attr + 48) as *const [u8; 16]) }
+        .unwrap_or([0; 16]);
+    park(pid, &ev);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_pidfd_getfd")]
+pub(crate) fn mem_sys_enter_pidfd_getfd(ctx: TracePointContext) -> u32 {
+    let (pid, tgid) = current_pid_tgid();
+    if is_agent(tgid) {
+        return 0;
+    }
+    let base = offsets().tp_sys_enter_args;
+    let (Ok(pidfd), Ok(targetfd)) = (arg(&ctx, base, 0), arg(&ctx, base, 1)) else {
+        count_lost(EventKind::Access);
+        return 0;
+    };
+    let mut ev = new_event(pid, tgid, AccessKind::PidfdGetfd, 0);
+    ev.arg = targetfd;
+    if let Some(host_pid) = pidfd_to_pid(pidfd as u32) {
+        ev.target_pid = host_pid;
+        ev.target_host_pid = host_pid;
+        ev.flags2 |= access_flags::TARGET_RESOLVED;
+    }
+    emit(&ev);
+    0
+}
+
+/// current->files->fdt->fd[pidfd]->private_data is the pidfd's `struct pid`;
+/// its level-0 number is the host pid.
+#[inline(always)]
+fn pidfd_to_pid(fd: u32) -> Option<u32> {
+    let off = offsets();
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let files = read_field::<*const u8>(task, off.task_files).ok()?;
+    let fdt = read_field::<*const u8>(files, off.files_fdt).ok()?;
+    let max = read_field::<u32>(fdt, off.fdt_max_fds).ok()?;
+    if fd >= max {
+        return None;
+    }
+    let fds = read_field::<*const u8>(fdt, off.fdt_fd).ok()?;
+    let file = read_field::<*const u8>(fds, fd.checked_mul(8)?).ok()?;
+    let pid = read_field::<*const u8>(file, off.file_private_data).ok()?;
+    if off.pid_numbers == agent_common::OFFSET_ABSENT {
+        return None;
+    }
+    read_field::<u32>(pid, off.pid_numbers + off.upid_nr).ok()
+}

@@ -1,0 +1,327 @@
+//! Who and where: turns the kernel's numbers into what a person reads —
+//! user names, login user, terminal, SSH origin, working directory,
+//! systemd unit, container, namespaces and ancestry — for the actor of
+//! every record and for the target of an access.
+
+pub mod cgroups;
+pub mod session;
+pub mod users;
+
+use std::path::Path;
+
+use agent_common::{Creds, NsIds};
+use serde::Serialize;
+
+pub use self::session::Ssh;
+use self::{cgroups::CgroupResolver, session::SessionCache, users::UserDb};
+use crate::{
+    process::{ProcessEntry, ProcessTable},
+    record::render,
+};
+
+/// One level of ancestry, nearest parent first.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AncestorOut {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Namespaces {
+    pub pid: u32,
+    pub user: u32,
+    pub mnt: u32,
+    /// Pid inside `pid` (equals the host pid in the host namespace).
+    pub ns_pid: u32,
+}
+
+impl From<NsIds> for Namespaces {
+    fn from(n: NsIds) -> Self {
+        Self {
+            pid: n.pid_ns,
+            user: n.user_ns,
+            mnt: n.mnt_ns,
+            ns_pid: n.ns_pid,
+        }
+    }
+}
+
+/// Who acted (DESIGN.md `actor`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Actor {
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub gid: u32,
+    pub groups: Vec<String>,
+    pub euid: u32,
+    pub euser: Option<String>,
+    pub egid: u32,
+    pub auid: Option<u32>,
+    pub login_user: Option<String>,
+    pub session_id: Option<u32>,
+    pub tty: Option<String>,
+    pub ssh: Option<Ssh>,
+    pub exe: String,
+    pub comm: String,
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    pub unit: Option<String>,
+    pub container_id: Option<String>,
+    pub cgroup_id: u64,
+    pub cgroup: Option<String>,
+    pub namespaces: Namespaces,
+    pub start_ns: u64,
+    pub ancestry: Vec<AncestorOut>,
+}
+
+/// What was acted upon (DESIGN.md `target`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Target {
+    /// Host pid (0 when it could not be resolved).
+    pub pid: u32,
+    /// The pid as the actor named it, when it differs (namespaces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub named_pid: Option<u32>,
+    pub comm: Option<String>,
+    pub exe: Option<String>,
+    pub uid: Option<u32>,
+    pub user: Option<String>,
+    pub unit: Option<String>,
+    pub container_id: Option<String>,
+    pub cgroup_id: Option<u64>,
+    pub namespaces: Option<Namespaces>,
+    pub start_ns: Option<u64>,
+    /// False when the agent knew nothing about this pid.
+    pub known: bool,
+}
+
+impl Target {
+    /// A target the agent could not map to a host process.
+    pub fn unresolved(named: u32) -> Self {
+        Self {
+            pid: 0,
+            named_pid: Some(named),
+            comm: None,
+            exe: None,
+            uid: None,
+            user: None,
+            unit: None,
+            container_id: None,
+            cgroup_id: None,
+            namespaces: None,
+            start_ns: None,
+            known: false,
+        }
+    }
+}
+
+/// Facts about the acting process, from the event and the process table.
+pub struct ActorFacts<'a> {
+    pub pid: u32,
+    pub ppid: u32,
+    pub start_ns: u64,
+    pub creds: Creds,
+    pub cgroup_id: u64,
+    pub ns: NsIds,
+    pub comm: &'a [u8],
+    pub exe: &'a [u8],
+    pub argv: &'a [Vec<u8>],
+    pub tty: &'a [u8],
+}
+
+/// Renders bytes and remembers whether escaping was needed.
+pub struct Escapes(pub Vec<&'static str>);
+
+impl Escapes {
+    pub fn text(&mut self, field: &'static str, b: &[u8]) -> String {
+        let (s, esc) = render(b);
+        if esc && !self.0.contains(&field) {
+            self.0.push(field);
+        }
+        s.into_owned()
+    }
+}
+
+fn audit_id(v: u32) -> Option<u32> {
+    (v != u32::MAX).then_some(v)
+}
+
+pub struct Enricher {
+    users: UserDb,
+    cgroups: CgroupResolver,
+    sessions: SessionCache,
+    ancestry_depth: usize,
+    /// The host's pid namespace (the agent's own): pids named there are host pids.
+    host_pid_ns: u32,
+    proc_root: std::path::PathBuf,
+}
+
+impl Enricher {
+    /// `cgroup_root` is the cgroup v2 mount; [`Enricher::for_host`] finds it.
+    pub fn new(etc: &Path, cgroup_root: &Path, proc_root: &Path, ancestry_depth: usize) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        let host_pid_ns = std::fs::metadata(proc_root.join("self/ns/pid"))
+            .map(|m| u32::try_from(m.ino()).unwrap_or(0))
+            .unwrap_or(0);
+        Self {
+            users: UserDb::new(etc),
+            cgroups: CgroupResolver::new(cgroup_root),
+            sessions: SessionCache::new(proc_root),
+            ancestry_depth,
+            host_pid_ns,
+            proc_root: proc_root.to_path_buf(),
+        }
+    }
+
+    /// An enricher over the running host's /etc, /proc and cgroup v2 mount.
+    pub fn for_host(ancestry_depth: usize) -> Self {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = cgroups::cgroup2_root(&mounts).unwrap_or_else(|| {
+            tracing::warn!("no cgroup v2 mount: units and containers come from /proc only");
+            std::path::PathBuf::from("/sys/fs/cgroup")
+        });
+        Self::new(Path::new("/etc"), &root, Path::new("/proc"), ancestry_depth)
+    }
+
+    /// Periodic upkeep: notices changed passwd/group files.
+    pub fn refresh(&mut self) {
+        self.users.refresh();
+    }
+
+    fn user(&self, uid: u32) -> Option<String> {
+        self.users.user(uid).map(str::to_owned)
+    }
+
+    /// cgroup path, unit and container of process `pid` in cgroup `cgroup_id`.
+    fn unit_container(
+        &mut self,
+        cgroup_id: u64,
+        pid: u32,
+    ) -> (Option<String>, Option<String>, Option<String>) {
+        let path = self.cgroups.path(cgroup_id).map(str::to_owned);
+        let mut unit = path
+            .as_deref()
+            .and_then(cgroups::unit_of)
+            .map(str::to_owned);
+        let mut container = path
+            .as_deref()
+            .and_then(cgroups::container_of)
+            .map(str::to_owned);
+        if unit.is_none() || container.is_none() {
+            // Hybrid hosts keep units in the v1 name=systemd tree.
+            let file = self.proc_root.join(pid.to_string()).join("cgroup");
+            if let Ok(text) = std::fs::read_to_string(file) {
+                let (u, c) = cgroups::from_proc_cgroup(&text);
+                unit = unit.or(u);
+                container = container.or(c);
+            }
+        }
+        (path, unit, container)
+    }
+
+    pub fn actor(&mut self, f: &ActorFacts<'_>, table: &ProcessTable, esc: &mut Escapes) -> Actor {
+        let ancestors = table.ancestry(f.pid, self.ancestry_depth);
+        let lineage: Vec<u32> = std::iter::once(f.pid)
+            .chain(ancestors.iter().map(|a| a.pid))
+            .collect();
+        let ssh = self.sessions.ssh(f.creds.sessionid, &lineage);
+        let (cgroup, unit, container_id) = self.unit_container(f.cgroup_id, f.pid);
+        let user = self.user(f.creds.uid);
+        let groups = user
+            .as_deref()
+            .map(|u| self.users.groups_of(u))
+            .unwrap_or_default();
+        Actor {
+            pid: f.pid,
+            tgid: f.pid,
+            ppid: f.ppid,
+            uid: f.creds.uid,
+            user,
+            gid: f.creds.gid,
+            groups,
+            euid: f.creds.euid,
+            euser: self.user(f.creds.euid),
+            egid: f.creds.egid,
+            auid: audit_id(f.creds.auid),
+            login_user: audit_id(f.creds.auid).and_then(|a| self.user(a)),
+            session_id: audit_id(f.creds.sessionid),
+            tty: (!f.tty.is_empty()).then(|| esc.text("tty", f.tty)),
+            ssh,
+            exe: esc.text("exe", f.exe),
+            comm: esc.text("comm", f.comm),
+            argv: f.argv.iter().map(|a| esc.text("argv", a)).collect(),
+            cwd: self.sessions.cwd(f.pid),
+            unit,
+            container_id,
+            cgroup_id: f.cgroup_id,
+            cgroup,
+            namespaces: f.ns.into(),
+            start_ns: f.start_ns,
+            ancestry: ancestors
+                .iter()
+                .map(|a| AncestorOut {
+                    pid: a.pid,
+                    comm: esc.text("ancestry", &a.comm),
+                    exe: esc.text("ancestry", &a.exe),
+                })
+                .collect(),
+        }
+    }
+
+    /// Host pid of the process the actor named `named` (0: none named).
+    pub fn resolve_target(&self, actor_ns: NsIds, named: u32, table: &ProcessTable) -> Option<u32> {
+        if named == 0 {
+            return None;
+        }
+        if actor_ns.pid_ns == 0 || actor_ns.pid_ns == self.host_pid_ns {
+            return Some(named);
+        }
+        table.host_pid(actor_ns.pid_ns, named)
+    }
+
+    pub fn target(
+        &mut self,
+        host_pid: u32,
+        named: u32,
+        table: &ProcessTable,
+        esc: &mut Escapes,
+    ) -> Target {
+        let named_pid = (named != 0 && named != host_pid).then_some(named);
+        let Some(e): Option<&ProcessEntry> = table.get(host_pid) else {
+            return Target {
+                pid: host_pid,
+                named_pid,
+                comm: None,
+                exe: None,
+                uid: None,
+                user: None,
+                unit: None,
+                container_id: None,
+                cgroup_id: None,
+                namespaces: None,
+                start_ns: None,
+                known: false,
+            };
+        };
+        let (_, unit, container_id) = self.unit_container(e.cgroup_id, host_pid);
+        let uid = (e.creds.uid != u32::MAX).then_some(e.creds.uid);
+        Target {
+            pid: host_pid,
+            named_pid,
+            comm: Some(esc.text("target", &e.comm)),
+            exe: Some(esc.text("target", &e.exe)),
+            uid,
+            user: uid.and_then(|u| self.user(u)),
+            unit,
+            container_id,
+            cgroup_id: Some(e.cgroup_id),
+            namespaces: Some(e.ns.into()),
+            start_ns: Some(e.start_ns),
+            known: true,
+        }
+    }
+}

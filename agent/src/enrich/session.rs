@@ -1,0 +1,123 @@
+//! Where a login came from: the SSH client address and port of the login
+//! session (from `SSH_CONNECTION` in the environment of the process or its
+//! nearest living ancestor, cached per audit session), and the working
+//! directory. Both read /proc and so are best effort: a process that already
+//! exited has no cwd in the record, and says so by omission.
+
+use std::{collections::HashMap, fs, os::unix::ffi::OsStrExt as _, path::Path};
+
+use serde::Serialize;
+
+/// SSH client endpoint of a login session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ssh {
+    pub src_ip: String,
+    pub src_port: u16,
+}
+
+/// Parses `SSH_CONNECTION=<client ip> <client port> <server ip> <server port>`.
+pub fn parse_ssh_connection(value: &[u8]) -> Option<Ssh> {
+    let s = std::str::from_utf8(value).ok()?;
+    let mut it = s.split_ascii_whitespace();
+    let ip = it.next()?;
+    let port = it.next()?.parse().ok()?;
+    ip.parse::<std::net::IpAddr>().ok()?;
+    Some(Ssh {
+        src_ip: ip.to_owned(),
+        src_port: port,
+    })
+}
+
+/// `SSH_CONNECTION` from a NUL-separated environment block.
+pub fn ssh_from_environ(env: &[u8]) -> Option<Ssh> {
+    env.split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(b"SSH_CONNECTION="))
+        .and_then(parse_ssh_connection)
+}
+
+pub struct SessionCache {
+    proc_root: std::path::PathBuf,
+    by_session: HashMap<u32, Option<Ssh>>,
+}
+
+impl SessionCache {
+    pub fn new(proc_root: &Path) -> Self {
+        Self {
+            proc_root: proc_root.to_path_buf(),
+            by_session: HashMap::new(),
+        }
+    }
+
+    /// SSH origin for a process whose lineage (itself first) is `pids`.
+    /// `session` is the audit session id (`u32::MAX` when unset).
+    pub fn ssh(&mut self, session: u32, pids: &[u32]) -> Option<Ssh> {
+        if session != u32::MAX
+            && let Some(hit) = self.by_session.get(&session)
+        {
+            return hit.clone();
+        }
+        let mut found = None;
+        let mut any_read = false;
+        for pid in pids {
+            if let Ok(env) = fs::read(self.proc_root.join(pid.to_string()).join("environ")) {
+                any_read = true;
+                found = ssh_from_environ(&env);
+                if found.is_some() {
+                    break;
+                }
+            }
+        }
+        // Cache only a real answer: an empty lineage proves nothing.
+        if session != u32::MAX && any_read {
+            if self.by_session.len() > 4096 {
+                self.by_session.clear();
+            }
+            self.by_session.insert(session, found.clone());
+        }
+        found
+    }
+
+    pub fn cwd(&self, pid: u32) -> Option<String> {
+        fs::read_link(self.proc_root.join(pid.to_string()).join("cwd"))
+            .ok()
+            .map(|p| {
+                crate::record::render(p.as_os_str().as_bytes())
+                    .0
+                    .into_owned()
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ssh_connection() {
+        let env = b"PATH=/bin\0SSH_CONNECTION=10.0.0.5 51234 10.0.0.1 22\0TERM=xterm\0";
+        assert_eq!(
+            ssh_from_environ(env),
+            Some(Ssh {
+                src_ip: "10.0.0.5".into(),
+                src_port: 51234
+            })
+        );
+        assert_eq!(
+            parse_ssh_connection(b"fe80::1 2222 fe80::2 22")
+                .unwrap()
+                .src_ip,
+            "fe80::1"
+        );
+        assert_eq!(ssh_from_environ(b"SSH_CONNECTION=garbage\0"), None);
+        assert_eq!(ssh_from_environ(b"X_SSH_CONNECTION=10.0.0.5 1 2 3\0"), None);
+        assert_eq!(ssh_from_environ(b""), None);
+    }
+
+    #[test]
+    fn own_cwd_is_readable() {
+        let c = SessionCache::new(Path::new("/proc"));
+        let want = std::env::current_dir().unwrap();
+        assert_eq!(c.cwd(std::process::id()), Some(want.display().to_string()));
+        assert_eq!(c.cwd(u32::MAX - 1), None);
+    }
+}
