@@ -339,6 +339,11 @@ pub struct KernelOffsets {
     pub fdt_max_fds: u32,
     pub fdt_fd: u32,
     pub file_private_data: u32,
+    /// Since 6.9 pidfds live on pidfs and keep their `struct pid` in the
+    /// inode: 1 = read `file.f_inode->i_private`, 0 = `file.private_data`.
+    pub pidfd_in_inode: u32,
+    pub file_f_inode: u32,
+    pub inode_i_private: u32,
     /// Offset of the first argument in a `syscalls/sys_enter_*` record, and
     /// of `ret` in a `syscalls/sys_exit_*` record.
     pub tp_sys_enter_args: u32,
@@ -349,7 +354,7 @@ pub struct KernelOffsets {
     /// Offset of `old_pid` in the same record.
     pub tp_exec_old_pid: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 164);
+const _: () = assert!(size_of::<KernelOffsets>() == 176);
 
 impl KernelOffsets {
     /// All fields absent: the programs then read nothing and flag the event.
@@ -391,6 +396,9 @@ impl KernelOffsets {
         fdt_max_fds: OFFSET_ABSENT,
         fdt_fd: OFFSET_ABSENT,
         file_private_data: OFFSET_ABSENT,
+        pidfd_in_inode: 0,
+        file_f_inode: OFFSET_ABSENT,
+        inode_i_private: OFFSET_ABSENT,
         tp_sys_enter_args: OFFSET_ABSENT,
         tp_sys_exit_ret: OFFSET_ABSENT,
         tp_exec_filename: OFFSET_ABSENT,

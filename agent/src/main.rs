@@ -27,6 +27,9 @@ enum Command {
         /// Ancestry levels recorded per actor
         #[arg(long, default_value_t = 16)]
         ancestry_depth: usize,
+        /// Seconds over which repeated accesses (PEEK/POKE, process_vm_*) are counted into one record
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        aggregate_window_secs: u64,
     },
 }
 
@@ -45,10 +48,12 @@ fn main() -> ExitCode {
         Command::Run {
             ring_mib,
             ancestry_depth,
+            aggregate_window_secs,
         } => {
             let cfg = Config {
                 ring_bytes: ring_mib * 1024 * 1024,
                 ancestry_depth,
+                aggregate_window: std::time::Duration::from_secs(aggregate_window_secs),
                 ..Config::default()
             };
             let rt = match tokio::runtime::Builder::new_multi_thread()

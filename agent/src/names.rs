@@ -25,6 +25,12 @@ pub fn ptrace_request(req: u64) -> Cow<'static, str> {
         18 => "PTRACE_GETFPXREGS",
         19 => "PTRACE_SETFPXREGS",
         24 => "PTRACE_SYSCALL",
+        25 => "PTRACE_GET_THREAD_AREA",
+        26 => "PTRACE_SET_THREAD_AREA",
+        30 => "PTRACE_ARCH_PRCTL",
+        31 => "PTRACE_SYSEMU",
+        32 => "PTRACE_SYSEMU_SINGLESTEP",
+        33 => "PTRACE_SINGLEBLOCK",
         0x4200 => "PTRACE_SETOPTIONS",
         0x4201 => "PTRACE_GETEVENTMSG",
         0x4202 => "PTRACE_GETSIGINFO",
@@ -35,6 +41,14 @@ pub fn ptrace_request(req: u64) -> Cow<'static, str> {
         0x4207 => "PTRACE_INTERRUPT",
         0x4208 => "PTRACE_LISTEN",
         0x4209 => "PTRACE_PEEKSIGINFO",
+        0x420a => "PTRACE_GETSIGMASK",
+        0x420b => "PTRACE_SETSIGMASK",
+        0x420c => "PTRACE_SECCOMP_GET_FILTER",
+        0x420d => "PTRACE_SECCOMP_GET_METADATA",
+        0x420e => "PTRACE_GET_SYSCALL_INFO",
+        0x420f => "PTRACE_GET_RSEQ_CONFIGURATION",
+        0x4210 => "PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG",
+        0x4211 => "PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG",
         _ => return Cow::Owned(format!("PTRACE_{req:#x}")),
     };
     Cow::Borrowed(name)
@@ -42,7 +56,7 @@ pub fn ptrace_request(req: u64) -> Cow<'static, str> {
 
 /// True for requests that write the tracee (memory or registers).
 pub fn ptrace_writes(req: u64) -> bool {
-    matches!(req, 4..=6 | 13 | 15 | 19 | 0x4203 | 0x4205)
+    matches!(req, 4..=6 | 13 | 15 | 19 | 26 | 0x4203 | 0x4205 | 0x420b)
 }
 
 pub fn errno(e: i64) -> Cow<'static, str> {

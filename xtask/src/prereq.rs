@@ -14,7 +14,9 @@ use crate::run::{cmd, sh};
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "gdb",
+    "gcc",
     "strace",
+    "sudo",
     "ltrace",
     "linux-perf",
     "python3",

@@ -31,19 +31,6 @@ const PTRACE_SEIZE: u64 = 0x4206;
 const BPF_PROG_LOAD: u64 = 5;
 const O_ACCMODE: u64 = 3;
 
-/// Requests that read or write the tracee's memory or registers. Control
-/// requests (CONT, SYSCALL, DETACH, SETOPTIONS, ...) are not recorded.
-fn is_data_request(req: u64) -> bool {
-    matches!(
-        req,
-        1..=6          // PEEKTEXT PEEKDATA PEEKUSR POKETEXT POKEDATA POKEUSR
-        | 12..=15      // GETREGS SETREGS GETFPREGS SETFPREGS
-        | 18 | 19      // GETFPXREGS SETFPXREGS
-        | 0x4204 | 0x4205 // GETREGSET SETREGSET
-        | 0x4203 | 0x4209 // SETSIGINFO PEEKSIGINFO
-    )
-}
-
 /// Syscall argument `i` of a `sys_enter_*` record.
 #[inline(always)]
 fn arg(ctx: &TracePointContext, base: u32, i: usize) -> Result<u64, i64> {
@@ -139,10 +126,10 @@ pub(crate) fn ptrace_sys_enter_ptrace(ctx: TracePointContext) -> u32 {
         count_lost(EventKind::Access);
         return 0;
     };
+    // Attaches are sent with their result; every other request (memory,
+    // registers, control) is sent once per tracer, target and request, then
+    // counted: `strace -f` issues one or more per syscall of the tracee.
     let attach = matches!(req, PTRACE_TRACEME | PTRACE_ATTACH | PTRACE_SEIZE);
-    if !attach && !is_data_request(req) {
-        return 0;
-    }
     let target = if req == PTRACE_TRACEME {
         0
     } else {
@@ -415,7 +402,12 @@ fn pidfd_to_pid(fd: u32) -> Option<u32> {
     }
     let fds = read_field::<*const u8>(fdt, off.fdt_fd).ok()?;
     let file = read_field::<*const u8>(fds, fd.checked_mul(8)?).ok()?;
-    let pid = read_field::<*const u8>(file, off.file_private_data).ok()?;
+    let pid = if off.pidfd_in_inode == 1 {
+        let inode = read_field::<*const u8>(file, off.file_f_inode).ok()?;
+        read_field::<*const u8>(inode, off.inode_i_private).ok()?
+    } else {
+        read_field::<*const u8>(file, off.file_private_data).ok()?
+    };
     if off.pid_numbers == agent_common::OFFSET_ABSENT {
         return None;
     }

@@ -182,6 +182,10 @@ impl KernelBtf {
             fdt_max_fds: self.required("fdtable", "max_fds")?,
             fdt_fd: self.required("fdtable", "fd")?,
             file_private_data: self.required("file", "private_data")?,
+            // pidfs (6.9+) is recognisable by its allocator function.
+            pidfd_in_inode: u32::from(self.has_type("pidfs_alloc_file")),
+            file_f_inode: self.required("file", "f_inode")?,
+            inode_i_private: self.required("inode", "i_private")?,
             tp_sys_enter_args: OFFSET_ABSENT,
             tp_sys_exit_ret: OFFSET_ABSENT,
             tp_exec_filename: OFFSET_ABSENT,
@@ -223,6 +227,17 @@ mod tests {
         assert_eq!(off.upid_size, 16);
         assert_eq!(off.upid_nr, 0);
         assert_eq!(off.upid_ns, 8);
+        // The kernels we test on: 6.18 here has pidfs, Debian 12's 6.1 does not.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let (major, minor) = release.trim().split_once('.').unwrap();
+        let minor: u32 = minor
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let pidfs = major.parse::<u32>().unwrap() > 6 || minor >= 9;
+        assert_eq!(off.pidfd_in_inode, u32::from(pidfs), "kernel {release}");
     }
 
     #[test]
