@@ -209,6 +209,18 @@ pub enum AccessKind {
     BpfProgLoad = 7,
     /// `pidfd_getfd(pidfd, targetfd, ...)`; `arg` = targetfd.
     PidfdGetfd = 8,
+    /// BPF-LSM `ptrace_access_check` denial; `request` = ptrace mode.
+    LsmAccess = 9,
+    /// BPF-LSM `ptrace_traceme` denial.
+    LsmTraceme = 10,
+    /// BPF-LSM `bprm_check_security` denial of an exec.
+    LsmExec = 11,
+    /// BPF-LSM `task_kill` denial of a signal to the agent; `request` = signal.
+    LsmKill = 12,
+    /// BPF-LSM `perf_event_open` denial; `request` = perf type.
+    LsmPerf = 13,
+    /// BPF-LSM `bpf` denial; `request` = bpf command.
+    LsmBpf = 14,
 }
 
 impl AccessKind {
@@ -222,6 +234,12 @@ impl AccessKind {
             6 => Some(Self::PerfOpen),
             7 => Some(Self::BpfProgLoad),
             8 => Some(Self::PidfdGetfd),
+            9 => Some(Self::LsmAccess),
+            10 => Some(Self::LsmTraceme),
+            11 => Some(Self::LsmExec),
+            12 => Some(Self::LsmKill),
+            13 => Some(Self::LsmPerf),
+            14 => Some(Self::LsmBpf),
             _ => None,
         }
     }
@@ -265,8 +283,128 @@ pub struct AccessEvent {
     pub comm: [u8; COMM_LEN],
     /// bpf program name; empty otherwise.
     pub name: [u8; COMM_LEN],
+    /// Kernel rule slot that decided ([`Decision`] other than `None`).
+    pub rule: u32,
+    /// A [`Decision`] discriminant.
+    pub decision: u32,
 }
-const _: () = assert!(size_of::<AccessEvent>() == 160);
+const _: () = assert!(size_of::<AccessEvent>() == 168);
+
+/// What the kernel did about an access. Discriminants are part of the contract.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Observed only.
+    None = 0,
+    /// Refused with -EPERM by a BPF-LSM hook: the action did not happen.
+    DeniedLsm = 1,
+    /// No BPF-LSM: the actor was sent SIGKILL at the syscall's entry.
+    Killed = 2,
+}
+
+impl Decision {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::None),
+            1 => Some(Self::DeniedLsm),
+            2 => Some(Self::Killed),
+            _ => None,
+        }
+    }
+}
+
+/// Enforcement mechanism in force, slot 0 of [`ENFORCE_MAP`].
+pub mod enforce_mode {
+    /// Observe only.
+    pub const OFF: u32 = 0;
+    /// BPF-LSM hooks deny with -EPERM.
+    pub const LSM: u32 = 1;
+    /// Syscall-entry SIGKILL of the actor (no BPF-LSM on this kernel).
+    pub const KILL: u32 = 2;
+}
+
+/// Operations a kernel rule can deny (`KRule.ops` bits).
+pub mod ops {
+    /// ptrace attach/seize and every PTRACE_MODE_ATTACH access: process_vm_*,
+    /// /proc/<pid>/mem, pidfd_getfd.
+    pub const ATTACH: u32 = 1 << 0;
+    /// PTRACE_TRACEME by a protected process (anti-debug).
+    pub const TRACEME: u32 = 1 << 1;
+    /// exec of a listed binary (bprm_check_security).
+    pub const EXEC: u32 = 1 << 2;
+    /// perf_event_open by a non-exempt actor.
+    pub const PERF: u32 = 1 << 3;
+    /// bpf(BPF_PROG_LOAD) by a non-exempt actor.
+    pub const BPF: u32 = 1 << 4;
+}
+
+/// One compiled deny rule, indexed by its slot in [`KRULES_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KRule {
+    /// [`ops`] bits this rule denies.
+    pub ops: u32,
+    /// [`krule_flags`] bits.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<KRule>() == 8);
+
+pub mod krule_flags {
+    /// The slot holds a rule.
+    pub const ENABLED: u32 = 1 << 0;
+    /// An unexpired grant for the actor lets the action through.
+    pub const HONOR_GRANTS: u32 = 1 << 1;
+    /// The rule applies to every actor (perf/bpf rules have no target).
+    pub const ACTOR_ONLY: u32 = 1 << 2;
+}
+
+/// Exemption of one actor (login uid, else uid) from one rule slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExemptKey {
+    pub slot: u32,
+    pub uid: u32,
+}
+
+/// Grant scope kinds in [`GrantKey::scope`].
+pub mod grant_scope {
+    pub const ANY: u32 = 0;
+    /// `value` is a cgroup id (a systemd unit).
+    pub const CGROUP: u32 = 1;
+    /// `value` is a tgid.
+    pub const TGID: u32 = 2;
+}
+
+/// A grant for one actor (login uid, else uid) over one scope; the map value
+/// is the expiry in `CLOCK_BOOTTIME` ns, so it ends in the kernel, on time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GrantKey {
+    pub uid: u32,
+    pub scope: u32,
+    pub value: u64,
+}
+const _: () = assert!(size_of::<GrantKey>() == 16);
+
+/// Identity of an executable file: inode and device.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+pub const KRULES_MAP: &str = "KRULES";
+pub const KRULES_MAX: u32 = 256;
+pub const PROTECT_TGID_MAP: &str = "PROTECT_TGID";
+pub const PROTECT_CGROUP_MAP: &str = "PROTECT_CGROUP";
+pub const PROTECT_COMM_MAP: &str = "PROTECT_COMM";
+pub const EXEMPT_MAP: &str = "EXEMPT";
+pub const GRANTS_MAP: &str = "GRANTS";
+pub const EXEC_DENY_MAP: &str = "EXEC_DENY";
+/// Array map whose slot 0 holds the [`enforce_mode`] in force.
+pub const ENFORCE_MAP: &str = "ENFORCE";
 
 /// Key of [`AGG_MAP`]: one tracer, one target, one kind of access.
 #[repr(C)]
@@ -344,6 +482,17 @@ pub struct KernelOffsets {
     pub pidfd_in_inode: u32,
     pub file_f_inode: u32,
     pub inode_i_private: u32,
+    /// `task_struct.cgroups`, `css_set.dfl_cgrp`, `cgroup.kn`, `kernfs_node.id`:
+    /// the cgroup v2 id of any task (not only the current one).
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    /// `linux_binprm.file`, `inode.i_ino`, `inode.i_sb`, `super_block.s_dev`.
+    pub bprm_file: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub sb_s_dev: u32,
     /// Offset of the first argument in a `syscalls/sys_enter_*` record, and
     /// of `ret` in a `syscalls/sys_exit_*` record.
     pub tp_sys_enter_args: u32,
@@ -354,7 +503,7 @@ pub struct KernelOffsets {
     /// Offset of `old_pid` in the same record.
     pub tp_exec_old_pid: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 176);
+const _: () = assert!(size_of::<KernelOffsets>() == 208);
 
 impl KernelOffsets {
     /// All fields absent: the programs then read nothing and flag the event.
@@ -399,6 +548,14 @@ impl KernelOffsets {
         pidfd_in_inode: 0,
         file_f_inode: OFFSET_ABSENT,
         inode_i_private: OFFSET_ABSENT,
+        task_cgroups: OFFSET_ABSENT,
+        css_set_dfl_cgrp: OFFSET_ABSENT,
+        cgroup_kn: OFFSET_ABSENT,
+        kernfs_node_id: OFFSET_ABSENT,
+        bprm_file: OFFSET_ABSENT,
+        inode_i_ino: OFFSET_ABSENT,
+        inode_i_sb: OFFSET_ABSENT,
+        sb_s_dev: OFFSET_ABSENT,
         tp_sys_enter_args: OFFSET_ABSENT,
         tp_sys_exit_ret: OFFSET_ABSENT,
         tp_exec_filename: OFFSET_ABSENT,
@@ -413,4 +570,8 @@ mod user {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::AggKey {}
+    unsafe impl aya::Pod for super::KRule {}
+    unsafe impl aya::Pod for super::ExemptKey {}
+    unsafe impl aya::Pod for super::GrantKey {}
+    unsafe impl aya::Pod for super::InodeKey {}
 }

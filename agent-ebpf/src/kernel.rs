@@ -26,6 +26,9 @@ pub(crate) static EXEC_SCRATCH: PerCpuArray<ExecScratch> = PerCpuArray::with_max
 pub(crate) static AGG: LruPerCpuHashMap<AggKey, u64> =
     LruPerCpuHashMap::with_max_entries(AGG_ENTRIES, 0);
 
+#[map(name = "ACCESS_SCRATCH")]
+pub(crate) static ACCESS_SCRATCH: PerCpuArray<AccessEvent> = PerCpuArray::with_max_entries(1, 0);
+
 #[map(name = "PENDING")]
 pub(crate) static PENDING: LruHashMap<u32, AccessEvent> = LruHashMap::with_max_entries(8192, 0);
 

@@ -34,6 +34,8 @@ pub struct Config {
     pub exit_grace: Duration,
     /// Window over which repeated accesses (PEEK/POKE, process_vm_*) are counted.
     pub aggregate_window: Duration,
+    /// Enforce deny rules and protect the agent when the kernel allows it.
+    pub enforce: bool,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             table_max: 262_144,
             exit_grace: Duration::from_secs(10),
             aggregate_window: Duration::from_secs(5),
+            enforce: true,
         }
     }
 }
@@ -102,6 +105,28 @@ fn read_aggregates(map: &PerCpuHashMap<MapData, AggKey, u64>) -> Vec<(AggKey, u6
     out
 }
 
+/// After the kill fallback removed a tracer, its tracee may be left in a
+/// stopped state (an attach delivers SIGSTOP): continue it, so enforcement
+/// never leaves a protected service frozen.
+fn resume_stopped(pids: Vec<u32>) {
+    for pid in pids {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let stopped = status.lines().any(|l| {
+            l.starts_with("State:") && (l.contains("(stopped)") || l.contains("(tracing stop)"))
+        });
+        let traced = status
+            .lines()
+            .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"));
+        if stopped && !traced {
+            // SAFETY: plain syscall; the pid was read from /proc just now.
+            let rc = unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+            info!(pid, rc, "resumed a process its killed tracer left stopped");
+        }
+    }
+}
+
 /// Moves queued events through the pipeline to the sink. Returns `true`
 /// when the ring buffer was emptied, `false` when it stopped after
 /// `MAX_DRAIN_BATCHES` so that the timer tick is not starved under load.
@@ -137,6 +162,7 @@ pub async fn run(
     let loaded = ebpf::load_and_attach(&LoadOptions {
         ring_bytes: cfg.ring_bytes,
         agent_tgid: std::process::id(),
+        enforce: cfg.enforce,
     })?;
     let ebpf::Loaded {
         ebpf,
@@ -146,7 +172,10 @@ pub async fn run(
         attached,
         tracefs,
         offsets: _,
+        enforcer,
+        mechanism_reason,
     } = loaded;
+    let mechanism = enforcer.mechanism();
 
     let mut table = ProcessTable::new(
         cfg.table_max,
@@ -161,6 +190,13 @@ pub async fn run(
     let enricher = crate::enrich::Enricher::for_host(cfg.ancestry_depth);
     let builder = crate::record::RecordBuilder::new(host.clone(), Clock::sample(), enricher);
     let mut p = Pipeline::new(table, builder);
+    let rule_names = enforcer
+        .policy()
+        .rules
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    p.set_protector(Box::new(enforcer), rule_names);
     let sink = StdoutSink::spawn(64)?;
 
     p.agent_record(
@@ -176,6 +212,10 @@ pub async fn run(
                 TracefsState::MountedByUs(_) => "mounted by debugmon",
             },
             "ring_bytes": cfg.ring_bytes,
+            "enforcement": {
+                "mechanism": mechanism.as_str(),
+                "reason": mechanism_reason,
+            },
             "processes_seeded": seeded,
         }),
     );
@@ -217,6 +257,7 @@ pub async fn run(
                 let now = host::boottime_ns();
                 p.report_lost(now, read_lost(&lost));
                 p.reap(now);
+                resume_stopped(p.take_resume());
                 sink.send(p.take_batch()).await?;
             }
             _ = agg_tick.tick() => {

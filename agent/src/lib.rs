@@ -12,11 +12,13 @@
 //! - [`record`]: the JSON records of DESIGN.md; [`names`]: kernel numbers to names
 //! - [`pipeline`]: decode -> table -> record, I/O free
 //! - [`sink`]: where records go
+//! - [`enforce`]: enforcement mechanism and the kernel's decision maps
 //! - [`agent`]: the async driver and shutdown
 //! - [`host`]: host identity and clocks
 
 pub mod agent;
 pub mod ebpf;
+pub mod enforce;
 pub mod enrich;
 pub mod event;
 pub mod host;

@@ -30,6 +30,9 @@ enum Command {
         /// Seconds over which repeated accesses (PEEK/POKE, process_vm_*) are counted into one record
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
         aggregate_window_secs: u64,
+        /// Observe only: do not enforce deny rules or protect the agent
+        #[arg(long)]
+        no_enforce: bool,
     },
 }
 
@@ -49,11 +52,13 @@ fn main() -> ExitCode {
             ring_mib,
             ancestry_depth,
             aggregate_window_secs,
+            no_enforce,
         } => {
             let cfg = Config {
                 ring_bytes: ring_mib * 1024 * 1024,
                 ancestry_depth,
                 aggregate_window: std::time::Duration::from_secs(aggregate_window_secs),
+                enforce: !no_enforce,
                 ..Config::default()
             };
             let rt = match tokio::runtime::Builder::new_multi_thread()

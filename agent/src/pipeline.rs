@@ -29,8 +29,40 @@ pub struct PipelineStats {
     pub serialize_errors: u64,
 }
 
+/// Keeps the kernel's list of protected processes in step with the process
+/// table (implemented by the enforcer; tests use a recorder).
+pub trait Protector {
+    /// Rule slot that protects a process with this exe and uid, if any.
+    fn slot_for(&self, exe: &[u8], uid: u32) -> Option<u32>;
+    fn protect(&mut self, tgid: u32, slot: u32);
+    fn unprotect(&mut self, tgid: u32);
+}
+
+impl Protector for crate::enforce::Enforcer {
+    fn slot_for(&self, exe: &[u8], uid: u32) -> Option<u32> {
+        let exe = std::str::from_utf8(exe).ok()?;
+        self.policy().slot_for_process(exe, uid)
+    }
+    fn protect(&mut self, tgid: u32, slot: u32) {
+        if let Err(e) = crate::enforce::Enforcer::protect(self, tgid, slot) {
+            tracing::error!(tgid, error = %e, "cannot protect a process in the kernel map");
+        }
+    }
+    fn unprotect(&mut self, tgid: u32) {
+        if let Err(e) = crate::enforce::Enforcer::unprotect(self, tgid) {
+            tracing::error!(tgid, error = %e, "cannot update the kernel's protected processes");
+        }
+    }
+}
+
 pub struct Pipeline {
     table: ProcessTable,
+    protector: Option<Box<dyn Protector + Send>>,
+    /// Processes protected in the kernel map, by tgid.
+    protected: HashMap<u32, u32>,
+    /// Targets whose tracer the kill fallback removed: the agent checks they
+    /// are not left stopped.
+    resume: Vec<u32>,
     builder: RecordBuilder,
     batch: Vec<u8>,
     stats: PipelineStats,
@@ -44,11 +76,58 @@ impl Pipeline {
     pub fn new(table: ProcessTable, builder: RecordBuilder) -> Self {
         Self {
             table,
+            protector: None,
+            protected: HashMap::new(),
+            resume: Vec::new(),
             builder,
             batch: Vec::with_capacity(64 * 1024),
             stats: PipelineStats::default(),
             reported: LostCounts::default(),
             agg_reported: HashMap::new(),
+        }
+    }
+
+    /// Installs the protector and protects every known process that a
+    /// kernel rule covers (called again after each policy load).
+    pub fn set_protector(&mut self, p: Box<dyn Protector + Send>, rule_names: Vec<String>) {
+        self.builder.set_rule_names(rule_names);
+        self.protector = Some(p);
+        for tgid in std::mem::take(&mut self.protected).into_keys() {
+            if let Some(p) = self.protector.as_mut() {
+                p.unprotect(tgid);
+            }
+        }
+        let pids: Vec<u32> = self.table.pids().collect();
+        for pid in pids {
+            self.sync_protection(pid);
+        }
+    }
+
+    /// Targets to check for a stopped state (kill fallback).
+    pub fn take_resume(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.resume)
+    }
+
+    fn sync_protection(&mut self, tgid: u32) {
+        let Some(p) = self.protector.as_mut() else {
+            return;
+        };
+        let slot = self
+            .table
+            .get(tgid)
+            .filter(|e| e.exited_ns.is_none())
+            .and_then(|e| p.slot_for(&e.exe, e.creds.uid));
+        match (slot, self.protected.get(&tgid).copied()) {
+            (Some(s), Some(old)) if s == old => {}
+            (Some(s), _) => {
+                p.protect(tgid, s);
+                self.protected.insert(tgid, s);
+            }
+            (None, Some(_)) => {
+                p.unprotect(tgid);
+                self.protected.remove(&tgid);
+            }
+            (None, None) => {}
         }
     }
 
@@ -91,18 +170,27 @@ impl Pipeline {
             Event::Exec(e) => {
                 self.stats.exec += 1;
                 self.table.on_exec(&e);
+                self.sync_protection(e.tgid);
                 self.emit(|b, out, t| b.exec(out, &e, t));
             }
             Event::Fork(f) => {
                 self.stats.fork += 1;
                 self.table.on_fork(&f);
+                self.sync_protection(f.pid);
             }
             Event::Exit(x) => {
                 self.stats.exit += 1;
                 self.table.on_exit(&x);
+                self.sync_protection(x.pid);
             }
             Event::Access(a) => {
                 self.stats.access += 1;
+                if a.decision == agent_common::Decision::Killed
+                    && a.access == AccessKind::Ptrace
+                    && a.target_pid != 0
+                {
+                    self.resume.push(a.target_pid);
+                }
                 self.access(&a, None);
             }
         }
@@ -167,6 +255,8 @@ impl Pipeline {
                 cgroup_id: actor.cgroup_id,
                 comm: actor.comm.clone(),
                 name: Vec::new(),
+                decision: agent_common::Decision::None,
+                rule: None,
             };
             self.access(&a, Some(window_s));
         }
@@ -399,6 +489,8 @@ mod tests {
             cgroup_id: 0,
             comm: b"perf".to_vec(),
             name: Vec::new(),
+            decision: agent_common::Decision::None,
+            rule: None,
         };
         p.handle(&encode(&Event::Access(a.clone())));
         assert!(p.take_batch().is_empty());

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use agent_common::AccessKind;
+use agent_common::{AccessKind, Decision};
 use serde::Serialize;
 
 use crate::{
@@ -53,6 +53,23 @@ struct Record<'a, D: Serialize> {
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<&'a Target>,
     detail: D,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a DecisionOut>,
+}
+
+/// DESIGN.md `decision`: what was decided about the action and whether the
+/// kernel enforced it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DecisionOut {
+    /// allow | alert | deny
+    pub action: &'static str,
+    /// `"lsm"` (refused with -EPERM before it happened), `"kill"` (the actor
+    /// was killed at the syscall's entry) or `null` (not enforced).
+    pub enforced: Option<&'static str>,
+    pub rule: Option<String>,
+    pub severity: Option<String>,
+    pub reason: Option<String>,
+    pub grant_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -87,6 +104,13 @@ struct AccessDetail {
     prog_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     target_fd: Option<u64>,
+    /// The BPF-LSM hook that refused the action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lsm_hook: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'static str>,
     /// `ok` or the errno name, when the syscall's result is known.
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<Cow<'static, str>>,
@@ -182,6 +206,38 @@ fn access_detail(a: &AccessInfo) -> (&'static str, AccessDetail) {
             d.prog_type = Some(names::bpf_prog_type(a.request));
             "bpf"
         }
+        AccessKind::LsmAccess => {
+            // The kernel routes attach, process_vm_*, /proc/<pid>/mem and
+            // pidfd_getfd through this one check; the syscall's own record
+            // (sent at its entry) says which it was.
+            d.lsm_hook = Some("ptrace_access_check");
+            d.access = Some("attach");
+            "ptrace"
+        }
+        AccessKind::LsmTraceme => {
+            d.lsm_hook = Some("ptrace_traceme");
+            d.ptrace_request = Some(names::ptrace_request(0));
+            "ptrace"
+        }
+        AccessKind::LsmExec => {
+            d.lsm_hook = Some("bprm_check_security");
+            "exec"
+        }
+        AccessKind::LsmKill => {
+            d.lsm_hook = Some("task_kill");
+            d.signal = Some(a.request as i32);
+            d.event = Some("tamper");
+            "agent"
+        }
+        AccessKind::LsmPerf => {
+            d.lsm_hook = Some("perf_event_open");
+            d.perf_type = Some(names::perf_type(a.request));
+            "perf_attach"
+        }
+        AccessKind::LsmBpf => {
+            d.lsm_hook = Some("bpf");
+            "bpf"
+        }
     };
     (kind, d)
 }
@@ -192,6 +248,8 @@ pub struct RecordBuilder {
     clock: Clock,
     seq: u64,
     enricher: Enricher,
+    /// Names of the kernel rule slots, for decisions the kernel made.
+    rule_names: Vec<String>,
 }
 
 impl RecordBuilder {
@@ -201,7 +259,36 @@ impl RecordBuilder {
             clock,
             seq: 0,
             enricher,
+            rule_names: Vec::new(),
         }
+    }
+
+    pub fn set_rule_names(&mut self, names: Vec<String>) {
+        self.rule_names = names;
+    }
+
+    fn kernel_decision(&self, a: &AccessInfo) -> Option<DecisionOut> {
+        let enforced = match a.decision {
+            Decision::None => return None,
+            Decision::DeniedLsm => "lsm",
+            Decision::Killed => "kill",
+        };
+        let rule = match a.rule {
+            Some(u32::MAX) => Some("self-protection".to_owned()),
+            Some(slot) => self.rule_names.get(slot as usize).cloned(),
+            None => None,
+        };
+        Some(DecisionOut {
+            action: "deny",
+            enforced: Some(enforced),
+            severity: Some("high".to_owned()),
+            reason: Some(match enforced {
+                "lsm" => "refused in the kernel (BPF-LSM) before it happened".to_owned(),
+                _ => "actor killed at the syscall's entry (no BPF-LSM on this kernel)".to_owned(),
+            }),
+            rule,
+            grant_id: None,
+        })
     }
 
     pub fn set_clock(&mut self, clock: Clock) {
@@ -217,6 +304,7 @@ impl RecordBuilder {
         self.seq
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one record's parts, named")]
     fn write<D: Serialize>(
         &mut self,
         out: &mut Vec<u8>,
@@ -225,6 +313,7 @@ impl RecordBuilder {
         actor: Option<&Actor>,
         target: Option<&Target>,
         detail: D,
+        decision: Option<&DecisionOut>,
     ) -> Result<(), serde_json::Error> {
         let rec = Record {
             schema: SCHEMA,
@@ -236,6 +325,7 @@ impl RecordBuilder {
             actor,
             target,
             detail,
+            decision,
         };
         serde_json::to_writer(&mut *out, &rec)?;
         out.push(b'\n');
@@ -283,7 +373,7 @@ impl RecordBuilder {
             escaped: esc.0,
             incomplete,
         };
-        self.write(out, e.ktime_ns, "exec", Some(&actor), None, detail)
+        self.write(out, e.ktime_ns, "exec", Some(&actor), None, detail, None)
     }
 
     /// Appends the record of an access (ptrace, mem_access, perf_attach, bpf).
@@ -325,7 +415,16 @@ impl RecordBuilder {
         }
         detail.window_s = window_s;
         detail.escaped = esc.0;
-        self.write(out, a.ktime_ns, kind, Some(&actor), target.as_ref(), detail)
+        let decision = self.kernel_decision(a);
+        self.write(
+            out,
+            a.ktime_ns,
+            kind,
+            Some(&actor),
+            target.as_ref(),
+            detail,
+            decision.as_ref(),
+        )
     }
 
     /// Appends a `lost` record.
@@ -341,7 +440,7 @@ impl RecordBuilder {
             counts,
             cumulative,
         };
-        self.write(out, now_ns, "lost", None, None, detail)
+        self.write(out, now_ns, "lost", None, None, detail, None)
     }
 
     /// Appends an `agent` record (start, stop) with a free-form detail.
@@ -351,7 +450,7 @@ impl RecordBuilder {
         now_ns: u64,
         detail: D,
     ) -> Result<(), serde_json::Error> {
-        self.write(out, now_ns, "agent", None, None, detail)
+        self.write(out, now_ns, "agent", None, None, detail, None)
     }
 }
 
@@ -496,6 +595,8 @@ mod tests {
             cgroup_id: 0,
             comm: b"bash".to_vec(),
             name: b"myprog".to_vec(),
+            decision: Decision::None,
+            rule: None,
         }
     }
 
@@ -578,6 +679,42 @@ mod tests {
         assert_eq!(v["kind"], "bpf");
         assert_eq!(v["detail"]["prog_type"], "lsm");
         assert_eq!(v["detail"]["prog_name"], "myprog");
+    }
+
+    #[test]
+    fn kernel_denials_carry_the_rule_and_the_mechanism() {
+        let mut b = builder();
+        b.set_rule_names(vec!["attach-to-database".into()]);
+        let mut out = Vec::new();
+        let mut a = access(AccessKind::LsmAccess, 40, 2);
+        a.decision = Decision::DeniedLsm;
+        a.rule = Some(0);
+        b.access(&mut out, &a, &table(), None).unwrap();
+        let v = one(&out);
+        assert_eq!(v["decision"]["action"], "deny");
+        assert_eq!(v["decision"]["enforced"], "lsm");
+        assert_eq!(v["decision"]["rule"], "attach-to-database");
+        assert_eq!(v["detail"]["lsm_hook"], "ptrace_access_check");
+        let mut out = Vec::new();
+        let mut k = access(AccessKind::Ptrace, 40, 16);
+        k.decision = Decision::Killed;
+        k.rule = Some(u32::MAX);
+        b.access(&mut out, &k, &table(), None).unwrap();
+        let v = one(&out);
+        assert_eq!(v["decision"]["enforced"], "kill");
+        assert_eq!(v["decision"]["rule"], "self-protection");
+        let mut out = Vec::new();
+        b.access(
+            &mut out,
+            &access(AccessKind::Ptrace, 40, 16),
+            &table(),
+            None,
+        )
+        .unwrap();
+        assert!(
+            one(&out).get("decision").is_none(),
+            "observed only: no decision"
+        );
     }
 
     #[test]

@@ -9,20 +9,27 @@
 //! first occurrence per (actor, target, kind, request) at once and only count
 //! the rest in `AGG`, which the agent reports as aggregates.
 
-use agent_common::{AccessEvent, AccessKind, AggKey, EventHeader, EventKind, access_flags};
+use agent_common::{
+    AccessEvent, AccessKind, AggKey, Decision, EventKind, access_flags, enforce_mode, ops,
+};
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_current_comm, bpf_probe_read_user,
-        generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns},
+        generated::{
+            bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_send_signal,
+        },
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
 
-use crate::kernel::{
-    AGG, EVENTS, PENDING, count_lost, current_pid_tgid, is_agent, offsets, read_creds, read_field,
-    read_ns,
+use crate::{
+    enforce,
+    kernel::{
+        ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_lost, current_pid_tgid, is_agent, offsets,
+        read_creds, read_field, read_ns,
+    },
 };
 
 const PTRACE_TRACEME: u64 = 0;
@@ -30,6 +37,7 @@ const PTRACE_ATTACH: u64 = 16;
 const PTRACE_SEIZE: u64 = 0x4206;
 const BPF_PROG_LOAD: u64 = 5;
 const O_ACCMODE: u64 = 3;
+const SIGKILL: u32 = 9;
 
 /// Syscall argument `i` of a `sys_enter_*` record.
 #[inline(always)]
@@ -38,41 +46,110 @@ fn arg(ctx: &TracePointContext, base: u32, i: usize) -> Result<u64, i64> {
     unsafe { ctx.read_at::<u64>(base as usize + 8 * i) }.map_err(i64::from)
 }
 
-/// An access event for the current task with the actor filled in.
+/// An access event for the current task with the actor filled in, built
+/// in per-CPU scratch space: the BPF stack (512 bytes) cannot hold it next
+/// to the hooks' own locals.
 #[inline(always)]
-fn new_event(pid: u32, tgid: u32, access: AccessKind, target_pid: u32) -> AccessEvent {
+fn new_event(
+    pid: u32,
+    tgid: u32,
+    access: AccessKind,
+    target_pid: u32,
+) -> Option<&'static mut AccessEvent> {
+    let p = ACCESS_SCRATCH.get_ptr_mut(0)?;
     let off = offsets();
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let mut fl = 0u32;
-    let creds = read_creds(task, &off, &mut fl);
+    // SAFETY: a per-CPU map value, exclusive to this CPU while the program runs.
+    let ev = unsafe { &mut *p };
+    ev.header.kind = EventKind::Access as u32;
+    ev.header.flags = 0;
+    // SAFETY: helper without preconditions.
+    ev.header.ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
+    ev.header.pid = pid;
+    ev.header.tgid = tgid;
+    ev.header.start_ns = read_field::<u64>(task, off.task_start_boottime).unwrap_or(0);
+    ev.access = access as u32;
+    ev.target_pid = target_pid;
+    ev.request = 0;
+    ev.arg = 0;
+    ev.ret = 0;
+    ev.count = 1;
+    ev.target_host_pid = 0;
+    ev.flags2 = 0;
     let parent = read_field::<*const u8>(task, off.task_real_parent).unwrap_or(core::ptr::null());
-    AccessEvent {
-        header: EventHeader {
-            kind: EventKind::Access as u32,
-            flags: fl,
-            // SAFETY: helper without preconditions.
-            ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
-            pid,
-            tgid,
-            start_ns: read_field::<u64>(task, off.task_start_boottime).unwrap_or(0),
-        },
-        access: access as u32,
-        target_pid,
-        request: 0,
-        arg: 0,
-        ret: 0,
-        count: 1,
-        target_host_pid: 0,
-        flags2: 0,
-        ppid: read_field::<u32>(parent, off.task_tgid).unwrap_or(0),
-        creds,
-        ns: read_ns(task, &off),
-        // SAFETY: helper without preconditions.
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        comm: bpf_get_current_comm().unwrap_or_default(),
-        name: [0; 16],
+    ev.ppid = read_field::<u32>(parent, off.task_tgid).unwrap_or(0);
+    ev.creds = read_creds(task, &off, &mut ev.header.flags);
+    ev.ns = read_ns(task, &off);
+    // SAFETY: helper without preconditions.
+    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    ev.comm = bpf_get_current_comm().unwrap_or_default();
+    ev.name = [0; 16];
+    ev.rule = 0;
+    ev.decision = Decision::None as u32;
+    Some(ev)
+}
+
+/// An event for a kernel denial by the current task.
+#[inline(always)]
+pub(crate) fn deny_event(
+    kind: AccessKind,
+    target: u32,
+    slot: u32,
+    d: Decision,
+) -> Option<&'static mut AccessEvent> {
+    let (pid, tgid) = current_pid_tgid();
+    let ev = new_event(pid, tgid, kind, target)?;
+    ev.rule = slot;
+    ev.decision = d as u32;
+    Some(ev)
+}
+
+/// Reports a denial: the first per (actor, target, kind) at once, repeats
+/// (a tool retrying in a loop) counted.
+#[inline(always)]
+pub(crate) fn report_denial(ev: Option<&'static mut AccessEvent>) {
+    match ev {
+        Some(ev) => aggregate(ev),
+        None => count_lost(EventKind::Access),
     }
+}
+
+/// Fallback for rules on the actor alone (perf, bpf).
+#[inline(always)]
+fn kill_fallback_actor(ev: &mut AccessEvent, op: u32) -> bool {
+    if enforce::mode() != enforce_mode::KILL {
+        return false;
+    }
+    let Some(slot) = enforce::decide_actor(op) else {
+        return false;
+    };
+    // SAFETY: helper without preconditions; signals the current process.
+    unsafe { bpf_send_signal(SIGKILL) };
+    ev.rule = slot;
+    ev.decision = Decision::Killed as u32;
+    emit(ev);
+    true
+}
+
+/// Fallback enforcement where BPF-LSM is unavailable: the actor is killed at
+/// the syscall's entry. A pending SIGKILL makes ptrace attach fail before it
+/// takes the target (its interruptible lock sees the signal), and any other
+/// syscall's result never reaches userspace.
+#[inline(always)]
+fn kill_fallback(ev: &mut AccessEvent, target_tgid: u32, op: u32) -> bool {
+    if enforce::mode() != enforce_mode::KILL {
+        return false;
+    }
+    let Some(slot) = enforce::decide_target(core::ptr::null(), target_tgid, op) else {
+        return false;
+    };
+    // SAFETY: helper without preconditions; signals the current process.
+    unsafe { bpf_send_signal(SIGKILL) };
+    ev.rule = slot;
+    ev.decision = Decision::Killed as u32;
+    emit(ev);
+    true
 }
 
 #[inline(always)]
@@ -84,7 +161,7 @@ fn emit(ev: &AccessEvent) {
 
 /// Counts a repeat of an already reported access; reports the first at once.
 #[inline(always)]
-fn aggregate(ev: &AccessEvent) {
+pub(crate) fn aggregate(ev: &AccessEvent) {
     let key = AggKey {
         actor_tgid: ev.header.tgid,
         target_pid: ev.target_pid,
@@ -135,13 +212,24 @@ pub(crate) fn ptrace_sys_enter_ptrace(ctx: TracePointContext) -> u32 {
     } else {
         target as u32
     };
-    let mut ev = new_event(pid, tgid, AccessKind::Ptrace, target);
+    let Some(ev) = new_event(pid, tgid, AccessKind::Ptrace, target) else {
+        count_lost(EventKind::Access);
+        return 0;
+    };
     ev.request = req;
     ev.arg = arg(&ctx, base, 2).unwrap_or(0);
-    if attach {
-        park(pid, &ev);
+    let (subject, op) = if req == PTRACE_TRACEME {
+        (tgid, ops::TRACEME)
     } else {
-        aggregate(&ev);
+        (target, ops::ATTACH)
+    };
+    if kill_fallback(ev, subject, op) {
+        return 0;
+    }
+    if attach {
+        park(pid, ev);
+    } else {
+        aggregate(ev);
     }
     0
 }
@@ -188,7 +276,13 @@ fn vm_access(ctx: &TracePointContext, kind: AccessKind) {
         count_lost(EventKind::Access);
         return;
     };
-    aggregate(&new_event(pid, tgid, kind, target as u32));
+    let Some(ev) = new_event(pid, tgid, kind, target as u32) else {
+        count_lost(EventKind::Access);
+        return;
+    };
+    if !kill_fallback(ev, target as u32, ops::ATTACH) {
+        aggregate(ev);
+    }
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_process_vm_readv")]
@@ -272,9 +366,16 @@ fn proc_open(path: u64, flags: u64) {
     let Some((kind, target)) = match_proc_path(&buf) else {
         return;
     };
-    let mut ev = new_event(pid, tgid, kind, target);
+    let Some(ev) = new_event(pid, tgid, kind, target) else {
+        count_lost(EventKind::Access);
+        return;
+    };
     ev.request = flags & O_ACCMODE;
-    emit(&ev);
+    // /proc/<pid>/mem is a PTRACE_MODE_ATTACH access; environ only READ.
+    if kind == AccessKind::ProcMem && kill_fallback(ev, target, ops::ATTACH) {
+        return;
+    }
+    emit(ev);
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat")]
@@ -325,17 +426,22 @@ pub(crate) fn perf_sys_enter_perf_event_open(ctx: TracePointContext) -> u32 {
     if target == 0 {
         return 0;
     }
-    let mut ev = new_event(
+    let Some(ev) = new_event(
         pid,
         tgid,
         AccessKind::PerfOpen,
         if target > 0 { target as u32 } else { 0 },
-    );
+    ) else {
+        count_lost(EventKind::Access);
+        return 0;
+    };
     // SAFETY: the helper checks the user address; perf_event_attr.type is the first u32.
     ev.request =
         u64::from(unsafe { bpf_probe_read_user::<u32>(attr as *const u32) }.unwrap_or(u32::MAX));
     ev.arg = u64::from(cpu as u32);
-    aggregate(&ev);
+    if !kill_fallback_actor(ev, ops::PERF) {
+        aggregate(ev);
+    }
     0
 }
 
@@ -353,7 +459,10 @@ pub(crate) fn bpf_sys_enter_bpf(ctx: TracePointContext) -> u32 {
     if cmd != BPF_PROG_LOAD {
         return 0;
     }
-    let mut ev = new_event(pid, tgid, AccessKind::BpfProgLoad, 0);
+    let Some(ev) = new_event(pid, tgid, AccessKind::BpfProgLoad, 0) else {
+        count_lost(EventKind::Access);
+        return 0;
+    };
     // union bpf_attr (UAPI) for BPF_PROG_LOAD: prog_type at 0, prog_name[16] at 48.
     // SAFETY: the helper checks the user address.
     ev.request =
@@ -361,7 +470,9 @@ pub(crate) fn bpf_sys_enter_bpf(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     ev.name = unsafe { bpf_probe_read_user::<[u8; 16]>((attr + 48) as *const [u8; 16]) }
         .unwrap_or([0; 16]);
-    park(pid, &ev);
+    if !kill_fallback_actor(ev, ops::BPF) {
+        park(pid, ev);
+    }
     0
 }
 
@@ -376,14 +487,20 @@ pub(crate) fn mem_sys_enter_pidfd_getfd(ctx: TracePointContext) -> u32 {
         count_lost(EventKind::Access);
         return 0;
     };
-    let mut ev = new_event(pid, tgid, AccessKind::PidfdGetfd, 0);
+    let Some(ev) = new_event(pid, tgid, AccessKind::PidfdGetfd, 0) else {
+        count_lost(EventKind::Access);
+        return 0;
+    };
     ev.arg = targetfd;
     if let Some(host_pid) = pidfd_to_pid(pidfd as u32) {
         ev.target_pid = host_pid;
         ev.target_host_pid = host_pid;
         ev.flags2 |= access_flags::TARGET_RESOLVED;
+        if kill_fallback(ev, host_pid, ops::ATTACH) {
+            return 0;
+        }
     }
-    emit(&ev);
+    emit(ev);
     0
 }
 

@@ -1,6 +1,7 @@
 //! One module per hook family; each program is named `<event>_<hook>`.
 
-mod access;
+pub(crate) mod access;
 mod exec;
 mod exit;
 mod fork;
+mod lsm;

@@ -11,7 +11,7 @@ use agent_common::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{BtfTracePoint, ProgramError, TracePoint},
+    programs::{BtfTracePoint, Lsm, ProgramError, TracePoint},
 };
 use thiserror::Error;
 use tracing::{info, warn};
@@ -20,6 +20,7 @@ use super::{
     btf::{BtfError, KernelBtf, VMLINUX_BTF},
     tracefs::{self, TracefsError, TracefsState},
 };
+use crate::enforce::{EnforceError, Enforcer, Mechanism, mechanism};
 
 /// How a program is attached.
 #[derive(Debug, Clone, Copy)]
@@ -118,6 +119,8 @@ pub enum LoadError {
     MissingProgram(&'static str),
     #[error("map `{0}` is missing from the eBPF object or has the wrong type")]
     Map(&'static str),
+    #[error("enforcement maps")]
+    Enforce(#[from] EnforceError),
     #[error("loading or attaching program `{program}`")]
     Program {
         program: &'static str,
@@ -126,6 +129,17 @@ pub enum LoadError {
     },
 }
 
+/// BPF-LSM programs and their hooks. All are needed for the `lsm`
+/// mechanism: a partial set would deny some vectors and silently not others.
+pub const LSM_PROBES: &[(&str, &str)] = &[
+    ("lsm_ptrace_access_check", "ptrace_access_check"),
+    ("lsm_ptrace_traceme", "ptrace_traceme"),
+    ("lsm_bprm_check_security", "bprm_check_security"),
+    ("lsm_task_kill", "task_kill"),
+    ("lsm_perf_event_open", "perf_event_open"),
+    ("lsm_bpf", "bpf"),
+];
+
 /// Options for [`load_and_attach`].
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -133,6 +147,8 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     /// Tgid whose events the kernel drops (the agent itself).
     pub agent_tgid: u32,
+    /// Enforce deny rules (and protect the agent) when the kernel allows it.
+    pub enforce: bool,
 }
 
 impl Default for LoadOptions {
@@ -140,6 +156,7 @@ impl Default for LoadOptions {
         Self {
             ring_bytes: DEFAULT_RING_BYTES,
             agent_tgid: std::process::id(),
+            enforce: true,
         }
     }
 }
@@ -156,6 +173,10 @@ pub struct Loaded {
     pub attached: Vec<&'static str>,
     pub tracefs: TracefsState,
     pub offsets: KernelOffsets,
+    /// Keeps the decision maps; knows the mechanism in force.
+    pub enforcer: Enforcer,
+    /// Why this mechanism (for the start record and `status`).
+    pub mechanism_reason: String,
 }
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/debugmon-ebpf"));
@@ -203,6 +224,20 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         }
     }
 
+    let (mechanism, mechanism_reason) = if opts.enforce {
+        choose_mechanism(&mut ebpf, &btf, &mut attached)
+    } else {
+        (Mechanism::Off, "disabled by configuration".to_owned())
+    };
+    match mechanism {
+        Mechanism::Lsm => info!("enforcement: BPF-LSM ({mechanism_reason})"),
+        Mechanism::Kill => warn!(
+            "enforcement: fallback, actors of denied actions are killed at syscall entry ({mechanism_reason})"
+        ),
+        Mechanism::Off => warn!("enforcement: off ({mechanism_reason}); observing only"),
+    }
+    let enforcer = Enforcer::new(&mut ebpf, mechanism)?;
+
     let ring = RingBuf::try_from(
         ebpf.take_map(EVENTS_MAP)
             .ok_or(LoadError::Map(EVENTS_MAP))?,
@@ -220,7 +255,76 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         attached,
         tracefs,
         offsets,
+        enforcer,
+        mechanism_reason,
     })
+}
+
+/// BPF-LSM when `bpf` is an active LSM and every LSM program attaches;
+/// otherwise the kill fallback, with the reason.
+fn choose_mechanism(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    attached: &mut Vec<&'static str>,
+) -> (Mechanism, String) {
+    let list = match mechanism::active_lsms() {
+        Ok((list, mounted)) => {
+            if mounted {
+                info!(
+                    "securityfs was not mounted; mounted it at {}",
+                    mechanism::SECURITYFS
+                );
+            }
+            list
+        }
+        Err(e) => {
+            return (
+                Mechanism::Kill,
+                format!("cannot read the active LSM list: {e}"),
+            );
+        }
+    };
+    if !mechanism::lsm_list_has_bpf(&list) {
+        return (
+            Mechanism::Kill,
+            format!("`bpf` is not in the active LSM list ({})", list.trim()),
+        );
+    }
+    let mut done = Vec::new();
+    for (program, hook) in LSM_PROBES {
+        let r = ebpf
+            .program_mut(program)
+            .ok_or(LoadError::MissingProgram(program))
+            .and_then(|p| {
+                let wrap = |source| LoadError::Program { program, source };
+                let lsm: &mut Lsm = p.try_into().map_err(wrap)?;
+                lsm.load(hook, btf).map_err(wrap)?;
+                lsm.attach().map_err(wrap)?;
+                Ok(())
+            });
+        match r {
+            Ok(()) => done.push(*program),
+            Err(e) => {
+                // All or nothing: unload what did attach.
+                for p in &done {
+                    if let Some(prog) = ebpf.program_mut(p)
+                        && let Ok(lsm) = <&mut Lsm>::try_from(prog)
+                    {
+                        let _ = lsm.unload();
+                    }
+                }
+                return (
+                    Mechanism::Kill,
+                    format!("BPF-LSM program `{program}` refused: {}", error_chain(&e)),
+                );
+            }
+        }
+    }
+    attached.extend(done);
+    (
+        Mechanism::Lsm,
+        format!("`bpf` is an active LSM ({})", list.trim()),
+    )
 }
 
 fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, probe: &Probe) -> Result<(), LoadError> {

@@ -5,8 +5,8 @@
 use std::mem::size_of;
 
 use agent_common::{
-    ARGV_CAP, AccessEvent, AccessKind, EventHeader, EventKind, ExecEvent, ExitEvent, FILENAME_CAP,
-    ForkEvent, TTY_LEN, access_flags, flags,
+    ARGV_CAP, AccessEvent, AccessKind, Decision, EventHeader, EventKind, ExecEvent, ExitEvent,
+    FILENAME_CAP, ForkEvent, TTY_LEN, access_flags, flags,
 };
 use thiserror::Error;
 
@@ -20,6 +20,8 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("unknown access kind {0}")]
     UnknownAccess(u32),
+    #[error("unknown kernel decision {0}")]
+    UnknownDecision(u32),
     #[error("exec event declares {declared} bytes of payload but carries {actual}")]
     PayloadLength { declared: usize, actual: usize },
     #[error("exec event payload exceeds the kernel-side caps ({filename} path, {argv} argv bytes)")]
@@ -94,6 +96,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 fn decode_access(bytes: &[u8]) -> Result<AccessInfo, DecodeError> {
     let a: AccessEvent = read_pod(bytes)?;
     let access = AccessKind::from_u32(a.access).ok_or(DecodeError::UnknownAccess(a.access))?;
+    let decision =
+        Decision::from_u32(a.decision).ok_or(DecodeError::UnknownDecision(a.decision))?;
     Ok(AccessInfo {
         ktime_ns: a.header.ktime_ns,
         flags: a.header.flags,
@@ -115,6 +119,8 @@ fn decode_access(bytes: &[u8]) -> Result<AccessInfo, DecodeError> {
         cgroup_id: a.cgroup_id,
         comm: cstr_bytes(&a.comm),
         name: cstr_bytes(&a.name),
+        decision,
+        rule: (decision != Decision::None).then_some(a.rule),
     })
 }
 
@@ -260,6 +266,8 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 cgroup_id: a.cgroup_id,
                 comm: comm_array(&a.comm),
                 name: comm_array(&a.name),
+                rule: a.rule.unwrap_or(0),
+                decision: a.decision as u32,
             })
             .to_vec()
         }
@@ -379,6 +387,12 @@ mod tests {
             AccessKind::PerfOpen,
             AccessKind::BpfProgLoad,
             AccessKind::PidfdGetfd,
+            AccessKind::LsmAccess,
+            AccessKind::LsmTraceme,
+            AccessKind::LsmExec,
+            AccessKind::LsmKill,
+            AccessKind::LsmPerf,
+            AccessKind::LsmBpf,
         ] {
             let ev = Event::Access(AccessInfo {
                 ktime_ns: 11,
@@ -405,6 +419,12 @@ mod tests {
                 cgroup_id: 12,
                 comm: b"gdb".to_vec(),
                 name: b"prog".to_vec(),
+                decision: if kind == AccessKind::Ptrace {
+                    Decision::Killed
+                } else {
+                    Decision::None
+                },
+                rule: (kind == AccessKind::Ptrace).then_some(3),
             });
             assert_eq!(decode(&encode(&ev)).unwrap(), ev);
         }

@@ -2,7 +2,7 @@
 //! paths and arguments need not be UTF-8, and the record builder decides how
 //! to render them.
 
-use agent_common::{AccessKind, Creds, NsIds};
+use agent_common::{AccessKind, Creds, Decision, NsIds};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -99,4 +99,8 @@ pub struct AccessInfo {
     pub comm: Vec<u8>,
     /// bpf program name.
     pub name: Vec<u8>,
+    /// What the kernel did about it.
+    pub decision: Decision,
+    /// Kernel rule slot behind the decision (`u32::MAX`: self-protection).
+    pub rule: Option<u32>,
 }

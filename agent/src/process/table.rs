@@ -93,6 +93,11 @@ impl ProcessTable {
         a.abs_diff(b) < self.tick_ns
     }
 
+    /// Pids of every known process.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.procs.keys().copied()
+    }
+
     pub fn get(&self, pid: u32) -> Option<&ProcessEntry> {
         self.procs.get(&pid)
     }
