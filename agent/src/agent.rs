@@ -59,6 +59,8 @@ pub enum AgentError {
     Sink(#[from] SinkError),
     #[error("polling the ring buffer")]
     Poll(#[source] std::io::Error),
+    #[error("installing the SIGINT/SIGTERM handlers")]
+    Signals(#[source] std::io::Error),
 }
 
 /// Batches larger than this are shipped mid-drain, bounding memory.

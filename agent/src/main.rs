@@ -72,7 +72,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match rt.block_on(agent::run(&cfg, shutdown_signal())) {
+            // The handlers must exist before the agent reports ready: a
+            // signal that arrived earlier would take the default action
+            // and kill the agent without draining.
+            let run = async {
+                let shutdown = shutdown_signal()?;
+                Ok::<_, agent::AgentError>(agent::run(&cfg, shutdown).await)
+            };
+            match rt.block_on(run).and_then(|r| r) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     let chain = error_chain(&e);
@@ -89,18 +96,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that
+/// completes on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, agent::AgentError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate()).map_err(agent::AgentError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(agent::AgentError::Signals)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
