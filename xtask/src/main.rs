@@ -5,6 +5,7 @@
 mod prereq;
 mod run;
 mod test;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
         #[arg(long)]
         no_privileged: bool,
     },
+    /// Boot Debian's 6.1 kernel in qemu (BPF-LSM) and run the enforcement tests inside
+    VmTest,
     /// Only install missing prerequisites
     Setup,
 }
@@ -38,6 +41,10 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { args } => run::run(&args),
         Command::Test { no_privileged } => test::test(!no_privileged),
+        Command::VmTest => {
+            prereq::ensure_all()?;
+            vm::vm_test().map(|_| ())
+        }
         Command::Setup => prereq::ensure_all(),
     }
 }

@@ -149,7 +149,11 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
         eprintln!("xtask: WARNING: privileged tests skipped (--no-privileged)");
     }
 
-    let passed = unit.passed.len() + privileged_tally.passed.len();
+    let mut vm_passed = 0;
+    if privileged {
+        vm_passed = crate::vm::vm_test()?;
+    }
+    let passed = unit.passed.len() + privileged_tally.passed.len() + vm_passed;
     println!();
     println!("total: {passed} passed, 0 failed");
     Ok(())

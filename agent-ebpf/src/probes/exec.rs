@@ -7,8 +7,7 @@
 use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
 use agent_common::{
-    ARGV_CAP, EXEC_EVENT_MAX, EventHeader, EventKind, ExecEvent, FILENAME_CAP, OFFSET_ABSENT,
-    TTY_LEN, flags,
+    ARGV_CAP, EXEC_EVENT_MAX, EventKind, ExecEvent, FILENAME_CAP, OFFSET_ABSENT, TTY_LEN, flags,
 };
 use aya_ebpf::{
     EbpfContext as _,
@@ -48,12 +47,38 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     let scratch = EXEC_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
     // SAFETY: the pointer comes from a per-CPU array lookup and is valid and
     // exclusive to this CPU for the duration of the program.
-    let ev: *mut ExecEvent = unsafe { addr_of_mut!((*scratch).event) };
+    let ev: &mut ExecEvent = unsafe { &mut (*scratch).event };
     let data: *mut u8 = unsafe { addr_of_mut!((*scratch).data) }.cast::<u8>();
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() } as *const u8;
 
-    let mut ev_flags = 0u32;
+    // Fields are written straight into the map value (no stack copy), and
+    // the branchy reads come first: the lengths that size the copies below
+    // must stay precise for the verifier, and keeping them out of the
+    // branches above keeps older verifiers (6.1) within their budget.
+    ev.header.kind = EventKind::Exec as u32;
+    ev.header.flags = 0;
+    // SAFETY: helper without preconditions.
+    ev.header.ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
+    ev.header.pid = pid;
+    ev.header.tgid = tgid;
+    ev.header.start_ns = read_field::<u64>(task, off.task_start_boottime).unwrap_or(0);
+    let parent = read_field::<*const u8>(task, off.task_real_parent).unwrap_or(core::ptr::null());
+    ev.ppid = read_field::<u32>(parent, off.task_tgid).unwrap_or(0);
+    ev.old_pid = if off.tp_exec_old_pid == OFFSET_ABSENT {
+        pid
+    } else {
+        // SAFETY: the offset comes from the tracepoint's format file.
+        unsafe { ctx.read_at::<u32>(off.tp_exec_old_pid as usize) }.unwrap_or(pid)
+    };
+    ev.creds = read_creds(task, &off, &mut ev.header.flags);
+    ev.ns = read_ns(task, &off);
+    ev.tty = [0; TTY_LEN];
+    read_tty(task, &off, &mut ev.tty);
+    // SAFETY: helper without preconditions.
+    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    ev.comm = bpf_get_current_comm().unwrap_or_default();
+    ev._pad = 0;
 
     // Path of the executed file: a `__data_loc` field whose low 16 bits are
     // the string's offset inside the tracepoint record.
@@ -64,102 +89,62 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         // SAFETY: the offset comes from the tracepoint's format file.
         unsafe { ctx.read_at::<u32>(off.tp_exec_filename as usize) }
     };
-    match loc {
-        Ok(loc) => {
-            let src = ctx
-                .as_ptr()
-                .cast::<u8>()
-                .wrapping_add((loc & 0xffff) as usize);
-            // SAFETY: the helper bounds the copy by `FILENAME_CAP` and checks `src`.
-            let n = unsafe {
-                bpf_probe_read_kernel_str(data.cast::<c_void>(), FILENAME_CAP as u32, src.cast())
-            };
-            if n > 0 {
-                // `n` counts the NUL; PATH_MAX bounds it to FILENAME_CAP.
-                filename_len = ((n - 1) as u32) & (FILENAME_CAP as u32 - 1);
-            } else {
-                ev_flags |= flags::FILENAME_READ_FAILED;
-            }
+    if let Ok(loc) = loc {
+        let src = ctx
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add((loc & 0xffff) as usize);
+        // SAFETY: the helper bounds the copy by `FILENAME_CAP` and checks `src`.
+        let n = unsafe {
+            bpf_probe_read_kernel_str(data.cast::<c_void>(), FILENAME_CAP as u32, src.cast())
+        };
+        if n > 0 {
+            // `n` counts the NUL; PATH_MAX bounds it to FILENAME_CAP.
+            filename_len = ((n - 1) as u32) & (FILENAME_CAP as u32 - 1);
         }
-        Err(_) => ev_flags |= flags::FILENAME_READ_FAILED,
+    }
+    if filename_len == 0 {
+        ev.header.flags |= flags::FILENAME_READ_FAILED;
     }
 
     // argv lives in the new image's memory between mm.arg_start and arg_end.
     let mut argv_len = 0u32;
     let mut argv_total = 0u32;
     let mm = read_field::<*const u8>(task, off.task_mm).unwrap_or(core::ptr::null());
-    let start = read_field::<u64>(mm, off.mm_arg_start);
-    let end = read_field::<u64>(mm, off.mm_arg_end);
-    match (start, end) {
-        (Ok(start), Ok(end)) if end >= start => {
-            let total = end - start;
-            argv_total = if total > u64::from(u32::MAX) {
-                u32::MAX
+    let start = read_field::<u64>(mm, off.mm_arg_start).unwrap_or(0);
+    let end = read_field::<u64>(mm, off.mm_arg_end).unwrap_or(0);
+    if start != 0 && end >= start {
+        let total = end - start;
+        argv_total = if total > u64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            total as u32
+        };
+        let mut want = total;
+        if want > ARGV_CAP as u64 {
+            want = ARGV_CAP as u64;
+            ev.header.flags |= flags::ARGV_TRUNCATED;
+        }
+        let want = want as u32;
+        if want > 0 && want <= ARGV_CAP as u32 {
+            let dst = data.wrapping_add(filename_len as usize);
+            // SAFETY: `dst + want` stays inside the scratch buffer
+            // (filename_len < FILENAME_CAP, want <= ARGV_CAP); the helper
+            // checks the user address.
+            let r =
+                unsafe { bpf_probe_read_user(dst.cast::<c_void>(), want, start as *const c_void) };
+            if r == 0 {
+                argv_len = want;
             } else {
-                total as u32
-            };
-            let mut want = total;
-            if want > ARGV_CAP as u64 {
-                want = ARGV_CAP as u64;
-                ev_flags |= flags::ARGV_TRUNCATED;
-            }
-            let want = want as u32;
-            if want > 0 && want <= ARGV_CAP as u32 {
-                let dst = data.wrapping_add(filename_len as usize);
-                // SAFETY: `dst + want` stays inside the scratch buffer
-                // (filename_len < FILENAME_CAP, want <= ARGV_CAP); the helper
-                // checks the user address.
-                let r = unsafe {
-                    bpf_probe_read_user(dst.cast::<c_void>(), want, start as *const c_void)
-                };
-                if r == 0 {
-                    argv_len = want;
-                } else {
-                    ev_flags |= flags::ARGV_READ_FAILED;
-                }
+                ev.header.flags |= flags::ARGV_READ_FAILED;
             }
         }
-        _ => ev_flags |= flags::ARGV_READ_FAILED,
-    }
-
-    let parent = read_field::<*const u8>(task, off.task_real_parent).unwrap_or(core::ptr::null());
-    let ppid = read_field::<u32>(parent, off.task_tgid).unwrap_or(0);
-    let old_pid = if off.tp_exec_old_pid == OFFSET_ABSENT {
-        pid
     } else {
-        // SAFETY: the offset comes from the tracepoint's format file.
-        unsafe { ctx.read_at::<u32>(off.tp_exec_old_pid as usize) }.unwrap_or(pid)
-    };
-    let creds = read_creds(task, &off, &mut ev_flags);
-    let start_ns = read_field::<u64>(task, off.task_start_boottime).unwrap_or(0);
-    let ns = read_ns(task, &off);
-    let mut tty = [0u8; TTY_LEN];
-    read_tty(task, &off, &mut tty);
-
-    // SAFETY: `ev` points into the scratch buffer (see above).
-    unsafe {
-        ev.write(ExecEvent {
-            header: EventHeader {
-                kind: EventKind::Exec as u32,
-                flags: ev_flags,
-                ktime_ns: bpf_ktime_get_boot_ns(),
-                pid,
-                tgid,
-                start_ns,
-            },
-            ppid,
-            old_pid,
-            creds,
-            cgroup_id: bpf_get_current_cgroup_id(),
-            filename_len,
-            argv_len,
-            argv_total_len: argv_total,
-            _pad: 0,
-            ns,
-            comm: bpf_get_current_comm().unwrap_or_default(),
-            tty,
-        });
+        ev.header.flags |= flags::ARGV_READ_FAILED;
     }
+    ev.filename_len = filename_len;
+    ev.argv_len = argv_len;
+    ev.argv_total_len = argv_total;
 
     let size = size_of::<ExecEvent>() + filename_len as usize + argv_len as usize;
     // SAFETY: the scratch value is EXEC_EVENT_MAX bytes long.

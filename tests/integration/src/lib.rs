@@ -63,6 +63,14 @@ fn agent_bin() -> PathBuf {
     p
 }
 
+/// Where a test in the VM asks init to signal an agent.
+pub const STOP_REQUEST: &str = "/tmp/debugmon-stop-request";
+
+/// True inside `cargo xtask vm-test`'s VM.
+pub fn in_vm() -> bool {
+    std::env::var_os("DEBUGMON_VM").is_some()
+}
+
 /// A value unique to this test run, to find our own records among the host's.
 pub fn nonce(tag: &str) -> String {
     let t = std::time::SystemTime::now()
@@ -203,8 +211,16 @@ impl Agent {
     /// Sends `signal` to the agent (by the pid we started) and collects everything.
     pub fn stop_with(mut self, signal: i32) -> Stopped {
         let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: signalling the child we spawned and have not reaped.
-        unsafe { libc::kill(pid, signal) };
+        if in_vm() {
+            // With BPF-LSM the agent refuses signals from anyone but pid 1:
+            // ask the VM's init to send it (its trap handler runs as pid 1).
+            std::fs::write(STOP_REQUEST, format!("{signal} {pid}\n")).unwrap();
+            // SAFETY: signalling init, whose USR1 trap reads the request.
+            unsafe { libc::kill(1, libc::SIGUSR1) };
+        } else {
+            // SAFETY: signalling the child we spawned and have not reaped.
+            unsafe { libc::kill(pid, signal) };
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
