@@ -13,12 +13,16 @@
 //! - [`sink`]: where records go
 //! - [`agent`]: the async driver and shutdown
 //! - [`host`]: host identity and clocks
+//! - [`policy`]: policy files, compiled rules, decisions
+//! - [`grants`]: time-boxed grants and the control socket
 
 pub mod agent;
 pub mod ebpf;
 pub mod event;
+pub mod grants;
 pub mod host;
 pub mod pipeline;
+pub mod policy;
 pub mod process;
 pub mod record;
 pub mod sink;
