@@ -141,11 +141,15 @@ impl IndexBuilder {
         }
         let id = u32::try_from(self.patterns.len()).expect("invariant: fewer than 2^32 patterns");
         if !is_literal(pattern) {
+            let base = self.path_like && !pattern.contains('/');
+            // A basename has no `/` to protect, and without
+            // literal_separator globset can use its faster prefix and
+            // suffix strategies instead of a regex.
             let glob = GlobBuilder::new(pattern)
-                .literal_separator(self.path_like)
+                .literal_separator(self.path_like && !base)
                 .backslash_escape(true)
                 .build()?;
-            if self.path_like && !pattern.contains('/') {
+            if base {
                 self.base_globs.add(glob);
                 self.base_glob_ids.push(id);
             } else {

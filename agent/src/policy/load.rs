@@ -217,3 +217,66 @@ impl PolicyWatcher {
         Some(compile_texts(&texts, diags))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: &str = "rules:\n  - { name: r, on: [exec], action: alert }\n";
+
+    #[test]
+    fn watcher_reports_changes_once_and_errors_without_losing_the_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = vec![dir.path().to_owned(), dir.path().join("missing.d")];
+        fs::write(dir.path().join("a.yaml"), RULE).unwrap();
+        fs::write(dir.path().join("ignored.txt"), "not yaml").unwrap();
+        let set = PolicySet::load_dirs(&dirs).unwrap();
+        assert_eq!(set.rule_count(), 1);
+        assert_eq!(set.files(), [dir.path().join("a.yaml")]);
+        let mut w = PolicyWatcher::new(dirs, set.content_hash());
+        assert!(w.poll().is_none(), "nothing changed");
+
+        fs::write(dir.path().join("b.yaml"), RULE.replace("r,", "s,")).unwrap();
+        let new = w.poll().unwrap().unwrap();
+        assert_eq!(new.rule_count(), 2);
+        assert_ne!(new.content_hash(), set.content_hash());
+        assert!(w.poll().is_none());
+
+        fs::write(dir.path().join("b.yaml"), RULE).unwrap();
+        let errs = w.poll().unwrap().unwrap_err();
+        assert!(
+            errs[0].to_string().contains("duplicate rule name `r`"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            w.poll().is_none(),
+            "the same broken content is reported once"
+        );
+
+        fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        let back = w.poll().unwrap().unwrap();
+        assert_eq!(back.content_hash(), set.content_hash());
+    }
+
+    #[test]
+    fn check_paths_takes_files_and_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.yaml");
+        fs::write(&f, "rules: [").unwrap();
+        let by_dir = check_paths(&[dir.path().to_owned()]);
+        assert_eq!(by_dir, check_paths(std::slice::from_ref(&f)));
+        assert_eq!(by_dir.len(), 1);
+        assert!(
+            by_dir[0]
+                .to_string()
+                .starts_with(&format!("{}:", f.display()))
+        );
+        let missing = check_paths(&[dir.path().join("nope.yaml")]);
+        assert!(
+            missing[0].to_string().contains("cannot read"),
+            "{}",
+            missing[0]
+        );
+    }
+}

@@ -160,3 +160,15 @@ impl PolicySet {
         })
     }
 }
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("files", &self.files)
+            .field("hash", &self.hash)
+            .field("rules", &self.rules.len())
+            .field("roles", &self.role_names)
+            .field("debuggers", &self.debuggers.names)
+            .finish_non_exhaustive()
+    }
+}
