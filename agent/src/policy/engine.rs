@@ -20,11 +20,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    compile::{Cond, Flag, IdField, Rule},
     event::{EventClass, Kind, PolicyEvent, Target},
     index::Source,
     model::{Action, Severity},
-    set::PolicySet,
+    set::{Cond, Flag, IdField, PolicySet, Rule},
 };
 use crate::grants::Grant;
 

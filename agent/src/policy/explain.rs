@@ -6,12 +6,11 @@
 use std::{fmt, path::PathBuf};
 
 use super::{
-    compile::{Cond, Flag, IdField},
     diag::Pos,
     engine::{Decision, EvalContext, Exemption, Facts, Outcome, with_scratch},
     event::{EventClass, PolicyEvent},
     index::Source,
-    set::PolicySet,
+    set::{Cond, Flag, IdField, PolicySet},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]

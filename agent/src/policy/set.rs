@@ -5,12 +5,81 @@
 
 use std::path::{Path, PathBuf};
 
+use regex::Regex;
+
 use super::{
-    compile::{Cond, IdField, Rule},
+    diag::Pos,
     event::EventClass,
     index::{FieldIndex, FnvMap, Source},
     model::{Action, Severity},
+    timewin::TimeWindow,
 };
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdField {
+    Uid,
+    Euid,
+    Auid,
+    TargetUid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flag {
+    Tty,
+    Ssh,
+    ActorContainer,
+    TargetContainer,
+    OtherUser,
+    SameProcess,
+    LoginDiffers,
+}
+
+pub(crate) enum Cond {
+    Flag(Flag, bool),
+    Ids(IdField, Box<[u32]>),
+    /// Sorted pattern ids of `Source`'s index.
+    Match(Source, Box<[u32]>),
+    Roles(u128),
+    ArgvContains(Box<[Box<str>]>),
+    ArgvRegex(Regex),
+    Time(TimeWindow),
+}
+
+impl Cond {
+    /// Cheap conditions first: a rule fails on its cheapest mismatch.
+    pub(crate) fn cost(&self) -> u8 {
+        match self {
+            Self::Flag(..) | Self::Ids(..) => 0,
+            Self::Match(..) | Self::Roles(_) => 1,
+            Self::Time(_) | Self::ArgvContains(_) => 2,
+            Self::ArgvRegex(_) => 3,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Unless {
+    pub(crate) roles: u128,
+    pub(crate) users: Box<[u32]>,
+    pub(crate) exe: Box<[u32]>,
+    pub(crate) comm: Box<[u32]>,
+    pub(crate) grant: bool,
+}
+
+pub(crate) struct Rule {
+    pub(crate) name: Box<str>,
+    pub(crate) title: Option<Box<str>>,
+    pub(crate) description: Option<Box<str>>,
+    pub(crate) action: Action,
+    pub(crate) severity: Severity,
+    pub(crate) tags: Box<[String]>,
+    /// Event classes (bits of [`EventClass`]) the rule's triggers cover.
+    pub(crate) classes: u16,
+    pub(crate) conds: Box<[Cond]>,
+    pub(crate) unless: Unless,
+    pub(crate) file: usize,
+    pub(crate) pos: Pos,
+}
 
 pub(crate) struct Debuggers {
     pub(crate) names: Vec<Box<str>>,
