@@ -15,15 +15,19 @@
 //! - [`enforce`]: enforcement mechanism and the kernel's decision maps
 //! - [`agent`]: the async driver and shutdown
 //! - [`host`]: host identity and clocks
+//! - [`policy`]: policy files, compiled rules, decisions
+//! - [`grants`]: time-boxed grants and the control socket
 
 pub mod agent;
 pub mod ebpf;
 pub mod enforce;
 pub mod enrich;
 pub mod event;
+pub mod grants;
 pub mod host;
 pub mod names;
 pub mod pipeline;
+pub mod policy;
 pub mod process;
 pub mod record;
 pub mod sink;

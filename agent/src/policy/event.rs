@@ -1,0 +1,239 @@
+//! The event the engine evaluates: an owned view of a record (DESIGN.md
+//! "Record") with only the fields policy can look at. It deserializes from
+//! a record's JSON, ignores unknown fields and treats every field that can
+//! be missing as optional, so records from older or newer agents still load.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Exec,
+    Ptrace,
+    MemAccess,
+    PerfAttach,
+    Bpf,
+    /// grant, policy, agent, lost...: records no rule applies to.
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Ssh {
+    pub src_ip: Option<String>,
+    pub src_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Actor {
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    pub user: Option<String>,
+    pub gid: Option<u32>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub groups: Vec<String>,
+    pub euid: Option<u32>,
+    pub auid: Option<u32>,
+    pub login_user: Option<String>,
+    pub session_id: Option<u32>,
+    pub tty: Option<String>,
+    pub ssh: Option<Ssh>,
+    pub exe: Option<String>,
+    pub comm: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    pub unit: Option<String>,
+    pub container_id: Option<String>,
+}
+
+impl Actor {
+    /// The human behind the action: the login user when the audit layer
+    /// knows it (sudo keeps it), else the user the process runs as.
+    pub fn person(&self) -> Option<&str> {
+        self.login_user.as_deref().or(self.user.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Target {
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub exe: Option<String>,
+    pub uid: Option<u32>,
+    pub user: Option<String>,
+    pub unit: Option<String>,
+    pub container_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Detail {
+    /// exec: the debugger class of the new program, from `debuggers:`.
+    pub debugger: Option<String>,
+    pub ptrace_request: Option<String>,
+    pub via: Option<String>,
+    pub access: Option<String>,
+    pub prog_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PolicyEvent {
+    #[serde(default)]
+    pub kind: Kind,
+    #[serde(default)]
+    pub actor: Actor,
+    pub target: Option<Target>,
+    #[serde(default)]
+    pub detail: Detail,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The one class each event falls in; rules are indexed by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EventClass {
+    Exec = 0,
+    DebuggerExec,
+    PtraceAttach,
+    PtraceTraceme,
+    PtraceAccess,
+    MemRead,
+    MemWrite,
+    PidfdGetfd,
+    PerfAttach,
+    BpfLoad,
+}
+
+impl EventClass {
+    pub const COUNT: usize = 10;
+
+    pub fn bit(self) -> u16 {
+        1 << self as u8
+    }
+
+    /// Words for a person: "ptrace attach", "memory write".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::DebuggerExec => "debugger exec",
+            Self::PtraceAttach => "ptrace attach",
+            Self::PtraceTraceme => "ptrace traceme",
+            Self::PtraceAccess => "ptrace access",
+            Self::MemRead => "memory read",
+            Self::MemWrite => "memory write",
+            Self::PidfdGetfd => "pidfd_getfd",
+            Self::PerfAttach => "perf attach",
+            Self::BpfLoad => "bpf load",
+        }
+    }
+}
+
+impl PolicyEvent {
+    /// Parses a record (one JSON object).
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    /// The class of this event, `None` for records no rule applies to.
+    pub fn class(&self) -> Option<EventClass> {
+        let d = &self.detail;
+        Some(match self.kind {
+            Kind::Exec if d.debugger.is_some() => EventClass::DebuggerExec,
+            Kind::Exec => EventClass::Exec,
+            Kind::Ptrace => match d.ptrace_request.as_deref() {
+                Some("PTRACE_ATTACH" | "PTRACE_SEIZE") => EventClass::PtraceAttach,
+                Some("PTRACE_TRACEME") => EventClass::PtraceTraceme,
+                _ => EventClass::PtraceAccess,
+            },
+            Kind::MemAccess => match (d.via.as_deref(), d.access.as_deref()) {
+                (Some("pidfd_getfd"), _) => EventClass::PidfdGetfd,
+                (Some("process_vm_writev"), _) | (_, Some("write")) => EventClass::MemWrite,
+                _ => EventClass::MemRead,
+            },
+            Kind::PerfAttach => EventClass::PerfAttach,
+            Kind::Bpf => EventClass::BpfLoad,
+            Kind::Other => return None,
+        })
+    }
+}
+
+impl crate::policy::model::Trigger {
+    /// The event classes this trigger covers.
+    pub fn classes(self) -> u16 {
+        use crate::policy::model::Trigger as T;
+        match self {
+            T::Exec => EventClass::Exec.bit() | EventClass::DebuggerExec.bit(),
+            T::DebuggerExec => EventClass::DebuggerExec.bit(),
+            T::PtraceAttach => EventClass::PtraceAttach.bit(),
+            T::PtraceTraceme => EventClass::PtraceTraceme.bit(),
+            T::PtraceAccess => EventClass::PtraceAccess.bit(),
+            T::MemRead => EventClass::MemRead.bit(),
+            T::MemWrite => EventClass::MemWrite.bit(),
+            T::MemAccess => EventClass::MemRead.bit() | EventClass::MemWrite.bit(),
+            T::PerfAttach => EventClass::PerfAttach.bit(),
+            T::BpfLoad => EventClass::BpfLoad.bit(),
+            T::PidfdGetfd => EventClass::PidfdGetfd.bit(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_record_and_ignores_unknown_fields() {
+        let e = PolicyEvent::from_json(
+            r#"{"schema":1,"seq":9,"kind":"ptrace","actor":{"pid":4242,"uid":1001,
+            "user":"alice","auid":null,"groups":null,"ssh":{"src_ip":"10.0.0.1","src_port":22},
+            "ancestry":[]},"target":{"pid":77,"comm":"postgres"},
+            "detail":{"ptrace_request":"PTRACE_SEIZE","extra":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, Kind::Ptrace);
+        assert_eq!(e.actor.uid, Some(1001));
+        assert!(e.actor.groups.is_empty());
+        assert_eq!(e.class(), Some(EventClass::PtraceAttach));
+        assert_eq!(e.actor.person(), Some("alice"));
+    }
+
+    #[test]
+    fn classes_follow_the_detail() {
+        let class = |j: &str| PolicyEvent::from_json(j).unwrap().class();
+        assert_eq!(
+            class(r#"{"kind":"exec","detail":{"debugger":"gdb"}}"#),
+            Some(EventClass::DebuggerExec)
+        );
+        assert_eq!(class(r#"{"kind":"exec"}"#), Some(EventClass::Exec));
+        assert_eq!(
+            class(r#"{"kind":"ptrace","detail":{"ptrace_request":"PTRACE_TRACEME"}}"#),
+            Some(EventClass::PtraceTraceme)
+        );
+        assert_eq!(
+            class(r#"{"kind":"ptrace","detail":{"ptrace_request":"PTRACE_POKEDATA"}}"#),
+            Some(EventClass::PtraceAccess)
+        );
+        assert_eq!(
+            class(r#"{"kind":"mem_access","detail":{"via":"proc_mem","access":"write"}}"#),
+            Some(EventClass::MemWrite)
+        );
+        assert_eq!(
+            class(r#"{"kind":"mem_access","detail":{"via":"process_vm_readv","access":"read"}}"#),
+            Some(EventClass::MemRead)
+        );
+        assert_eq!(
+            class(r#"{"kind":"mem_access","detail":{"via":"pidfd_getfd","access":"read"}}"#),
+            Some(EventClass::PidfdGetfd)
+        );
+        assert_eq!(class(r#"{"kind":"bpf"}"#), Some(EventClass::BpfLoad));
+        assert_eq!(class(r#"{"kind":"grant"}"#), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! String matching compiled once per load. Every distinct pattern of a field
+//! gets a small integer id; an event's value is matched once per field
+//! (a hash lookup for literals, one `GlobSet` pass for globs) and rules then
+//! compare sorted id lists. This is what keeps evaluation allocation free and
+//! flat in the number of rules.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+};
+
+use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// FNV-1a: the keys are short names and paths from our own policy files, so
+/// SipHash's flooding resistance buys nothing and costs most of a lookup.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub(crate) type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+/// Event fields rules can match strings against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Source {
+    ActorUser = 0,
+    ActorLoginUser,
+    /// The login user if known, else the user: who to exempt or grant.
+    Person,
+    ActorGroup,
+    ActorExe,
+    ActorComm,
+    ActorUnit,
+    ActorDebugger,
+    TargetComm,
+    TargetExe,
+    TargetUser,
+    TargetUnit,
+    PtraceRequest,
+    Via,
+    ProgType,
+}
+
+impl Source {
+    pub(crate) const COUNT: usize = 15;
+    pub(crate) const ALL: [Source; Self::COUNT] = [
+        Self::ActorUser,
+        Self::ActorLoginUser,
+        Self::Person,
+        Self::ActorGroup,
+        Self::ActorExe,
+        Self::ActorComm,
+        Self::ActorUnit,
+        Self::ActorDebugger,
+        Self::TargetComm,
+        Self::TargetExe,
+        Self::TargetUser,
+        Self::TargetUnit,
+        Self::PtraceRequest,
+        Self::Via,
+        Self::ProgType,
+    ];
+
+    /// Exe patterns without a `/` match the basename (`gdb` matches
+    /// `/usr/bin/gdb`), and `*` does not cross a `/`.
+    pub(crate) fn path_like(self) -> bool {
+        matches!(self, Self::ActorExe | Self::TargetExe)
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::ActorUser => "actor.user",
+            Self::ActorLoginUser => "actor.login_user",
+            Self::Person => "actor (login) user",
+            Self::ActorGroup => "actor.groups",
+            Self::ActorExe => "actor.exe",
+            Self::ActorComm => "actor.comm",
+            Self::ActorUnit => "actor.unit",
+            Self::ActorDebugger => "actor debugger class",
+            Self::TargetComm => "target.comm",
+            Self::TargetExe => "target.exe",
+            Self::TargetUser => "target.user",
+            Self::TargetUnit => "target.unit",
+            Self::PtraceRequest => "detail.ptrace_request",
+            Self::Via => "detail.via",
+            Self::ProgType => "detail.prog_type",
+        }
+    }
+}
+
+fn is_literal(p: &str) -> bool {
+    !p.contains(['*', '?', '[', '{', '\\'])
+}
+
+/// Collects the patterns of one field while compiling.
+pub(crate) struct IndexBuilder {
+    path_like: bool,
+    patterns: Vec<String>,
+    ids: HashMap<String, u32>,
+    globs: GlobSetBuilder,
+    glob_ids: Vec<u32>,
+    base_globs: GlobSetBuilder,
+    base_glob_ids: Vec<u32>,
+}
+
+impl IndexBuilder {
+    pub(crate) fn new(path_like: bool) -> Self {
+        Self {
+            path_like,
+            patterns: Vec::new(),
+            ids: HashMap::new(),
+            globs: GlobSetBuilder::new(),
+            glob_ids: Vec::new(),
+            base_globs: GlobSetBuilder::new(),
+            base_glob_ids: Vec::new(),
+        }
+    }
+
+    /// The id of `pattern`, or why it is not a valid glob.
+    pub(crate) fn add(&mut self, pattern: &str) -> Result<u32, globset::Error> {
+        if let Some(&id) = self.ids.get(pattern) {
+            return Ok(id);
+        }
+        let id = u32::try_from(self.patterns.len()).expect("invariant: fewer than 2^32 patterns");
+        if !is_literal(pattern) {
+            let base = self.path_like && !pattern.contains('/');
+            // A basename has no `/` to protect, and without
+            // literal_separator globset can use its faster prefix and
+            // suffix strategies instead of a regex.
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(self.path_like && !base)
+                .backslash_escape(true)
+                .build()?;
+            if base {
+                self.base_globs.add(glob);
+                self.base_glob_ids.push(id);
+            } else {
+                self.globs.add(glob);
+                self.glob_ids.push(id);
+            }
+        }
+        self.patterns.push(pattern.to_owned());
+        self.ids.insert(pattern.to_owned(), id);
+        Ok(id)
+    }
+
+    pub(crate) fn build(self) -> Result<FieldIndex, globset::Error> {
+        let mut literals = FnvMap::default();
+        let mut base_literals = FnvMap::default();
+        for (id, p) in self.patterns.iter().enumerate() {
+            if is_literal(p) {
+                let id = u32::try_from(id).expect("invariant: fewer than 2^32 patterns");
+                if self.path_like && !p.contains('/') {
+                    base_literals.insert(p.clone().into_boxed_str(), id);
+                } else {
+                    literals.insert(p.clone().into_boxed_str(), id);
+                }
+            }
+        }
+        Ok(FieldIndex {
+            path_like: self.path_like,
+            literals,
+            base_literals,
+            globs: self.globs.build()?,
+            glob_ids: self.glob_ids,
+            base_globs: self.base_globs.build()?,
+            base_glob_ids: self.base_glob_ids,
+            patterns: self
+                .patterns
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+        })
+    }
+}
+
+/// The compiled patterns of one field.
+pub(crate) struct FieldIndex {
+    path_like: bool,
+    literals: FnvMap<Box<str>, u32>,
+    base_literals: FnvMap<Box<str>, u32>,
+    globs: GlobSet,
+    glob_ids: Vec<u32>,
+    base_globs: GlobSet,
+    base_glob_ids: Vec<u32>,
+    patterns: Box<[Box<str>]>,
+}
+
+impl FieldIndex {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.patterns.len()
+    }
+
+    pub(crate) fn pattern(&self, id: u32) -> &str {
+        &self.patterns[id as usize]
+    }
+
+    /// Appends the ids of the patterns `value` matches to `out` (unsorted).
+    /// `gbuf` is scratch for globset and keeps its capacity between calls.
+    pub(crate) fn matches_into(&self, value: &str, out: &mut Vec<u32>, gbuf: &mut Vec<usize>) {
+        if let Some(&id) = self.literals.get(value) {
+            out.push(id);
+        }
+        if !self.globs.is_empty() {
+            self.globs
+                .matches_candidate_into(&Candidate::from_bytes(value.as_bytes()), gbuf);
+            out.extend(gbuf.iter().map(|&i| self.glob_ids[i]));
+        }
+        if self.path_like {
+            let base = value.rsplit('/').next().unwrap_or(value);
+            if let Some(&id) = self.base_literals.get(base) {
+                out.push(id);
+            }
+            if !self.base_globs.is_empty() {
+                self.base_globs
+                    .matches_candidate_into(&Candidate::from_bytes(base.as_bytes()), gbuf);
+                out.extend(gbuf.iter().map(|&i| self.base_glob_ids[i]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(ix: &FieldIndex, v: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        ix.matches_into(v, &mut out, &mut Vec::new());
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn literals_globs_and_basenames() {
+        let mut b = IndexBuilder::new(true);
+        let gdb = b.add("gdb").unwrap();
+        let full = b.add("/usr/bin/gdb").unwrap();
+        let star = b.add("/usr/bin/*").unwrap();
+        let base_glob = b.add("python3*").unwrap();
+        assert_eq!(b.add("gdb").unwrap(), gdb, "patterns are deduplicated");
+        let ix = b.build().unwrap();
+        assert_eq!(ids(&ix, "/usr/bin/gdb"), vec![gdb, full, star]);
+        assert_eq!(ids(&ix, "/usr/local/bin/gdb"), vec![gdb]);
+        assert_eq!(
+            ids(&ix, "/usr/bin/x/gdb"),
+            vec![gdb],
+            "* stays in one directory"
+        );
+        assert_eq!(ids(&ix, "/usr/bin/python3.11"), vec![star, base_glob]);
+        assert_eq!(ix.pattern(full), "/usr/bin/gdb");
+    }
+
+    #[test]
+    fn non_path_fields_match_whole_values() {
+        let mut b = IndexBuilder::new(false);
+        let p = b.add("PTRACE_POKE*").unwrap();
+        let ix = b.build().unwrap();
+        assert_eq!(ids(&ix, "PTRACE_POKEDATA"), vec![p]);
+        assert!(ids(&ix, "PTRACE_PEEKDATA").is_empty());
+        assert!(IndexBuilder::new(false).add("[a").is_err());
+    }
+}

@@ -1,0 +1,39 @@
+//! The policy engine (DESIGN.md "Policy"): YAML policy files are loaded and
+//! compiled once into a [`PolicySet`]; each event ([`PolicyEvent`]) is
+//! evaluated into a [`Decision`] without allocating. Also the pieces the CLI
+//! and the pipeline call around it: [`check_paths`] (`policy check`),
+//! [`explain`] (`policy explain`), [`human_line`] (the journal line of a
+//! denial or alert), [`AlertFolder`] and [`PolicyWatcher`] (hot reload).
+//!
+//! - `yaml`: YAML with positions, and serde over it
+//! - [`model`]: the file schema
+//! - [`event`]: the evaluated event
+//! - `index`, `compile`, `set`: patterns, rules and key index, built per load
+//! - [`engine`]: evaluation and its semantics
+//! - [`load`]: files, directories, hash, watcher
+
+mod compile;
+pub mod diag;
+pub mod engine;
+pub mod event;
+pub mod explain;
+pub mod fold;
+pub mod human;
+mod index;
+pub mod load;
+pub mod model;
+mod set;
+#[cfg(test)]
+mod tests;
+mod timewin;
+mod yaml;
+
+pub use diag::{Diagnostic, Pos};
+pub use engine::{Decision, EvalContext, GrantLookup, NoGrants};
+pub use event::{EventClass, PolicyEvent};
+pub use explain::{Explanation, explain};
+pub use fold::{AlertFolder, FoldKey, Folded};
+pub use human::human_line;
+pub use load::{DEFAULT_DIRS, PolicyWatcher, check_paths};
+pub use model::{Action, Severity, Trigger};
+pub use set::{PolicySet, RuleInfo};
