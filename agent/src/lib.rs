@@ -12,15 +12,19 @@
 //! - [`pipeline`]: decode -> table -> record, I/O free
 //! - [`sink`]: where records go
 //! - [`agent`]: the async driver and shutdown
+//! - [`seal`], [`canonical`]: seq, hash chain and signature of each record
 //! - [`host`]: host identity and clocks
 
 pub mod agent;
+pub mod canonical;
 pub mod ebpf;
 pub mod event;
 pub mod host;
 pub mod pipeline;
 pub mod process;
 pub mod record;
+pub mod redact;
+pub mod seal;
 pub mod sink;
 pub mod telemetry;
 
