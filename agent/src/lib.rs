@@ -26,6 +26,7 @@ pub mod record;
 pub mod redact;
 pub mod seal;
 pub mod sink;
+pub mod spool;
 pub mod telemetry;
 
 pub use agent::{AgentError, Config, RunSummary, run};

@@ -458,8 +458,14 @@ fn json_note(start: &str, skipped: Option<(u64, u64, u64)>) -> Value {
 /// Severity of an alert or denial, `None` for other records.
 pub fn alert_severity(record: &Map<String, Value>) -> Option<String> {
     let decision = record.get("decision")?.as_object()?;
-    let severity = decision.get("severity").and_then(Value::as_str);
-    let action = decision.get("action").and_then(Value::as_str);
+    severity_of(
+        decision.get("severity").and_then(Value::as_str),
+        decision.get("action").and_then(Value::as_str),
+    )
+}
+
+/// Alert severity from a decision's `severity` and `action`.
+pub fn severity_of(severity: Option<&str>, action: Option<&str>) -> Option<String> {
     match (severity, action) {
         (Some(s), _) => Some(s.to_owned()),
         (None, Some("alert" | "deny")) => Some("unspecified".to_owned()),
