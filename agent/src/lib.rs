@@ -13,6 +13,9 @@
 //! - [`sink`]: where records go
 //! - [`agent`]: the async driver and shutdown
 //! - [`seal`], [`canonical`]: seq, hash chain and signature of each record
+//! - [`redact`]: secrets out of argv and env strings before sealing
+//! - [`spool`]: durable queue of sealed records until JetStream acks them
+//! - [`verify`], [`tail`]: the `debugmon verify` and `debugmon tail` commands
 //! - [`host`]: host identity and clocks
 
 pub mod agent;
@@ -27,6 +30,8 @@ pub mod redact;
 pub mod seal;
 pub mod sink;
 pub mod spool;
+pub mod tail;
 pub mod telemetry;
+pub mod verify;
 
 pub use agent::{AgentError, Config, RunSummary, run};
