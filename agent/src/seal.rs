@@ -86,6 +86,8 @@ pub enum SealError {
     ReservedField(&'static str),
     #[error("the record has no string member `kind`")]
     NoKind,
+    #[error("the line to seal is not a JSON object")]
+    NotJson(#[source] serde_json::Error),
     #[error("seq space exhausted")]
     SeqExhausted,
 }
@@ -435,6 +437,14 @@ impl Sealer {
             severity,
             line: buf,
         })
+    }
+
+    /// Seals one line written by [`crate::record::RecordBuilder`]: its
+    /// provisional `seq` (a per-run counter) gives way to the chain's.
+    pub fn seal_builder_line(&mut self, line: &[u8]) -> Result<Sealed, SealError> {
+        let mut m: Map<String, Value> = serde_json::from_slice(line).map_err(SealError::NotJson)?;
+        m.remove("seq");
+        self.seal(m)
     }
 
     /// Records a clean stop: the next open continues without a gap and
