@@ -14,7 +14,7 @@ use aya_ebpf::{
     maps::{Array, HashMap},
 };
 
-use crate::kernel::{offsets, read_creds, read_field};
+use crate::kernel::{offsets, read_creds, read_or_zero};
 
 #[map(name = "KRULES")]
 static KRULES: Array<KRule> = Array::with_max_entries(KRULES_MAX, 0);
@@ -51,16 +51,10 @@ pub(crate) fn mode() -> u32 {
 #[inline(always)]
 pub(crate) fn task_cgroup_id(task: *const u8) -> u64 {
     let off = offsets();
-    let Ok(css) = read_field::<*const u8>(task, off.task_cgroups) else {
-        return 0;
-    };
-    let Ok(cgrp) = read_field::<*const u8>(css, off.css_set_dfl_cgrp) else {
-        return 0;
-    };
-    let Ok(kn) = read_field::<*const u8>(cgrp, off.cgroup_kn) else {
-        return 0;
-    };
-    read_field::<u64>(kn, off.kernfs_node_id).unwrap_or(0)
+    let css = read_or_zero::<*const u8>(task, off.task_cgroups);
+    let cgrp = read_or_zero::<*const u8>(css, off.css_set_dfl_cgrp);
+    let kn = read_or_zero::<*const u8>(cgrp, off.cgroup_kn);
+    read_or_zero::<u64>(kn, off.kernfs_node_id)
 }
 
 /// Login uid of the current task if set, else its uid: grants and
@@ -137,10 +131,8 @@ pub(crate) fn decide_target(task: *const u8, tgid: u32, op: u32) -> Option<u32> 
             // SAFETY: as above.
             slot = unsafe { PROTECT_CGROUP.get(cgroup) }.copied();
         }
-        if slot.is_none()
-            && off.task_comm != OFFSET_ABSENT
-            && let Ok(comm) = read_field::<[u8; 16]>(task, off.task_comm)
-        {
+        if slot.is_none() && off.task_comm != OFFSET_ABSENT {
+            let comm = read_or_zero::<[u8; 16]>(task, off.task_comm);
             // SAFETY: as above.
             slot = unsafe { PROTECT_COMM.get(comm) }.copied();
         }

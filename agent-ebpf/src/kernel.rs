@@ -97,38 +97,73 @@ pub(crate) fn read_field<T: Copy>(base: *const u8, off: u32) -> Result<T, i64> {
     }
 }
 
-/// Credentials and audit ids of `task`. Missing pieces are flagged, not fatal.
+/// The current task's comm; zeros if the helper fails (it cannot for a
+/// buffer of this size).
+#[inline(always)]
+pub(crate) fn current_comm() -> [u8; 16] {
+    let mut comm = [0u8; 16];
+    // SAFETY: the helper writes at most 16 bytes into the local buffer.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_get_current_comm(comm.as_mut_ptr().cast::<c_void>(), 16);
+    }
+    comm
+}
+
+/// Reads a `T` at `base + off`, zero on any failure (the helper zeroes its
+/// destination when it fails). Nothing branches on the result: chained
+/// reads through a null pointer just fail again. Older verifiers (6.1)
+/// explore every branch combination of a program, and one branch per read
+/// multiplied past their 1M-instruction budget.
+#[inline(always)]
+pub(crate) fn read_or_zero<T: Copy>(base: *const u8, off: u32) -> T {
+    read_or_zero_err(base, off).0
+}
+
+/// Like [`read_or_zero`], also returning 1 on failure, 0 on success, for
+/// OR-ing into a flag without a branch.
+#[inline(always)]
+pub(crate) fn read_or_zero_err<T: Copy>(base: *const u8, off: u32) -> (T, u32) {
+    let mut out = MaybeUninit::<T>::zeroed();
+    // SAFETY: bpf_probe_read_kernel checks the source address itself and
+    // zeroes the destination on failure; the destination is a local of
+    // exactly `size_of::<T>()` bytes. Callers only use integer, byte-array
+    // and pointer types, for which all-zero is a valid value.
+    let ret = unsafe {
+        bpf_probe_read_kernel(
+            out.as_mut_ptr().cast::<c_void>(),
+            size_of::<T>() as u32,
+            base.wrapping_add(off as usize).cast::<c_void>(),
+        )
+    };
+    // SAFETY: see above.
+    (unsafe { out.assume_init() }, (ret as u64 >> 63) as u32)
+}
+
+/// Credentials and audit ids of `task`. A failed read leaves 0 and sets
+/// `CREDS_READ_FAILED` (the record then lists creds as incomplete).
 #[inline(always)]
 pub(crate) fn read_creds(task: *const u8, off: &KernelOffsets, flags_out: &mut u32) -> Creds {
+    let (cred, e0) = read_or_zero_err::<*const u8>(task, off.task_cred);
+    let (uid, e1) = read_or_zero_err::<u32>(cred, off.cred_uid);
+    let (gid, e2) = read_or_zero_err::<u32>(cred, off.cred_gid);
+    let (euid, e3) = read_or_zero_err::<u32>(cred, off.cred_euid);
+    let (egid, e4) = read_or_zero_err::<u32>(cred, off.cred_egid);
+    let failed = e0 | e1 | e2 | e3 | e4;
+    *flags_out |= failed * flags::CREDS_READ_FAILED;
     let mut c = Creds {
-        uid: u32::MAX,
-        gid: u32::MAX,
-        euid: u32::MAX,
-        egid: u32::MAX,
+        uid,
+        gid,
+        euid,
+        egid,
         auid: u32::MAX,
         sessionid: u32::MAX,
     };
-    match read_field::<*const u8>(task, off.task_cred) {
-        Ok(cred) => {
-            let uid = read_field::<u32>(cred, off.cred_uid);
-            let gid = read_field::<u32>(cred, off.cred_gid);
-            let euid = read_field::<u32>(cred, off.cred_euid);
-            let egid = read_field::<u32>(cred, off.cred_egid);
-            if uid.is_err() || gid.is_err() || euid.is_err() || egid.is_err() {
-                *flags_out |= flags::CREDS_READ_FAILED;
-            }
-            c.uid = uid.unwrap_or(u32::MAX);
-            c.gid = gid.unwrap_or(u32::MAX);
-            c.euid = euid.unwrap_or(u32::MAX);
-            c.egid = egid.unwrap_or(u32::MAX);
-        }
-        Err(_) => *flags_out |= flags::CREDS_READ_FAILED,
-    }
     if off.task_loginuid == OFFSET_ABSENT || off.task_sessionid == OFFSET_ABSENT {
         *flags_out |= flags::NO_AUDIT_IDS;
     } else {
-        c.auid = read_field::<u32>(task, off.task_loginuid).unwrap_or(u32::MAX);
-        c.sessionid = read_field::<u32>(task, off.task_sessionid).unwrap_or(u32::MAX);
+        // Unset audit ids are -1 in the kernel too; a failed read reads 0.
+        c.auid = read_or_zero::<u32>(task, off.task_loginuid);
+        c.sessionid = read_or_zero::<u32>(task, off.task_sessionid);
     }
     c
 }
@@ -136,44 +171,31 @@ pub(crate) fn read_creds(task: *const u8, off: &KernelOffsets, flags_out: &mut u
 /// Namespace ids of `task` (zeros where a read fails: the record then says unknown).
 #[inline(always)]
 pub(crate) fn read_ns(task: *const u8, off: &KernelOffsets) -> NsIds {
-    let mut ids = NsIds::default();
-    if let Ok(pid) = read_field::<*const u8>(task, off.task_thread_pid) {
-        let level = read_field::<u32>(pid, off.pid_level).unwrap_or(0);
-        // Pid namespaces nest at most 32 deep (MAX_PID_NS_LEVEL).
-        if level <= 32 && off.upid_size != OFFSET_ABSENT && off.pid_numbers != OFFSET_ABSENT {
-            let upid = pid.wrapping_add((off.pid_numbers + level * off.upid_size) as usize);
-            ids.ns_pid = read_field::<u32>(upid, off.upid_nr).unwrap_or(0);
-            if let Ok(ns) = read_field::<*const u8>(upid, off.upid_ns) {
-                ids.pid_ns = read_field::<u32>(ns, off.pidns_inum).unwrap_or(0);
-            }
-        }
+    let pid = read_or_zero::<*const u8>(task, off.task_thread_pid);
+    // Pid namespaces nest at most 32 deep (MAX_PID_NS_LEVEL); the mask keeps
+    // the address arithmetic bounded without a branch.
+    let level = read_or_zero::<u32>(pid, off.pid_level) & 63;
+    let upid = pid.wrapping_add((off.pid_numbers + level * off.upid_size) as usize);
+    let ns = read_or_zero::<*const u8>(upid, off.upid_ns);
+    let cred = read_or_zero::<*const u8>(task, off.task_cred);
+    let userns = read_or_zero::<*const u8>(cred, off.cred_user_ns);
+    let nsproxy = read_or_zero::<*const u8>(task, off.task_nsproxy);
+    let mnt = read_or_zero::<*const u8>(nsproxy, off.nsproxy_mnt_ns);
+    NsIds {
+        pid_ns: read_or_zero::<u32>(ns, off.pidns_inum),
+        user_ns: read_or_zero::<u32>(userns, off.userns_inum),
+        mnt_ns: read_or_zero::<u32>(mnt, off.mntns_inum),
+        ns_pid: read_or_zero::<u32>(upid, off.upid_nr),
     }
-    if let Ok(cred) = read_field::<*const u8>(task, off.task_cred)
-        && let Ok(userns) = read_field::<*const u8>(cred, off.cred_user_ns)
-    {
-        ids.user_ns = read_field::<u32>(userns, off.userns_inum).unwrap_or(0);
-    }
-    if let Ok(nsproxy) = read_field::<*const u8>(task, off.task_nsproxy)
-        && let Ok(mnt) = read_field::<*const u8>(nsproxy, off.nsproxy_mnt_ns)
-    {
-        ids.mnt_ns = read_field::<u32>(mnt, off.mntns_inum).unwrap_or(0);
-    }
-    ids
 }
 
 /// Copies the controlling terminal's name of `task` into `out` (empty when none).
 #[inline(always)]
 pub(crate) fn read_tty(task: *const u8, off: &KernelOffsets, out: &mut [u8; TTY_LEN]) {
-    let Ok(signal) = read_field::<*const u8>(task, off.task_signal) else {
-        return;
-    };
-    let Ok(tty) = read_field::<*const u8>(signal, off.signal_tty) else {
-        return;
-    };
-    if tty.is_null() || off.tty_name == OFFSET_ABSENT {
-        return;
-    }
-    // SAFETY: the helper bounds the copy by the buffer size and checks the source.
+    let signal = read_or_zero::<*const u8>(task, off.task_signal);
+    let tty = read_or_zero::<*const u8>(signal, off.signal_tty);
+    // SAFETY: the helper bounds the copy by the buffer size and checks the
+    // source; a null tty makes it fail and leaves `out` empty.
     unsafe {
         aya_ebpf::helpers::generated::bpf_probe_read_kernel_str(
             out.as_mut_ptr().cast::<c_void>(),

@@ -14,11 +14,16 @@
 //! - [`sink`]: where records go
 //! - [`enforce`]: enforcement mechanism and the kernel's decision maps
 //! - [`agent`]: the async driver and shutdown
+//! - [`seal`], [`canonical`]: seq, hash chain and signature of each record
+//! - [`redact`]: secrets out of argv and env strings before sealing
+//! - [`spool`]: durable queue of sealed records until JetStream acks them
+//! - [`verify`], [`tail`]: the `debugmon verify` and `debugmon tail` commands
 //! - [`host`]: host identity and clocks
 //! - [`policy`]: policy files, compiled rules, decisions
 //! - [`grants`]: time-boxed grants and the control socket
 
 pub mod agent;
+pub mod canonical;
 pub mod ebpf;
 pub mod enforce;
 pub mod enrich;
@@ -30,7 +35,12 @@ pub mod pipeline;
 pub mod policy;
 pub mod process;
 pub mod record;
+pub mod redact;
+pub mod seal;
 pub mod sink;
+pub mod spool;
+pub mod tail;
 pub mod telemetry;
+pub mod verify;
 
 pub use agent::{AgentError, Config, RunSummary, run};

@@ -15,7 +15,7 @@ use agent_common::{
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
-        bpf_get_current_comm, bpf_probe_read_user,
+        bpf_probe_read_user,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_send_signal,
         },
@@ -27,8 +27,8 @@ use aya_ebpf::{
 use crate::{
     enforce,
     kernel::{
-        ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_lost, current_pid_tgid, is_agent, offsets,
-        read_creds, read_field, read_ns,
+        ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_lost, current_comm, current_pid_tgid, is_agent,
+        offsets, read_creds, read_field, read_ns, read_or_zero,
     },
 };
 
@@ -68,7 +68,7 @@ fn new_event(
     ev.header.ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
     ev.header.pid = pid;
     ev.header.tgid = tgid;
-    ev.header.start_ns = read_field::<u64>(task, off.task_start_boottime).unwrap_or(0);
+    ev.header.start_ns = read_or_zero::<u64>(task, off.task_start_boottime);
     ev.access = access as u32;
     ev.target_pid = target_pid;
     ev.request = 0;
@@ -77,13 +77,13 @@ fn new_event(
     ev.count = 1;
     ev.target_host_pid = 0;
     ev.flags2 = 0;
-    let parent = read_field::<*const u8>(task, off.task_real_parent).unwrap_or(core::ptr::null());
-    ev.ppid = read_field::<u32>(parent, off.task_tgid).unwrap_or(0);
+    let parent = read_or_zero::<*const u8>(task, off.task_real_parent);
+    ev.ppid = read_or_zero::<u32>(parent, off.task_tgid);
     ev.creds = read_creds(task, &off, &mut ev.header.flags);
     ev.ns = read_ns(task, &off);
     // SAFETY: helper without preconditions.
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    ev.comm = bpf_get_current_comm().unwrap_or_default();
+    ev.comm = current_comm();
     ev.name = [0; 16];
     ev.rule = 0;
     ev.decision = Decision::None as u32;

@@ -11,20 +11,17 @@ use agent_common::{
 };
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{
-        bpf_get_current_comm,
-        generated::{
-            bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns,
-            bpf_probe_read_kernel_str, bpf_probe_read_user,
-        },
+    helpers::generated::{
+        bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel_str, bpf_probe_read_user,
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
 
 use crate::kernel::{
-    EVENTS, EXEC_SCRATCH, count_lost, current_pid_tgid, is_agent, offsets, read_creds, read_field,
-    read_ns, read_tty,
+    EVENTS, EXEC_SCRATCH, count_lost, current_comm, current_pid_tgid, is_agent, offsets,
+    read_creds, read_ns, read_or_zero, read_tty,
 };
 
 // Both caps are powers of two, which lets a mask prove bounds to the verifier.
@@ -62,9 +59,9 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     ev.header.ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
     ev.header.pid = pid;
     ev.header.tgid = tgid;
-    ev.header.start_ns = read_field::<u64>(task, off.task_start_boottime).unwrap_or(0);
-    let parent = read_field::<*const u8>(task, off.task_real_parent).unwrap_or(core::ptr::null());
-    ev.ppid = read_field::<u32>(parent, off.task_tgid).unwrap_or(0);
+    ev.header.start_ns = read_or_zero::<u64>(task, off.task_start_boottime);
+    let parent = read_or_zero::<*const u8>(task, off.task_real_parent);
+    ev.ppid = read_or_zero::<u32>(parent, off.task_tgid);
     ev.old_pid = if off.tp_exec_old_pid == OFFSET_ABSENT {
         pid
     } else {
@@ -77,7 +74,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     read_tty(task, &off, &mut ev.tty);
     // SAFETY: helper without preconditions.
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    ev.comm = bpf_get_current_comm().unwrap_or_default();
+    ev.comm = current_comm();
     ev._pad = 0;
 
     // Path of the executed file: a `__data_loc` field whose low 16 bits are
@@ -110,9 +107,9 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     // argv lives in the new image's memory between mm.arg_start and arg_end.
     let mut argv_len = 0u32;
     let mut argv_total = 0u32;
-    let mm = read_field::<*const u8>(task, off.task_mm).unwrap_or(core::ptr::null());
-    let start = read_field::<u64>(mm, off.mm_arg_start).unwrap_or(0);
-    let end = read_field::<u64>(mm, off.mm_arg_end).unwrap_or(0);
+    let mm = read_or_zero::<*const u8>(task, off.task_mm);
+    let start = read_or_zero::<u64>(mm, off.mm_arg_start);
+    let end = read_or_zero::<u64>(mm, off.mm_arg_end);
     if start != 0 && end >= start {
         let total = end - start;
         argv_total = if total > u64::from(u32::MAX) {

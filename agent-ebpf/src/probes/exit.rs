@@ -9,7 +9,9 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::kernel::{EVENTS, count_lost, current_pid_tgid, is_agent, offsets, read_field};
+use crate::kernel::{
+    EVENTS, count_lost, current_pid_tgid, is_agent, offsets, read_field, read_or_zero,
+};
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub(crate) fn exit_sched_process_exit(_ctx: TracePointContext) -> u32 {
@@ -44,9 +46,9 @@ fn try_exit(pid: u32, tgid: u32) -> Result<(), i64> {
             ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
             pid,
             tgid,
-            start_ns: read_field::<u64>(task, off.task_start_boottime).unwrap_or(0),
+            start_ns: read_or_zero::<u64>(task, off.task_start_boottime),
         },
-        exit_code: read_field::<u32>(task, off.task_exit_code).unwrap_or(0),
+        exit_code: read_or_zero::<u32>(task, off.task_exit_code),
         _pad: 0,
     };
     EVENTS.output::<ExitEvent>(&ev, 0).map_err(i64::from)

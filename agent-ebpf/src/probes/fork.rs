@@ -4,16 +4,14 @@
 
 use agent_common::{EventHeader, EventKind, ForkEvent};
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm,
-        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
-    },
+    helpers::generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 
 use crate::kernel::{
-    EVENTS, count_lost, current_pid_tgid, is_agent, offsets, read_creds, read_field, read_ns,
+    EVENTS, count_lost, current_comm, current_pid_tgid, is_agent, offsets, read_creds, read_field,
+    read_ns, read_or_zero,
 };
 
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -47,17 +45,17 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
             ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
             pid: child_pid,
             tgid: child_tgid,
-            start_ns: read_field::<u64>(child, off.task_start_boottime).unwrap_or(0),
+            start_ns: read_or_zero::<u64>(child, off.task_start_boottime),
         },
-        parent_tgid: read_field::<u32>(parent, off.task_tgid).unwrap_or(0),
+        parent_tgid: read_or_zero::<u32>(parent, off.task_tgid),
         _pad: 0,
-        parent_start_ns: read_field::<u64>(parent, off.task_start_boottime).unwrap_or(0),
+        parent_start_ns: read_or_zero::<u64>(parent, off.task_start_boottime),
         creds,
         // The child is attached to its parent's cgroups before this tracepoint.
         // SAFETY: helper without preconditions.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         ns: read_ns(child, &off),
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        comm: current_comm(),
     };
     EVENTS.output::<ForkEvent>(&ev, 0).map_err(i64::from)
 }

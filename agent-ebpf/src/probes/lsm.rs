@@ -12,7 +12,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 
 use crate::{
     enforce::{decide_actor, decide_exec, decide_target},
-    kernel::{current_pid_tgid, is_agent, offsets, read_field},
+    kernel::{current_pid_tgid, is_agent, offsets, read_or_zero},
     probes::access::{deny_event, report_denial},
 };
 
@@ -33,7 +33,7 @@ pub(crate) fn lsm_ptrace_access_check(ctx: LsmContext) -> i32 {
         return 0;
     }
     let off = offsets();
-    let target = read_field::<u32>(child, off.task_tgid).unwrap_or(0);
+    let target = read_or_zero::<u32>(child, off.task_tgid);
     let slot = if is_agent(target) && mode & PTRACE_MODE_ATTACH != 0 {
         Some(SELF_PROTECTION)
     } else if mode & PTRACE_MODE_ATTACH != 0 {
@@ -84,16 +84,11 @@ pub(crate) fn lsm_bprm_check_security(ctx: LsmContext) -> i32 {
         return 0;
     }
     let off = offsets();
-    let Ok(file) = read_field::<*const u8>(bprm, off.bprm_file) else {
-        return 0;
-    };
-    let Ok(inode) = read_field::<*const u8>(file, off.file_f_inode) else {
-        return 0;
-    };
-    let ino = read_field::<u64>(inode, off.inode_i_ino).unwrap_or(0);
-    let dev = read_field::<*const u8>(inode, off.inode_i_sb)
-        .and_then(|sb| read_field::<u32>(sb, off.sb_s_dev))
-        .unwrap_or(0);
+    let file = read_or_zero::<*const u8>(bprm, off.bprm_file);
+    let inode = read_or_zero::<*const u8>(file, off.file_f_inode);
+    let ino = read_or_zero::<u64>(inode, off.inode_i_ino);
+    let sb = read_or_zero::<*const u8>(inode, off.inode_i_sb);
+    let dev = read_or_zero::<u32>(sb, off.sb_s_dev);
     match decide_exec(ino, dev) {
         Some(slot) => {
             let mut ev = deny_event(AccessKind::LsmExec, 0, slot, Decision::DeniedLsm);
@@ -114,7 +109,7 @@ pub(crate) fn lsm_task_kill(ctx: LsmContext) -> i32 {
     let sig: i32 = ctx.arg(2);
     let (_, tgid) = current_pid_tgid();
     let off = offsets();
-    let target_tgid = read_field::<u32>(target, off.task_tgid).unwrap_or(0);
+    let target_tgid = read_or_zero::<u32>(target, off.task_tgid);
     // Signal 0 only probes for existence; pid 1 stops services; the kernel's
     // own signals (SEND_SIG_PRIV) must always pass.
     if !is_agent(target_tgid) || is_agent(tgid) || tgid == 1 || sig == 0 || info == SEND_SIG_PRIV {

@@ -1,0 +1,488 @@
+//! Tamper evidence: every record gets `seq`, `prev_hash`, `hash` and `sig`.
+//!
+//! - `hash` = hex SHA-256 of the [canonical](crate::canonical) encoding of
+//!   the record without `hash` and `sig`;
+//! - `sig` = standard base64 (padded) of the Ed25519 signature of the 32 raw
+//!   bytes of that digest, with the host key;
+//! - `prev_hash` = `hash` of the record before (64 zeros before seq 1);
+//! - the emitted line is the canonical encoding of the whole record, `\n`.
+//!
+//! `seq` continues across restarts and is never reused once a record was
+//! released. Two files in the state directory make that cheap:
+//!
+//! - `seal.state` (JSON, written atomically and fsync'd): the highest seq
+//!   *reserved* plus the tip known at that moment. Seqs are reserved in
+//!   blocks, so the fsync is paid once per [`RESERVE_BLOCK`] records.
+//! - `seal.tip` (44 bytes, overwritten in place after each seal, not
+//!   fsync'd): the exact tip. It survives `kill -9` (the page cache does).
+//!
+//! On open the tip is, in order of preference: the tip of the durable log
+//! the caller releases records through (the spool: [`Sealer::open_with_tip`]),
+//! the `seal.tip` file, or nothing. When neither is usable (power loss, lost
+//! state) the chain restarts after the reserved block and the first record
+//! says so in a signed `chain` member (`start: "skipped"` with the range
+//! that was never used), so a verifier can tell a declared gap from a
+//! deleted record. The first record after every open carries `chain.start`
+//! (`genesis`, `clean`, `recovered` or `skipped`): the chain notes restarts.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use base64::Engine;
+use ed25519_dalek::{Signer, SigningKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::canonical;
+
+/// Seqs reserved per fsync of `seal.state`.
+pub const RESERVE_BLOCK: u64 = 4096;
+/// `prev_hash` of the first record of a chain.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Members the sealer owns; a record handed to [`Sealer::seal`] must not have them.
+pub const SEAL_FIELDS: [&str; 5] = ["seq", "prev_hash", "hash", "sig", "chain"];
+
+const STATE_FILE: &str = "seal.state";
+const TIP_FILE: &str = "seal.tip";
+const TIP_LEN: usize = 8 + 32 + 4;
+
+#[derive(Debug, Error)]
+pub enum SealError {
+    #[error("creating the host key {path}")]
+    CreateKey {
+        path: PathBuf,
+        #[source]
+        io_error: io::Error,
+    },
+    #[error("reading the host key {path}")]
+    ReadKey {
+        path: PathBuf,
+        #[source]
+        io_error: io::Error,
+    },
+    #[error(
+        "host key {path} is readable by group or others (mode {mode:o}): refusing it; chmod 600 it"
+    )]
+    KeyPermissions { path: PathBuf, mode: u32 },
+    #[error("host key {path} holds {len} bytes, expected a 32-byte Ed25519 seed")]
+    KeyLength { path: PathBuf, len: usize },
+    #[error("drawing random bytes for a new host key")]
+    Random(#[source] getrandom::Error),
+    #[error("seal state {path}")]
+    State {
+        path: PathBuf,
+        #[source]
+        io_error: io::Error,
+    },
+    #[error("seal state {path} is corrupt: {reason}")]
+    CorruptState { path: PathBuf, reason: String },
+    #[error("the record already has the sealer's member `{0}`")]
+    ReservedField(&'static str),
+    #[error("the record has no string member `kind`")]
+    NoKind,
+    #[error("the line to seal is not a JSON object")]
+    NotJson(#[source] serde_json::Error),
+    #[error("seq space exhausted")]
+    SeqExhausted,
+}
+
+/// The last released record of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainTip {
+    pub seq: u64,
+    /// Hex SHA-256, as in the record's `hash`.
+    pub hash: String,
+}
+
+/// A sealed record, ready for the sinks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub seq: u64,
+    pub hash: String,
+    pub kind: String,
+    /// Set when the record is an alert or a denial (it also goes to
+    /// `debugmon.alert.<host>.<severity>`): `decision.severity`, or
+    /// `"unspecified"` for an alert/deny decision without one.
+    pub severity: Option<String>,
+    /// Canonical JSON of the whole record, then `\n`.
+    pub line: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    version: u32,
+    /// Highest seq that may have been used.
+    reserved: u64,
+    /// Tip when this state was written (exact when `clean`).
+    seq: u64,
+    hash: String,
+    /// Written by [`Sealer::close`]: no record was sealed after it.
+    clean: bool,
+}
+
+/// Owns the host key and the chain state.
+pub struct Sealer {
+    key: SigningKey,
+    state_path: PathBuf,
+    tip_file: File,
+    next_seq: u64,
+    prev_hash: String,
+    reserved: u64,
+    /// `chain` member for the first record after open.
+    note: Option<Value>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("Sealer")
+            .field("next_seq", &self.next_seq)
+            .field("reserved", &self.reserved)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the host key, creating it (mode 0600) on first use.
+pub fn load_or_create_key(path: &Path) -> Result<SigningKey, SealError> {
+    let read_err = |io_error| SealError::ReadKey {
+        path: path.to_owned(),
+        io_error,
+    };
+    match fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(SealError::KeyPermissions {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+            let bytes = fs::read(path).map_err(read_err)?;
+            let seed: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| SealError::KeyLength {
+                    path: path.to_owned(),
+                    len: bytes.len(),
+                })?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let create_err = |io_error| SealError::CreateKey {
+                path: path.to_owned(),
+                io_error,
+            };
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                fs::create_dir_all(dir).map_err(create_err)?;
+            }
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(SealError::Random)?;
+            // create_new: never overwrite a key another process just made.
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(create_err)?;
+            f.write_all(&seed).map_err(create_err)?;
+            f.sync_all().map_err(create_err)?;
+            sync_parent(path).map_err(create_err)?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(e) => Err(read_err(e)),
+    }
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+fn read_tip(f: &File) -> Option<ChainTip> {
+    let mut buf = [0u8; TIP_LEN];
+    f.read_exact_at(&mut buf, 0).ok()?;
+    let crc = u32::from_le_bytes(buf[40..44].try_into().ok()?);
+    if crc32fast::hash(&buf[..40]) != crc {
+        return None;
+    }
+    Some(ChainTip {
+        seq: u64::from_le_bytes(buf[..8].try_into().ok()?),
+        hash: hex::encode(&buf[8..40]),
+    })
+}
+
+impl Sealer {
+    /// Opens the chain from its own state (use when records are released
+    /// right after sealing, without a spool).
+    pub fn open(state_dir: &Path, key_path: &Path) -> Result<Self, SealError> {
+        Self::open_with_tip(state_dir, key_path, None)
+    }
+
+    /// Opens the chain; `released` is the last record of the durable log
+    /// every sealed record is appended to before release (the spool's
+    /// [`crate::spool::Spool::last_appended`]). It wins over `seal.tip`:
+    /// records sealed but never appended were never released, so their
+    /// seqs may be used again.
+    pub fn open_with_tip(
+        state_dir: &Path,
+        key_path: &Path,
+        released: Option<ChainTip>,
+    ) -> Result<Self, SealError> {
+        let key = load_or_create_key(key_path)?;
+        let state_err = |path: &Path| {
+            let path = path.to_owned();
+            move |io_error| SealError::State { path, io_error }
+        };
+        fs::create_dir_all(state_dir).map_err(state_err(state_dir))?;
+        let state_path = state_dir.join(STATE_FILE);
+        let tip_path = state_dir.join(TIP_FILE);
+        let state = match fs::read(&state_path) {
+            Ok(bytes) => Some(serde_json::from_slice::<State>(&bytes).map_err(|e| {
+                SealError::CorruptState {
+                    path: state_path.clone(),
+                    reason: e.to_string(),
+                }
+            })?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(state_err(&state_path)(e)),
+        };
+        let tip_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&tip_path)
+            .map_err(state_err(&tip_path))?;
+        let own_tip = read_tip(&tip_file);
+
+        let (tip, note) = match state {
+            None => match released.or(own_tip) {
+                // State lost but a log survived: continue it.
+                Some(t) => (t, json_note("recovered", None)),
+                None => (
+                    ChainTip {
+                        seq: 0,
+                        hash: GENESIS_HASH.to_owned(),
+                    },
+                    json_note("genesis", None),
+                ),
+            },
+            Some(s) => {
+                let fits = |t: &ChainTip| t.seq <= s.reserved && t.seq >= s.seq;
+                if let Some(t) = released.filter(fits) {
+                    let how = if s.clean && t.seq == s.seq {
+                        "clean"
+                    } else {
+                        "recovered"
+                    };
+                    (t, json_note(how, None))
+                } else if let Some(t) = own_tip.filter(fits) {
+                    let how = if s.clean && t.seq == s.seq {
+                        "clean"
+                    } else {
+                        "recovered"
+                    };
+                    (t, json_note(how, None))
+                } else if s.clean {
+                    (
+                        ChainTip {
+                            seq: s.seq,
+                            hash: s.hash.clone(),
+                        },
+                        json_note("clean", None),
+                    )
+                } else {
+                    // The exact tip is gone: skip the whole reserved block
+                    // so no seq that may have been released is reused.
+                    let from = s.seq + 1;
+                    let to = s.reserved;
+                    let skipped = (from <= to).then_some((s.seq, from, to));
+                    (
+                        ChainTip {
+                            seq: s.reserved,
+                            hash: s.hash.clone(),
+                        },
+                        json_note("skipped", skipped),
+                    )
+                }
+            }
+        };
+        let mut sealer = Self {
+            key,
+            state_path,
+            tip_file,
+            next_seq: tip.seq + 1,
+            prev_hash: tip.hash,
+            reserved: tip.seq,
+            note: Some(note),
+        };
+        // Persist "open, not clean" with a fresh block before anything is sealed.
+        sealer.reserve()?;
+        Ok(sealer)
+    }
+
+    /// Hex of the 32-byte Ed25519 public key (publish it in the `agent`
+    /// started record as `detail.public_key`).
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// Seq the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The last sealed record.
+    pub fn tip(&self) -> ChainTip {
+        ChainTip {
+            seq: self.next_seq - 1,
+            hash: self.prev_hash.clone(),
+        }
+    }
+
+    fn write_state(&self, clean: bool) -> Result<(), SealError> {
+        let state = State {
+            version: 1,
+            reserved: self.reserved,
+            seq: self.next_seq - 1,
+            hash: self.prev_hash.clone(),
+            clean,
+        };
+        let err = |io_error| SealError::State {
+            path: self.state_path.clone(),
+            io_error,
+        };
+        let tmp = self.state_path.with_extension("tmp");
+        let bytes = serde_json::to_vec(&state).map_err(|e| err(io::Error::other(e)))?;
+        let mut f = File::create(&tmp).map_err(err)?;
+        f.write_all(&bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        fs::rename(&tmp, &self.state_path).map_err(err)?;
+        sync_parent(&self.state_path).map_err(err)
+    }
+
+    fn reserve(&mut self) -> Result<(), SealError> {
+        self.reserved = self
+            .next_seq
+            .checked_add(RESERVE_BLOCK - 1)
+            .ok_or(SealError::SeqExhausted)?;
+        self.write_state(false)
+    }
+
+    /// Seals one record. `record` must not contain [`SEAL_FIELDS`] and must
+    /// have a string `kind`.
+    pub fn seal(&mut self, mut record: Map<String, Value>) -> Result<Sealed, SealError> {
+        for f in SEAL_FIELDS {
+            if record.contains_key(f) {
+                return Err(SealError::ReservedField(f));
+            }
+        }
+        let kind = record
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or(SealError::NoKind)?
+            .to_owned();
+        let severity = alert_severity(&record);
+        if self.next_seq > self.reserved {
+            self.reserve()?;
+        }
+        let seq = self.next_seq;
+        record.insert("seq".into(), Value::from(seq));
+        record.insert("prev_hash".into(), Value::String(self.prev_hash.clone()));
+        if let Some(note) = self.note.take() {
+            record.insert("chain".into(), note);
+        }
+        let mut buf = Vec::with_capacity(1024);
+        canonical::encode_members(record.iter(), &mut buf);
+        let digest: [u8; 32] = Sha256::digest(&buf).into();
+        let sig = self.key.sign(&digest);
+        let hash = hex::encode(digest);
+        record.insert("hash".into(), Value::String(hash.clone()));
+        record.insert(
+            "sig".into(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())),
+        );
+        buf.clear();
+        canonical::encode_members(record.iter(), &mut buf);
+        buf.push(b'\n');
+
+        let mut tip = [0u8; TIP_LEN];
+        tip[..8].copy_from_slice(&seq.to_le_bytes());
+        tip[8..40].copy_from_slice(&digest);
+        let crc = crc32fast::hash(&tip[..40]);
+        tip[40..].copy_from_slice(&crc.to_le_bytes());
+        // Not fsync'd on purpose (see the module doc); a failure here would
+        // let a restart reuse seqs, so it is an error.
+        self.tip_file
+            .write_all_at(&tip, 0)
+            .map_err(|io_error| SealError::State {
+                path: self.state_path.with_file_name(TIP_FILE),
+                io_error,
+            })?;
+        self.next_seq += 1;
+        self.prev_hash.clone_from(&hash);
+        Ok(Sealed {
+            seq,
+            hash,
+            kind,
+            severity,
+            line: buf,
+        })
+    }
+
+    /// Seals one line written by [`crate::record::RecordBuilder`]: its
+    /// provisional `seq` (a per-run counter) gives way to the chain's.
+    pub fn seal_builder_line(&mut self, line: &[u8]) -> Result<Sealed, SealError> {
+        let mut m: Map<String, Value> = serde_json::from_slice(line).map_err(SealError::NotJson)?;
+        m.remove("seq");
+        self.seal(m)
+    }
+
+    /// Records a clean stop: the next open continues without a gap and
+    /// notes `chain.start = "clean"`.
+    pub fn close(self) -> Result<ChainTip, SealError> {
+        self.write_state(true)?;
+        Ok(self.tip())
+    }
+}
+
+fn json_note(start: &str, skipped: Option<(u64, u64, u64)>) -> Value {
+    let mut m = Map::new();
+    m.insert("start".into(), Value::from(start));
+    if let Some((prev_seq, from, to)) = skipped {
+        m.insert("prev_seq".into(), Value::from(prev_seq));
+        m.insert("skipped".into(), Value::from(vec![from, to]));
+    }
+    Value::Object(m)
+}
+
+/// Severity of an alert or denial, `None` for other records.
+pub fn alert_severity(record: &Map<String, Value>) -> Option<String> {
+    let decision = record.get("decision")?.as_object()?;
+    severity_of(
+        decision.get("severity").and_then(Value::as_str),
+        decision.get("action").and_then(Value::as_str),
+    )
+}
+
+/// Alert severity from a decision's `severity` and `action`.
+pub fn severity_of(severity: Option<&str>, action: Option<&str>) -> Option<String> {
+    match (severity, action) {
+        (Some(s), _) => Some(s.to_owned()),
+        (None, Some("alert" | "deny")) => Some("unspecified".to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "seal_tests.rs"]
+mod tests;

@@ -1,0 +1,147 @@
+//! What `verify` found: per host, the problems (each with its seqs) and
+//! notes; `ok()` is false on any problem or malformed line, or when there
+//! was nothing to verify.
+
+use std::{collections::BTreeMap, fmt};
+
+use serde::Serialize;
+
+/// One thing wrong with a host's records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Problem {
+    /// Seqs `from..=to` are missing.
+    Gap { from: u64, to: u64 },
+    /// The same record twice.
+    Duplicate { seq: u64 },
+    /// Two different records with one seq.
+    Conflict { seq: u64 },
+    /// `seq` arrived after the higher `after`.
+    Reordered { seq: u64, after: u64 },
+    /// The content does not match its `hash`: the record was edited.
+    HashMismatch { seq: u64 },
+    /// `prev_hash` of `seq` is not the `hash` of `prev_seq`.
+    BrokenLink { seq: u64, prev_seq: u64 },
+    /// Missing, malformed or not made by the host key.
+    BadSignature { seq: u64 },
+    /// No `--key` and no start record with `detail.public_key`.
+    NoKey,
+}
+
+impl Problem {
+    /// The seq the problem is about (for sorting).
+    pub fn seq(&self) -> u64 {
+        match self {
+            Self::Gap { from: seq, .. }
+            | Self::Duplicate { seq }
+            | Self::Conflict { seq }
+            | Self::Reordered { seq, .. }
+            | Self::HashMismatch { seq }
+            | Self::BrokenLink { seq, .. }
+            | Self::BadSignature { seq } => *seq,
+            Self::NoKey => 0,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Gap { from, to } if from == to => write!(f, "gap: seq {from} is missing"),
+            Self::Gap { from, to } => write!(f, "gap: seqs {from}..={to} are missing"),
+            Self::Duplicate { seq } => write!(f, "duplicate: seq {seq} appears more than once"),
+            Self::Conflict { seq } => write!(f, "conflict: two different records with seq {seq}"),
+            Self::Reordered { seq, after } => {
+                write!(f, "reordered: seq {seq} came after seq {after}")
+            }
+            Self::HashMismatch { seq } => write!(f, "edited: seq {seq} does not match its hash"),
+            Self::BrokenLink { seq, prev_seq } => {
+                write!(
+                    f,
+                    "broken chain: prev_hash of seq {seq} is not the hash of seq {prev_seq}"
+                )
+            }
+            Self::BadSignature { seq } => write!(f, "bad signature on seq {seq}"),
+            Self::NoKey => write!(
+                f,
+                "no public key (pass --key, or include the agent start record)"
+            ),
+        }
+    }
+}
+
+/// A line that is not a sealed record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Malformed {
+    pub line: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostReport {
+    pub name: String,
+    pub records: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Public keys announced by start records, in order.
+    pub keys: Vec<String>,
+    pub problems: Vec<Problem>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Keyed by host id (machine-id; the name when there is none).
+    pub hosts: BTreeMap<String, HostReport>,
+    pub malformed: Vec<Malformed>,
+}
+
+impl VerifyReport {
+    /// True when at least one record was checked and nothing is wrong.
+    pub fn ok(&self) -> bool {
+        !self.hosts.is_empty()
+            && self.malformed.is_empty()
+            && self.hosts.values().all(|h| h.problems.is_empty())
+    }
+
+    /// Every problem, with its host id.
+    pub fn problems(&self) -> impl Iterator<Item = (&str, &Problem)> {
+        self.hosts
+            .iter()
+            .flat_map(|(id, h)| h.problems.iter().map(move |p| (id.as_str(), p)))
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.hosts.is_empty() {
+            writeln!(f, "no records")?;
+        }
+        for (id, h) in &self.hosts {
+            let range = match (h.first_seq, h.last_seq) {
+                (Some(a), Some(b)) => format!("seq {a}..={b}"),
+                _ => "no seq".to_owned(),
+            };
+            let verdict = if h.problems.is_empty() {
+                "OK"
+            } else {
+                "FAILED"
+            };
+            writeln!(
+                f,
+                "host {} ({id}): {} records, {range}: {verdict}",
+                h.name, h.records
+            )?;
+            for p in &h.problems {
+                writeln!(f, "  {p}")?;
+            }
+            for n in &h.notes {
+                writeln!(f, "  note: {n}")?;
+            }
+        }
+        for m in &self.malformed {
+            writeln!(f, "line {}: {}", m.line, m.reason)?;
+        }
+        Ok(())
+    }
+}

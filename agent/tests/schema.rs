@@ -1,0 +1,172 @@
+//! docs/record.schema.json against the examples in docs/records.md and
+//! against records the agent really builds and seals.
+
+use std::path::Path;
+
+use agent::{
+    event::ExecInfo,
+    host::{Clock, Host},
+    process::{ProcessEntry, ProcessTable},
+    record::{LostCounts, RecordBuilder},
+    seal::Sealer,
+};
+use agent_common::Creds;
+use serde_json::{Value, json};
+
+fn docs(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(&docs("record.schema.json")).unwrap();
+    jsonschema::draft202012::new(&schema).unwrap()
+}
+
+fn assert_valid(v: &jsonschema::Validator, rec: &Value, what: &str) {
+    let errors: Vec<String> = v
+        .iter_errors(rec)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match the schema: {errors:#?}\n{rec:#}"
+    );
+}
+
+#[test]
+fn every_documented_example_matches_the_schema() {
+    let v = validator();
+    let md = docs("records.md");
+    let mut kinds = Vec::new();
+    for block in md.split("```json\n").skip(1) {
+        let json_text = block.split("\n```").next().unwrap();
+        let rec: Value = serde_json::from_str(json_text).unwrap();
+        assert_valid(&v, &rec, &format!("example {}", rec["kind"]));
+        kinds.push(rec["kind"].as_str().unwrap().to_owned());
+    }
+    kinds.sort();
+    let mut all = [
+        "exec",
+        "ptrace",
+        "mem_access",
+        "perf_attach",
+        "bpf",
+        "grant",
+        "policy",
+        "agent",
+        "lost",
+    ];
+    all.sort_unstable();
+    assert_eq!(kinds, all, "one example per kind");
+}
+
+#[test]
+fn the_schema_rejects_what_it_should() {
+    let v = validator();
+    let md = docs("records.md");
+    let block = md
+        .split("```json\n")
+        .nth(1)
+        .unwrap()
+        .split("\n```")
+        .next()
+        .unwrap();
+    let good: Value = serde_json::from_str(block).unwrap();
+    for (field, bad) in [
+        ("hash", json!("not-hex")),
+        ("kind", json!("teleport")),
+        ("seq", json!(0)),
+        ("unknown_top_level", json!(1)),
+    ] {
+        let mut rec = good.clone();
+        rec[field] = bad;
+        assert!(!v.is_valid(&rec), "{field} should be rejected");
+    }
+}
+
+fn exec_info() -> ExecInfo {
+    ExecInfo {
+        ktime_ns: 5,
+        flags: 0,
+        pid: 40,
+        tgid: 40,
+        start_ns: 1,
+        ppid: 30,
+        old_pid: 40,
+        creds: Creds {
+            uid: 1000,
+            gid: 1000,
+            euid: 0,
+            egid: 0,
+            auid: u32::MAX,
+            sessionid: 3,
+        },
+        cgroup_id: 1,
+        ns: agent_common::NsIds::default(),
+        comm: b"gdb".to_vec(),
+        tty: b"pts/0".to_vec(),
+        filename: b"/usr/bin/gdb\xff".to_vec(),
+        argv: vec![b"gdb".to_vec(), b"-p".to_vec(), b"1".to_vec()],
+        argv_truncated: false,
+        argv_total_len: 9,
+    }
+}
+
+#[test]
+fn records_built_and_sealed_by_the_agent_match_the_schema() {
+    let v = validator();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sealer = Sealer::open(&dir.path().join("s"), &dir.path().join("k")).unwrap();
+    let host = Host {
+        name: "h".into(),
+        id: "m".into(),
+        boot_id: "b".into(),
+    };
+    let enricher = agent::enrich::Enricher::new(
+        std::path::Path::new("/etc"),
+        std::path::Path::new("/nonexistent-debugmon/cgroup"),
+        std::path::Path::new("/nonexistent-debugmon/proc"),
+        8,
+    );
+    let mut b = RecordBuilder::new(host, Clock::sample(), enricher);
+    let mut table = ProcessTable::new(16, 1, 1);
+    let mut bash = ProcessEntry::new(30, 1, 1);
+    bash.comm = b"bash".to_vec();
+    bash.exe = b"/usr/bin/bash".to_vec();
+    table.insert(bash);
+    let mut out = Vec::new();
+    let pk = sealer.public_key_hex();
+    b.agent(&mut out, 1, json!({"event": "started", "public_key": pk}))
+        .unwrap();
+    b.exec(&mut out, &exec_info(), &table).unwrap();
+    b.lost(
+        &mut out,
+        9,
+        LostCounts {
+            exec: 2,
+            ..LostCounts::default()
+        },
+        LostCounts::default(),
+    )
+    .unwrap();
+    b.agent(
+        &mut out,
+        10,
+        json!({"event": "stopped", "events": 1, "records": 4}),
+    )
+    .unwrap();
+    let mut n = 0;
+    for line in out.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+        let unsealed: Value = serde_json::from_slice(line).unwrap();
+        assert!(!v.is_valid(&unsealed), "an unsealed record lacks hash/sig");
+        let sealed = sealer.seal_builder_line(line).unwrap();
+        let rec: Value = serde_json::from_slice(&sealed.line).unwrap();
+        assert_valid(&v, &rec, &format!("sealed {}", rec["kind"]));
+        n += 1;
+    }
+    assert_eq!(n, 4);
+    assert_eq!(sealer.next_seq(), 5);
+}
