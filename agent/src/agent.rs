@@ -2,7 +2,7 @@
 //! events from the ring buffer through the pipeline to the sink until told
 //! to stop; on stop, drain what the kernel already queued, detach, flush.
 
-use std::{future::Future, path::Path, time::Duration};
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use agent_common::{AggKey, EventKind};
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
@@ -12,8 +12,12 @@ use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{error, info};
 
 use crate::{
+    config::ProcessEnv,
     ebpf::{self, LoadError, loader::LoadOptions, tracefs::TracefsState},
     host::{self, Clock, Host},
+    http::{HttpError, MetricsServer},
+    metrics::Metrics,
+    notify::{self, Notifier},
     pipeline::{Pipeline, PipelineStats},
     process::{ProcessTable, procfs},
     record::LostCounts,
@@ -34,6 +38,8 @@ pub struct Config {
     pub exit_grace: Duration,
     /// Window over which repeated accesses (PEEK/POKE, process_vm_*) are counted.
     pub aggregate_window: Duration,
+    /// Where `/metrics` and `/status` are served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -44,6 +50,7 @@ impl Default for Config {
             table_max: 262_144,
             exit_grace: Duration::from_secs(10),
             aggregate_window: Duration::from_secs(5),
+            metrics_listen: None,
         }
     }
 }
@@ -56,6 +63,8 @@ pub enum AgentError {
     Sink(#[from] SinkError),
     #[error("polling the ring buffer")]
     Poll(#[source] std::io::Error),
+    #[error("metrics endpoint")]
+    Metrics(#[from] HttpError),
 }
 
 /// Batches larger than this are shipped mid-drain, bounding memory.
@@ -134,6 +143,17 @@ pub async fn run(
     cfg: &Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, AgentError> {
+    let metrics = Arc::new(Metrics::new());
+    // Bound before loading, so a taken port fails the start cleanly.
+    let metrics_server = match cfg.metrics_listen {
+        Some(addr) => Some(MetricsServer::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_server.as_ref().and_then(|s| s.local_addr().ok());
+    let notifier = Arc::new(Notifier::from_env(&ProcessEnv).unwrap_or_else(|e| {
+        error!(error = %e, "systemd notifications disabled");
+        Notifier::disabled()
+    }));
     let loaded = ebpf::load_and_attach(&LoadOptions {
         ring_bytes: cfg.ring_bytes,
         agent_tgid: std::process::id(),
@@ -161,6 +181,12 @@ pub async fn run(
     let enricher = crate::enrich::Enricher::for_host(cfg.ancestry_depth);
     let builder = crate::record::RecordBuilder::new(host.clone(), Clock::sample(), enricher);
     let mut p = Pipeline::new(table, builder);
+    p.set_metrics(Arc::clone(&metrics));
+    metrics.update_info(|i| {
+        i.kernel = host::kernel_release();
+        i.programs = attached.iter().map(ToString::to_string).collect();
+        i.sinks = vec!["stdout".into()];
+    });
     let sink = StdoutSink::spawn(64)?;
 
     p.agent_record(
@@ -177,9 +203,21 @@ pub async fn run(
             },
             "ring_bytes": cfg.ring_bytes,
             "processes_seeded": seeded,
+            "metrics": metrics_addr.map(|a| a.to_string()),
         }),
     );
     sink.send(p.take_batch()).await?;
+    // systemd (Type=notify) counts the service as started only now: every
+    // program is attached and the start record is out.
+    sink.flushed().await?;
+    let _serving = metrics_server.map(|s| s.serve(Arc::clone(&metrics)));
+    if let Some(addr) = metrics_addr {
+        info!(%addr, "metrics at http://{addr}/metrics, status at http://{addr}/status");
+    }
+    notifier.ready(&format!("{} programs attached", attached.len()));
+    let _watchdog = notify::watchdog_interval(&ProcessEnv)
+        .filter(|_| notifier.is_enabled())
+        .map(|every| notify::spawn_watchdog(Arc::clone(&notifier), every));
     info!(
         programs = attached.len(),
         host = %host.name,
@@ -197,6 +235,7 @@ pub async fn run(
     let mut agg_tick = tokio::time::interval_at(tokio::time::Instant::now() + window, window);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    let mut last_events = 0;
     loop {
         tokio::select! {
             biased;
@@ -215,9 +254,11 @@ pub async fn run(
                 drain(ring.get_mut(), &mut p, &sink).await?;
                 p.set_clock(Clock::sample());
                 let now = host::boottime_ns();
-                p.report_lost(now, read_lost(&lost));
+                let kernel_lost = read_lost(&lost);
+                p.report_lost(now, kernel_lost);
                 p.reap(now);
                 sink.send(p.take_batch()).await?;
+                publish(&metrics, &notifier, &p, kernel_lost, attached.len(), &mut last_events);
             }
             _ = agg_tick.tick() => {
                 drain(ring.get_mut(), &mut p, &sink).await?;
@@ -227,6 +268,7 @@ pub async fn run(
         }
     }
 
+    notifier.stopping();
     info!("stopping: draining the ring buffer");
     while !drain(ring.get_mut(), &mut p, &sink).await? {}
     p.report_aggregates(host::boottime_ns(), window.as_secs(), read_aggregates(&agg));
@@ -261,4 +303,34 @@ pub async fn run(
         stats,
         lost: kernel_lost,
     })
+}
+
+/// Copies the once-a-second numbers into the metrics registry and tells
+/// systemd a one-line summary (`systemctl status` shows it).
+fn publish(
+    metrics: &Metrics,
+    notifier: &Notifier,
+    p: &Pipeline,
+    kernel_lost: LostCounts,
+    programs: usize,
+    last_events: &mut u64,
+) {
+    let stats = p.stats();
+    metrics.set_kernel_lost([
+        kernel_lost.exec,
+        kernel_lost.fork,
+        kernel_lost.exit,
+        kernel_lost.access,
+    ]);
+    metrics.set_undecodable(stats.undecodable);
+    metrics.set_process_table(p.table().len() as u64);
+    if notifier.is_enabled() {
+        let rate = stats.events.saturating_sub(*last_events);
+        notifier.status(&format!(
+            "{programs} programs attached; {rate} events/s; {} records; {} lost",
+            stats.records,
+            kernel_lost.total() + stats.undecodable
+        ));
+    }
+    *last_events = stats.events;
 }

@@ -13,18 +13,28 @@
 //! - [`pipeline`]: decode -> table -> record, I/O free
 //! - [`sink`]: where records go
 //! - [`agent`]: the async driver and shutdown
+//! - [`commands`]: `config check`, `status`, `run`'s settings
+//! - [`config`]: the config file, environment and flag overrides, validation
 //! - [`host`]: host identity and clocks
+//! - [`metrics`]: counters and gauges, Prometheus text; [`http`]: `/metrics` and `/status`
+//! - [`status`]: `debugmon status` report and client; [`notify`]: systemd notifications
 
 pub mod agent;
+pub mod commands;
+pub mod config;
 pub mod ebpf;
 pub mod enrich;
 pub mod event;
 pub mod host;
+pub mod http;
+pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod pipeline;
 pub mod process;
 pub mod record;
 pub mod sink;
+pub mod status;
 pub mod telemetry;
 
 pub use agent::{AgentError, Config, RunSummary, run};

@@ -192,6 +192,8 @@ pub struct RecordBuilder {
     clock: Clock,
     seq: u64,
     enricher: Enricher,
+    /// Kind of the last record written, for the per-kind metrics.
+    last_kind: &'static str,
 }
 
 impl RecordBuilder {
@@ -201,6 +203,7 @@ impl RecordBuilder {
             clock,
             seq: 0,
             enricher,
+            last_kind: "",
         }
     }
 
@@ -215,6 +218,11 @@ impl RecordBuilder {
     /// Records emitted so far.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Kind of the last record written (`""` before the first).
+    pub fn last_kind(&self) -> &'static str {
+        self.last_kind
     }
 
     fn write<D: Serialize>(
@@ -240,6 +248,7 @@ impl RecordBuilder {
         serde_json::to_writer(&mut *out, &rec)?;
         out.push(b'\n');
         self.seq += 1;
+        self.last_kind = kind;
         Ok(())
     }
 
