@@ -15,7 +15,7 @@ use crate::{
     config::ProcessEnv,
     ebpf::{self, LoadError, loader::LoadOptions, tracefs::TracefsState},
     host::{self, Clock, Host},
-    http::{HttpError, MetricsServer},
+    http::MetricsServer,
     metrics::Metrics,
     notify::{self, Notifier},
     pipeline::{Pipeline, PipelineStats},
@@ -63,8 +63,6 @@ pub enum AgentError {
     Sink(#[from] SinkError),
     #[error("polling the ring buffer")]
     Poll(#[source] std::io::Error),
-    #[error("metrics endpoint")]
-    Metrics(#[from] HttpError),
 }
 
 /// Batches larger than this are shipped mid-drain, bounding memory.
@@ -144,9 +142,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, AgentError> {
     let metrics = Arc::new(Metrics::new());
-    // Bound before loading, so a taken port fails the start cleanly.
+    // Watching matters more than being watched: a taken port costs the
+    // endpoint (loudly), not the monitoring.
     let metrics_server = match cfg.metrics_listen {
-        Some(addr) => Some(MetricsServer::bind(addr).await?),
+        Some(addr) => match MetricsServer::bind(addr).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                error!(
+                    "{}; running without /metrics and /status",
+                    ebpf::loader::error_chain(&e)
+                );
+                None
+            }
+        },
         None => None,
     };
     let metrics_addr = metrics_server.as_ref().and_then(|s| s.local_addr().ok());

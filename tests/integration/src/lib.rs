@@ -86,6 +86,9 @@ impl Agent {
             .arg("run")
             .args(extra)
             .env("RUST_LOG", "info")
+            // Any free port: concurrent agents (another worktree, a dev's
+            // `cargo xtask run`) must not collide on the default 9464.
+            .env("DEBUGMON_METRICS_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

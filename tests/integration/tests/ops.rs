@@ -300,3 +300,27 @@ fn bad_config_refuses_to_start_with_its_location() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_taken_metrics_port_costs_the_endpoint_not_the_monitoring() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let agent = Agent::start_env(&["--metrics-listen", &addr], &[]);
+    let started = agent.wait_for("start record", Duration::from_secs(5), |r| {
+        r["kind"] == "agent" && r["detail"]["event"] == "started"
+    });
+    assert!(started["detail"]["metrics"].is_null(), "{started}");
+    agent.barrier();
+    let stopped = agent.stop();
+    stopped.assert_clean();
+    assert!(
+        stopped
+            .stderr
+            .contains(&format!("binding the metrics endpoint to {addr}"))
+            && stopped
+                .stderr
+                .contains("running without /metrics and /status"),
+        "{}",
+        stopped.stderr
+    );
+}
