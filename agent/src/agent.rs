@@ -2,7 +2,7 @@
 //! events from the ring buffer through the pipeline to the sink until told
 //! to stop; on stop, drain what the kernel already queued, detach, flush.
 
-use std::{future::Future, path::Path, time::Duration};
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use agent_common::{AggKey, EventKind};
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
@@ -12,8 +12,12 @@ use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{error, info};
 
 use crate::{
+    config::ProcessEnv,
     ebpf::{self, LoadError, loader::LoadOptions, tracefs::TracefsState},
     host::{self, Clock, Host},
+    http::MetricsServer,
+    metrics::Metrics,
+    notify::{self, Notifier},
     pipeline::{Pipeline, PipelineStats},
     process::{ProcessTable, procfs},
     record::LostCounts,
@@ -36,6 +40,8 @@ pub struct Config {
     pub aggregate_window: Duration,
     /// Enforce deny rules and protect the agent when the kernel allows it.
     pub enforce: bool,
+    /// Where `/metrics` and `/status` are served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -47,6 +53,7 @@ impl Default for Config {
             exit_grace: Duration::from_secs(10),
             aggregate_window: Duration::from_secs(5),
             enforce: true,
+            metrics_listen: None,
         }
     }
 }
@@ -161,6 +168,27 @@ pub async fn run(
     cfg: &Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, AgentError> {
+    let metrics = Arc::new(Metrics::new());
+    // Watching matters more than being watched: a taken port costs the
+    // endpoint (loudly), not the monitoring.
+    let metrics_server = match cfg.metrics_listen {
+        Some(addr) => match MetricsServer::bind(addr).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                error!(
+                    "{}; running without /metrics and /status",
+                    ebpf::loader::error_chain(&e)
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let metrics_addr = metrics_server.as_ref().and_then(|s| s.local_addr().ok());
+    let notifier = Arc::new(Notifier::from_env(&ProcessEnv).unwrap_or_else(|e| {
+        error!(error = %e, "systemd notifications disabled");
+        Notifier::disabled()
+    }));
     let loaded = ebpf::load_and_attach(&LoadOptions {
         ring_bytes: cfg.ring_bytes,
         agent_tgid: std::process::id(),
@@ -199,6 +227,13 @@ pub async fn run(
         .map(|r| r.name.clone())
         .collect();
     p.set_protector(Box::new(enforcer), rule_names);
+    p.set_metrics(Arc::clone(&metrics));
+    metrics.update_info(|i| {
+        i.kernel = host::kernel_release();
+        i.programs = attached.iter().map(ToString::to_string).collect();
+        i.sinks = vec!["stdout".into()];
+        i.enforcement = mechanism.as_str().to_owned();
+    });
     let sink = StdoutSink::spawn(64)?;
 
     p.agent_record(
@@ -219,9 +254,21 @@ pub async fn run(
                 "reason": mechanism_reason,
             },
             "processes_seeded": seeded,
+            "metrics": metrics_addr.map(|a| a.to_string()),
         }),
     );
     sink.send(p.take_batch()).await?;
+    // systemd (Type=notify) counts the service as started only now: every
+    // program is attached and the start record is out.
+    sink.flushed().await?;
+    let _serving = metrics_server.map(|s| s.serve(Arc::clone(&metrics)));
+    if let Some(addr) = metrics_addr {
+        info!(%addr, "metrics at http://{addr}/metrics, status at http://{addr}/status");
+    }
+    notifier.ready(&format!("{} programs attached", attached.len()));
+    let _watchdog = notify::watchdog_interval(&ProcessEnv)
+        .filter(|_| notifier.is_enabled())
+        .map(|every| notify::spawn_watchdog(Arc::clone(&notifier), every));
     info!(
         programs = attached.len(),
         host = %host.name,
@@ -239,6 +286,7 @@ pub async fn run(
     let mut agg_tick = tokio::time::interval_at(tokio::time::Instant::now() + window, window);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    let mut last_events = 0;
     loop {
         tokio::select! {
             biased;
@@ -257,10 +305,12 @@ pub async fn run(
                 drain(ring.get_mut(), &mut p, &sink).await?;
                 p.set_clock(Clock::sample());
                 let now = host::boottime_ns();
-                p.report_lost(now, read_lost(&lost));
+                let kernel_lost = read_lost(&lost);
+                p.report_lost(now, kernel_lost);
                 p.reap(now);
                 resume_stopped(p.take_resume());
                 sink.send(p.take_batch()).await?;
+                publish(&metrics, &notifier, &p, kernel_lost, attached.len(), &mut last_events);
             }
             _ = agg_tick.tick() => {
                 drain(ring.get_mut(), &mut p, &sink).await?;
@@ -270,6 +320,7 @@ pub async fn run(
         }
     }
 
+    notifier.stopping();
     info!("stopping: draining the ring buffer");
     while !drain(ring.get_mut(), &mut p, &sink).await? {}
     p.report_aggregates(host::boottime_ns(), window.as_secs(), read_aggregates(&agg));
@@ -304,4 +355,34 @@ pub async fn run(
         stats,
         lost: kernel_lost,
     })
+}
+
+/// Copies the once-a-second numbers into the metrics registry and tells
+/// systemd a one-line summary (`systemctl status` shows it).
+fn publish(
+    metrics: &Metrics,
+    notifier: &Notifier,
+    p: &Pipeline,
+    kernel_lost: LostCounts,
+    programs: usize,
+    last_events: &mut u64,
+) {
+    let stats = p.stats();
+    metrics.set_kernel_lost([
+        kernel_lost.exec,
+        kernel_lost.fork,
+        kernel_lost.exit,
+        kernel_lost.access,
+    ]);
+    metrics.set_undecodable(stats.undecodable);
+    metrics.set_process_table(p.table().len() as u64);
+    if notifier.is_enabled() {
+        let rate = stats.events.saturating_sub(*last_events);
+        notifier.status(&format!(
+            "{programs} programs attached; {rate} events/s; {} records; {} lost",
+            stats.records,
+            kernel_lost.total() + stats.undecodable
+        ));
+    }
+    *last_events = stats.events;
 }

@@ -21,16 +21,25 @@
 //! - [`host`]: host identity and clocks
 //! - [`policy`]: policy files, compiled rules, decisions
 //! - [`grants`]: time-boxed grants and the control socket
+//! - [`commands`]: `config check`, `status`, `run`'s settings
+//! - [`config`]: the config file, environment and flag overrides, validation
+//! - [`metrics`]: counters and gauges, Prometheus text; [`http`]: `/metrics` and `/status`
+//! - [`status`]: `debugmon status` report and client; [`notify`]: systemd notifications
 
 pub mod agent;
 pub mod canonical;
+pub mod commands;
+pub mod config;
 pub mod ebpf;
 pub mod enforce;
 pub mod enrich;
 pub mod event;
 pub mod grants;
 pub mod host;
+pub mod http;
+pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod process;
@@ -39,6 +48,7 @@ pub mod redact;
 pub mod seal;
 pub mod sink;
 pub mod spool;
+pub mod status;
 pub mod tail;
 pub mod telemetry;
 pub mod verify;

@@ -1,9 +1,12 @@
 //! `debugmon`: command line entry point. Exit codes: 0 ok, 1 runtime error,
 //! 2 usage error.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
-use agent::{Config, ebpf::loader::error_chain, telemetry};
+use agent::{
+    commands::{self, RunFlags},
+    ebpf::loader::error_chain,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -21,46 +24,83 @@ struct Cli {
 enum Command {
     /// Trace exec, fork and exit in the kernel and write one JSON record per line to stdout
     Run {
-        /// Kernel ring buffer size in MiB (power of two)
-        #[arg(long, default_value_t = 8, value_parser = parse_ring_mib)]
-        ring_mib: u32,
-        /// Ancestry levels recorded per actor
-        #[arg(long, default_value_t = 16)]
-        ancestry_depth: usize,
-        /// Seconds over which repeated accesses (PEEK/POKE, process_vm_*) are counted into one record
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        aggregate_window_secs: u64,
+        /// Config file [default: /etc/debugmon/config.toml; built-in defaults if it is absent]
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Kernel ring buffer size in MiB, a power of two [config: agent.ring_mib]
+        #[arg(long)]
+        ring_mib: Option<u32>,
+        /// Ancestry levels recorded per actor [config: agent.ancestry_depth]
+        #[arg(long)]
+        ancestry_depth: Option<usize>,
+        /// Seconds over which repeated accesses (PEEK/POKE, process_vm_*) are counted into one
+        /// record [config: agent.aggregate_window_secs]
+        #[arg(long)]
+        aggregate_window_secs: Option<u64>,
+        /// address:port of /metrics and /status; port 0 picks one, "" disables [config: metrics.listen]
+        #[arg(long)]
+        metrics_listen: Option<String>,
         /// Observe only: do not enforce deny rules or protect the agent
         #[arg(long)]
         no_enforce: bool,
     },
+    /// Configuration commands
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Show the running agent's status (from its metrics endpoint)
+    Status {
+        /// Endpoint of the agent [default: http://<metrics.listen of the config>]
+        #[arg(long)]
+        url: Option<String>,
+        /// Config file that names the endpoint when --url is not given
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the raw JSON report
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-fn parse_ring_mib(s: &str) -> Result<u32, String> {
-    let v: u32 = s.parse().map_err(|e| format!("{e}"))?;
-    if !v.is_power_of_two() || v > 1024 {
-        return Err("must be a power of two between 1 and 1024".into());
-    }
-    Ok(v)
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check the config file (with DEBUGMON_* overrides) and print the effective configuration
+    /// (exit 2 with file:line:column on errors)
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
     match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => commands::config_check(config.as_deref()),
+        Command::Status { url, config, json } => commands::status(url, config.as_deref(), json),
         Command::Run {
+            config,
             ring_mib,
             ancestry_depth,
             aggregate_window_secs,
+            metrics_listen,
             no_enforce,
         } => {
-            let cfg = Config {
-                ring_bytes: ring_mib * 1024 * 1024,
+            let mut cfg = match commands::run_config(RunFlags {
+                config,
+                ring_mib,
                 ancestry_depth,
-                aggregate_window: std::time::Duration::from_secs(aggregate_window_secs),
-                enforce: !no_enforce,
-                ..Config::default()
+                aggregate_window_secs,
+                metrics_listen,
+            }) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
             };
+            if no_enforce {
+                cfg.enforce = false;
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()

@@ -3,13 +3,14 @@
 //! not become a record either applied to the table or counted as lost.
 //! The async driver in `agent.rs` feeds it and ships its batches.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use agent_common::{AccessKind, AggKey};
 
 use crate::{
     event::{self, AccessInfo, Event},
     host::Clock,
+    metrics::{EventLabel, Metrics},
     process::ProcessTable,
     record::{LostCounts, RecordBuilder},
 };
@@ -70,6 +71,8 @@ pub struct Pipeline {
     reported: LostCounts,
     /// Repeat counts of aggregated accesses as last reported.
     agg_reported: HashMap<AggKey, u64>,
+    /// Events and records by kind, as they happen.
+    metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
@@ -84,6 +87,7 @@ impl Pipeline {
             stats: PipelineStats::default(),
             reported: LostCounts::default(),
             agg_reported: HashMap::new(),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -131,6 +135,11 @@ impl Pipeline {
         }
     }
 
+    /// Counts events and records into `metrics` from now on.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = metrics;
+    }
+
     pub fn stats(&self) -> PipelineStats {
         self.stats
     }
@@ -169,17 +178,20 @@ impl Pipeline {
         match ev {
             Event::Exec(e) => {
                 self.stats.exec += 1;
+                self.metrics.event(&EventLabel::Exec);
                 self.table.on_exec(&e);
                 self.sync_protection(e.tgid);
                 self.emit(|b, out, t| b.exec(out, &e, t));
             }
             Event::Fork(f) => {
                 self.stats.fork += 1;
+                self.metrics.event(&EventLabel::Fork);
                 self.table.on_fork(&f);
                 self.sync_protection(f.pid);
             }
             Event::Exit(x) => {
                 self.stats.exit += 1;
+                self.metrics.event(&EventLabel::Exit);
                 self.table.on_exit(&x);
                 self.sync_protection(x.pid);
             }
@@ -191,6 +203,7 @@ impl Pipeline {
                 {
                     self.resume.push(a.target_pid);
                 }
+                self.metrics.event(&EventLabel::Access(a.access));
                 self.access(&a, None);
             }
         }
@@ -269,7 +282,10 @@ impl Pipeline {
     ) {
         let mark = self.batch.len();
         match f(&mut self.builder, &mut self.batch, &self.table) {
-            Ok(()) => self.stats.records += 1,
+            Ok(()) => {
+                self.stats.records += 1;
+                self.metrics.record(self.builder.last_kind());
+            }
             Err(e) => {
                 // Never leave half a record in the stream.
                 self.batch.truncate(mark);
@@ -427,6 +443,22 @@ mod tests {
         p.reap(u64::MAX);
         assert!(p.table().get(200).is_none());
         assert!(p.table().get(300).is_some());
+    }
+
+    #[test]
+    fn events_and_records_are_counted_by_kind() {
+        let mut p = pipeline();
+        let m = Arc::new(Metrics::new());
+        p.set_metrics(Arc::clone(&m));
+        p.handle(&fork(100, 1));
+        p.handle(&exec(100, 1, "/bin/true"));
+        p.handle(b"garbage");
+        p.report_lost(1, LostCounts::default());
+        let get = |v: Vec<(&str, u64)>, k: &str| v.into_iter().find(|(n, _)| *n == k).unwrap().1;
+        assert_eq!(get(m.events_by_kind(), "exec"), 1);
+        assert_eq!(get(m.events_by_kind(), "fork"), 1);
+        assert_eq!(get(m.records_by_kind(), "exec"), 1);
+        assert_eq!(get(m.records_by_kind(), "lost"), 1);
     }
 
     #[test]

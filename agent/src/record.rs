@@ -250,6 +250,8 @@ pub struct RecordBuilder {
     enricher: Enricher,
     /// Names of the kernel rule slots, for decisions the kernel made.
     rule_names: Vec<String>,
+    /// Kind of the last record written, for the per-kind metrics.
+    last_kind: &'static str,
 }
 
 impl RecordBuilder {
@@ -260,6 +262,7 @@ impl RecordBuilder {
             seq: 0,
             enricher,
             rule_names: Vec::new(),
+            last_kind: "",
         }
     }
 
@@ -304,6 +307,11 @@ impl RecordBuilder {
         self.seq
     }
 
+    /// Kind of the last record written (`""` before the first).
+    pub fn last_kind(&self) -> &'static str {
+        self.last_kind
+    }
+
     #[expect(clippy::too_many_arguments, reason = "one record's parts, named")]
     fn write<D: Serialize>(
         &mut self,
@@ -330,6 +338,7 @@ impl RecordBuilder {
         serde_json::to_writer(&mut *out, &rec)?;
         out.push(b'\n');
         self.seq += 1;
+        self.last_kind = kind;
         Ok(())
     }
 

@@ -1,7 +1,10 @@
 //! Developer tasks: `cargo xtask run` (build and run the agent on its
 //! defaults), `cargo xtask test` (install what is missing, then every check
-//! CI runs), `cargo xtask setup` (only the installs).
+//! CI runs), `cargo xtask setup` (only the installs), `cargo xtask dist`
+//! (the .deb), `cargo xtask dist-test` (install it into a fresh root).
 
+mod dist;
+mod dist_test;
 mod prereq;
 mod run;
 mod test;
@@ -35,6 +38,10 @@ enum Command {
     VmTest,
     /// Only install missing prerequisites
     Setup,
+    /// Build the release binary and the .deb package; prints its path
+    Dist,
+    /// Build the .deb and check it installs, reinstalls, removes and purges in a fresh root (root)
+    DistTest,
 }
 
 fn main() -> Result<()> {
@@ -46,5 +53,7 @@ fn main() -> Result<()> {
             vm::vm_test().map(|_| ())
         }
         Command::Setup => prereq::ensure_all(),
+        Command::Dist => dist::dist(),
+        Command::DistTest => dist_test::dist_test(),
     }
 }

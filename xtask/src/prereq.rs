@@ -24,6 +24,8 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     "cpio",
     "qemu-system-x86",
+    // systemd-analyze, for the package test's check of the unit.
+    "systemd",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: installs what is missing, then runs every check CI
 //! runs, in order: format, clippy (host crates and, for the bpf target, the
-//! eBPF crate), unit tests, and the privileged tests against the running
-//! kernel. It fails loudly when the privileged tests did not actually run.
+//! eBPF crate), unit tests, the privileged tests against the running
+//! kernel, and the .deb install test. It fails loudly when the privileged
+//! tests did not actually run.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -107,14 +108,10 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
         let bin = root().join("target/debug/debugmon");
         let (ok, t) = cargo_test(
             cmd("cargo")
-                .args([
-                    "test",
-                    "--locked",
-                    "-p",
-                    "integration-test",
-                    "--",
-                    "--test-threads=1",
-                ])
+                .args(["test", "--locked", "-p", "integration-test"])
+                // vm_enforce needs BPF-LSM: it runs inside `vm-test` below.
+                .args(["--test", "exec", "--test", "coverage", "--test", "ops"])
+                .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),
         )?;
         eprintln!();
@@ -145,8 +142,13 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
             );
         }
         privileged_tally = t;
+        // The package: built from the release binary, installed with dpkg
+        // into a fresh root (chroot, hence only with the privileged tests).
+        crate::dist_test::dist_test().context("package test (cargo xtask dist-test)")?;
     } else {
-        eprintln!("xtask: WARNING: privileged tests skipped (--no-privileged)");
+        eprintln!(
+            "xtask: WARNING: privileged tests and the package test skipped (--no-privileged)"
+        );
     }
 
     let mut vm_passed = 0;

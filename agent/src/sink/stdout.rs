@@ -5,11 +5,12 @@
 
 use std::{
     io::{self, Write},
+    sync::atomic::{AtomicU64, Ordering},
     thread::JoinHandle,
 };
 
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -24,6 +25,10 @@ pub enum SinkError {
 pub struct StdoutSink {
     tx: mpsc::Sender<Vec<u8>>,
     thread: JoinHandle<Result<u64, SinkError>>,
+    /// Batches queued so far.
+    queued: AtomicU64,
+    /// Batches written and flushed so far, published by the writer.
+    written: watch::Receiver<u64>,
 }
 
 impl StdoutSink {
@@ -38,24 +43,33 @@ impl StdoutSink {
         mut w: W,
     ) -> Result<Self, SinkError> {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(capacity.max(1));
+        let (written_tx, written) = watch::channel(0u64);
         let thread = std::thread::Builder::new()
             .name("debugmon-stdout".into())
             .spawn(move || -> Result<u64, SinkError> {
                 let mut bytes = 0u64;
+                let mut batches = 0u64;
                 while let Some(batch) = rx.blocking_recv() {
                     w.write_all(&batch).map_err(SinkError::Write)?;
                     bytes += batch.len() as u64;
+                    batches += 1;
                     // Flush when caught up: low latency when idle, few
                     // syscalls under load.
                     if rx.is_empty() {
                         w.flush().map_err(SinkError::Write)?;
+                        written_tx.send_replace(batches);
                     }
                 }
                 w.flush().map_err(SinkError::Write)?;
                 Ok(bytes)
             })
             .map_err(SinkError::Spawn)?;
-        Ok(Self { tx, thread })
+        Ok(Self {
+            tx,
+            thread,
+            queued: AtomicU64::new(0),
+            written,
+        })
     }
 
     /// Queues a batch; waits while the writer is behind.
@@ -63,7 +77,21 @@ impl StdoutSink {
         if batch.is_empty() {
             return Ok(());
         }
-        self.tx.send(batch).await.map_err(|_| SinkError::Gone)
+        self.tx.send(batch).await.map_err(|_| SinkError::Gone)?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits until every batch queued so far has been written and flushed,
+    /// e.g. so that systemd hears READY=1 only after the start record is out.
+    pub async fn flushed(&self) -> Result<(), SinkError> {
+        let target = self.queued.load(Ordering::Relaxed);
+        let mut written = self.written.clone();
+        written
+            .wait_for(|&n| n >= target)
+            .await
+            .map(|_| ())
+            .map_err(|_| SinkError::Gone)
     }
 
     /// Flushes everything queued and stops the writer; returns bytes written.
@@ -113,6 +141,19 @@ mod tests {
         let got: Vec<u32> = text.lines().map(|l| l.parse().unwrap()).collect();
         assert_eq!(got, (0..100).collect::<Vec<_>>());
         assert_eq!(n, text.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn flushed_waits_for_the_writer() {
+        let buf = Shared::default();
+        let sink = StdoutSink::spawn_with(4, buf.clone()).unwrap();
+        sink.flushed().await.unwrap();
+        for i in 0..10 {
+            sink.send(format!("{i}\n").into_bytes()).await.unwrap();
+        }
+        sink.flushed().await.unwrap();
+        assert_eq!(buf.0.lock().unwrap().len(), 20);
+        sink.close().unwrap();
     }
 
     #[tokio::test]

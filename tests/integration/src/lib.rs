@@ -50,7 +50,8 @@ pub fn require_root() {
     );
 }
 
-fn agent_bin() -> PathBuf {
+/// The `debugmon` binary under test.
+pub fn agent_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("DEBUGMON_BIN") {
         return PathBuf::from(p);
     }
@@ -83,11 +84,20 @@ pub fn nonce(tag: &str) -> String {
 impl Agent {
     /// Starts `debugmon run` with `extra` arguments and waits for its start record.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_env(extra, &[])
+    }
+
+    /// Like [`Self::start`], with extra environment variables for the agent.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
         let mut child = Command::new(agent_bin())
             .arg("run")
             .args(extra)
             .env("RUST_LOG", "info")
+            // Any free port: concurrent agents (another worktree, a dev's
+            // `cargo xtask run`) must not collide on the default 9464.
+            .env("DEBUGMON_METRICS_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,331 @@
+//! The agent's configuration: `/etc/debugmon/config.toml` deserialized into
+//! the structs below (unknown keys refused), then overridden by
+//! `DEBUGMON_<SECTION>_<KEY>` environment variables and command-line flags
+//! (flags > env > file > defaults), then checked by [`Config::validate`].
+//!
+//! - [`load`]: reading the file, error locations, applying overrides
+//! - [`overrides`]: the keys an environment variable or flag can set
+//! - [`validate`]: the checks serde's types cannot express
+//! - [`units`]: durations, sizes and secrets
+//!
+//! Every option, with its default, is documented in the shipped file
+//! `packaging/config.toml`; a unit test keeps that file and
+//! [`Config::default`] identical.
+
+pub mod load;
+pub mod overrides;
+pub mod units;
+pub mod validate;
+
+use std::{path::PathBuf, time::Duration};
+
+pub use load::{ConfigError, ConfigSource, DEFAULT_PATH, Flag, Invalid, ProcessEnv, Strings, load};
+use serde::{Deserialize, Serialize};
+pub use units::{ByteSize, HumanDuration, Secret};
+
+/// The whole file. Each section may be omitted; omitted keys take their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub agent: AgentSection,
+    pub policy: PolicySection,
+    pub grants: GrantsSection,
+    pub control: ControlSection,
+    pub sinks: SinksSection,
+    pub spool: SpoolSection,
+    pub nats: NatsSection,
+    pub metrics: MetricsSection,
+    pub log: LogSection,
+    pub host: HostSection,
+}
+
+/// `[agent]`: the kernel side and the process table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSection {
+    /// Kernel ring buffer size in MiB; a power of two.
+    pub ring_mib: u32,
+    /// Ancestry levels recorded per actor.
+    pub ancestry_depth: usize,
+    /// Seconds over which repeated accesses (PEEK/POKE, process_vm_*) are counted into one record.
+    pub aggregate_window_secs: u64,
+    /// Seconds an exited process stays known, for its children's records.
+    pub exit_grace_secs: u64,
+    /// Bound of the process table.
+    pub table_max: usize,
+    /// Enforce deny rules in the kernel (BPF-LSM, else the kill fallback)
+    /// and protect the agent; `false` observes only.
+    pub enforce: bool,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        Self {
+            ring_mib: 8,
+            ancestry_depth: 16,
+            aggregate_window_secs: 5,
+            exit_grace_secs: 10,
+            table_max: 262_144,
+            enforce: true,
+        }
+    }
+}
+
+/// `[policy]`: where policies are read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    /// Directories whose `*.yaml` files are loaded, in order.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            dirs: vec![PathBuf::from("/etc/debugmon/policies.d")],
+        }
+    }
+}
+
+/// `[grants]`: time-boxed access grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantsSection {
+    /// Where grants persist across restarts.
+    pub path: PathBuf,
+    /// The longest grant `debugmon grant --for` accepts.
+    pub max_duration: HumanDuration,
+}
+
+impl Default for GrantsSection {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("/var/lib/debugmon/grants.json"),
+            max_duration: HumanDuration::from_secs(4 * 3600),
+        }
+    }
+}
+
+/// `[control]`: the local control socket (grant, revoke, status).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    pub socket: PathBuf,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/debugmon/control.sock"),
+        }
+    }
+}
+
+/// `[sinks]`: where records are written besides NATS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinksSection {
+    /// One JSON record per line on stdout (the journal, under systemd).
+    pub stdout: bool,
+    /// Records sent to journald natively, with fields.
+    pub journal: bool,
+    pub file: FileSinkSection,
+}
+
+impl Default for SinksSection {
+    fn default() -> Self {
+        Self {
+            stdout: true,
+            journal: false,
+            file: FileSinkSection::default(),
+        }
+    }
+}
+
+/// `[sinks.file]`: a rotated JSON-lines file; off while `path` is unset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSinkSection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Size at which the file is rotated.
+    pub max_bytes: ByteSize,
+    /// Rotated files kept.
+    pub keep: u32,
+}
+
+impl Default for FileSinkSection {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: ByteSize(100 << 20),
+            keep: 5,
+        }
+    }
+}
+
+/// `[spool]`: the durable on-disk queue used while NATS is unreachable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSection {
+    pub dir: PathBuf,
+    /// Past this bound the oldest records are shed (counted and alerted).
+    pub max_bytes: ByteSize,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/lib/debugmon/spool"),
+            max_bytes: ByteSize(1 << 30),
+        }
+    }
+}
+
+/// `[nats]`: delivery to NATS JetStream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSection {
+    pub enabled: bool,
+    /// Servers, tried in turn: `nats://host:port` or `tls://host:port`.
+    pub urls: Vec<String>,
+    /// JetStream stream, created when absent.
+    pub stream: String,
+    /// Subjects are `<prefix>.audit.<host>.<kind>` and `<prefix>.alert.<host>.<severity>`.
+    pub subject_prefix: String,
+    pub tls: NatsTlsSection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nkey_seed_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creds_file: Option<PathBuf>,
+    /// Stream retention by age when the agent creates the stream ("0": unlimited).
+    pub max_age: HumanDuration,
+    /// Stream retention by size when the agent creates the stream (0: unlimited).
+    pub max_bytes: ByteSize,
+}
+
+impl Default for NatsSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            urls: vec!["nats://127.0.0.1:4222".into()],
+            stream: "DEBUGMON".into(),
+            subject_prefix: "debugmon".into(),
+            tls: NatsTlsSection::default(),
+            token: None,
+            user: None,
+            password: None,
+            nkey_seed_file: None,
+            creds_file: None,
+            max_age: HumanDuration::from_secs(30 * 86_400),
+            max_bytes: ByteSize(10 << 30),
+        }
+    }
+}
+
+/// `[nats.tls]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsTlsSection {
+    /// CA bundle to verify the server with (system roots when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key (mutual TLS); both or neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Refuse to connect without TLS.
+    pub required: bool,
+}
+
+/// `[metrics]`: the Prometheus endpoint (`/metrics`, and `/status` as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `address:port` to listen on; empty disables the endpoint.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// `[log]`: the agent's own log (stderr, the journal under systemd).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a tracing filter directive.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[host]`: host identity and state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostSection {
+    /// The host's Ed25519 signing key (created on first start).
+    pub key_path: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        Self {
+            key_path: PathBuf::from("/var/lib/debugmon/host.key"),
+            state_dir: PathBuf::from("/var/lib/debugmon"),
+        }
+    }
+}
+
+impl Config {
+    /// The driver's settings: the `[agent]` section and the metrics address.
+    /// Call on a validated config (an unparsable `metrics.listen` disables
+    /// the endpoint here; `validate` refuses it).
+    pub fn to_agent_config(&self) -> crate::agent::Config {
+        let a = &self.agent;
+        crate::agent::Config {
+            ring_bytes: a.ring_mib.saturating_mul(1024 * 1024),
+            ancestry_depth: a.ancestry_depth,
+            table_max: a.table_max,
+            exit_grace: Duration::from_secs(a.exit_grace_secs),
+            aggregate_window: Duration::from_secs(a.aggregate_window_secs),
+            metrics_listen: self.metrics.listen.parse().ok(),
+            enforce: a.enforce,
+        }
+    }
+
+    /// The effective configuration as TOML, secrets masked (for `config check`).
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,326 @@
+//! Ops surface of the real agent: systemd notifications (READY only after
+//! the start record is out, watchdog pings, STOPPING on SIGTERM), the
+//! metrics endpoint moving with real execs, `debugmon status`, and
+//! configuration errors refusing the start with file:line:column.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    os::unix::net::UnixDatagram,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use integration_test::{Agent, agent_bin, nonce, require_root};
+use serde_json::Value;
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let d = std::env::temp_dir().join(nonce(tag));
+        std::fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Next notification datagram, or `None` at the deadline.
+fn recv(sock: &UnixDatagram, deadline: Instant) -> Option<String> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    match sock.recv(&mut buf) {
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            None
+        }
+        Err(e) => panic!("recv: {e}"),
+    }
+}
+
+fn started_records(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["kind"] == "agent" && r["detail"]["event"] == "started")
+        .count()
+}
+
+#[test]
+fn systemd_hears_ready_after_the_start_record_then_watchdog_then_stopping() {
+    require_root();
+    let dir = Scratch::new("notify");
+    let sock_path = dir.0.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let out_path = dir.0.join("stdout.jsonl");
+    // stdout goes to a file, not a pipe: when READY=1 arrives the start
+    // record must already be in the file, with no reader thread in between.
+    let mut child = Command::new(agent_bin())
+        .args(["run", "--metrics-listen", ""])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(dir.0.join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let stderr = || std::fs::read_to_string(dir.0.join("stderr.txt")).unwrap_or_default();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = recv(&sock, deadline)
+        .unwrap_or_else(|| panic!("no notification within 60 s; stderr:\n{}", stderr()));
+    assert!(
+        first.lines().any(|l| l == "READY=1"),
+        "first notification: {first:?}"
+    );
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(
+        started_records(&stdout),
+        1,
+        "READY=1 came before the start record was written; stdout:\n{stdout}"
+    );
+
+    let (mut pings, mut statuses) = (0, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while pings < 2 || statuses.is_empty() {
+        let Some(msg) = recv(&sock, deadline) else {
+            panic!("within 15 s: {pings} WATCHDOG=1 pings, statuses {statuses:?}");
+        };
+        for l in msg.lines() {
+            if l == "WATCHDOG=1" {
+                pings += 1;
+            } else if let Some(s) = l.strip_prefix("STATUS=") {
+                statuses.push(s.to_owned());
+            }
+        }
+    }
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s.contains("programs attached") && s.contains("events/s")),
+        "{statuses:?}"
+    );
+
+    // SAFETY: signalling the child we spawned and have not reaped.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stopping = false;
+    while !stopping {
+        let Some(msg) = recv(&sock, deadline) else {
+            break;
+        };
+        stopping = msg.lines().any(|l| l == "STOPPING=1");
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        stopping,
+        "no STOPPING=1 after SIGTERM; stderr:\n{}",
+        stderr()
+    );
+    assert!(status.success(), "exit {status:?}; stderr:\n{}", stderr());
+}
+
+/// `GET path` on the agent's endpoint: (status line, body).
+fn get(addr: &str, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+fn sample(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in:\n{metrics}"))
+}
+
+#[test]
+fn metrics_and_status_follow_real_execs() {
+    // Port 0 through the environment: the override path of the config is
+    // exercised too, and the start record names the port that was bound.
+    let agent = Agent::start_env(&[], &[("DEBUGMON_METRICS_LISTEN", "127.0.0.1:0")]);
+    let started = agent.wait_for("start record", Duration::from_secs(5), |r| {
+        r["kind"] == "agent" && r["detail"]["event"] == "started"
+    });
+    let addr = started["detail"]["metrics"]
+        .as_str()
+        .expect("metrics address")
+        .to_owned();
+
+    let (status, text) = get(&addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        text.contains("# TYPE debugmon_events_total counter"),
+        "{text}"
+    );
+    assert!(sample(&text, "debugmon_programs_attached") > 0);
+    assert_eq!(
+        sample(&text, "debugmon_enforcement_mechanism{mechanism=\"none\"}"),
+        1
+    );
+    let before = sample(&text, "debugmon_events_total{kind=\"exec\"}");
+
+    let n = nonce("metrics");
+    for _ in 0..5 {
+        assert!(
+            Command::new("/bin/true")
+                .arg(&n)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    agent.barrier();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let v = sample(
+            &get(&addr, "/metrics").1,
+            "debugmon_events_total{kind=\"exec\"}",
+        );
+        if v >= before + 5 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        after >= before + 5,
+        "exec events went from {before} to {after}"
+    );
+    let text = get(&addr, "/metrics").1;
+    assert!(sample(&text, "debugmon_records_total{kind=\"exec\"}") >= 5);
+    assert_eq!(get(&addr, "/nope").0, "HTTP/1.1 404 Not Found");
+
+    let url = format!("http://{addr}");
+    let human = Command::new(agent_bin())
+        .args(["status", "--url", &url])
+        .output()
+        .unwrap();
+    let human_out = String::from_utf8_lossy(&human.stdout);
+    assert!(human.status.success(), "{human:?}");
+    assert!(
+        human_out.contains(&format!("(pid {})", agent.pid())),
+        "{human_out}"
+    );
+    assert!(
+        human_out.contains("programs:") && human_out.contains("enforcement:  none"),
+        "{human_out}"
+    );
+
+    let json = Command::new(agent_bin())
+        .args(["status", "--url", &url, "--json"])
+        .output()
+        .unwrap();
+    assert!(json.status.success(), "{json:?}");
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["pid"], agent.pid());
+    assert!(!report["programs_attached"].as_array().unwrap().is_empty());
+    assert!(report["counters"]["events"]["exec"].as_u64().unwrap() >= before + 5);
+    assert_eq!(report["sinks"], serde_json::json!(["stdout"]));
+
+    agent.stop().assert_clean();
+    let gone = Command::new(agent_bin())
+        .args(["status", "--url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+}
+
+#[test]
+fn bad_config_refuses_to_start_with_its_location() {
+    require_root();
+    let dir = Scratch::new("config");
+    let path = dir.0.join("config.toml");
+    std::fs::write(&path, "[agent]\nring_mib = 8\nring_mb = 16\n").unwrap();
+    for args in [
+        &["config", "check", "--config"][..],
+        &["run", "--config"][..],
+    ] {
+        let out = Command::new(agent_bin())
+            .args(args)
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{}:3:1: agent.ring_mb: unknown field `ring_mb`",
+                path.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "no records from a refused start");
+    }
+    std::fs::write(&path, "[agent]\nring_mib = 3\n").unwrap();
+    let out = Command::new(agent_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(":2:12: agent.ring_mib: 3 is not a power of two"),
+        "{err}"
+    );
+
+    std::fs::write(&path, "[nats]\nuser = \"u\"\npassword = \"hunter2-xyz\"\n").unwrap();
+    let out = Command::new(agent_bin())
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        printed.contains("password = \"********\"") && !printed.contains("hunter2"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_taken_metrics_port_costs_the_endpoint_not_the_monitoring() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let agent = Agent::start_env(&["--metrics-listen", &addr], &[]);
+    let started = agent.wait_for("start record", Duration::from_secs(5), |r| {
+        r["kind"] == "agent" && r["detail"]["event"] == "started"
+    });
+    assert!(started["detail"]["metrics"].is_null(), "{started}");
+    agent.barrier();
+    let stopped = agent.stop();
+    stopped.assert_clean();
+    assert!(
+        stopped
+            .stderr
+            .contains(&format!("binding the metrics endpoint to {addr}"))
+            && stopped
+                .stderr
+                .contains("running without /metrics and /status"),
+        "{}",
+        stopped.stderr
+    );
+}
