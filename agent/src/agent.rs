@@ -40,6 +40,12 @@ pub struct Config {
     pub aggregate_window: Duration,
     /// Enforce deny rules and protect the agent when the kernel allows it.
     pub enforce: bool,
+    /// Policy directories (`*.yaml`, in order), grants file, their longest
+    /// duration, and the root-only control socket.
+    pub policy_dirs: Vec<std::path::PathBuf>,
+    pub grants_path: std::path::PathBuf,
+    pub grants_max: Duration,
+    pub control_socket: std::path::PathBuf,
     /// Where `/metrics` and `/status` are served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -53,6 +59,10 @@ impl Default for Config {
             exit_grace: Duration::from_secs(10),
             aggregate_window: Duration::from_secs(5),
             enforce: true,
+            policy_dirs: vec![std::path::PathBuf::from("/etc/debugmon/policies.d")],
+            grants_path: std::path::PathBuf::from("/var/lib/debugmon/grants.json"),
+            grants_max: Duration::from_secs(4 * 3600),
+            control_socket: std::path::PathBuf::from("/run/debugmon/control.sock"),
             metrics_listen: None,
         }
     }
@@ -68,6 +78,8 @@ pub enum AgentError {
     Poll(#[source] std::io::Error),
     #[error("installing the SIGINT/SIGTERM handlers")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Governance(#[from] crate::governance::GovernanceError),
 }
 
 /// Batches larger than this are shipped mid-drain, bounding memory.
@@ -189,6 +201,8 @@ pub async fn run(
         error!(error = %e, "systemd notifications disabled");
         Notifier::disabled()
     }));
+    // A broken policy stops the agent before anything is loaded.
+    let policy = Arc::new(crate::governance::load_policy(&cfg.policy_dirs)?);
     let loaded = ebpf::load_and_attach(&LoadOptions {
         ring_bytes: cfg.ring_bytes,
         agent_tgid: std::process::id(),
@@ -228,6 +242,23 @@ pub async fn run(
         .collect();
     p.set_protector(Box::new(enforcer), rule_names);
     p.set_metrics(Arc::clone(&metrics));
+    let (stop_control, control_stopped) = tokio::sync::watch::channel(false);
+    let (mut gov, expired) = crate::governance::Governance::start(
+        &crate::governance::GovernanceConfig {
+            policy_dirs: cfg.policy_dirs.clone(),
+            grants_path: cfg.grants_path.clone(),
+            grants_max: cfg.grants_max,
+            control_socket: cfg.control_socket.clone(),
+        },
+        &policy,
+        mechanism,
+        async move {
+            let mut rx = control_stopped;
+            let _ = rx.changed().await;
+        },
+    )?;
+    *p.decider_mut() = crate::decide::Decider::new(Arc::clone(&policy), Some(gov.store()));
+    let kernel_notes = gov.install(Arc::clone(&policy), &mut p);
     metrics.update_info(|i| {
         i.kernel = host::kernel_release();
         i.programs = attached.iter().map(ToString::to_string).collect();
@@ -254,9 +285,21 @@ pub async fn run(
                 "reason": mechanism_reason,
             },
             "processes_seeded": seeded,
+            "policy": {
+                "hash": policy.content_hash(),
+                "rules": policy.rule_count(),
+                "dirs": cfg.policy_dirs,
+                "kernel_notes": kernel_notes,
+            },
             "metrics": metrics_addr.map(|a| a.to_string()),
         }),
     );
+    for g in &expired {
+        p.grant_record(
+            host::boottime_ns(),
+            json!({"event": g.event, "grant": g.grant}),
+        );
+    }
     sink.send(p.take_batch()).await?;
     // systemd (Type=notify) counts the service as started only now: every
     // program is attached and the start record is out.
@@ -287,6 +330,8 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let mut last_events = 0;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(AgentError::Signals)?;
     loop {
         tokio::select! {
             biased;
@@ -309,8 +354,18 @@ pub async fn run(
                 p.report_lost(now, kernel_lost);
                 p.reap(now);
                 resume_stopped(p.take_resume());
+                gov.poll_grants(&mut p, now);
+                for g in p.take_grant_uses() {
+                    gov.note_use(&mut p, &g, now);
+                }
+                gov.poll_reload(&mut p, now);
                 sink.send(p.take_batch()).await?;
                 publish(&metrics, &notifier, &p, kernel_lost, attached.len(), &mut last_events);
+            }
+            _ = hup.recv() => {
+                info!("SIGHUP received: reloading the policy");
+                gov.reload_now(&mut p, host::boottime_ns());
+                sink.send(p.take_batch()).await?;
             }
             _ = agg_tick.tick() => {
                 drain(ring.get_mut(), &mut p, &sink).await?;
@@ -321,6 +376,7 @@ pub async fn run(
     }
 
     notifier.stopping();
+    let _ = stop_control.send(true);
     info!("stopping: draining the ring buffer");
     while !drain(ring.get_mut(), &mut p, &sink).await? {}
     p.report_aggregates(host::boottime_ns(), window.as_secs(), read_aggregates(&agg));

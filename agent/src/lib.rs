@@ -19,7 +19,7 @@
 //! - [`spool`]: durable queue of sealed records until JetStream acks them
 //! - [`verify`], [`tail`]: the `debugmon verify` and `debugmon tail` commands
 //! - [`host`]: host identity and clocks
-//! - [`policy`]: policy files, compiled rules, decisions
+//! - [`policy`]: policy files, compiled rules, decisions; [`decide`]: decisions on records
 //! - [`grants`]: time-boxed grants and the control socket
 //! - [`commands`]: `config check`, `status`, `run`'s settings
 //! - [`config`]: the config file, environment and flag overrides, validation
@@ -28,12 +28,15 @@
 
 pub mod agent;
 pub mod canonical;
+pub mod cli_governance;
 pub mod commands;
 pub mod config;
+pub mod decide;
 pub mod ebpf;
 pub mod enforce;
 pub mod enrich;
 pub mod event;
+pub mod governance;
 pub mod grants;
 pub mod host;
 pub mod http;

@@ -4,8 +4,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use agent::{
+    cli_governance,
     commands::{self, RunFlags},
     ebpf::loader::error_chain,
+    grants::control::Request,
 };
 use clap::{Parser, Subcommand};
 
@@ -22,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Trace exec, fork and exit in the kernel and write one JSON record per line to stdout
+    /// Watch debugging: trace in the kernel, decide by policy, enforce, write JSON records
     Run {
         /// Config file [default: /etc/debugmon/config.toml; built-in defaults if it is absent]
         #[arg(long)]
@@ -43,6 +45,34 @@ enum Command {
         /// Observe only: do not enforce deny rules or protect the agent
         #[arg(long)]
         no_enforce: bool,
+        /// Policy directory (repeatable; replaces [policy] dirs of the config)
+        #[arg(long = "policies", value_name = "DIR")]
+        policies: Vec<PathBuf>,
+    },
+    /// Check policy files, or explain which rule decides a record
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Ask for, list or revoke time-boxed access (root, over the control socket)
+    Grant {
+        /// User the grant is for
+        #[arg(long)]
+        user: Option<String>,
+        /// unit:NAME | pid:N | exe:/PATH | any
+        #[arg(long)]
+        target: Option<String>,
+        /// How long, e.g. 30m, 2h (at most the configured maximum)
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        /// Why: a ticket or incident id
+        #[arg(long)]
+        reason: Option<String>,
+        /// Control socket of the agent
+        #[arg(long, default_value = "/run/debugmon/control.sock")]
+        socket: PathBuf,
+        #[command(subcommand)]
+        command: Option<GrantCommand>,
     },
     /// Configuration commands
     Config {
@@ -64,6 +94,34 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check files or directories; print file:line:column for every error (exit 2 on any)
+    Check {
+        #[arg(default_value = "/etc/debugmon/policies.d")]
+        paths: Vec<PathBuf>,
+    },
+    /// Which rule decides the record in FILE, and why each other rule did not
+    Explain {
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(
+            long = "policies",
+            value_name = "DIR",
+            default_value = "/etc/debugmon/policies.d"
+        )]
+        policies: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantCommand {
+    /// List active grants
+    List,
+    /// Revoke a grant by id
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Check the config file (with DEBUGMON_* overrides) and print the effective configuration
     /// (exit 2 with file:line:column on errors)
@@ -80,6 +138,40 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { config },
         } => commands::config_check(config.as_deref()),
         Command::Status { url, config, json } => commands::status(url, config.as_deref(), json),
+        Command::Policy {
+            command: PolicyCommand::Check { paths },
+        } => cli_governance::policy_check(&paths),
+        Command::Policy {
+            command: PolicyCommand::Explain { event, policies },
+        } => cli_governance::policy_explain(&event, &policies),
+        Command::Grant {
+            user,
+            target,
+            duration,
+            reason,
+            socket,
+            command,
+        } => {
+            let req = match command {
+                Some(GrantCommand::List) => Request::List,
+                Some(GrantCommand::Revoke { id }) => Request::Revoke { id },
+                None => match (user, target, duration, reason) {
+                    (Some(user), Some(target), Some(duration), Some(reason)) => Request::Grant {
+                        user,
+                        target,
+                        duration,
+                        reason,
+                    },
+                    _ => {
+                        eprintln!(
+                            "debugmon grant: --user, --target, --for and --reason are all required"
+                        );
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            cli_governance::grant_request(&socket, &req)
+        }
         Command::Run {
             config,
             ring_mib,
@@ -87,6 +179,7 @@ fn main() -> ExitCode {
             aggregate_window_secs,
             metrics_listen,
             no_enforce,
+            policies,
         } => {
             let mut cfg = match commands::run_config(RunFlags {
                 config,
@@ -100,6 +193,9 @@ fn main() -> ExitCode {
             };
             if no_enforce {
                 cfg.enforce = false;
+            }
+            if !policies.is_empty() {
+                cfg.policy_dirs = policies;
             }
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)

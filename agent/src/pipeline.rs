@@ -33,16 +33,41 @@ pub struct PipelineStats {
 /// Keeps the kernel's list of protected processes in step with the process
 /// table (implemented by the enforcer; tests use a recorder).
 pub trait Protector {
-    /// Rule slot that protects a process with this exe and uid, if any.
-    fn slot_for(&self, exe: &[u8], uid: u32) -> Option<u32>;
+    /// Rule slot that protects this process, if any.
+    fn slot_for(&self, e: &crate::process::ProcessEntry) -> Option<u32>;
     fn protect(&mut self, tgid: u32, slot: u32);
     fn unprotect(&mut self, tgid: u32);
+    /// Installs a new kernel policy; `units` resolves a unit to cgroup ids.
+    fn install(
+        &mut self,
+        policy: crate::enforce::KernelPolicy,
+        units: &dyn Fn(&str) -> Vec<u64>,
+    ) -> Result<(), crate::enforce::EnforceError>;
+    /// Replaces the kernel's grants.
+    fn set_grants(
+        &mut self,
+        grants: &[(agent_common::GrantKey, u64)],
+    ) -> Result<(), crate::enforce::EnforceError>;
 }
 
 impl Protector for crate::enforce::Enforcer {
-    fn slot_for(&self, exe: &[u8], uid: u32) -> Option<u32> {
-        let exe = std::str::from_utf8(exe).ok()?;
-        self.policy().slot_for_process(exe, uid)
+    fn slot_for(&self, e: &crate::process::ProcessEntry) -> Option<u32> {
+        let exe = String::from_utf8_lossy(&e.exe);
+        let comm = String::from_utf8_lossy(&e.comm);
+        self.slot_for_process(&exe, &comm, e.creds.uid, e.cgroup_id)
+    }
+    fn install(
+        &mut self,
+        policy: crate::enforce::KernelPolicy,
+        units: &dyn Fn(&str) -> Vec<u64>,
+    ) -> Result<(), crate::enforce::EnforceError> {
+        crate::enforce::Enforcer::install(self, policy, units)
+    }
+    fn set_grants(
+        &mut self,
+        grants: &[(agent_common::GrantKey, u64)],
+    ) -> Result<(), crate::enforce::EnforceError> {
+        crate::enforce::Enforcer::set_grants(self, grants)
     }
     fn protect(&mut self, tgid: u32, slot: u32) {
         if let Err(e) = crate::enforce::Enforcer::protect(self, tgid, slot) {
@@ -107,6 +132,47 @@ impl Pipeline {
         }
     }
 
+    /// Installs a new kernel policy and re-protects every known process.
+    pub fn install_kernel_policy(
+        &mut self,
+        policy: crate::enforce::KernelPolicy,
+    ) -> Result<(), crate::enforce::EnforceError> {
+        let names: Vec<String> = policy.rules.iter().map(|r| r.name.clone()).collect();
+        let Some(mut p) = self.protector.take() else {
+            return Ok(());
+        };
+        let enricher = self.builder.enricher_mut();
+        let units: HashMap<String, Vec<u64>> = policy
+            .rules
+            .iter()
+            .flat_map(|r| r.target_units.iter())
+            .map(|u| (u.clone(), enricher.cgroup_ids_of_unit(u)))
+            .collect();
+        let r = p.install(policy, &|unit| units.get(unit).cloned().unwrap_or_default());
+        self.protected.clear();
+        self.set_protector(p, names);
+        r
+    }
+
+    /// Replaces the kernel's grants (no-op without a protector).
+    pub fn set_kernel_grants(
+        &mut self,
+        grants: &[(agent_common::GrantKey, u64)],
+    ) -> Result<(), crate::enforce::EnforceError> {
+        match self.protector.as_mut() {
+            Some(p) => p.set_grants(grants),
+            None => Ok(()),
+        }
+    }
+
+    pub fn decider_mut(&mut self) -> &mut crate::decide::Decider {
+        self.builder.decider_mut()
+    }
+
+    pub fn enricher_mut(&mut self) -> &mut crate::enrich::Enricher {
+        self.builder.enricher_mut()
+    }
+
     /// Targets to check for a stopped state (kill fallback).
     pub fn take_resume(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.resume)
@@ -120,7 +186,7 @@ impl Pipeline {
             .table
             .get(tgid)
             .filter(|e| e.exited_ns.is_none())
-            .and_then(|e| p.slot_for(&e.exe, e.creds.uid));
+            .and_then(|e| p.slot_for(e));
         match (slot, self.protected.get(&tgid).copied()) {
             (Some(s), Some(old)) if s == old => {}
             (Some(s), _) => {
@@ -330,6 +396,33 @@ impl Pipeline {
         );
         self.reported = cumulative;
         self.emit(|b, out, _| b.lost(out, now_ns, delta, cumulative));
+    }
+
+    /// Appends a `policy` record.
+    pub fn policy_record<D: serde::Serialize>(&mut self, now_ns: u64, detail: D) {
+        self.emit(|b, out, _| b.policy(out, now_ns, detail));
+    }
+
+    /// Appends a `grant` record.
+    pub fn grant_record<D: serde::Serialize>(&mut self, now_ns: u64, detail: D) {
+        self.emit(|b, out, _| b.grant(out, now_ns, detail));
+    }
+
+    /// Grant ids that decisions used since the last call.
+    pub fn take_grant_uses(&mut self) -> Vec<String> {
+        self.builder.take_grant_uses()
+    }
+
+    /// Live processes running `exe`.
+    pub fn pids_with_exe(&self, exe: &[u8]) -> Vec<u32> {
+        self.table
+            .pids()
+            .filter(|&pid| {
+                self.table
+                    .get(pid)
+                    .is_some_and(|e| e.exited_ns.is_none() && e.exe == exe)
+            })
+            .collect()
     }
 
     /// Appends an `agent` record.

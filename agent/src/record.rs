@@ -10,6 +10,7 @@ use agent_common::{AccessKind, Decision};
 use serde::Serialize;
 
 use crate::{
+    decide::{Decider, PolicyDetail},
     enrich::{Actor, ActorFacts, Enricher, Escapes, Target},
     event::{AccessInfo, ExecInfo},
     host::{Clock, Host},
@@ -81,6 +82,9 @@ struct ExecDetail {
     escaped: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     incomplete: Vec<&'static str>,
+    /// Debugger class of the program, from the policy's `debuggers:` list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debugger: Option<String>,
 }
 
 /// Detail of ptrace, mem_access, perf_attach and bpf records.
@@ -248,6 +252,8 @@ pub struct RecordBuilder {
     clock: Clock,
     seq: u64,
     enricher: Enricher,
+    decider: Decider,
+    grant_uses: Vec<String>,
     /// Names of the kernel rule slots, for decisions the kernel made.
     rule_names: Vec<String>,
     /// Kind of the last record written, for the per-kind metrics.
@@ -261,9 +267,15 @@ impl RecordBuilder {
             clock,
             seq: 0,
             enricher,
+            decider: Decider::empty(),
+            grant_uses: Vec::new(),
             rule_names: Vec::new(),
             last_kind: "",
         }
+    }
+
+    pub fn decider_mut(&mut self) -> &mut Decider {
+        &mut self.decider
     }
 
     pub fn set_rule_names(&mut self, names: Vec<String>) {
@@ -376,13 +388,32 @@ impl RecordBuilder {
                 incomplete.push(what);
             }
         }
+        let debugger = self.decider.debugger_class(&actor.exe, &actor.comm);
+        let decision = self.decider.decide(
+            "exec",
+            &actor,
+            None,
+            PolicyDetail {
+                debugger: debugger.clone(),
+                ..PolicyDetail::default()
+            },
+        );
         let detail = ExecDetail {
             argv_truncated: e.argv_truncated,
             argv_bytes: e.argv_total_len,
             escaped: esc.0,
             incomplete,
+            debugger,
         };
-        self.write(out, e.ktime_ns, "exec", Some(&actor), None, detail, None)
+        self.write(
+            out,
+            e.ktime_ns,
+            "exec",
+            Some(&actor),
+            None,
+            detail,
+            decision.as_ref(),
+        )
     }
 
     /// Appends the record of an access (ptrace, mem_access, perf_attach, bpf).
@@ -424,7 +455,21 @@ impl RecordBuilder {
         }
         detail.window_s = window_s;
         detail.escaped = esc.0;
-        let decision = self.kernel_decision(a);
+        let policy_detail = PolicyDetail {
+            debugger: None,
+            ptrace_request: detail.ptrace_request.as_ref().map(|c| c.to_string()),
+            via: detail.via.map(str::to_owned),
+            access: detail.access.map(str::to_owned),
+            prog_type: detail.prog_type.as_ref().map(|c| c.to_string()),
+        };
+        // The kernel's own decision (a denial it made) comes first; else policy.
+        let decision = self.kernel_decision(a).or_else(|| {
+            self.decider
+                .decide(kind, &actor, target.as_ref(), policy_detail)
+        });
+        if let Some(g) = decision.as_ref().and_then(|d| d.grant_id.clone()) {
+            self.grant_uses.push(g);
+        }
         self.write(
             out,
             a.ktime_ns,
@@ -450,6 +495,31 @@ impl RecordBuilder {
             cumulative,
         };
         self.write(out, now_ns, "lost", None, None, detail, None)
+    }
+
+    /// Appends a `policy` record (loaded, rejected).
+    pub fn policy<D: Serialize>(
+        &mut self,
+        out: &mut Vec<u8>,
+        now_ns: u64,
+        detail: D,
+    ) -> Result<(), serde_json::Error> {
+        self.write(out, now_ns, "policy", None, None, detail, None)
+    }
+
+    /// Appends a `grant` record (created, used, revoked, expired, refused).
+    pub fn grant<D: Serialize>(
+        &mut self,
+        out: &mut Vec<u8>,
+        now_ns: u64,
+        detail: D,
+    ) -> Result<(), serde_json::Error> {
+        self.write(out, now_ns, "grant", None, None, detail, None)
+    }
+
+    /// Grant ids named by decisions since the last call.
+    pub fn take_grant_uses(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.grant_uses)
     }
 
     /// Appends an `agent` record (start, stop) with a free-form detail.

@@ -62,7 +62,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     prereq::ensure_build()?;
     sh(cmd("cargo").args(["build", "--release", "--locked", "-p", "agent"]))?;
     let bin = root().join("target/release/debugmon");
-    let st = status(Command::new(&bin).arg("run").args(args))?;
+    // The embedded defaults: the repository's policies, records to stdout.
+    let policies = root().join("policies");
+    let st = status(
+        Command::new(&bin)
+            .arg("run")
+            .arg("--policies")
+            .arg(&policies)
+            .args(args),
+    )?;
     // Stopped by Ctrl-C: the agent drains and exits 0 on SIGINT.
     if !st.success() {
         bail!("debugmon exited with {st}");

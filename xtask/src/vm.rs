@@ -24,6 +24,7 @@ const VM_TESTS: &[(&str, &[&str])] = &[
     // The exec tests, less the two that need a fast machine (storm, stall).
     ("exec", &["--skip", "storm", "--skip", "stalled"]),
     ("vm_enforce", &[]),
+    ("enforce", &[]),
 ];
 
 /// Tools the VM tests drive, with their libraries.

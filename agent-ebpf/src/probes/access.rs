@@ -133,9 +133,10 @@ fn kill_fallback_actor(ev: &mut AccessEvent, op: u32) -> bool {
 }
 
 /// Fallback enforcement where BPF-LSM is unavailable: the actor is killed at
-/// the syscall's entry. A pending SIGKILL makes ptrace attach fail before it
-/// takes the target (its interruptible lock sees the signal), and any other
-/// syscall's result never reaches userspace.
+/// the syscall's entry, so no result of the syscall ever reaches it. The
+/// syscall itself still runs (a tracepoint cannot cancel it): an attach may
+/// stop the target before the tracer dies and is detached, which is why the
+/// agent resumes targets its kills left stopped.
 #[inline(always)]
 fn kill_fallback(ev: &mut AccessEvent, target_tgid: u32, op: u32) -> bool {
     if enforce::mode() != enforce_mode::KILL {

@@ -318,6 +318,10 @@ impl Config {
             aggregate_window: Duration::from_secs(a.aggregate_window_secs),
             metrics_listen: self.metrics.listen.parse().ok(),
             enforce: a.enforce,
+            policy_dirs: self.policy.dirs.clone(),
+            grants_path: self.grants.path.clone(),
+            grants_max: self.grants.max_duration.0,
+            control_socket: self.control.socket.clone(),
         }
     }
 

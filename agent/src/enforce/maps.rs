@@ -85,6 +85,10 @@ pub struct Enforcer {
     grants: HashMap<MapData, GrantKey, u64>,
     exec: HashMap<MapData, InodeKey, u32>,
     policy: KernelPolicy,
+    /// cgroup id -> slot, as installed (the fallback protects by tgid, so
+    /// userspace needs to know which processes the units cover).
+    cgroup_slots: std::collections::HashMap<u64, u32>,
+    comm_slots: std::collections::HashMap<String, u32>,
 }
 
 impl Enforcer {
@@ -101,6 +105,8 @@ impl Enforcer {
             grants: take(ebpf, GRANTS_MAP)?,
             exec: take(ebpf, EXEC_DENY_MAP)?,
             policy: KernelPolicy::default(),
+            cgroup_slots: std::collections::HashMap::new(),
+            comm_slots: std::collections::HashMap::new(),
         };
         e.mode
             .set(0, mechanism.kernel_mode(), 0)
@@ -139,6 +145,8 @@ impl Enforcer {
         clear(&mut self.exempt, EXEMPT_MAP)?;
         clear(&mut self.exec, EXEC_DENY_MAP)?;
         let mut seen_comm = HashSet::new();
+        self.cgroup_slots.clear();
+        self.comm_slots = policy.comms();
         for (i, r) in policy.rules.iter().enumerate() {
             let slot = u32::try_from(i).expect("invariant: bounded by KRULES_MAX");
             for c in &r.target_comms {
@@ -150,6 +158,7 @@ impl Enforcer {
             }
             for u in &r.target_units {
                 for id in units(u) {
+                    self.cgroup_slots.entry(id).or_insert(slot);
                     self.cgroups
                         .insert(id, slot, 0)
                         .map_err(upd(PROTECT_CGROUP_MAP))?;
@@ -186,6 +195,31 @@ impl Enforcer {
                 .map_err(upd(KRULES_MAP))?;
         }
         self.policy = policy;
+        Ok(())
+    }
+
+    /// Rule slot protecting a process, by every condition the kernel maps
+    /// hold (the kill fallback only sees the tgid list, so all must count).
+    pub fn slot_for_process(&self, exe: &str, comm: &str, uid: u32, cgroup: u64) -> Option<u32> {
+        [
+            self.policy.slot_for_process(exe, uid),
+            self.comm_slots.get(comm).copied(),
+            self.cgroup_slots.get(&cgroup).copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Replaces every grant in the kernel map with `grants` (key, expiry in
+    /// CLOCK_BOOTTIME ns).
+    pub fn set_grants(&mut self, grants: &[(GrantKey, u64)]) -> Result<(), EnforceError> {
+        clear(&mut self.grants, GRANTS_MAP)?;
+        for (k, expiry) in grants {
+            self.grants
+                .insert(*k, *expiry, 0)
+                .map_err(upd(GRANTS_MAP))?;
+        }
         Ok(())
     }
 

@@ -2,10 +2,12 @@
 //! rules are compiled into. The kernel decides; this module only keeps the
 //! maps current (rules, protected processes, exemptions, grants).
 
+pub mod compile;
 pub mod kernel_policy;
 pub mod maps;
 pub mod mechanism;
 
+pub use compile::kernel_policy;
 pub use kernel_policy::{KernelPolicy, KernelRule};
 pub use maps::{EnforceError, Enforcer};
 pub use mechanism::Mechanism;

@@ -65,6 +65,21 @@ impl CgroupResolver {
         self.paths = paths;
     }
 
+    /// Ids of the cgroups whose last path component is `name`, after a fresh
+    /// scan (a unit's cgroup appears when the unit starts).
+    pub fn ids_named(&mut self, name: &str) -> Vec<u64> {
+        self.scan();
+        let suffix = format!("/{name}");
+        let mut ids: Vec<u64> = self
+            .paths
+            .iter()
+            .filter(|(_, p)| p.ends_with(&suffix))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Path of cgroup `id` relative to the cgroup2 root, e.g.
     /// `/system.slice/ssh.service`.
     pub fn path(&mut self, id: u64) -> Option<&str> {

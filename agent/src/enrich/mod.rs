@@ -187,6 +187,16 @@ impl Enricher {
         Self::new(Path::new("/etc"), &root, Path::new("/proc"), ancestry_depth)
     }
 
+    /// cgroup ids of every cgroup named `unit` (a service has one; a unit
+    /// name matches wherever it sits in the tree).
+    pub fn cgroup_ids_of_unit(&mut self, unit: &str) -> Vec<u64> {
+        self.cgroups.ids_named(unit)
+    }
+
+    pub fn users(&self) -> &UserDb {
+        &self.users
+    }
+
     /// Periodic upkeep: notices changed passwd/group files.
     pub fn refresh(&mut self) {
         self.users.refresh();

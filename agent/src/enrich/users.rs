@@ -17,6 +17,8 @@ struct Db {
     groups: HashMap<u32, String>,
     /// user name -> supplementary group names
     member_of: HashMap<String, Vec<String>>,
+    /// user name -> uid
+    by_name: HashMap<String, u32>,
 }
 
 pub struct UserDb {
@@ -43,6 +45,7 @@ fn parse_passwd(text: &str, db: &mut Db) {
             // First entry wins, as with getpwuid.
             db.users.entry(uid).or_insert_with(|| f[0].to_owned());
             db.primary.entry(f[0].to_owned()).or_insert(gid);
+            db.by_name.entry(f[0].to_owned()).or_insert(uid);
         }
     }
 }
@@ -112,6 +115,22 @@ impl UserDb {
 
     pub fn group(&self, gid: u32) -> Option<&str> {
         self.db.groups.get(&gid).map(String::as_str)
+    }
+
+    pub fn uid_of(&self, name: &str) -> Option<u32> {
+        self.db.by_name.get(name).copied()
+    }
+
+    /// Uids of the members of group `group` (primary or supplementary).
+    pub fn uids_in_group(&self, group: &str) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for (user, uid) in &self.db.by_name {
+            if self.groups_of(user).iter().any(|g| g == group) && !out.contains(uid) {
+                out.push(*uid);
+            }
+        }
+        out.sort_unstable();
+        out
     }
 
     /// Primary and supplementary group names of `user`.
@@ -184,6 +203,9 @@ mod tests {
             vec!["alice".to_owned(), "sre".to_owned()]
         );
         assert!(db.groups_of("nobody-here").is_empty());
+        assert_eq!(db.uid_of("alice"), Some(1001));
+        assert_eq!(db.uids_in_group("sre"), vec![1001]);
+        assert_eq!(db.uids_in_group("root"), vec![0]);
     }
 
     #[test]

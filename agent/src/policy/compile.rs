@@ -37,6 +37,9 @@ struct Compiler {
     dbg_comm_class: Vec<u16>,
     rules: Vec<Rule>,
     rule_names: HashMap<String, (usize, Pos)>,
+    /// The parsed rules and debugger lists, kept for the kernel compiler.
+    specs: Vec<RuleSpec>,
+    dbg_specs: Vec<(String, DebuggerSpec)>,
 }
 
 pub(crate) fn compile(files: &[SourceFile], hash: String) -> Result<PolicySet, Vec<Diagnostic>> {
@@ -55,6 +58,8 @@ pub(crate) fn compile(files: &[SourceFile], hash: String) -> Result<PolicySet, V
         dbg_comm_class: Vec::new(),
         rules: Vec::new(),
         rule_names: HashMap::new(),
+        specs: Vec::new(),
+        dbg_specs: Vec::new(),
     };
     let mut rule_nodes: Vec<(usize, &Node)> = Vec::new();
     // Roles and debuggers first: a rule may name a role from a later file.
@@ -158,6 +163,7 @@ impl Compiler {
                 }
             };
             let name = k.as_str().unwrap_or_default();
+            self.dbg_specs.push((name.to_owned(), spec.clone()));
             let class = match self.dbg_names.iter().position(|n| &**n == name) {
                 Some(i) => i,
                 None => {
@@ -375,6 +381,7 @@ impl Compiler {
             ),
             grant: u.grant,
         };
+        self.specs.push(spec.clone());
         self.rules.push(Rule {
             name: spec.name.into(),
             title: spec.title.map(Into::into),
@@ -473,6 +480,9 @@ impl Compiler {
             group_roles,
             debuggers,
             keys,
+            specs: self.specs,
+            role_specs: self.roles,
+            debugger_specs: self.dbg_specs,
         })
     }
 }

@@ -194,6 +194,11 @@ impl PolicyWatcher {
         }
     }
 
+    /// The watched directories.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
     /// `None` when nothing changed since the last poll; otherwise the new set
     /// or the reasons it could not be loaded. On error the caller keeps its
     /// old set; the same broken content is not reported again.

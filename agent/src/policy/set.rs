@@ -106,6 +106,10 @@ pub struct PolicySet {
     pub(crate) group_roles: FnvMap<Box<str>, u128>,
     pub(crate) debuggers: Debuggers,
     pub(crate) keys: Keys,
+    /// Rules, roles and debugger lists as written, for the kernel compiler.
+    pub(crate) specs: Vec<super::model::RuleSpec>,
+    pub(crate) role_specs: Vec<(String, super::model::RoleSpec)>,
+    pub(crate) debugger_specs: Vec<(String, super::model::DebuggerSpec)>,
 }
 
 /// Key sources in order of preference: target fields are the most
@@ -216,6 +220,21 @@ pub struct RuleInfo<'a> {
 
 impl PolicySet {
     /// The rules in load order.
+    /// Rules as written (for the kernel compiler).
+    pub fn rule_specs(&self) -> &[super::model::RuleSpec] {
+        &self.specs
+    }
+
+    /// Roles as written: name, users and groups.
+    pub fn role_specs(&self) -> &[(String, super::model::RoleSpec)] {
+        &self.role_specs
+    }
+
+    /// Debugger classes as written: name, exe and comm patterns.
+    pub fn debugger_specs(&self) -> &[(String, super::model::DebuggerSpec)] {
+        &self.debugger_specs
+    }
+
     pub fn rules(&self) -> impl Iterator<Item = RuleInfo<'_>> {
         self.rules.iter().map(|r| RuleInfo {
             name: &r.name,

@@ -27,6 +27,8 @@ type Shared = Arc<(Mutex<Collected>, Condvar)>;
 
 /// A running agent.
 pub struct Agent {
+    /// Per-agent directory: grants file, control socket.
+    pub state: PathBuf,
     child: Child,
     shared: Shared,
     reader: Option<JoinHandle<()>>,
@@ -90,6 +92,10 @@ impl Agent {
     /// Like [`Self::start`], with extra environment variables for the agent.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
+        // Each agent gets its own grants file and control socket: tests must
+        // not touch the host's /var/lib/debugmon or /run/debugmon.
+        let state = std::env::temp_dir().join(nonce("agent-state"));
+        std::fs::create_dir_all(&state).unwrap();
         let mut child = Command::new(agent_bin())
             .arg("run")
             .args(extra)
@@ -97,6 +103,8 @@ impl Agent {
             // Any free port: concurrent agents (another worktree, a dev's
             // `cargo xtask run`) must not collide on the default 9464.
             .env("DEBUGMON_METRICS_LISTEN", "127.0.0.1:0")
+            .env("DEBUGMON_GRANTS_PATH", state.join("grants.json"))
+            .env("DEBUGMON_CONTROL_SOCKET", state.join("control.sock"))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -136,6 +144,7 @@ impl Agent {
             s
         });
         let agent = Self {
+            state,
             child,
             shared,
             reader: Some(reader),
