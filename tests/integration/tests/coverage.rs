@@ -372,9 +372,25 @@ fn process_in_new_user_and_pid_namespaces_is_attributed_with_host_pid_and_ns_ids
     agent.stop().assert_clean();
 }
 
+fn shipped_policies() -> String {
+    format!("{}/../../policies", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn debugger_exec_carries_the_class_from_policy_data() {
+    let agent = Agent::start(&["--policies", &shipped_policies()]);
+    let gdb = run("/usr/bin/gdb", &["--version"]);
+    let rec = agent.wait_for("gdb exec", WAIT, |r| is(r, "exec", gdb));
+    assert_eq!(rec["detail"]["debugger"], "gdb", "{rec}");
+    let echo = run("/bin/echo", &["x"]);
+    let rec = agent.wait_for("echo exec", WAIT, |r| is(r, "exec", echo));
+    assert!(rec["detail"].get("debugger").is_none(), "{rec}");
+    agent.stop().assert_clean();
+}
+
 #[test]
 fn benign_workload_yields_no_debug_class_records() {
-    let agent = Agent::start(&[]);
+    let agent = Agent::start(&["--policies", &shipped_policies()]);
     let dir = std::env::temp_dir().join(nonce("benign"));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("hello.c");
