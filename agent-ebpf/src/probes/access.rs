@@ -121,9 +121,15 @@ fn kill_fallback_actor(ev: &mut AccessEvent, op: u32) -> bool {
     if enforce::mode() != enforce_mode::KILL {
         return false;
     }
-    let Some(slot) = enforce::decide_actor(op) else {
-        return false;
-    };
+    match enforce::decide_actor(op) {
+        Some(slot) => kill_actor(ev, slot),
+        None => false,
+    }
+}
+
+/// Kills the current process and reports it with the deciding rule.
+#[inline(always)]
+fn kill_actor(ev: &mut AccessEvent, slot: u32) -> bool {
     // SAFETY: helper without preconditions; signals the current process.
     unsafe { bpf_send_signal(SIGKILL) };
     ev.rule = slot;
@@ -142,15 +148,10 @@ fn kill_fallback(ev: &mut AccessEvent, target_tgid: u32, op: u32) -> bool {
     if enforce::mode() != enforce_mode::KILL {
         return false;
     }
-    let Some(slot) = enforce::decide_target(core::ptr::null(), target_tgid, op) else {
-        return false;
-    };
-    // SAFETY: helper without preconditions; signals the current process.
-    unsafe { bpf_send_signal(SIGKILL) };
-    ev.rule = slot;
-    ev.decision = Decision::Killed as u32;
-    emit(ev);
-    true
+    match enforce::decide_target(core::ptr::null(), target_tgid, op) {
+        Some(slot) => kill_actor(ev, slot),
+        None => false,
+    }
 }
 
 #[inline(always)]

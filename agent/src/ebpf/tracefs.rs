@@ -53,8 +53,18 @@ pub fn ensure_mounted() -> Result<TracefsState, TracefsError> {
         }
     }
     let target = CANDIDATES[0];
-    let src = CString::new("tracefs").expect("invariant: literal has no NUL");
-    let dst = CString::new(target).expect("invariant: literal has no NUL");
+    mount_pseudo_fs("tracefs", target).map_err(|io_error| TracefsError::Mount {
+        path: target.to_owned(),
+        io_error,
+    })?;
+    Ok(TracefsState::MountedByUs(PathBuf::from(target)))
+}
+
+/// Mounts a kernel pseudo filesystem (`tracefs`, `securityfs`) on `target`,
+/// nosuid, nodev, noexec.
+pub fn mount_pseudo_fs(fstype: &str, target: &str) -> io::Result<()> {
+    let src = CString::new(fstype).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let dst = CString::new(target).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
         libc::mount(
@@ -66,12 +76,9 @@ pub fn ensure_mounted() -> Result<TracefsState, TracefsError> {
         )
     };
     if rc != 0 {
-        return Err(TracefsError::Mount {
-            path: target.to_owned(),
-            io_error: io::Error::last_os_error(),
-        });
+        return Err(io::Error::last_os_error());
     }
-    Ok(TracefsState::MountedByUs(PathBuf::from(target)))
+    Ok(())
 }
 
 /// Byte offset of `field` in the record of tracepoint `category/name`.

@@ -3,7 +3,7 @@
 //! attach (a kernel without `bpf` in the list accepts the programs and then
 //! enforces nothing); otherwise the syscall-entry SIGKILL fallback.
 
-use std::{ffi::CString, fs, io, path::Path};
+use std::{fs, io, path::Path};
 
 use serde::Serialize;
 
@@ -50,21 +50,7 @@ pub fn active_lsms() -> io::Result<(String, bool)> {
     if let Ok(s) = fs::read_to_string(&file) {
         return Ok((s, false));
     }
-    let src = CString::new("securityfs").expect("invariant: literal has no NUL");
-    let dst = CString::new(SECURITYFS).expect("invariant: literal has no NUL");
-    // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            dst.as_ptr(),
-            src.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::ebpf::tracefs::mount_pseudo_fs("securityfs", SECURITYFS)?;
     Ok((fs::read_to_string(file)?, true))
 }
 

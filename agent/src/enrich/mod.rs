@@ -305,16 +305,7 @@ impl Enricher {
             return Target {
                 pid: host_pid,
                 named_pid,
-                comm: None,
-                exe: None,
-                uid: None,
-                user: None,
-                unit: None,
-                container_id: None,
-                cgroup_id: None,
-                namespaces: None,
-                start_ns: None,
-                known: false,
+                ..Target::unresolved(named)
             };
         };
         let (_, unit, container_id) = self.unit_container(e.cgroup_id, host_pid);

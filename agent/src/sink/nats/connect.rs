@@ -253,13 +253,4 @@ pub async fn ensure_stream(
 
 /// The error and its causes, `: `-joined (NATS errors hide the useful
 /// part, e.g. the TLS reason, in the chain).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use crate::ebpf::loader::error_chain;
