@@ -177,8 +177,15 @@ fn metrics_and_status_follow_real_execs() {
         "{text}"
     );
     assert!(sample(&text, "debugmon_programs_attached") > 0);
+    // The mechanism the start record names (lsm in the VM, kill here).
+    let mechanism = started["detail"]["enforcement"]["mechanism"]
+        .as_str()
+        .expect("mechanism in the start record");
     assert_eq!(
-        sample(&text, "debugmon_enforcement_mechanism{mechanism=\"none\"}"),
+        sample(
+            &text,
+            &format!("debugmon_enforcement_mechanism{{mechanism=\"{mechanism}\"}}")
+        ),
         1
     );
     let before = sample(&text, "debugmon_events_total{kind=\"exec\"}");
@@ -225,7 +232,8 @@ fn metrics_and_status_follow_real_execs() {
         "{human_out}"
     );
     assert!(
-        human_out.contains("programs:") && human_out.contains("enforcement:  none"),
+        human_out.contains("programs:")
+            && human_out.contains(&format!("enforcement:  {mechanism}")),
         "{human_out}"
     );
 
