@@ -69,10 +69,23 @@ fn actor_id() -> u32 {
     if c.auid != u32::MAX { c.auid } else { c.uid }
 }
 
+/// "No rule": a plain value, not an `Option`. An `Option<u32>` that is
+/// `None` leaves its payload undefined, and LLVM may spill that undefined
+/// register; older verifiers (6.1) reject reading it (`R6 !read_ok`).
+pub(crate) const NO_SLOT: u32 = u32::MAX - 1;
+
+/// The rule in `slot`, with `flags == 0` when the slot is empty.
 #[inline(always)]
-fn rule(slot: u32) -> Option<KRule> {
-    let r = *KRULES.get(slot)?;
-    (r.flags & krule_flags::ENABLED != 0).then_some(r)
+fn rule(slot: u32) -> KRule {
+    match KRULES.get(slot) {
+        Some(r) => *r,
+        None => KRule { ops: 0, flags: 0 },
+    }
+}
+
+#[inline(always)]
+fn enabled(r: &KRule) -> bool {
+    r.flags & krule_flags::ENABLED != 0
 }
 
 /// True when the actor may do `op` despite rule `slot`: exempt, or holding
@@ -117,58 +130,74 @@ fn excused(slot: u32, r: &KRule, cgroup: u64, tgid: u32) -> bool {
     false
 }
 
-/// Rule slot that denies `op` on the target, if any. `task` may be null
-/// (syscall-entry fallback): then only the tgid list is consulted.
+/// Rule slot that denies `op` on the target, or [`NO_SLOT`]. `task` may be
+/// null (syscall-entry fallback): then only the tgid list is consulted.
 #[inline(always)]
-pub(crate) fn decide_target(task: *const u8, tgid: u32, op: u32) -> Option<u32> {
+pub(crate) fn decide_target(task: *const u8, tgid: u32, op: u32) -> u32 {
     let off = offsets();
     // SAFETY: map lookups with keys on the stack.
-    let mut slot = unsafe { PROTECT_TGID.get(tgid) }.copied();
+    let mut slot = unsafe { PROTECT_TGID.get(tgid) }
+        .copied()
+        .unwrap_or(NO_SLOT);
     let mut cgroup = 0;
     if !task.is_null() {
         cgroup = task_cgroup_id(task);
-        if slot.is_none() {
+        if slot == NO_SLOT {
             // SAFETY: as above.
-            slot = unsafe { PROTECT_CGROUP.get(cgroup) }.copied();
+            slot = unsafe { PROTECT_CGROUP.get(cgroup) }
+                .copied()
+                .unwrap_or(NO_SLOT);
         }
-        if slot.is_none() && off.task_comm != OFFSET_ABSENT {
+        if slot == NO_SLOT && off.task_comm != OFFSET_ABSENT {
             let comm = read_or_zero::<[u8; 16]>(task, off.task_comm);
             // SAFETY: as above.
-            slot = unsafe { PROTECT_COMM.get(comm) }.copied();
+            slot = unsafe { PROTECT_COMM.get(comm) }
+                .copied()
+                .unwrap_or(NO_SLOT);
         }
     }
-    let slot = slot?;
-    let r = rule(slot)?;
-    if r.ops & op == 0 || excused(slot, &r, cgroup, tgid) {
-        return None;
+    if slot == NO_SLOT {
+        return NO_SLOT;
     }
-    Some(slot)
+    let r = rule(slot);
+    if !enabled(&r) || r.ops & op == 0 || excused(slot, &r, cgroup, tgid) {
+        return NO_SLOT;
+    }
+    slot
 }
 
 /// Rule slot that denies `op` for the current actor whatever the target
-/// (perf and bpf rules). Slots are dense from 0: the scan stops at the
-/// first empty one.
+/// (perf and bpf rules), or [`NO_SLOT`]. Slots are dense from 0: the scan
+/// stops at the first empty one.
 #[inline(always)]
-pub(crate) fn decide_actor(op: u32) -> Option<u32> {
+pub(crate) fn decide_actor(op: u32) -> u32 {
     let mut slot = 0u32;
     while slot < 64 {
-        let r = rule(slot)?;
+        let r = rule(slot);
+        if !enabled(&r) {
+            return NO_SLOT;
+        }
         if r.flags & krule_flags::ACTOR_ONLY != 0 && r.ops & op != 0 && !excused(slot, &r, 0, 0) {
-            return Some(slot);
+            return slot;
         }
         slot += 1;
     }
-    None
+    NO_SLOT
 }
 
-/// Rule slot that denies executing the file with this inode.
+/// Rule slot that denies executing the file with this inode, or [`NO_SLOT`].
 #[inline(always)]
-pub(crate) fn decide_exec(ino: u64, dev: u32) -> Option<u32> {
+pub(crate) fn decide_exec(ino: u64, dev: u32) -> u32 {
     // SAFETY: map lookup with a key on the stack.
-    let slot = *unsafe { EXEC_DENY.get(InodeKey { ino, dev, _pad: 0 }) }?;
-    let r = rule(slot)?;
-    if r.ops & agent_common::ops::EXEC == 0 || excused(slot, &r, 0, 0) {
-        return None;
+    let slot = unsafe { EXEC_DENY.get(InodeKey { ino, dev, _pad: 0 }) }
+        .copied()
+        .unwrap_or(NO_SLOT);
+    if slot == NO_SLOT {
+        return NO_SLOT;
     }
-    Some(slot)
+    let r = rule(slot);
+    if !enabled(&r) || r.ops & agent_common::ops::EXEC == 0 || excused(slot, &r, 0, 0) {
+        return NO_SLOT;
+    }
+    slot
 }

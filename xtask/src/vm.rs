@@ -27,8 +27,16 @@ const VM_TESTS: &[(&str, &[&str])] = &[
     ("enforce", &[]),
 ];
 
-/// Tools the VM tests drive, with their libraries.
-const VM_TOOLS: &[&str] = &["/usr/bin/strace", "/usr/bin/gdb"];
+/// Tools the VM tests drive, with their libraries. The coreutils programs
+/// replace busybox's applets: tests copy them under other names, and a
+/// renamed busybox only answers "applet not found".
+const VM_TOOLS: &[&str] = &[
+    "/usr/bin/strace",
+    "/usr/bin/gdb",
+    "/bin/sleep",
+    "/bin/true",
+    "/bin/echo",
+];
 
 fn kernel_package() -> Result<String> {
     let out = Command::new("apt-cache")
@@ -162,11 +170,16 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 hostname debugmon-vm
 echo "VM: kernel $(uname -r) lsm=$(cat /sys/kernel/security/lsm)"
 export DEBUGMON_BIN=/bin/debugmon DEBUGMON_VM=1 RUST_BACKTRACE=1
+# With BPF-LSM the agent takes signals only from pid 1: tests write
+# "SIGNAL PID" to the request file and send USR1; this trap (run by init,
+# pid 1, between waits) delivers the signal.
+trap 'read S P < /tmp/debugmon-stop-request && kill -$S $P' USR1
 "#,
     );
     for (name, _, filters) in tests {
         s.push_str(&format!(
-            "echo VM-BEGIN {name}\n/tests/{name} --test-threads=1 {} 2>&1\necho VM-EXIT {name} $?\n",
+            "echo VM-BEGIN {name}\n/tests/{name} --test-threads=1 {} 2>&1 &\nT=$!\n\
+             while kill -0 $T 2>/dev/null; do wait $T; done\nwait $T\necho VM-EXIT {name} $?\n",
             filters.join(" ")
         ));
     }
@@ -268,9 +281,20 @@ fn boot(vmlinuz: &Path, initrd: &Path, expect: &[String]) -> Result<(Vec<String>
     let (mut passed, mut failed) = (Vec::new(), Vec::new());
     let mut exits = Vec::new();
     let mut done = false;
-    for line in BufReader::new(out).lines() {
-        let line = line.context("reading the serial console")?;
-        let line = line.trim_end_matches('\r').to_owned();
+    let mut reader = BufReader::new(out);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        // The console carries terminal escapes and the odd non-UTF-8 byte.
+        if reader
+            .read_until(b'\n', &mut buf)
+            .context("reading the serial console")?
+            == 0
+        {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\r', '\n']).to_owned();
         println!("vm| {line}");
         if let Some(rest) = line.strip_prefix("test ")
             && let Some((name, result)) = rest.rsplit_once(" ... ")

@@ -122,8 +122,8 @@ fn kill_fallback_actor(ev: &mut AccessEvent, op: u32) -> bool {
         return false;
     }
     match enforce::decide_actor(op) {
-        Some(slot) => kill_actor(ev, slot),
-        None => false,
+        enforce::NO_SLOT => false,
+        slot => kill_actor(ev, slot),
     }
 }
 
@@ -149,8 +149,8 @@ fn kill_fallback(ev: &mut AccessEvent, target_tgid: u32, op: u32) -> bool {
         return false;
     }
     match enforce::decide_target(core::ptr::null(), target_tgid, op) {
-        Some(slot) => kill_actor(ev, slot),
-        None => false,
+        enforce::NO_SLOT => false,
+        slot => kill_actor(ev, slot),
     }
 }
 

@@ -11,7 +11,7 @@ use agent_common::{AccessKind, Decision, ops};
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 
 use crate::{
-    enforce::{decide_actor, decide_exec, decide_target},
+    enforce::{NO_SLOT, decide_actor, decide_exec, decide_target},
     kernel::{current_pid_tgid, is_agent, offsets, read_or_zero},
     probes::access::{deny_event, report_denial},
 };
@@ -35,14 +35,15 @@ pub(crate) fn lsm_ptrace_access_check(ctx: LsmContext) -> i32 {
     let off = offsets();
     let target = read_or_zero::<u32>(child, off.task_tgid);
     let slot = if is_agent(target) && mode & PTRACE_MODE_ATTACH != 0 {
-        Some(SELF_PROTECTION)
+        SELF_PROTECTION
     } else if mode & PTRACE_MODE_ATTACH != 0 {
         decide_target(child, target, ops::ATTACH)
     } else {
-        None
+        NO_SLOT
     };
     match slot {
-        Some(slot) => {
+        NO_SLOT => 0,
+        slot => {
             let mut ev = deny_event(AccessKind::LsmAccess, target, slot, Decision::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.request = u64::from(mode);
@@ -50,7 +51,6 @@ pub(crate) fn lsm_ptrace_access_check(ctx: LsmContext) -> i32 {
             report_denial(ev);
             -EPERM
         }
-        None => 0,
     }
 }
 
@@ -63,7 +63,8 @@ pub(crate) fn lsm_ptrace_traceme(_ctx: LsmContext) -> i32 {
     // SAFETY: helper without preconditions.
     let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() } as *const u8;
     match decide_target(task, tgid, ops::TRACEME) {
-        Some(slot) => {
+        NO_SLOT => 0,
+        slot => {
             report_denial(deny_event(
                 AccessKind::LsmTraceme,
                 0,
@@ -72,7 +73,6 @@ pub(crate) fn lsm_ptrace_traceme(_ctx: LsmContext) -> i32 {
             ));
             -EPERM
         }
-        None => 0,
     }
 }
 
@@ -90,7 +90,8 @@ pub(crate) fn lsm_bprm_check_security(ctx: LsmContext) -> i32 {
     let sb = read_or_zero::<*const u8>(inode, off.inode_i_sb);
     let dev = read_or_zero::<u32>(sb, off.sb_s_dev);
     match decide_exec(ino, dev) {
-        Some(slot) => {
+        NO_SLOT => 0,
+        slot => {
             let mut ev = deny_event(AccessKind::LsmExec, 0, slot, Decision::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.arg = ino;
@@ -98,7 +99,6 @@ pub(crate) fn lsm_bprm_check_security(ctx: LsmContext) -> i32 {
             report_denial(ev);
             -EPERM
         }
-        None => 0,
     }
 }
 
@@ -136,7 +136,8 @@ pub(crate) fn lsm_perf_event_open(ctx: LsmContext) -> i32 {
     }
     let kind: i32 = ctx.arg(1);
     match decide_actor(ops::PERF) {
-        Some(slot) => {
+        NO_SLOT => 0,
+        slot => {
             let mut ev = deny_event(AccessKind::LsmPerf, 0, slot, Decision::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.request = kind as u64;
@@ -144,7 +145,6 @@ pub(crate) fn lsm_perf_event_open(ctx: LsmContext) -> i32 {
             report_denial(ev);
             -EPERM
         }
-        None => 0,
     }
 }
 
@@ -161,7 +161,8 @@ pub(crate) fn lsm_bpf(ctx: LsmContext) -> i32 {
         return 0;
     }
     match decide_actor(ops::BPF) {
-        Some(slot) => {
+        NO_SLOT => 0,
+        slot => {
             let mut ev = deny_event(AccessKind::LsmBpf, 0, slot, Decision::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.request = cmd as u64;
@@ -169,6 +170,5 @@ pub(crate) fn lsm_bpf(ctx: LsmContext) -> i32 {
             report_denial(ev);
             -EPERM
         }
-        None => 0,
     }
 }

@@ -71,7 +71,12 @@ fn exec_of_echo_through_a_shell_gives_exactly_one_exact_record() {
         u64::from(std::process::id()),
         "ancestry starts at the test: {rec}"
     );
-    assert!(anc.len() >= 4, "at least 4 levels of ancestry: {rec}");
+    // At least 4 levels, or the whole chain up to init when it is shorter
+    // (in the VM the tests run right under init).
+    assert!(
+        anc.len() >= 4 || anc.last() == Some(&1),
+        "at least 4 levels of ancestry: {rec}"
+    );
 
     // A chain born after the agent started (fork + exec events, not /proc).
     let n2 = nonce("chain");
