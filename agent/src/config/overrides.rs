@@ -150,7 +150,8 @@ mod tests {
                 k if k.starts_with("sinks.stdout")
                     || k.ends_with("journal")
                     || k.ends_with("enabled")
-                    || k.ends_with("required") =>
+                    || k.ends_with("required")
+                    || k.ends_with("enforce") =>
                 {
                     "true"
                 }
