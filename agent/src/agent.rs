@@ -21,7 +21,7 @@ use crate::{
     pipeline::{Pipeline, PipelineStats},
     process::{ProcessTable, procfs},
     record::LostCounts,
-    sink::{SinkError, StdoutSink},
+    sink::{Delivery, DeliveryConfig, DeliveryError},
 };
 
 /// Settings of a run. (The TOML config file and its validation come with
@@ -42,6 +42,8 @@ pub struct Config {
     pub enforce: bool,
     /// Where `/metrics` and `/status` are served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
+    /// Sealing, spool, local sinks and NATS.
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Default for Config {
             aggregate_window: Duration::from_secs(5),
             enforce: true,
             metrics_listen: None,
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -62,8 +65,8 @@ impl Default for Config {
 pub enum AgentError {
     #[error("loading the eBPF programs")]
     Load(#[from] LoadError),
-    #[error("record sink")]
-    Sink(#[from] SinkError),
+    #[error("record delivery")]
+    Sink(#[from] DeliveryError),
     #[error("polling the ring buffer")]
     Poll(#[source] std::io::Error),
     #[error("installing the SIGINT/SIGTERM handlers")]
@@ -98,6 +101,7 @@ fn read_lost(map: &PerCpuArray<MapData, u64>) -> LostCounts {
         exit: sum(EventKind::Exit),
         access: sum(EventKind::Access),
         undecodable: 0,
+        spool_shed: 0,
     }
 }
 
@@ -142,8 +146,8 @@ fn resume_stopped(pids: Vec<u32>) {
 async fn drain(
     ring: &mut RingBuf<MapData>,
     p: &mut Pipeline,
-    sink: &StdoutSink,
-) -> Result<bool, SinkError> {
+    sink: &Delivery,
+) -> Result<bool, DeliveryError> {
     for _ in 0..MAX_DRAIN_BATCHES {
         let mut full = false;
         while let Some(item) = ring.next() {
@@ -228,13 +232,13 @@ pub async fn run(
         .collect();
     p.set_protector(Box::new(enforcer), rule_names);
     p.set_metrics(Arc::clone(&metrics));
+    let sink = Delivery::start(cfg.delivery.clone())?;
     metrics.update_info(|i| {
         i.kernel = host::kernel_release();
         i.programs = attached.iter().map(ToString::to_string).collect();
-        i.sinks = vec!["stdout".into()];
+        i.sinks = sink.sink_names();
         i.enforcement = mechanism.as_str().to_owned();
     });
-    let sink = StdoutSink::spawn(64)?;
 
     p.agent_record(
         host::boottime_ns(),
@@ -255,6 +259,7 @@ pub async fn run(
             },
             "processes_seeded": seeded,
             "metrics": metrics_addr.map(|a| a.to_string()),
+            "public_key": sink.public_key(),
         }),
     );
     sink.send(p.take_batch()).await?;
@@ -273,8 +278,9 @@ pub async fn run(
         programs = attached.len(),
         host = %host.name,
         processes = seeded,
-        "ready: {} programs attached, records go to stdout",
-        attached.len()
+        "ready: {} programs attached, records go to {}",
+        attached.len(),
+        sink.sink_names().join(", ")
     );
 
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
@@ -305,7 +311,7 @@ pub async fn run(
                 drain(ring.get_mut(), &mut p, &sink).await?;
                 p.set_clock(Clock::sample());
                 let now = host::boottime_ns();
-                let kernel_lost = read_lost(&lost);
+                let kernel_lost = LostCounts { spool_shed: sink.spool_shed(), ..read_lost(&lost) };
                 p.report_lost(now, kernel_lost);
                 p.reap(now);
                 resume_stopped(p.take_resume());
@@ -324,7 +330,10 @@ pub async fn run(
     info!("stopping: draining the ring buffer");
     while !drain(ring.get_mut(), &mut p, &sink).await? {}
     p.report_aggregates(host::boottime_ns(), window.as_secs(), read_aggregates(&agg));
-    let kernel_lost = read_lost(&lost);
+    let kernel_lost = LostCounts {
+        spool_shed: sink.spool_shed(),
+        ..read_lost(&lost)
+    };
     let now = host::boottime_ns();
     p.report_lost(now, kernel_lost);
     let stats = p.stats();
@@ -340,6 +349,7 @@ pub async fn run(
                 "exit": kernel_lost.exit,
                 "access": kernel_lost.access,
                 "undecodable": stats.undecodable,
+                "spool_shed": kernel_lost.spool_shed,
             },
         }),
     );
@@ -349,7 +359,7 @@ pub async fn run(
     drop(lost);
     drop(agg);
     drop(ebpf);
-    let bytes = sink.close()?;
+    let bytes = sink.close().await?;
     info!(records = stats.records + 1, bytes, "stopped");
     Ok(RunSummary {
         stats,
