@@ -110,7 +110,9 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
             cmd("cargo")
                 .args(["test", "--locked", "-p", "integration-test"])
                 // vm_enforce needs BPF-LSM: it runs inside `vm-test` below.
-                .args(["--test", "exec", "--test", "coverage", "--test", "ops"])
+                .args([
+                    "--test", "exec", "--test", "coverage", "--test", "ops", "--test", "delivery",
+                ])
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),
         )?;

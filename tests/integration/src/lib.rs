@@ -31,6 +31,9 @@ pub struct Agent {
     shared: Shared,
     reader: Option<JoinHandle<()>>,
     stderr: Option<JoinHandle<String>>,
+    /// The per-agent state directory the harness made (removed at stop);
+    /// `None` when the test passed its own.
+    own_state: Option<PathBuf>,
 }
 
 /// Result of stopping the agent.
@@ -88,8 +91,27 @@ impl Agent {
     }
 
     /// Like [`Self::start`], with extra environment variables for the agent.
+    ///
+    /// Every agent gets its own host key, seal state and spool in a fresh
+    /// directory (unless `env` names one): tests never touch the host's
+    /// /var/lib/debugmon and never share a chain.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
+        let own_state = (!env.iter().any(|(k, _)| *k == "DEBUGMON_HOST_STATE_DIR")).then(|| {
+            let dir = std::env::temp_dir().join(nonce("state"));
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        });
+        let state_env: Vec<(&str, PathBuf)> = own_state
+            .iter()
+            .flat_map(|d| {
+                [
+                    ("DEBUGMON_HOST_STATE_DIR", d.clone()),
+                    ("DEBUGMON_HOST_KEY_PATH", d.join("host.key")),
+                    ("DEBUGMON_SPOOL_DIR", d.join("spool")),
+                ]
+            })
+            .collect();
         let mut child = Command::new(agent_bin())
             .arg("run")
             .args(extra)
@@ -97,6 +119,7 @@ impl Agent {
             // Any free port: concurrent agents (another worktree, a dev's
             // `cargo xtask run`) must not collide on the default 9464.
             .env("DEBUGMON_METRICS_LISTEN", "127.0.0.1:0")
+            .envs(state_env)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -140,6 +163,7 @@ impl Agent {
             shared,
             reader: Some(reader),
             stderr: Some(stderr),
+            own_state,
         };
         let started = agent.try_wait_for(Duration::from_secs(60), |r| {
             r["kind"] == "agent" && r["detail"]["event"] == "started"
@@ -250,6 +274,9 @@ impl Agent {
             .take()
             .map(|h| h.join().unwrap())
             .unwrap_or_default();
+        if let Some(d) = self.own_state.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
         let (lock, _) = &*self.shared;
         let mut c = lock.lock().unwrap();
         Stopped {
@@ -271,6 +298,9 @@ impl Drop for Agent {
         if self.reader.is_some() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(d) = self.own_state.take() {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }
