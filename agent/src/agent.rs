@@ -21,7 +21,7 @@ use crate::{
     pipeline::{Pipeline, PipelineStats},
     process::{ProcessTable, procfs},
     record::LostCounts,
-    sink::{SinkError, StdoutSink},
+    sink::{Delivery, DeliveryConfig, DeliveryError},
 };
 
 /// Settings of a run. (The TOML config file and its validation come with
@@ -48,6 +48,8 @@ pub struct Config {
     pub control_socket: std::path::PathBuf,
     /// Where `/metrics` and `/status` are served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
+    /// Sealing, spool, local sinks and NATS.
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             grants_max: Duration::from_secs(4 * 3600),
             control_socket: std::path::PathBuf::from("/run/debugmon/control.sock"),
             metrics_listen: None,
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -72,8 +75,8 @@ impl Default for Config {
 pub enum AgentError {
     #[error("loading the eBPF programs")]
     Load(#[from] LoadError),
-    #[error("record sink")]
-    Sink(#[from] SinkError),
+    #[error("record delivery")]
+    Sink(#[from] DeliveryError),
     #[error("polling the ring buffer")]
     Poll(#[source] std::io::Error),
     #[error("installing the SIGINT/SIGTERM handlers")]
@@ -110,6 +113,7 @@ fn read_lost(map: &PerCpuArray<MapData, u64>) -> LostCounts {
         exit: sum(EventKind::Exit),
         access: sum(EventKind::Access),
         undecodable: 0,
+        spool_shed: 0,
     }
 }
 
@@ -154,8 +158,8 @@ fn resume_stopped(pids: Vec<u32>) {
 async fn drain(
     ring: &mut RingBuf<MapData>,
     p: &mut Pipeline,
-    sink: &StdoutSink,
-) -> Result<bool, SinkError> {
+    sink: &Delivery,
+) -> Result<bool, DeliveryError> {
     for _ in 0..MAX_DRAIN_BATCHES {
         let mut full = false;
         while let Some(item) = ring.next() {
@@ -259,13 +263,13 @@ pub async fn run(
     )?;
     *p.decider_mut() = crate::decide::Decider::new(Arc::clone(&policy), Some(gov.store()));
     let kernel_notes = gov.install(Arc::clone(&policy), &mut p);
+    let sink = Delivery::start(cfg.delivery.clone())?;
     metrics.update_info(|i| {
         i.kernel = host::kernel_release();
         i.programs = attached.iter().map(ToString::to_string).collect();
-        i.sinks = vec!["stdout".into()];
+        i.sinks = sink.sink_names();
         i.enforcement = mechanism.as_str().to_owned();
     });
-    let sink = StdoutSink::spawn(64)?;
 
     p.agent_record(
         host::boottime_ns(),
@@ -292,6 +296,7 @@ pub async fn run(
                 "kernel_notes": kernel_notes,
             },
             "metrics": metrics_addr.map(|a| a.to_string()),
+            "public_key": sink.public_key(),
         }),
     );
     for g in &expired {
@@ -316,8 +321,9 @@ pub async fn run(
         programs = attached.len(),
         host = %host.name,
         processes = seeded,
-        "ready: {} programs attached, records go to stdout",
-        attached.len()
+        "ready: {} programs attached, records go to {}",
+        attached.len(),
+        sink.sink_names().join(", ")
     );
 
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
@@ -350,7 +356,7 @@ pub async fn run(
                 drain(ring.get_mut(), &mut p, &sink).await?;
                 p.set_clock(Clock::sample());
                 let now = host::boottime_ns();
-                let kernel_lost = read_lost(&lost);
+                let kernel_lost = LostCounts { spool_shed: sink.spool_shed(), ..read_lost(&lost) };
                 p.report_lost(now, kernel_lost);
                 p.reap(now);
                 resume_stopped(p.take_resume());
@@ -380,7 +386,10 @@ pub async fn run(
     info!("stopping: draining the ring buffer");
     while !drain(ring.get_mut(), &mut p, &sink).await? {}
     p.report_aggregates(host::boottime_ns(), window.as_secs(), read_aggregates(&agg));
-    let kernel_lost = read_lost(&lost);
+    let kernel_lost = LostCounts {
+        spool_shed: sink.spool_shed(),
+        ..read_lost(&lost)
+    };
     let now = host::boottime_ns();
     p.report_lost(now, kernel_lost);
     let stats = p.stats();
@@ -396,6 +405,7 @@ pub async fn run(
                 "exit": kernel_lost.exit,
                 "access": kernel_lost.access,
                 "undecodable": stats.undecodable,
+                "spool_shed": kernel_lost.spool_shed,
             },
         }),
     );
@@ -405,7 +415,7 @@ pub async fn run(
     drop(lost);
     drop(agg);
     drop(ebpf);
-    let bytes = sink.close()?;
+    let bytes = sink.close().await?;
     info!(records = stats.records + 1, bytes, "stopped");
     Ok(RunSummary {
         stats,

@@ -15,6 +15,8 @@ use crate::{
     status, telemetry,
 };
 
+pub mod trust;
+
 /// Writes `text` to stdout; a closed pipe (`| head`) is an error, not a panic.
 fn print(text: &str) -> ExitCode {
     let mut out = std::io::stdout().lock();
@@ -127,22 +129,22 @@ pub fn run_config(f: RunFlags) -> Result<crate::agent::Config, ExitCode> {
     telemetry::init_with(&cfg.log);
     tracing::info!("configuration: {source}");
     warn_unwired(&cfg);
-    Ok(cfg.to_agent_config())
+    cfg.to_agent_config().map_err(|e| {
+        eprintln!(
+            "debugmon: invalid configuration: {}",
+            crate::ebpf::loader::error_chain(&e)
+        );
+        ExitCode::from(2)
+    })
 }
 
-/// Settings this build reads but does not act on yet (the NATS, journal
-/// and file sinks): said at start, so nobody believes records go there.
+/// Settings this build reads but does not act on yet: said at start, so
+/// nobody looks for records where they are not.
 fn warn_unwired(c: &Config) {
-    for (set, what) in [
-        (c.nats.enabled, "nats.enabled"),
-        (c.sinks.journal, "sinks.journal"),
-        (c.sinks.file.path.is_some(), "sinks.file.path"),
-    ] {
-        if set {
-            tracing::warn!("{what} is set, but this build writes records to stdout only");
-        }
-    }
-    if !c.sinks.stdout {
-        tracing::warn!("sinks.stdout = false, but stdout is this build's only sink: writing there");
+    if c.nats.enabled && c.nats.subject_prefix != "debugmon" {
+        tracing::warn!(
+            prefix = %c.nats.subject_prefix,
+            "nats.subject_prefix is set, but this build publishes to debugmon.audit.> and debugmon.alert.>"
+        );
     }
 }

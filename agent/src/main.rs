@@ -5,7 +5,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use agent::{
     cli_governance,
-    commands::{self, RunFlags},
+    commands::{
+        self, RunFlags,
+        trust::{NatsFlags, TailFlags, VerifyFlags},
+    },
     ebpf::loader::error_chain,
     grants::control::Request,
 };
@@ -48,6 +51,58 @@ enum Command {
         /// Policy directory (repeatable; replaces [policy] dirs of the config)
         #[arg(long = "policies", value_name = "DIR")]
         policies: Vec<PathBuf>,
+    },
+    /// Check sealed records (hash chain, signatures, gaps, duplicates); exit 1 on any problem
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "stdin", "nats"])))]
+    Verify {
+        /// A file of records, one JSON object per line
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Records on standard input
+        #[arg(long)]
+        stdin: bool,
+        /// Read the JetStream stream at this server URL
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// Subject to read from the stream
+        #[arg(long, default_value = "debugmon.audit.>")]
+        subject: String,
+        /// Trusted host public key (hex); repeatable [default: keys from the agent start records]
+        #[arg(long = "key", value_name = "HEX")]
+        keys: Vec<String>,
+        /// Config file whose [nats] section gives stream, TLS and credentials
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow records from the JetStream stream
+    Tail {
+        /// Alerts and denials (debugmon.alert.>) instead of every record
+        #[arg(long)]
+        alerts: bool,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        severity: Option<String>,
+        /// From this RFC 3339 time or this long ago (30s, 10m, 2h, 1d) [default: new records only]
+        #[arg(long)]
+        since: Option<String>,
+        /// Raw JSON lines instead of one summary line per record
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many records
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Server URL [default: nats.urls of the config, else nats://127.0.0.1:4222]
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// Config file whose [nats] section gives servers, stream, TLS and credentials
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Check policy files, or explain which rule decides a record
     Policy {
@@ -138,6 +193,48 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { config },
         } => commands::config_check(config.as_deref()),
         Command::Status { url, config, json } => commands::status(url, config.as_deref(), json),
+        Command::Verify {
+            file,
+            stdin,
+            nats,
+            subject,
+            keys,
+            config,
+            json,
+        } => {
+            agent::telemetry::init();
+            commands::trust::verify(VerifyFlags {
+                file,
+                stdin,
+                nats: NatsFlags { url: nats, config },
+                subject,
+                keys,
+                json,
+            })
+        }
+        Command::Tail {
+            alerts,
+            host,
+            kind,
+            severity,
+            since,
+            json,
+            limit,
+            nats,
+            config,
+        } => {
+            agent::telemetry::init();
+            commands::trust::tail(TailFlags {
+                nats: NatsFlags { url: nats, config },
+                alerts,
+                host,
+                kind,
+                severity,
+                since,
+                json,
+                limit,
+            })
+        }
         Command::Policy {
             command: PolicyCommand::Check { paths },
         } => cli_governance::policy_check(&paths),

@@ -382,6 +382,9 @@ impl Pipeline {
             undecodable: cumulative
                 .undecodable
                 .saturating_sub(self.reported.undecodable),
+            spool_shed: cumulative
+                .spool_shed
+                .saturating_sub(self.reported.spool_shed),
         };
         if delta.total() == 0 {
             return;

@@ -137,11 +137,13 @@ pub struct LostCounts {
     pub access: u64,
     /// Ring buffer items that could not be decoded.
     pub undecodable: u64,
+    /// Sealed records shed by the full spool before NATS took them.
+    pub spool_shed: u64,
 }
 
 impl LostCounts {
     pub fn total(&self) -> u64 {
-        self.exec + self.fork + self.exit + self.access + self.undecodable
+        self.exec + self.fork + self.exit + self.access + self.undecodable + self.spool_shed
     }
 }
 

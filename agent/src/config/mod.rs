@@ -12,6 +12,7 @@
 //! `packaging/config.toml`; a unit test keeps that file and
 //! [`Config::default`] identical.
 
+mod delivery;
 pub mod load;
 pub mod overrides;
 pub mod units;
@@ -305,12 +306,14 @@ impl Default for HostSection {
 }
 
 impl Config {
-    /// The driver's settings: the `[agent]` section and the metrics address.
-    /// Call on a validated config (an unparsable `metrics.listen` disables
-    /// the endpoint here; `validate` refuses it).
-    pub fn to_agent_config(&self) -> crate::agent::Config {
+    /// The driver's settings: the `[agent]` section, the metrics address
+    /// and the delivery stage (sinks, spool, NATS, host key). Call on a
+    /// validated config (an unparsable `metrics.listen` disables the
+    /// endpoint here; `validate` refuses it). Fails when the NATS nkey seed
+    /// file cannot be read.
+    pub fn to_agent_config(&self) -> Result<crate::agent::Config, crate::sink::nats::NatsError> {
         let a = &self.agent;
-        crate::agent::Config {
+        Ok(crate::agent::Config {
             ring_bytes: a.ring_mib.saturating_mul(1024 * 1024),
             ancestry_depth: a.ancestry_depth,
             table_max: a.table_max,
@@ -322,7 +325,8 @@ impl Config {
             grants_path: self.grants.path.clone(),
             grants_max: self.grants.max_duration.0,
             control_socket: self.control.socket.clone(),
-        }
+            delivery: self.delivery_config()?,
+        })
     }
 
     /// The effective configuration as TOML, secrets masked (for `config check`).

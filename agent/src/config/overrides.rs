@@ -151,7 +151,7 @@ mod tests {
                     || k.ends_with("journal")
                     || k.ends_with("enabled")
                     || k.ends_with("required")
-                    || k == "agent.enforce" =>
+                    || k.ends_with("enforce") =>
                 {
                     "true"
                 }

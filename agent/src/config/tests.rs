@@ -145,7 +145,7 @@ fn env_overrides_file_and_flags_override_env() {
     assert_eq!(c.agent.ancestry_depth, 5);
     assert_eq!(c.nats.urls, ["nats://b:2", "tls://c:3"]);
     assert!(c.nats.tls.required);
-    let run = c.to_agent_config();
+    let run = c.to_agent_config().unwrap();
     assert_eq!(run.ring_bytes, 32 << 20);
     assert_eq!(run.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
 }
@@ -202,7 +202,7 @@ fn secrets_are_masked_in_debug_and_printout() {
 #[test]
 fn empty_metrics_listen_disables_the_endpoint() {
     let c = load_text("[metrics]\nlisten = \"\"\n", &no_env()).unwrap();
-    assert_eq!(c.to_agent_config().metrics_listen, None);
+    assert_eq!(c.to_agent_config().unwrap().metrics_listen, None);
 }
 
 #[test]

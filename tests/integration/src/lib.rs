@@ -33,6 +33,9 @@ pub struct Agent {
     shared: Shared,
     reader: Option<JoinHandle<()>>,
     stderr: Option<JoinHandle<String>>,
+    /// The per-agent state directory the harness made (removed at stop);
+    /// `None` when the test passed its own.
+    own_state: Option<PathBuf>,
 }
 
 /// Result of stopping the agent.
@@ -90,12 +93,31 @@ impl Agent {
     }
 
     /// Like [`Self::start`], with extra environment variables for the agent.
+    ///
+    /// Every agent gets its own host key, seal state and spool in a fresh
+    /// directory (unless `env` names one): tests never touch the host's
+    /// /var/lib/debugmon and never share a chain.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
         // Each agent gets its own grants file and control socket: tests must
         // not touch the host's /var/lib/debugmon or /run/debugmon.
         let state = std::env::temp_dir().join(nonce("agent-state"));
         std::fs::create_dir_all(&state).unwrap();
+        let own_state = (!env.iter().any(|(k, _)| *k == "DEBUGMON_HOST_STATE_DIR")).then(|| {
+            let dir = std::env::temp_dir().join(nonce("state"));
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        });
+        let state_env: Vec<(&str, PathBuf)> = own_state
+            .iter()
+            .flat_map(|d| {
+                [
+                    ("DEBUGMON_HOST_STATE_DIR", d.clone()),
+                    ("DEBUGMON_HOST_KEY_PATH", d.join("host.key")),
+                    ("DEBUGMON_SPOOL_DIR", d.join("spool")),
+                ]
+            })
+            .collect();
         let mut child = Command::new(agent_bin())
             .arg("run")
             .args(extra)
@@ -105,6 +127,7 @@ impl Agent {
             .env("DEBUGMON_METRICS_LISTEN", "127.0.0.1:0")
             .env("DEBUGMON_GRANTS_PATH", state.join("grants.json"))
             .env("DEBUGMON_CONTROL_SOCKET", state.join("control.sock"))
+            .envs(state_env)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -149,6 +172,7 @@ impl Agent {
             shared,
             reader: Some(reader),
             stderr: Some(stderr),
+            own_state,
         };
         let started = agent.try_wait_for(Duration::from_secs(60), |r| {
             r["kind"] == "agent" && r["detail"]["event"] == "started"
@@ -259,6 +283,9 @@ impl Agent {
             .take()
             .map(|h| h.join().unwrap())
             .unwrap_or_default();
+        if let Some(d) = self.own_state.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
         let (lock, _) = &*self.shared;
         let mut c = lock.lock().unwrap();
         Stopped {
@@ -280,6 +307,9 @@ impl Drop for Agent {
         if self.reader.is_some() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(d) = self.own_state.take() {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }

@@ -1,0 +1,143 @@
+//! From the file's `[host]`, `[sinks]`, `[spool]` and `[nats]` sections to
+//! the settings of the delivery stage ([`DeliveryConfig`]) and of the NATS
+//! client that `run`, `verify` and `tail` share ([`NatsConfig`]).
+
+use super::Config;
+use crate::{
+    sink::{
+        delivery::DeliveryConfig,
+        file::FileSinkConfig,
+        nats::{NatsAuth, NatsConfig, NatsError, StreamSettings, TlsConfig},
+    },
+    spool::SpoolConfig,
+};
+
+impl Config {
+    /// NATS client settings from `[nats]` (whether or not it is enabled:
+    /// `verify` and `tail` use them too). Reads the nkey seed file, so the
+    /// seed never sits in the config struct.
+    pub fn nats_config(&self) -> Result<NatsConfig, NatsError> {
+        let n = &self.nats;
+        let auth = if let Some(t) = &n.token {
+            NatsAuth::Token {
+                token: t.expose().to_owned(),
+            }
+        } else if let (Some(user), Some(password)) = (&n.user, &n.password) {
+            NatsAuth::UserPassword {
+                user: user.clone(),
+                password: password.expose().to_owned(),
+            }
+        } else if let Some(path) = &n.nkey_seed_file {
+            let seed = std::fs::read_to_string(path).map_err(|io_error| NatsError::Creds {
+                path: path.clone(),
+                io_error,
+            })?;
+            NatsAuth::Nkey {
+                seed: seed.trim().to_owned(),
+            }
+        } else if let Some(file) = &n.creds_file {
+            NatsAuth::Creds { file: file.clone() }
+        } else {
+            NatsAuth::None
+        };
+        let defaults = NatsConfig::default();
+        Ok(NatsConfig {
+            urls: n.urls.clone(),
+            tls: TlsConfig {
+                ca_file: n.tls.ca.clone(),
+                cert_file: n.tls.cert.clone(),
+                key_file: n.tls.key.clone(),
+                require: n.tls.required,
+            },
+            auth,
+            stream: StreamSettings {
+                name: n.stream.clone(),
+                max_age_secs: n.max_age.0.as_secs(),
+                // The file says 0 for "unlimited"; JetStream says -1.
+                max_bytes: match i64::try_from(n.max_bytes.0) {
+                    Ok(0) | Err(_) => -1,
+                    Ok(b) => b,
+                },
+                ..StreamSettings::default()
+            },
+            client_name: format!("debugmon {}", env!("CARGO_PKG_VERSION")),
+            ..defaults
+        })
+    }
+
+    /// Settings of the delivery stage. `nats` is the result of
+    /// [`Self::nats_config`], taken only when `[nats] enabled`.
+    pub fn delivery_config(&self) -> Result<DeliveryConfig, NatsError> {
+        let nats = if self.nats.enabled {
+            Some(self.nats_config()?)
+        } else {
+            None
+        };
+        Ok(DeliveryConfig {
+            state_dir: self.host.state_dir.clone(),
+            key_path: self.host.key_path.clone(),
+            spool: SpoolConfig {
+                dir: self.spool.dir.clone(),
+                max_bytes: self.spool.max_bytes.0,
+                ..SpoolConfig::default()
+            },
+            stdout: self.sinks.stdout,
+            journal: self.sinks.journal,
+            file: self.sinks.file.path.as_ref().map(|path| FileSinkConfig {
+                path: path.clone(),
+                max_bytes: self.sinks.file.max_bytes.0,
+                keep: self.sinks.file.keep as usize,
+            }),
+            nats,
+            ..DeliveryConfig::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Secret, overrides::set};
+
+    #[test]
+    fn nats_settings_carry_auth_tls_and_retention() {
+        let mut c = Config::default();
+        set(&mut c, "nats.urls", "tls://a:1,tls://b:2").unwrap();
+        set(&mut c, "nats.max_bytes", "0").unwrap();
+        set(&mut c, "nats.tls.required", "true").unwrap();
+        c.nats.user = Some("u".into());
+        c.nats.password = Some(Secret::new("p"));
+        let n = c.nats_config().unwrap();
+        assert_eq!(n.urls, ["tls://a:1", "tls://b:2"]);
+        assert!(n.tls.require);
+        assert_eq!(n.stream.max_bytes, -1);
+        assert_eq!(n.stream.name, "DEBUGMON");
+        assert!(
+            matches!(n.auth, NatsAuth::UserPassword { ref user, ref password }
+            if user == "u" && password == "p")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_nkey_seed_names_the_file() {
+        let mut c = Config::default();
+        set(&mut c, "nats.nkey_seed_file", "/nonexistent-debugmon/seed").unwrap();
+        let e = c.nats_config().unwrap_err();
+        assert!(e.to_string().contains("/nonexistent-debugmon/seed"), "{e}");
+    }
+
+    #[test]
+    fn delivery_follows_sinks_spool_and_host() {
+        let mut c = Config::default();
+        let d = c.delivery_config().unwrap();
+        assert!(d.stdout && !d.journal && d.file.is_none() && d.nats.is_none());
+        assert_eq!(d.spool.dir, c.spool.dir);
+        set(&mut c, "nats.enabled", "true").unwrap();
+        set(&mut c, "sinks.file.path", "/tmp/x.jsonl").unwrap();
+        set(&mut c, "host.state_dir", "/srv/dm").unwrap();
+        let d = c.delivery_config().unwrap();
+        assert!(d.nats.is_some());
+        assert_eq!(d.file.unwrap().keep, 5);
+        assert_eq!(d.state_dir, std::path::Path::new("/srv/dm"));
+    }
+}

@@ -1,0 +1,191 @@
+//! The delivery stage end to end without the kernel: builder-like lines in,
+//! sealed, redacted, spooled and verifiable lines out.
+
+use std::{
+    io,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::verify::Verifier;
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+impl Write for Shared {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn cfg(dir: &Path) -> DeliveryConfig {
+    DeliveryConfig {
+        state_dir: dir.join("state"),
+        key_path: dir.join("state/host.key"),
+        spool: SpoolConfig {
+            dir: dir.join("state/spool"),
+            ..SpoolConfig::default()
+        },
+        ..DeliveryConfig::default()
+    }
+}
+
+/// A line as the record builder writes it (with its provisional seq).
+fn builder_line(i: u64, argv: &[&str]) -> Vec<u8> {
+    let mut l = serde_json::to_vec(&json!({
+        "schema": 1, "seq": i, "time": "2026-05-01T12:00:00Z", "monotonic_ns": i,
+        "host": {"name": "h", "id": "m", "boot_id": "b"},
+        "kind": "exec", "actor": {"pid": i, "argv": argv},
+    }))
+    .unwrap();
+    l.push(b'\n');
+    l
+}
+
+fn lines(buf: &Shared) -> Vec<Value> {
+    buf.0
+        .lock()
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+fn verify(buf: &Shared, key: &str) -> crate::verify::VerifyReport {
+    let mut v = Verifier::new(&[key.to_owned()]).unwrap();
+    v.read(io::Cursor::new(buf.0.lock().unwrap().clone()), "buffer")
+        .unwrap();
+    v.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_redacted_sealed_released_and_verifiable() {
+    const N: u64 = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Shared::default();
+    let d = Delivery::start_with(cfg(dir.path()), Some(Box::new(out.clone()))).unwrap();
+    let key = d.public_key().to_owned();
+    let start = Instant::now();
+    let mut batch = Vec::new();
+    for i in 1..=N {
+        batch.extend(builder_line(i, &["mysql", "-uroot", "-phunter2", "db"]));
+        if i % 50 == 0 {
+            d.send(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    d.send(b"not json\n".to_vec()).await.unwrap();
+    d.flushed().await.unwrap();
+    let elapsed = start.elapsed();
+    eprintln!(
+        "delivery stage: {N} records in {elapsed:?} = {:.0} records/s (redact + seal + spool fsync + stdout)",
+        N as f64 / elapsed.as_secs_f64()
+    );
+    let stats = d.stats();
+    assert_eq!(stats.records, N);
+    assert_eq!(stats.invalid, 1);
+    assert_eq!(stats.spool_pending, 0, "no NATS: released once written");
+    d.close().await.unwrap();
+
+    let recs = lines(&out);
+    assert_eq!(recs.len() as u64, N);
+    assert_eq!(recs[0]["seq"], 1);
+    assert_eq!(recs[0]["chain"]["start"], "genesis");
+    assert_eq!(recs[N as usize - 1]["seq"], N);
+    let argv = recs[7]["actor"]["argv"].as_array().unwrap();
+    assert!(!argv[2].as_str().unwrap().contains("hunter2"), "{argv:?}");
+    assert_eq!(argv[3], "db");
+    let report = verify(&out, &key);
+    assert!(report.ok(), "{report}");
+}
+
+#[tokio::test]
+async fn a_restart_continues_the_chain_with_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Shared::default();
+    let d = Delivery::start_with(cfg(dir.path()), Some(Box::new(first.clone()))).unwrap();
+    let key = d.public_key().to_owned();
+    for i in 1..=3 {
+        d.send(builder_line(i, &["true"])).await.unwrap();
+    }
+    d.close().await.unwrap();
+    let second = Shared::default();
+    let d = Delivery::start_with(cfg(dir.path()), Some(Box::new(second.clone()))).unwrap();
+    assert_eq!(d.public_key(), key);
+    d.send(builder_line(1, &["true"])).await.unwrap();
+    d.close().await.unwrap();
+    let recs = lines(&second);
+    assert_eq!(recs[0]["seq"], 4, "the builder's own seq gives way");
+    assert_eq!(recs[0]["chain"]["start"], "clean");
+    first
+        .0
+        .lock()
+        .unwrap()
+        .extend(second.0.lock().unwrap().iter());
+    assert!(verify(&first, &key).ok());
+}
+
+#[test]
+fn an_unwritable_state_dir_is_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let mut c = cfg(dir.path());
+    c.state_dir = file.join("state");
+    let e = Delivery::start_with(c, None).err().expect("must fail");
+    let msg = e.to_string();
+    assert!(matches!(e, DeliveryError::StateDir { .. }), "{msg}");
+    assert!(
+        msg.contains(&file.join("state").display().to_string()),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_sheds_oldest_first_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.spool.max_bytes = 64 * 1024;
+    c.spool.segment_bytes = 16 * 1024;
+    // Nothing listens there: every record stays spooled.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    c.nats = Some(NatsConfig {
+        urls: vec![format!("nats://127.0.0.1:{port}")],
+        connect_timeout_ms: 200,
+        ..NatsConfig::default()
+    });
+    c.nats_grace = Duration::from_millis(200);
+    let d = Delivery::start_with(c, None).unwrap();
+    assert_eq!(d.sink_names(), ["nats"]);
+    for i in 1..=2_000 {
+        d.send(builder_line(i, &["true", "x"])).await.unwrap();
+    }
+    d.flushed().await.unwrap();
+    let s = d.stats();
+    assert!(s.spool_shed > 0, "{s:?}");
+    assert_eq!(s.spool_shed + s.spool_pending, 2_000, "{s:?}");
+    d.close().await.unwrap();
+}
+
+#[test]
+fn a_lost_record_with_shedding_becomes_an_alert() {
+    let r = Redactor::default();
+    let line = br#"{"seq":3,"kind":"lost","detail":{"counts":{"exec":0,"spool_shed":5}}}"#;
+    let m = prepare_line(&r, line).unwrap();
+    assert!(!m.contains_key("seq"));
+    assert_eq!(m["decision"]["action"], "alert");
+    assert_eq!(m["decision"]["severity"], "high");
+    let quiet = br#"{"kind":"lost","detail":{"counts":{"exec":2,"spool_shed":0}}}"#;
+    assert!(!prepare_line(&r, quiet).unwrap().contains_key("decision"));
+    assert!(prepare_line(&r, b"[1,2]").is_none());
+}

@@ -1,0 +1,204 @@
+//! The delivery thread: redact, seal, spool (one fsync per group of
+//! batches), write locally, release. Runs on its own OS thread because
+//! sealing is CPU work and spooling is blocking file I/O; neither may
+//! stall the async runtime that reads the ring buffer.
+
+use std::{
+    io::Write,
+    sync::{Arc, atomic::Ordering::Relaxed},
+};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, warn};
+
+use super::{Counters, DeliveryError};
+use crate::{
+    redact::Redactor,
+    seal::{Sealed, Sealer},
+    sink::{file::RotatingFile, journal::Journal},
+    spool::SharedSpool,
+};
+
+/// Batches sealed and spooled under one fsync. Under load the channel
+/// holds many small batches; one fsync for all of them keeps the disk
+/// out of the way, and the bound keeps the latency of a group small.
+const MAX_GROUP: usize = 32;
+
+pub(super) struct Worker {
+    pub(super) sealer: Sealer,
+    pub(super) redactor: Redactor,
+    pub(super) spool: SharedSpool,
+    /// No NATS: a record written locally is done, release it from the
+    /// spool at once (else the spool would fill and shed for nothing).
+    pub(super) release_at_once: bool,
+    pub(super) stdout: Option<Box<dyn Write + Send>>,
+    pub(super) file: Option<RotatingFile>,
+    pub(super) journal: Option<Journal>,
+    pub(super) counters: Arc<Counters>,
+}
+
+/// Parses one builder line into the record to seal: drops the builder's
+/// provisional `seq`, redacts `actor.argv`, and turns a `lost` record that
+/// reports spool shedding into an alert. `None` when the line is not a
+/// JSON object.
+pub fn prepare_line(redactor: &Redactor, line: &[u8]) -> Option<Map<String, Value>> {
+    let mut m: Map<String, Value> = serde_json::from_slice(line).ok()?;
+    m.remove("seq");
+    if let Some(Value::Array(argv)) = m.get_mut("actor").and_then(|a| a.get_mut("argv")) {
+        redact_values(redactor, argv);
+    }
+    shed_alert(&mut m);
+    Some(m)
+}
+
+/// Redacts an argv held as JSON values. The strings are moved out and
+/// back, not copied: most argvs have nothing to redact.
+fn redact_values(redactor: &Redactor, argv: &mut Vec<Value>) {
+    let mut strings: Vec<String> = std::mem::take(argv)
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) => s,
+            other => other.to_string(),
+        })
+        .collect();
+    redactor.redact_argv(&mut strings);
+    *argv = strings.into_iter().map(Value::String).collect();
+}
+
+/// Shed records are lost audit evidence: the `lost` record that counts
+/// them becomes an alert (it then also goes to `debugmon.alert.>`).
+pub fn shed_alert(m: &mut Map<String, Value>) {
+    if m.get("kind").and_then(Value::as_str) != Some("lost") || m.contains_key("decision") {
+        return;
+    }
+    let shed = m
+        .get("detail")
+        .and_then(|d| d.get("counts"))
+        .and_then(|c| c.get("spool_shed"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if shed > 0 {
+        m.insert(
+            "decision".into(),
+            json!({
+                "action": "alert",
+                "enforced": false,
+                "rule": "spool-shed",
+                "severity": "high",
+                "reason": format!(
+                    "{shed} records shed from the full spool (NATS unreachable past the spool bound)"
+                ),
+                "grant_id": null,
+            }),
+        );
+    }
+}
+
+impl Worker {
+    /// Delivers batches until the channel closes, publishing the number
+    /// of batches done; then closes the chain cleanly.
+    pub(super) fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Vec<u8>>,
+        written: &watch::Sender<u64>,
+    ) -> Result<(), DeliveryError> {
+        let mut done = 0u64;
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while let Some(first) = rx.blocking_recv() {
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(b) => group.push(b),
+                    Err(_) => break,
+                }
+            }
+            self.deliver(&group)?;
+            done += group.len() as u64;
+            group.clear();
+            written.send_replace(done);
+        }
+        // Only after a clean run: a failed one leaves the chain "not
+        // clean", so the next start recovers its tip from the spool.
+        self.sealer.close()?;
+        Ok(())
+    }
+
+    fn deliver(&mut self, group: &[Vec<u8>]) -> Result<(), DeliveryError> {
+        let mut sealed: Vec<Sealed> = Vec::new();
+        for batch in group {
+            for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let Some(record) = prepare_line(&self.redactor, line) else {
+                    let n = self.counters.invalid.fetch_add(1, Relaxed) + 1;
+                    if n.is_power_of_two() {
+                        warn!(count = n, "a builder line is not a JSON object; dropped");
+                    }
+                    continue;
+                };
+                sealed.push(self.sealer.seal(record)?);
+            }
+        }
+        let Some(last) = sealed.last().map(|r| r.seq) else {
+            return Ok(());
+        };
+        let shed = {
+            let mut spool = self.spool.lock();
+            for r in &sealed {
+                spool.append(r)?;
+            }
+            spool.flush()?;
+            spool.take_shed()
+        };
+        self.spool.notify_flushed();
+        if shed > 0 {
+            let total = self.counters.shed.fetch_add(shed, Relaxed) + shed;
+            error!(
+                shed,
+                total, "spool full: the oldest unsent records were shed (NATS unreachable)"
+            );
+        }
+        let mut out = Vec::with_capacity(sealed.iter().map(|r| r.line.len()).sum());
+        for r in &sealed {
+            out.extend_from_slice(&r.line);
+        }
+        if let Some(w) = &mut self.stdout {
+            w.write_all(&out)
+                .and_then(|()| w.flush())
+                .map_err(DeliveryError::Stdout)?;
+        }
+        if let Some(f) = &mut self.file
+            && let Err(e) = f.write_batch(&out)
+        {
+            sink_error(&self.counters, "file", &e, sealed.len());
+        }
+        if let Some(j) = &mut self.journal {
+            for r in &sealed {
+                if let Err(e) = j.send(r) {
+                    sink_error(&self.counters, "journal", &e, 1);
+                }
+            }
+        }
+        if self.release_at_once {
+            self.spool.lock().ack(last)?;
+        }
+        self.counters
+            .records
+            .fetch_add(sealed.len() as u64, Relaxed);
+        self.counters.bytes.fetch_add(out.len() as u64, Relaxed);
+        Ok(())
+    }
+}
+
+/// A local sink other than stdout failed: the records are in the spool
+/// (and on stdout/NATS), so this is counted and logged, not fatal.
+fn sink_error(c: &Counters, sink: &str, e: &dyn std::error::Error, records: usize) {
+    let n = c.sink_errors.fetch_add(records as u64, Relaxed) + records as u64;
+    if n.is_power_of_two() || records > 1 {
+        error!(
+            sink,
+            error = %crate::sink::nats::error_chain(e),
+            count = n,
+            "writing records to a local sink failed"
+        );
+    }
+}
