@@ -143,6 +143,15 @@ fn trace(tool: &str, pid: u32, secs: u64) -> Output {
     }
     // SAFETY: interrupting the tracer this test started.
     unsafe { libc::kill(i32::try_from(c.id()).unwrap(), libc::SIGINT) };
+    // A debugger still starting up may not act on SIGINT: escalate.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if c.try_wait().unwrap().is_some() {
+            return c.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
     c.wait_with_output().unwrap()
 }
 
@@ -219,7 +228,8 @@ fn deny_rule_stops_debuggers_on_a_protected_process_only() {
     // The agent protects processes it has seen exec.
     s.agent.barrier();
     for tool in ["strace", "gdb"] {
-        let out = trace(tool, t.pid(), 5);
+        // gdb starts slowly under emulation (the VM test): give it time.
+        let out = trace(tool, t.pid(), 30);
         assert_denied(&s.mechanism, &out, tool);
         t.assert_running();
         let rec = s.agent.wait_for(&format!("{tool} denial"), WAIT, |r| {
