@@ -38,6 +38,11 @@ pub fn ssh_from_environ(env: &[u8]) -> Option<Ssh> {
 pub struct SessionCache {
     proc_root: std::path::PathBuf,
     by_session: HashMap<u32, Option<Ssh>>,
+    /// Per ancestor pid: shells and sshd live long and start many children,
+    /// so each environment is read once, not once per record. (Reading
+    /// every actor's environ was most of the agent's CPU under an exec
+    /// storm, and two agents on one host fed each other's reads.)
+    by_pid: HashMap<u32, Option<Ssh>>,
 }
 
 impl SessionCache {
@@ -45,6 +50,7 @@ impl SessionCache {
         Self {
             proc_root: proc_root.to_path_buf(),
             by_session: HashMap::new(),
+            by_pid: HashMap::new(),
         }
     }
 
@@ -58,13 +64,28 @@ impl SessionCache {
         }
         let mut found = None;
         let mut any_read = false;
-        for pid in pids {
-            if let Ok(env) = fs::read(self.proc_root.join(pid.to_string()).join("environ")) {
-                any_read = true;
-                found = ssh_from_environ(&env);
-                if found.is_some() {
-                    break;
+        // The actor's environment is its parent's unless it was replaced at
+        // exec, which a login never does: the ancestors decide.
+        for pid in pids.iter().skip(1) {
+            let hit = match self.by_pid.get(pid) {
+                Some(hit) => hit.clone(),
+                None => {
+                    let Ok(env) = fs::read(self.proc_root.join(pid.to_string()).join("environ"))
+                    else {
+                        continue;
+                    };
+                    let hit = ssh_from_environ(&env);
+                    if self.by_pid.len() > 8192 {
+                        self.by_pid.clear();
+                    }
+                    self.by_pid.insert(*pid, hit.clone());
+                    hit
                 }
+            };
+            any_read = true;
+            found = hit;
+            if found.is_some() {
+                break;
             }
         }
         // Cache only a real answer: an empty lineage proves nothing.

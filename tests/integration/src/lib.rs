@@ -264,7 +264,9 @@ impl Agent {
             // SAFETY: signalling the child we spawned and have not reaped.
             unsafe { libc::kill(pid, signal) };
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: a stop drains the ring, seals and spools what is queued
+        // and gives NATS a grace period; on a loaded machine that takes a while.
+        let deadline = Instant::now() + Duration::from_secs(180);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
