@@ -1,0 +1,367 @@
+//! `cargo xtask bench`: what debugmon costs a host, measured against
+//! baselines run in the same invocation (absolute times drift on a shared
+//! 2-core machine; ratios of interleaved runs hold). Exec and ptrace
+//! overhead against no monitor and auditd, the event rate the pipeline
+//! sustains without loss, exec -> stdout latency, agent CPU and memory, and
+//! the criterion micro-benchmarks. Prints a table, writes bench/results.json.
+
+mod agent;
+mod audit;
+mod micro;
+mod report;
+mod storm;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result, bail};
+
+use self::{
+    agent::{Agent, proc_usage},
+    report::{Report, Row},
+    storm::{StormResult, exec_storm, fork_storm, strace_loop},
+};
+use crate::run::{cmd, is_root, root, sh};
+
+/// Execs per storm run, over [`WORKERS`] spawning threads.
+const EXECS: u64 = 20_000;
+const WORKERS: usize = 2;
+/// Interleaved rounds of (none, debugmon, auditd); medians are taken over them.
+const ROUNDS: usize = 3;
+/// Bytes `dd` copies one at a time under strace: two syscalls each.
+const STRACE_BYTES: u64 = 20_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    None,
+    Debugmon,
+    Auditd,
+}
+
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub(crate) fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1]
+}
+
+/// Latency of the execs of one storm, from the records that came out.
+pub(crate) struct Latency {
+    /// Driver's spawn call -> line read from the agent's stdout, sorted, ns.
+    pub spawn_to_stdout: Vec<u64>,
+    /// Kernel event (`monotonic_ns`) -> line read, sorted, ns.
+    pub kernel_to_stdout: Vec<u64>,
+    pub matched: u64,
+}
+
+fn latency(agent: &Agent, storm: &StormResult) -> Latency {
+    let mut a = Vec::new();
+    let mut k = Vec::new();
+    agent.scan_lines(|line, arrived| {
+        let Some(pos) = line.find(&storm.prefix) else {
+            return;
+        };
+        if !line.contains("\"kind\":\"exec\"") {
+            return;
+        }
+        let nonce: String = line[pos..].chars().take_while(|&c| c != '"').collect();
+        if let Some(t) = storm.spawn_time(&nonce) {
+            a.push(arrived.saturating_sub(t));
+        }
+        let mono = line
+            .split_once("\"monotonic_ns\":")
+            .and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|d| d.parse::<u64>().ok());
+        if let Some(m) = mono {
+            k.push(arrived.saturating_sub(m));
+        }
+    });
+    a.sort_unstable();
+    k.sort_unstable();
+    Latency {
+        matched: a.len() as u64,
+        spawn_to_stdout: a,
+        kernel_to_stdout: k,
+    }
+}
+
+/// Cumulative kernel drops, as the latest `lost` record says.
+fn lost_cumulative(agent: &Agent) -> u64 {
+    agent
+        .records_where(|l| l.contains("\"kind\":\"lost\""))
+        .last()
+        .and_then(|r| r["detail"]["cumulative"].as_object().cloned())
+        .map_or(0, |m| {
+            m.values().filter_map(serde_json::Value::as_u64).sum()
+        })
+}
+
+/// What one measured debugmon storm showed besides its throughput.
+pub(crate) struct AgentRun {
+    pub events: u64,
+    pub lost: u64,
+    pub cpu_s: f64,
+    pub secs: f64,
+    pub latency: Latency,
+    pub spawned: u64,
+}
+
+fn as_storm(s: &StormResult) -> Option<&StormResult> {
+    Some(s)
+}
+
+fn no_storm<T>(_: &T) -> Option<&StormResult> {
+    None
+}
+
+/// Runs `work` with the agent watching; events, drops and CPU are deltas.
+fn measured<T>(
+    agent: &Agent,
+    work: impl FnOnce() -> Result<T>,
+    storm_of: impl Fn(&T) -> Option<&StormResult>,
+) -> Result<(T, AgentRun)> {
+    agent.clear();
+    let (ev0, lost0) = agent.scrape()?;
+    let u0 = proc_usage(agent.pid())?;
+    let t0 = std::time::Instant::now();
+    let out = work()?;
+    let secs = t0.elapsed().as_secs_f64();
+    // The records of the last execs are still on their way: wait for the
+    // agent's counters to settle (two equal scrapes) before reading them.
+    let mut last = agent.scrape()?;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = agent.scrape()?;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let u1 = proc_usage(agent.pid())?;
+    let (lat, spawned) = match storm_of(&out) {
+        Some(s) => (latency(agent, s), s.spawned),
+        None => (
+            Latency {
+                spawn_to_stdout: Vec::new(),
+                kernel_to_stdout: Vec::new(),
+                matched: 0,
+            },
+            0,
+        ),
+    };
+    let run = AgentRun {
+        events: last.0 - ev0,
+        lost: last.1 - lost0,
+        cpu_s: u1.cpu_s - u0.cpu_s,
+        secs,
+        latency: lat,
+        spawned,
+    };
+    Ok((out, run))
+}
+
+pub(crate) fn bench() -> Result<()> {
+    if !is_root() {
+        bail!("the bench loads eBPF programs and drives auditd: run it as root");
+    }
+    let started = std::time::Instant::now();
+    crate::prereq::ensure_all()?;
+    sh(cmd("cargo").args(["build", "--release", "-p", "agent"]))?;
+    micro::build()?;
+    let bin = root().join("target/release/debugmon");
+    let state = std::env::temp_dir().join(format!("debugmon-bench-{}", std::process::id()));
+    let mut rep = Report::new();
+    let res = run_all(&bin, &state, &mut rep);
+    let _ = std::fs::remove_dir_all(&state);
+    res?;
+    rep.finish(started.elapsed())
+}
+
+fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> Result<()> {
+    // Does the kernel let us audit at all? Checked once, said in the table.
+    let audit_ok = match audit::Auditd::start() {
+        Ok(a) => {
+            drop(a);
+            Ok(())
+        }
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let mut execs: [Vec<f64>; 3] = Default::default();
+    let mut straces: [Vec<f64>; 3] = Default::default();
+    let mut runs = Vec::new();
+    let mut idle_rss = 0;
+    let mut hwm = 0;
+    for round in 0..ROUNDS {
+        for (i, mode) in [Mode::None, Mode::Debugmon, Mode::Auditd]
+            .into_iter()
+            .enumerate()
+        {
+            eprintln!("bench: round {}/{ROUNDS}, {mode:?}", round + 1);
+            match mode {
+                Mode::None => {
+                    execs[i].push(exec_storm(EXECS, WORKERS, None, "n")?.per_sec());
+                    straces[i].push(strace_loop(STRACE_BYTES)?.1);
+                }
+                Mode::Debugmon => {
+                    let a = Agent::start(bin, &state.join(format!("r{round}")), &[])?;
+                    std::thread::sleep(Duration::from_secs(1));
+                    idle_rss = idle_rss.max(proc_usage(a.pid())?.rss_kib);
+                    let (s, run) =
+                        measured(&a, || exec_storm(EXECS, WORKERS, None, "d"), as_storm)?;
+                    execs[i].push(s.per_sec());
+                    straces[i].push(strace_loop(STRACE_BYTES)?.1);
+                    hwm = hwm.max(proc_usage(a.pid())?.hwm_kib);
+                    runs.push(run);
+                    a.stop()?;
+                }
+                Mode::Auditd => {
+                    if audit_ok.is_ok() {
+                        let _a = audit::Auditd::start()?;
+                        execs[i].push(exec_storm(EXECS, WORKERS, None, "a")?.per_sec());
+                        straces[i].push(strace_loop(STRACE_BYTES)?.1);
+                    }
+                }
+            }
+        }
+    }
+    let [mut en, mut ed, mut ea] = execs;
+    let [mut sn, mut sd, mut sa] = straces;
+    let (en, ed, ea) = (median(&mut en), median(&mut ed), median(&mut ea));
+    let (sn, sd, sa) = (median(&mut sn), median(&mut sd), median(&mut sa));
+    rep.overhead("exec storm (execs/s)", en, ed, ea, &audit_ok, 0.97);
+    rep.overhead(
+        "strace -f syscall loop (syscalls/s)",
+        sn,
+        sd,
+        sa,
+        &audit_ok,
+        0.0,
+    );
+
+    // Max-rate storms with the agent: losses, latency, CPU.
+    let lost_at_max: u64 = runs.iter().map(|r| r.lost).sum();
+    let unmatched: u64 = runs.iter().map(|r| r.spawned - r.latency.matched).sum();
+    rep.push(Row::goal(
+        "lost at max exec rate (kernel drops / execs without record)",
+        format!(
+            "{lost_at_max} / {unmatched} of {}",
+            runs.iter().map(|r| r.spawned).sum::<u64>()
+        ),
+        "0",
+        lost_at_max == 0 && unmatched == 0,
+    ));
+    let mut all_a: Vec<u64> = runs
+        .iter()
+        .flat_map(|r| r.latency.spawn_to_stdout.clone())
+        .collect();
+    let mut all_k: Vec<u64> = runs
+        .iter()
+        .flat_map(|r| r.latency.kernel_to_stdout.clone())
+        .collect();
+    all_a.sort_unstable();
+    all_k.sort_unstable();
+    rep.latency("exec->stdout at max rate, from spawn call", &all_a, true);
+    rep.latency("exec->stdout at max rate, from kernel event", &all_k, false);
+    let events: u64 = runs.iter().map(|r| r.events).sum();
+    let cpu: f64 = runs.iter().map(|r| r.cpu_s).sum();
+    let secs: f64 = runs.iter().map(|r| r.secs).sum();
+    rep.push(Row::info(
+        "agent CPU per 10,000 events (max-rate exec storm)",
+        format!(
+            "{:.3} s ({events} events in {secs:.1} s = {:.0} events/s; {:.0}% of one core)",
+            cpu / events.max(1) as f64 * 10_000.0,
+            events as f64 / secs,
+            cpu / secs * 100.0
+        ),
+    ));
+
+    ramp(bin, state, en, rep, &mut idle_rss, &mut hwm)?;
+    rep.push(Row::info(
+        "agent RSS idle (VmRSS)",
+        format!("{:.1} MiB", idle_rss as f64 / 1024.0),
+    ));
+    rep.push(Row::goal(
+        "agent peak RSS under load (VmHWM)",
+        format!("{:.1} MiB", hwm as f64 / 1024.0),
+        "< 40 MiB",
+        hwm < 40 * 1024,
+    ));
+    micro::run(rep)
+}
+
+/// Paced exec storms at fractions of the machine's max rate, then a fork
+/// storm (more events per second than execs can make): events/s and drops.
+fn ramp(
+    bin: &std::path::Path,
+    state: &std::path::Path,
+    max_rate: f64,
+    rep: &mut Report,
+    idle_rss: &mut u64,
+    hwm: &mut u64,
+) -> Result<()> {
+    eprintln!("bench: event-rate ramp");
+    let a = Agent::start(bin, &state.join("ramp"), &[])?;
+    *idle_rss = (*idle_rss).max(proc_usage(a.pid())?.rss_kib);
+    let mut best: Option<f64> = None;
+    let mut steps = Vec::new();
+    for frac in [0.25, 0.5, 0.75, 1.0] {
+        let rate = (frac < 1.0).then_some(max_rate * frac);
+        let n = ((max_rate * frac * 3.0) as u64).max(1000);
+        let (s, run) = measured(&a, || exec_storm(n, WORKERS, rate, "r"), as_storm)?;
+        let ev_s = run.events as f64 / run.secs;
+        let missing = s.spawned - run.latency.matched;
+        if run.lost == 0 && missing == 0 {
+            best = Some(best.map_or(ev_s, |b: f64| b.max(ev_s)));
+        }
+        let k = &run.latency.kernel_to_stdout;
+        steps.push(format!(
+            "exec {:.0}/s: {ev_s:.0} events/s, lost {} (+{missing} execs without record), kernel->stdout p50 {:.2} ms p99 {:.2} ms, CPU {:.3} s/10k events",
+            s.per_sec(),
+            run.lost,
+            pct(k, 50.0) as f64 / 1e6,
+            pct(k, 99.0) as f64 / 1e6,
+            run.cpu_s / run.events.max(1) as f64 * 10_000.0,
+        ));
+    }
+    let ((n, wall), run) = measured(&a, || fork_storm(40_000, WORKERS), no_storm)?;
+    let fork_ev_s = run.events as f64 / run.secs;
+    steps.push(format!(
+        "fork storm {:.0} forks/s: {fork_ev_s:.0} events/s, lost {} ({:.2}% of events)",
+        n as f64 / wall.as_secs_f64(),
+        run.lost,
+        run.lost as f64 / (run.events + run.lost).max(1) as f64 * 100.0
+    ));
+    let lost_records = lost_cumulative(&a);
+    *hwm = (*hwm).max(proc_usage(a.pid())?.hwm_kib);
+    a.stop().context("stopping the ramp agent")?;
+    for s in steps {
+        rep.push(Row::info("  ramp step", s));
+    }
+    rep.push(Row::info(
+        "events/s sustained with nothing lost",
+        best.map_or_else(
+            || "none of the steps was loss-free".into(),
+            |b| format!("{b:.0}"),
+        ),
+    ));
+    rep.push(Row::info(
+        "kernel drops the agent reported in `lost` records (ramp, cumulative)",
+        lost_records.to_string(),
+    ));
+    Ok(())
+}
+
+/// Where the results land.
+pub(crate) fn results_path() -> PathBuf {
+    root().join("bench/results.json")
+}
