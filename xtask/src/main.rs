@@ -46,6 +46,9 @@ enum Command {
     DistTest,
     /// Measure exec/ptrace overhead, event rate, latency and cost (root; ~5 min); writes bench/results.json
     Bench,
+    /// (bench helper) fork and reap N children that exit at once
+    #[command(hide = true)]
+    BenchFork { n: u64 },
 }
 
 fn main() -> Result<()> {
@@ -60,5 +63,6 @@ fn main() -> Result<()> {
         Command::Dist => dist::dist(),
         Command::DistTest => dist_test::dist_test(),
         Command::Bench => bench::bench(),
+        Command::BenchFork { n } => bench::fork_child(n),
     }
 }

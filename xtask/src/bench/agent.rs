@@ -41,6 +41,11 @@ pub(crate) struct ProcUsage {
     pub cpu_s: f64,
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// VmRSS split: heap and stacks, mapped files, shared memory (the BPF
+    /// ring buffer and maps mmapped into the agent count here or as file).
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub shmem_kib: u64,
 }
 
 pub(crate) fn proc_usage(pid: u32) -> Result<ProcUsage> {
@@ -69,6 +74,9 @@ pub(crate) fn proc_usage(pid: u32) -> Result<ProcUsage> {
         cpu_s: ticks as f64 / hz as f64,
         rss_kib: kib("VmRSS:"),
         hwm_kib: kib("VmHWM:"),
+        anon_kib: kib("RssAnon:"),
+        file_kib: kib("RssFile:"),
+        shmem_kib: kib("RssShmem:"),
     })
 }
 

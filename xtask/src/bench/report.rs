@@ -36,6 +36,14 @@ impl Row {
 
 pub(crate) struct Report {
     rows: Vec<Row>,
+    /// /proc/loadavg when the bench began: how busy the machine already was.
+    load_before: String,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn sh_out(program: &str, args: &[&str]) -> String {
@@ -67,7 +75,10 @@ fn machine() -> Value {
 
 impl Report {
     pub(crate) fn new() -> Self {
-        Self { rows: Vec::new() }
+        Self {
+            rows: Vec::new(),
+            load_before: loadavg(),
+        }
     }
 
     pub(crate) fn push(&mut self, r: Row) {
@@ -75,33 +86,61 @@ impl Report {
         self.rows.push(r);
     }
 
-    /// Baseline, debugmon and auditd throughput of one workload, with ratios.
+    /// Baseline, debugmon and auditd throughput of one workload, one value
+    /// per interleaved round. The ratio is the median of the per-round
+    /// ratios: each pairs runs seconds apart, so slow drift (other jobs on
+    /// the machine) cancels better than in a ratio of medians.
     pub(crate) fn overhead(
         &mut self,
         what: &str,
-        none: f64,
-        dm: f64,
-        audit: f64,
+        none: &[f64],
+        dm: &[f64],
+        audit: &[f64],
         audit_ok: &Result<(), String>,
         goal: f64,
     ) {
+        let med = |v: &[f64]| super::median(&mut v.to_vec());
+        let ratios = |v: &[f64]| -> (f64, f64, f64) {
+            let mut r: Vec<f64> = v.iter().zip(none).map(|(x, n)| x / n).collect();
+            let m = super::median(&mut r);
+            (
+                m,
+                r.first().copied().unwrap_or(f64::NAN),
+                r.last().copied().unwrap_or(f64::NAN),
+            )
+        };
+        let fmt = |v: &[f64]| {
+            let (m, lo, hi) = ratios(v);
+            format!(
+                "{:.0} ({:.1}% of no monitor; rounds {:.1}-{:.1}%)",
+                med(v),
+                m * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            )
+        };
+        let each = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         self.push(Row::info(
             &format!("{what}, no monitor"),
-            format!("{none:.0}"),
+            format!("{:.0} (rounds: {})", med(none), each(none)),
         ));
-        let dm_v = format!("{dm:.0} ({:.1}% of no monitor)", dm / none * 100.0);
         if goal > 0.0 {
             self.push(Row::goal(
                 &format!("{what}, debugmon"),
-                dm_v,
+                fmt(dm),
                 &format!(">= {:.0}% of no monitor", goal * 100.0),
-                dm / none >= goal,
+                ratios(dm).0 >= goal,
             ));
         } else {
-            self.push(Row::info(&format!("{what}, debugmon"), dm_v));
+            self.push(Row::info(&format!("{what}, debugmon"), fmt(dm)));
         }
         let a = match audit_ok {
-            Ok(()) => format!("{audit:.0} ({:.1}% of no monitor)", audit / none * 100.0),
+            Ok(()) => fmt(audit),
             Err(e) => format!("not measured: auditd unavailable here ({e})"),
         };
         self.push(Row::info(&format!("{what}, auditd execve rule"), a));
@@ -130,7 +169,9 @@ impl Report {
 
     /// Prints the table and writes bench/results.json.
     pub(crate) fn finish(self, took: Duration) -> Result<()> {
-        let m = machine();
+        let mut m = machine();
+        m["loadavg_before"] = json!(self.load_before);
+        m["loadavg_after"] = json!(loadavg());
         println!(
             "\ndebugmon bench, {} ({} CPUs, kernel {}, {})",
             m["date"].as_str().unwrap_or(""),
@@ -152,7 +193,12 @@ impl Report {
                 r.goal.as_deref().unwrap_or("")
             );
         }
-        println!("\n(bench took {:.0} s)", took.as_secs_f64());
+        println!(
+            "\n(bench took {:.0} s; load average before {}, after {})",
+            took.as_secs_f64(),
+            self.load_before,
+            m["loadavg_after"].as_str().unwrap_or("")
+        );
         let rows: Vec<Value> = self
             .rows
             .iter()

@@ -137,40 +137,69 @@ fn exec_worker(
     Ok((times, failed))
 }
 
-/// Forks `total` children on `workers` threads that `_exit(0)` at once:
-/// fork and exit events without the cost of an exec. Returns forks/s.
+/// Forks `total` children that `_exit(0)` at once: fork and exit events
+/// without the cost of an exec. The forking is done by `workers` fresh
+/// copies of this binary (`xtask bench-fork N`): forking the bench itself,
+/// large and multi-threaded, would measure page-table copies and mmap lock
+/// contention instead. Returns the forks done and the wall time.
 pub(crate) fn fork_storm(total: u64, workers: usize) -> Result<(u64, Duration)> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
     let per = total / workers as u64;
     let start = Instant::now();
-    let handles: Vec<_> = (0..workers)
+    let children: Vec<_> = (0..workers)
         .map(|_| {
-            std::thread::spawn(move || {
-                let mut ok = 0u64;
-                for _ in 0..per {
-                    // SAFETY: the child only calls the async-signal-safe _exit.
-                    let pid = unsafe { libc::fork() };
-                    if pid == 0 {
-                        // SAFETY: terminates the child without running destructors.
-                        unsafe { libc::_exit(0) };
-                    }
-                    if pid > 0 {
-                        let mut st = 0;
-                        // SAFETY: pid is our child.
-                        unsafe { libc::waitpid(pid, &raw mut st, 0) };
-                        ok += 1;
-                    }
-                }
-                ok
-            })
+            Command::new(&exe)
+                .args(["bench-fork", &per.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .context("starting a fork storm worker")
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut n = 0;
-    for h in handles {
-        n += h
-            .join()
-            .map_err(|_| anyhow::anyhow!("fork storm worker panicked"))?;
+    for c in children {
+        let out = c.wait_with_output().context("fork storm worker")?;
+        if !out.status.success() {
+            bail!("fork storm worker failed: {}", out.status);
+        }
+        n += String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .context("fork storm worker output")?;
     }
     Ok((n, start.elapsed()))
+}
+
+/// The body of `xtask bench-fork N`: N fork + `_exit`, reaped in batches
+/// of 32 (waiting for each child alone would measure the scheduler's
+/// wake-up latency, not event throughput), then prints the forks done.
+pub(crate) fn fork_child(n: u64) -> Result<()> {
+    const BATCH: u64 = 32;
+    let mut ok = 0u64;
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(BATCH);
+        let mut live = 0;
+        for _ in 0..k {
+            // SAFETY: single-threaded process; the child only calls _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: terminates the child without running destructors.
+                unsafe { libc::_exit(0) };
+            }
+            if pid > 0 {
+                live += 1;
+            }
+        }
+        for _ in 0..live {
+            let mut st = 0;
+            // SAFETY: reaps any of our children; st is writable.
+            unsafe { libc::waitpid(-1, &raw mut st, 0) };
+        }
+        ok += live;
+        left -= k;
+    }
+    println!("{ok}");
+    Ok(())
 }
 
 /// `strace -f -o /dev/null` of `dd` copying `bytes` one byte at a time:
