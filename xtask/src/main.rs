@@ -49,6 +49,14 @@ enum Command {
     /// (bench helper) fork and reap N children that exit at once
     #[command(hide = true)]
     BenchFork { n: u64 },
+    /// (bench helper) exec storm alone, for profiling and A/A checks: prints execs/s
+    #[command(hide = true)]
+    BenchStorm {
+        #[arg(long, default_value_t = 10_000)]
+        execs: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -64,5 +72,6 @@ fn main() -> Result<()> {
         Command::DistTest => dist_test::dist_test(),
         Command::Bench => bench::bench(),
         Command::BenchFork { n } => bench::fork_child(n),
+        Command::BenchStorm { execs, workers } => bench::storm_only(execs, workers),
     }
 }
