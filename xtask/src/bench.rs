@@ -211,6 +211,7 @@ pub(crate) fn bench() -> Result<()> {
         bail!("the bench loads eBPF programs and drives auditd: run it as root");
     }
     let started = std::time::Instant::now();
+    refuse_other_agents()?;
     crate::prereq::ensure_all()?;
     sh(cmd("cargo").args(["build", "--release", "-p", "agent"]))?;
     micro::build()?;
@@ -221,6 +222,34 @@ pub(crate) fn bench() -> Result<()> {
     let _ = std::fs::remove_dir_all(&state);
     res?;
     rep.finish(started.elapsed())
+}
+
+/// Another debugmon on the host would skew every figure, and two agents
+/// feed each other: each one's /proc/<pid>/environ reads (enrichment) are
+/// the other's `mem_access` events, without end (see BENCHMARKS.md).
+fn refuse_other_agents() -> Result<()> {
+    let mut others = Vec::new();
+    for e in std::fs::read_dir("/proc")
+        .context("listing /proc")?
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // Zombies hold no programs and feed nobody.
+        let zombie = state
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| r.starts_with('Z'));
+        if comm.trim() == "debugmon" && !zombie {
+            others.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    if !others.is_empty() {
+        bail!(
+            "debugmon is already running (pid {}): stop it first; the bench needs the only agent",
+            others.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> Result<()> {
