@@ -268,6 +268,73 @@ fn wait_for_no_other_agents() -> Result<()> {
     }
 }
 
+/// One round's figures, per mode (index as in [`MODES`]).
+struct RoundOut {
+    execs: [Option<f64>; 3],
+    straces: [Option<f64>; 3],
+    run: AgentRun,
+}
+
+const MODES: [Mode; 3] = [Mode::None, Mode::Debugmon, Mode::Auditd];
+
+/// One interleaved round; `Ok(Err(why))` when another agent disturbed it.
+fn one_round(
+    bin: &std::path::Path,
+    state: &std::path::Path,
+    round: usize,
+    audit_ok: bool,
+    mem: &mut Mem,
+) -> Result<std::result::Result<RoundOut, String>> {
+    let mut execs = [None; 3];
+    let mut straces = [None; 3];
+    let mut run = None;
+    // Rotated each round, so no mode always follows the same one (an
+    // auditd teardown, an agent's exit) and order effects average out.
+    for k in 0..MODES.len() {
+        let i = (round + k) % MODES.len();
+        let mode = MODES[i];
+        eprintln!("bench: round {}, {mode:?}", round + 1);
+        match mode {
+            Mode::None => {
+                execs[i] = Some(exec_storm(EXECS, WORKERS, None, "n")?.per_sec());
+                straces[i] = Some(strace_best()?);
+            }
+            Mode::Debugmon => {
+                let a = Agent::start(bin, &state.join(format!("r{round}")), &[])?;
+                std::thread::sleep(Duration::from_secs(1));
+                mem.after_start(a.pid())?;
+                let (s, r) = measured(&a, || exec_storm(EXECS, WORKERS, None, "d"), as_storm)?;
+                execs[i] = Some(s.per_sec());
+                straces[i] = Some(strace_best()?);
+                mem.after_load(a.pid())?;
+                run = Some(r);
+                if let Err(e) = a.stop() {
+                    return Ok(Err(format!("round {}: {e:#}", round + 1)));
+                }
+            }
+            Mode::Auditd => {
+                if audit_ok {
+                    let _a = audit::Auditd::start()?;
+                    execs[i] = Some(exec_storm(EXECS, WORKERS, None, "a")?.per_sec());
+                    straces[i] = Some(strace_best()?);
+                }
+            }
+        }
+        let others = other_agents(None);
+        if !others.is_empty() {
+            return Ok(Err(format!(
+                "round {}: other debugmon {others:?} running",
+                round + 1
+            )));
+        }
+    }
+    Ok(Ok(RoundOut {
+        execs,
+        straces,
+        run: run.context("invariant: every round runs the agent")?,
+    }))
+}
+
 fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> Result<()> {
     // Does the kernel let us audit at all? Checked once, said in the table.
     let audit_ok = match audit::Auditd::start() {
@@ -281,50 +348,35 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
     let mut straces: [Vec<f64>; 3] = Default::default();
     let mut runs = Vec::new();
     let mut mem = Mem::default();
-    let modes = [Mode::None, Mode::Debugmon, Mode::Auditd];
-    let mut intruders = std::collections::BTreeSet::new();
-    for round in 0..ROUNDS {
-        intruders.extend(other_agents(None));
-        // Rotated each round, so no mode always follows the same one (an
-        // auditd teardown, an agent's exit) and order effects average out.
-        for k in 0..modes.len() {
-            let i = (round + k) % modes.len();
-            let mode = modes[i];
-            eprintln!("bench: round {}/{ROUNDS}, {mode:?}", round + 1);
-            match mode {
-                Mode::None => {
-                    execs[i].push(exec_storm(EXECS, WORKERS, None, "n")?.per_sec());
-                    straces[i].push(strace_best()?);
+    let mut discarded = Vec::new();
+    let mut attempt = 0;
+    while runs.len() < ROUNDS {
+        if attempt >= ROUNDS + 4 {
+            bail!("too many rounds disturbed by other agents: {discarded:?}");
+        }
+        wait_for_no_other_agents()?;
+        let r = one_round(bin, state, attempt, audit_ok.is_ok(), &mut mem)?;
+        attempt += 1;
+        match r {
+            Ok(r) => {
+                for i in 0..3 {
+                    execs[i].extend(r.execs[i]);
+                    straces[i].extend(r.straces[i]);
                 }
-                Mode::Debugmon => {
-                    let a = Agent::start(bin, &state.join(format!("r{round}")), &[])?;
-                    std::thread::sleep(Duration::from_secs(1));
-                    mem.after_start(a.pid())?;
-                    let (s, run) =
-                        measured(&a, || exec_storm(EXECS, WORKERS, None, "d"), as_storm)?;
-                    execs[i].push(s.per_sec());
-                    straces[i].push(strace_best()?);
-                    mem.after_load(a.pid())?;
-                    runs.push(run);
-                    a.stop()?;
-                }
-                Mode::Auditd => {
-                    if audit_ok.is_ok() {
-                        let _a = audit::Auditd::start()?;
-                        execs[i].push(exec_storm(EXECS, WORKERS, None, "a")?.per_sec());
-                        straces[i].push(strace_best()?);
-                    }
-                }
+                runs.push(r.run);
+            }
+            Err(why) => {
+                eprintln!("bench: round discarded: {why}");
+                discarded.push(why);
             }
         }
     }
-    intruders.extend(other_agents(None));
     rep.push(Row::info(
-        "other debugmon agents seen during the overhead rounds (skew the figures)",
-        if intruders.is_empty() {
+        "overhead rounds discarded (another agent appeared, or ours did not stop)",
+        if discarded.is_empty() {
             "none".into()
         } else {
-            format!("{intruders:?}")
+            discarded.join("; ")
         },
     ));
     let [en, ed, ea] = execs;
@@ -405,6 +457,7 @@ fn ramp(
     mem: &mut Mem,
 ) -> Result<()> {
     eprintln!("bench: event-rate ramp");
+    wait_for_no_other_agents()?;
     let a = Agent::start(bin, &state.join("ramp"), &[])?;
     std::thread::sleep(Duration::from_secs(1));
     mem.after_start(a.pid())?;
@@ -457,7 +510,14 @@ fn ramp(
             mib(u.shmem_kib)
         ),
     ));
+    let others = other_agents(Some(a.pid()));
     a.stop().context("stopping the ramp agent")?;
+    if !others.is_empty() {
+        rep.push(Row::info(
+            "WARNING: other debugmon agents ran during the ramp",
+            format!("{others:?}: its figures are disturbed"),
+        ));
+    }
     for s in steps {
         rep.push(Row::info("  ramp step", s));
     }

@@ -224,12 +224,12 @@ impl Agent {
         let pid = i32::try_from(self.child.id()).context("pid")?;
         // SAFETY: signals the child we started, by its pid.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(15);
         while self.child.try_wait()?.is_none() {
             if Instant::now() > deadline {
                 self.child.kill()?;
                 self.child.wait()?;
-                bail!("debugmon did not stop within 30 s of SIGTERM");
+                bail!("debugmon did not stop within 15 s of SIGTERM (killed)");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
