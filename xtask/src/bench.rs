@@ -7,7 +7,9 @@
 
 mod agent;
 mod audit;
+mod measure;
 mod micro;
+mod ramp;
 mod report;
 mod storm;
 
@@ -17,193 +19,26 @@ use anyhow::{Context as _, Result, bail};
 pub(crate) use storm::fork_child;
 
 use self::{
-    agent::{Agent, proc_usage},
+    agent::Agent,
+    measure::{AgentRun, Mem, as_storm, measured, median, pct, strace_best},
     report::{Report, Row},
-    storm::{StormResult, exec_storm, fork_storm, strace_loop},
+    storm::exec_storm,
 };
 use crate::run::{cmd, is_root, root, sh};
 
 /// Execs per storm run, over [`WORKERS`] spawning threads.
 const EXECS: u64 = 10_000;
-const WORKERS: usize = 2;
+pub(crate) const WORKERS: usize = 2;
 /// Interleaved rounds of (none, debugmon, auditd); medians are taken over them.
 const ROUNDS: usize = 5;
 /// Bytes `dd` copies one at a time under strace: two syscalls each.
-const STRACE_BYTES: u64 = 20_000;
+pub(crate) const STRACE_BYTES: u64 = 20_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     None,
     Debugmon,
     Auditd,
-}
-
-pub(crate) fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-pub(crate) fn pct(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[i.clamp(1, sorted.len()) - 1]
-}
-
-/// Latency of the execs of one storm, from the records that came out.
-pub(crate) struct Latency {
-    /// Driver's spawn call -> line read from the agent's stdout, sorted, ns.
-    pub spawn_to_stdout: Vec<u64>,
-    /// Kernel event (`monotonic_ns`) -> line read, sorted, ns.
-    pub kernel_to_stdout: Vec<u64>,
-    pub matched: u64,
-}
-
-fn latency(agent: &Agent, storm: &StormResult) -> Latency {
-    let mut a = Vec::new();
-    let mut k = Vec::new();
-    agent.scan_lines(|line, arrived| {
-        let Some(pos) = line.find(&storm.prefix) else {
-            return;
-        };
-        if !line.contains("\"kind\":\"exec\"") {
-            return;
-        }
-        let nonce: String = line[pos..].chars().take_while(|&c| c != '"').collect();
-        if let Some(t) = storm.spawn_time(&nonce) {
-            a.push(arrived.saturating_sub(t));
-        }
-        let mono = line
-            .split_once("\"monotonic_ns\":")
-            .and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|d| d.parse::<u64>().ok());
-        if let Some(m) = mono {
-            k.push(arrived.saturating_sub(m));
-        }
-    });
-    a.sort_unstable();
-    k.sort_unstable();
-    Latency {
-        matched: a.len() as u64,
-        spawn_to_stdout: a,
-        kernel_to_stdout: k,
-    }
-}
-
-/// Cumulative kernel drops, as the latest `lost` record says.
-fn lost_cumulative(agent: &Agent) -> u64 {
-    agent
-        .records_where(|l| l.contains("\"kind\":\"lost\""))
-        .last()
-        .and_then(|r| r["detail"]["cumulative"].as_object().cloned())
-        .map_or(0, |m| {
-            m.values().filter_map(serde_json::Value::as_u64).sum()
-        })
-}
-
-/// The best of three strace runs (syscalls/s): on a shared machine, noise
-/// only ever slows a run down, so the fastest is the least disturbed.
-fn strace_best() -> Result<f64> {
-    let mut best: f64 = 0.0;
-    for _ in 0..3 {
-        best = best.max(strace_loop(STRACE_BYTES)?.1);
-    }
-    Ok(best)
-}
-
-/// Agent memory: RSS and peak right after start, then the peak under load
-/// alone (the start peak is reset through /proc/PID/clear_refs).
-#[derive(Default)]
-struct Mem {
-    idle_rss: u64,
-    start_hwm: u64,
-    load_hwm: u64,
-}
-
-impl Mem {
-    fn after_start(&mut self, pid: u32) -> Result<()> {
-        let u = proc_usage(pid)?;
-        self.idle_rss = self.idle_rss.max(u.rss_kib);
-        self.start_hwm = self.start_hwm.max(u.hwm_kib);
-        // "5" resets VmHWM to the current RSS (proc(5), since Linux 4.0).
-        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").context("resetting VmHWM")?;
-        Ok(())
-    }
-
-    fn after_load(&mut self, pid: u32) -> Result<()> {
-        self.load_hwm = self.load_hwm.max(proc_usage(pid)?.hwm_kib);
-        Ok(())
-    }
-}
-
-/// What one measured debugmon storm showed besides its throughput.
-pub(crate) struct AgentRun {
-    pub events: u64,
-    pub lost: u64,
-    pub cpu_s: f64,
-    pub secs: f64,
-    pub latency: Latency,
-    pub spawned: u64,
-}
-
-fn as_storm(s: &StormResult) -> Option<&StormResult> {
-    Some(s)
-}
-
-fn no_storm<T>(_: &T) -> Option<&StormResult> {
-    None
-}
-
-/// Runs `work` with the agent watching; events, drops and CPU are deltas.
-fn measured<T>(
-    agent: &Agent,
-    work: impl FnOnce() -> Result<T>,
-    storm_of: impl Fn(&T) -> Option<&StormResult>,
-) -> Result<(T, AgentRun)> {
-    agent.clear();
-    let (ev0, lost0) = agent.scrape()?;
-    let u0 = proc_usage(agent.pid())?;
-    let t0 = std::time::Instant::now();
-    let out = work()?;
-    let secs = t0.elapsed().as_secs_f64();
-    // The records of the last execs are still on their way: wait for the
-    // agent's counters to settle (two equal scrapes) before reading them.
-    let mut last = agent.scrape()?;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = agent.scrape()?;
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    let u1 = proc_usage(agent.pid())?;
-    let (lat, spawned) = match storm_of(&out) {
-        Some(s) => (latency(agent, s), s.spawned),
-        None => (
-            Latency {
-                spawn_to_stdout: Vec::new(),
-                kernel_to_stdout: Vec::new(),
-                matched: 0,
-            },
-            0,
-        ),
-    };
-    let run = AgentRun {
-        events: last.0 - ev0,
-        lost: last.1 - lost0,
-        cpu_s: u1.cpu_s - u0.cpu_s,
-        secs,
-        latency: lat,
-        spawned,
-    };
-    Ok((out, run))
 }
 
 pub(crate) fn bench() -> Result<()> {
@@ -225,7 +60,7 @@ pub(crate) fn bench() -> Result<()> {
 }
 
 /// Pids of running `debugmon` processes other than the bench's own agent.
-fn other_agents(own: Option<u32>) -> Vec<u32> {
+pub(crate) fn other_agents(own: Option<u32>) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -248,7 +83,7 @@ fn other_agents(own: Option<u32>) -> Vec<u32> {
 /// feed each other: each one's /proc/<pid>/environ reads (enrichment) are
 /// the other's `mem_access` events, without end (see BENCHMARKS.md). Other
 /// worktrees' tests start agents for seconds at a time: wait for a gap.
-fn wait_for_no_other_agents() -> Result<()> {
+pub(crate) fn wait_for_no_other_agents() -> Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     let mut quiet_since = std::time::Instant::now();
     loop {
@@ -428,7 +263,7 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
         ),
     ));
 
-    ramp(bin, state, median(&mut en.clone()), rep, &mut mem)?;
+    ramp::ramp(bin, state, median(&mut en.clone()), rep, &mut mem)?;
     let mib = |k: u64| format!("{:.1} MiB", k as f64 / 1024.0);
     rep.push(Row::info(
         "agent RSS idle, 1 s after start (VmRSS)",
@@ -445,117 +280,6 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
         mem.load_hwm < 40 * 1024,
     ));
     micro::run(rep)
-}
-
-/// Paced exec storms at fractions of the machine's max rate, then a fork
-/// storm (more events per second than execs can make): events/s and drops.
-fn ramp(
-    bin: &std::path::Path,
-    state: &std::path::Path,
-    max_rate: f64,
-    rep: &mut Report,
-    mem: &mut Mem,
-) -> Result<()> {
-    eprintln!("bench: event-rate ramp");
-    wait_for_no_other_agents()?;
-    let a = Agent::start(bin, &state.join("ramp"), &[])?;
-    std::thread::sleep(Duration::from_secs(1));
-    mem.after_start(a.pid())?;
-    let mut best: Option<f64> = None;
-    let mut steps = Vec::new();
-    for frac in [0.25, 0.5, 0.75, 1.0] {
-        let rate = (frac < 1.0).then_some(max_rate * frac);
-        let n = ((max_rate * frac * 3.0) as u64).max(1000);
-        let (s, run) = measured(&a, || exec_storm(n, WORKERS, rate, "r"), as_storm)?;
-        let ev_s = run.events as f64 / run.secs;
-        let missing = s.spawned - run.latency.matched;
-        if run.lost == 0 && missing == 0 {
-            best = Some(best.map_or(ev_s, |b: f64| b.max(ev_s)));
-        }
-        let k = &run.latency.kernel_to_stdout;
-        steps.push(format!(
-            "exec {:.0}/s: {ev_s:.0} events/s, lost {} (+{missing} execs without record), kernel->stdout p50 {:.2} ms p99 {:.2} ms, CPU {:.3} s/10k events",
-            s.per_sec(),
-            run.lost,
-            pct(k, 50.0) as f64 / 1e6,
-            pct(k, 99.0) as f64 / 1e6,
-            run.cpu_s / run.events.max(1) as f64 * 10_000.0,
-        ));
-    }
-    // Past the exec rate the machine can make: forks that exit at once.
-    for workers in [1, WORKERS, 2 * WORKERS] {
-        let ((n, wall), run) = measured(&a, || fork_storm(40_000, workers), no_storm)?;
-        let ev_s = run.events as f64 / run.secs;
-        if run.lost == 0 {
-            best = Some(best.map_or(ev_s, |b: f64| b.max(ev_s)));
-        }
-        steps.push(format!(
-            "fork storm ({workers} procs) {:.0} forks/s: {ev_s:.0} events/s, lost {} ({:.2}% of events), CPU {:.3} s/10k events",
-            n as f64 / wall.as_secs_f64(),
-            run.lost,
-            run.lost as f64 / (run.events + run.lost).max(1) as f64 * 100.0,
-            run.cpu_s / run.events.max(1) as f64 * 10_000.0,
-        ));
-    }
-    let lost_records = lost_cumulative(&a);
-    let u = proc_usage(a.pid())?;
-    mem.load_hwm = mem.load_hwm.max(u.hwm_kib);
-    let mib = |k: u64| k as f64 / 1024.0;
-    rep.push(Row::info(
-        "agent VmRSS after the ramp: anon / file / shmem",
-        format!(
-            "{:.1} / {:.1} / {:.1} MiB",
-            mib(u.anon_kib),
-            mib(u.file_kib),
-            mib(u.shmem_kib)
-        ),
-    ));
-    let others = other_agents(Some(a.pid()));
-    a.stop().context("stopping the ramp agent")?;
-    if !others.is_empty() {
-        rep.push(Row::info(
-            "WARNING: other debugmon agents ran during the ramp",
-            format!("{others:?}: its figures are disturbed"),
-        ));
-    }
-    for s in steps {
-        rep.push(Row::info("  ramp step", s));
-    }
-    rep.push(Row::info(
-        "events/s sustained with nothing lost",
-        best.map_or_else(
-            || "none of the steps was loss-free".into(),
-            |b| format!("{b:.0}"),
-        ),
-    ));
-    rep.push(Row::info(
-        "kernel drops the agent reported in `lost` records (ramp, cumulative)",
-        lost_records.to_string(),
-    ));
-    small_ring(bin, state, rep)
-}
-
-/// The machine cannot make events faster than the 8 MiB ring absorbs, so
-/// the loss path is shown with the smallest ring: the 2-process fork storm
-/// against `--ring-mib 1`, drops as the agent's `lost` records report them.
-fn small_ring(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> Result<()> {
-    wait_for_no_other_agents()?;
-    let a = Agent::start(bin, &state.join("ring1"), &["--ring-mib", "1"])?;
-    let ((n, wall), run) = measured(&a, || fork_storm(40_000, WORKERS), no_storm)?;
-    let from_records = lost_cumulative(&a);
-    a.stop().context("stopping the small-ring agent")?;
-    rep.push(Row::info(
-        "loss path: fork storm (2 procs) with --ring-mib 1",
-        format!(
-            "{:.0} forks/s, {:.0} events/s handled, lost {} per /metrics, {} per `lost` records ({:.2}% of events)",
-            n as f64 / wall.as_secs_f64(),
-            run.events as f64 / run.secs,
-            run.lost,
-            from_records,
-            run.lost as f64 / (run.events + run.lost).max(1) as f64 * 100.0
-        ),
-    ));
-    Ok(())
 }
 
 /// `xtask bench-storm`: one flat-out exec storm, nothing else.
