@@ -1,8 +1,10 @@
 //! Developer tasks: `cargo xtask run` (build and run the agent on its
 //! defaults), `cargo xtask test` (install what is missing, then every check
 //! CI runs), `cargo xtask setup` (only the installs), `cargo xtask dist`
-//! (the .deb), `cargo xtask dist-test` (install it into a fresh root).
+//! (the .deb), `cargo xtask dist-test` (install it into a fresh root),
+//! `cargo xtask bench` (overhead, event rate, latency, cost; BENCHMARKS.md).
 
+mod bench;
 mod dist;
 mod dist_test;
 mod prereq;
@@ -42,6 +44,19 @@ enum Command {
     Dist,
     /// Build the .deb and check it installs, reinstalls, removes and purges in a fresh root (root)
     DistTest,
+    /// Measure exec/ptrace overhead, event rate, latency and cost (root; ~5 min); writes bench/results.json
+    Bench,
+    /// (bench helper) fork and reap N children that exit at once
+    #[command(hide = true)]
+    BenchFork { n: u64 },
+    /// (bench helper) exec storm alone, for profiling and A/A checks: prints execs/s
+    #[command(hide = true)]
+    BenchStorm {
+        #[arg(long, default_value_t = 10_000)]
+        execs: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -55,5 +70,8 @@ fn main() -> Result<()> {
         Command::Setup => prereq::ensure_all(),
         Command::Dist => dist::dist(),
         Command::DistTest => dist_test::dist_test(),
+        Command::Bench => bench::bench(),
+        Command::BenchFork { n } => bench::fork_child(n),
+        Command::BenchStorm { execs, workers } => bench::storm_only(execs, workers),
     }
 }

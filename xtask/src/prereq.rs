@@ -26,6 +26,8 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     // systemd-analyze, for the package test's check of the unit.
     "systemd",
+    // auditd and auditctl: the peer `cargo xtask bench` measures against.
+    "auditd",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
