@@ -26,7 +26,7 @@ const VM_TESTS: &[(&str, &[&str])] = &[
     ("vm_enforce", &[]),
     // The grant test's expiry path is the same kernel decision on both
     // mechanisms and runs on the host; under TCG it is too slow to fit.
-    ("enforce", &["--nocapture", "--skip", "grant"]),
+    ("enforce", &["--skip", "grant"]),
 ];
 
 /// Tools the VM tests drive, with their libraries. The coreutils programs
