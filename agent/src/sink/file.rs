@@ -2,8 +2,8 @@
 //! `keep` old files: `records.jsonl`, `records.jsonl.1` (newest) ...
 //! `records.jsonl.<keep>` (oldest). Batches are written whole, so a file
 //! never ends in the middle of a record; rotation happens between batches.
-//! Synchronous on purpose: the caller runs it on a writer thread like
-//! [`super::StdoutSink`].
+//! Synchronous on purpose: the caller runs it on the delivery stage's
+//! writer thread.
 
 use std::{
     fs::{self, File, OpenOptions},

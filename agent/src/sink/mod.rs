@@ -1,13 +1,11 @@
 //! Where records go. [`delivery`] is the stage the driver uses: it seals
 //! each record, keeps it in the durable spool until it is delivered, and
-//! writes it to the local sinks ([`stdout`], [`file`], [`journal`]) and to
+//! writes it to the local sinks (stdout, [`file`], [`journal`]) and to
 //! NATS JetStream ([`nats`]).
 
 pub mod delivery;
 pub mod file;
 pub mod journal;
 pub mod nats;
-pub mod stdout;
 
 pub use delivery::{Delivery, DeliveryConfig, DeliveryError};
-pub use stdout::{SinkError, StdoutSink};
