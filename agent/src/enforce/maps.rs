@@ -2,7 +2,7 @@
 //! the fallback decide from is written here: rule slots, protected comms,
 //! cgroups (units), executables and processes, exemptions and grants.
 
-use std::{collections::HashSet, os::unix::fs::MetadataExt as _};
+use std::os::unix::fs::MetadataExt as _;
 
 use agent_common::{
     ENFORCE_MAP, EXEC_DENY_MAP, EXEMPT_MAP, ExemptKey, GRANTS_MAP, GrantKey, InodeKey, KRULES_MAP,
@@ -144,26 +144,31 @@ impl Enforcer {
         clear(&mut self.comms, PROTECT_COMM_MAP)?;
         clear(&mut self.exempt, EXEMPT_MAP)?;
         clear(&mut self.exec, EXEC_DENY_MAP)?;
-        let mut seen_comm = HashSet::new();
-        self.cgroup_slots.clear();
+        // One comm -> slot and one cgroup -> slot table, first rule wins,
+        // serve both the kernel maps (LSM) and userspace (the fallback's
+        // tgid list), so the two mechanisms never pick different rules.
         self.comm_slots = policy.comms();
+        self.cgroup_slots.clear();
         for (i, r) in policy.rules.iter().enumerate() {
             let slot = u32::try_from(i).expect("invariant: bounded by KRULES_MAX");
-            for c in &r.target_comms {
-                if seen_comm.insert(c.clone()) {
-                    self.comms
-                        .insert(comm_key(c), slot, 0)
-                        .map_err(upd(PROTECT_COMM_MAP))?;
-                }
-            }
             for u in &r.target_units {
                 for id in units(u) {
                     self.cgroup_slots.entry(id).or_insert(slot);
-                    self.cgroups
-                        .insert(id, slot, 0)
-                        .map_err(upd(PROTECT_CGROUP_MAP))?;
                 }
             }
+        }
+        for (c, slot) in &self.comm_slots {
+            self.comms
+                .insert(comm_key(c), *slot, 0)
+                .map_err(upd(PROTECT_COMM_MAP))?;
+        }
+        for (id, slot) in &self.cgroup_slots {
+            self.cgroups
+                .insert(*id, *slot, 0)
+                .map_err(upd(PROTECT_CGROUP_MAP))?;
+        }
+        for (i, r) in policy.rules.iter().enumerate() {
+            let slot = u32::try_from(i).expect("invariant: bounded by KRULES_MAX");
             for uid in &r.exempt_uids {
                 self.exempt
                     .insert(ExemptKey { slot, uid: *uid }, 1, 0)
