@@ -294,8 +294,11 @@ fn main() -> ExitCode {
             if !policies.is_empty() {
                 cfg.policy_dirs = policies;
             }
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+            // One thread drives the ring buffer, the timers and the I/O:
+            // with a worker thread beside it every ring wake-up cost two
+            // context switches (the worker polls epoll, then wakes this
+            // thread). Sealing and spooling have their own thread.
+            let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {

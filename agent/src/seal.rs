@@ -13,17 +13,23 @@
 //! - `seal.state` (JSON, written atomically and fsync'd): the highest seq
 //!   *reserved* plus the tip known at that moment. Seqs are reserved in
 //!   blocks, so the fsync is paid once per [`RESERVE_BLOCK`] records.
-//! - `seal.tip` (44 bytes, overwritten in place after each seal, not
-//!   fsync'd): the exact tip. It survives `kill -9` (the page cache does).
+//! - `seal.tip` (44 bytes, overwritten in place by [`Sealer::persist_tip`]
+//!   once per delivered group, not fsync'd): the exact tip. It survives
+//!   `kill -9` (the page cache does).
 //!
-//! On open the tip is, in order of preference: the tip of the durable log
-//! the caller releases records through (the spool: [`Sealer::open_with_tip`]),
-//! the `seal.tip` file, or nothing. When neither is usable (power loss, lost
-//! state) the chain restarts after the reserved block and the first record
-//! says so in a signed `chain` member (`start: "skipped"` with the range
-//! that was never used), so a verifier can tell a declared gap from a
-//! deleted record. The first record after every open carries `chain.start`
-//! (`genesis`, `clean`, `recovered` or `skipped`): the chain notes restarts.
+//! On open the tip is, in order of preference: the tip of the log the
+//! caller releases records through (the spool: [`Sealer::open_with_tip`]),
+//! the `seal.tip` file, or nothing. Neither is trusted after an unclean
+//! stop followed by a reboot (`seal.state` keeps the boot id): the page
+//! cache may have lost records that were already released. Then, and when
+//! neither is usable (lost state), the chain restarts after the reserved
+//! block and the first record says so in a signed `chain` member
+//! (`start: "skipped"`, `prev_seq` and the range `skipped`): the new record
+//! links back to `prev_seq`, and records of the range that had been
+//! released before the loss stay valid, so a verifier can tell a declared
+//! restart from a deleted record. The first record after every open
+//! carries `chain.start` (`genesis`, `clean`, `recovered` or `skipped`):
+//! the chain notes restarts.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -124,6 +130,10 @@ struct State {
     hash: String,
     /// Written by [`Sealer::close`]: no record was sealed after it.
     clean: bool,
+    /// Boot the state was written in (empty in states from before it was
+    /// kept: treated as another boot).
+    #[serde(default)]
+    boot_id: String,
 }
 
 /// Owns the host key and the chain state.
@@ -136,6 +146,9 @@ pub struct Sealer {
     reserved: u64,
     /// `chain` member for the first record after open.
     note: Option<Value>,
+    boot_id: String,
+    /// The tip `seal.tip` holds, to skip rewriting it unchanged.
+    persisted: u64,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -236,6 +249,20 @@ impl Sealer {
         key_path: &Path,
         released: Option<ChainTip>,
     ) -> Result<Self, SealError> {
+        let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        Self::open_in_boot(state_dir, key_path, released, boot_id)
+    }
+
+    /// [`Self::open_with_tip`] as if running in boot `boot_id` (an empty
+    /// id never matches, so the tips are not trusted).
+    pub fn open_in_boot(
+        state_dir: &Path,
+        key_path: &Path,
+        released: Option<ChainTip>,
+        boot_id: String,
+    ) -> Result<Self, SealError> {
         let key = load_or_create_key(key_path)?;
         let state_err = |path: &Path| {
             let path = path.to_owned();
@@ -276,6 +303,31 @@ impl Sealer {
                     json_note("genesis", None),
                 ),
             },
+            Some(s) if !s.clean && (boot_id.is_empty() || s.boot_id != boot_id) => {
+                // Killed, then a reboot (power loss?): released records
+                // may be missing from the spool and seal.tip, so no seq up
+                // to the reserved bound may be used again. The newest tip
+                // that survived is where the new record links back to.
+                let fits = |t: &ChainTip| t.seq <= s.reserved && t.seq >= s.seq;
+                let last = [released, own_tip]
+                    .into_iter()
+                    .flatten()
+                    .filter(fits)
+                    .max_by_key(|t| t.seq)
+                    .unwrap_or(ChainTip {
+                        seq: s.seq,
+                        hash: s.hash.clone(),
+                    });
+                let skipped =
+                    (last.seq < s.reserved).then_some((last.seq, last.seq + 1, s.reserved));
+                (
+                    ChainTip {
+                        seq: s.reserved,
+                        hash: last.hash,
+                    },
+                    json_note("skipped", skipped),
+                )
+            }
             Some(s) => {
                 let fits = |t: &ChainTip| t.seq <= s.reserved && t.seq >= s.seq;
                 if let Some(t) = released.filter(fits) {
@@ -324,6 +376,8 @@ impl Sealer {
             prev_hash: tip.hash,
             reserved: tip.seq,
             note: Some(note),
+            boot_id,
+            persisted: tip.seq,
         };
         // Persist "open, not clean" with a fresh block before anything is sealed.
         sealer.reserve()?;
@@ -356,6 +410,7 @@ impl Sealer {
             seq: self.next_seq - 1,
             hash: self.prev_hash.clone(),
             clean,
+            boot_id: self.boot_id.clone(),
         };
         let err = |io_error| SealError::State {
             path: self.state_path.clone(),
@@ -415,8 +470,34 @@ impl Sealer {
         canonical::encode_members(record.iter(), &mut buf);
         buf.push(b'\n');
 
+        self.next_seq += 1;
+        self.prev_hash.clone_from(&hash);
+        Ok(Sealed {
+            seq,
+            hash,
+            kind,
+            severity,
+            line: buf,
+        })
+    }
+
+    /// Writes the tip to `seal.tip`. Call once per group of sealed records,
+    /// before any of them is released: a restart after `kill -9` then
+    /// continues from it, and records sealed after it were never released.
+    pub fn persist_tip(&mut self) -> Result<(), SealError> {
+        let seq = self.next_seq - 1;
+        if seq == self.persisted {
+            return Ok(());
+        }
         let mut tip = [0u8; TIP_LEN];
         tip[..8].copy_from_slice(&seq.to_le_bytes());
+        let digest = hex::decode(&self.prev_hash)
+            .ok()
+            .filter(|d| d.len() == 32)
+            .ok_or_else(|| SealError::CorruptState {
+                path: self.state_path.clone(),
+                reason: format!("chain tip hash {:?} is not 32 bytes of hex", self.prev_hash),
+            })?;
         tip[8..40].copy_from_slice(&digest);
         let crc = crc32fast::hash(&tip[..40]);
         tip[40..].copy_from_slice(&crc.to_le_bytes());
@@ -428,15 +509,8 @@ impl Sealer {
                 path: self.state_path.with_file_name(TIP_FILE),
                 io_error,
             })?;
-        self.next_seq += 1;
-        self.prev_hash.clone_from(&hash);
-        Ok(Sealed {
-            seq,
-            hash,
-            kind,
-            severity,
-            line: buf,
-        })
+        self.persisted = seq;
+        Ok(())
     }
 
     /// Seals one line written by [`crate::record::RecordBuilder`]: its

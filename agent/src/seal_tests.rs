@@ -87,6 +87,9 @@ fn a_killed_sealer_recovers_its_exact_tip() {
         .map(|_| s.seal(rec("exec")).unwrap())
         .last()
         .unwrap();
+    s.persist_tip().unwrap();
+    // Sealed after the last persist: never released, so its seq is free.
+    s.seal(rec("exec")).unwrap();
     drop(s); // no close(): as after kill -9
     let mut s = Sealer::open(&state, &key).unwrap();
     let next = s.seal(rec("agent")).unwrap();
@@ -97,12 +100,51 @@ fn a_killed_sealer_recovers_its_exact_tip() {
 }
 
 #[test]
+fn a_kill_then_a_reboot_never_reuses_a_seq() {
+    let (_d, state, key) = dirs();
+    let mut s = Sealer::open_in_boot(&state, &key, None, "boot-1".into()).unwrap();
+    let sealed: Vec<Sealed> = (0..10).map(|_| s.seal(rec("exec")).unwrap()).collect();
+    s.persist_tip().unwrap();
+    drop(s); // killed; then the machine lost power
+    // The spool that survived ends at seq 6: 7..=10 may have been released.
+    let survived = ChainTip {
+        seq: sealed[5].seq,
+        hash: sealed[5].hash.clone(),
+    };
+    let mut s =
+        Sealer::open_in_boot(&state, &key, Some(survived.clone()), "boot-2".into()).unwrap();
+    let next = s.seal(rec("agent")).unwrap();
+    let m = parse(&next);
+    assert_eq!(next.seq, RESERVE_BLOCK + 1);
+    assert_eq!(m["chain"]["start"], "skipped");
+    // The newest surviving tip is seal.tip's (10), not the spool's (6).
+    assert_eq!(m["chain"]["prev_seq"], 10);
+    assert_eq!(m["chain"]["skipped"], json!([11, RESERVE_BLOCK]));
+    assert_eq!(m["prev_hash"], sealed[9].hash.as_str());
+
+    // A clean stop, then a reboot: nothing was lost, the chain continues.
+    let last = s.tip();
+    s.close().unwrap();
+    let mut s = Sealer::open_in_boot(&state, &key, None, "boot-3".into()).unwrap();
+    let next = s.seal(rec("agent")).unwrap();
+    assert_eq!(next.seq, last.seq + 1);
+    assert_eq!(parse(&next)["chain"]["start"], "clean");
+
+    // Same boot (a kill, no reboot): the released tip is exact and wins.
+    s.persist_tip().unwrap();
+    drop(s);
+    let mut s = Sealer::open_in_boot(&state, &key, None, "boot-3".into()).unwrap();
+    assert_eq!(s.seal(rec("exec")).unwrap().seq, last.seq + 2);
+}
+
+#[test]
 fn a_lost_tip_skips_the_reserved_block_and_says_so() {
     let (_d, state, key) = dirs();
     let mut s = Sealer::open(&state, &key).unwrap();
     for _ in 0..5 {
         s.seal(rec("exec")).unwrap();
     }
+    s.persist_tip().unwrap();
     drop(s);
     fs::remove_file(state.join(TIP_FILE)).unwrap();
     let mut s = Sealer::open(&state, &key).unwrap();

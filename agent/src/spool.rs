@@ -6,9 +6,13 @@
 //! and payload; `<dir>/ack` holds the highest acked seq (+ crc).
 //!
 //! - [`Spool::append`] writes to the kernel at once (survives `kill -9`);
-//!   [`Spool::flush`] fsyncs, so the caller batches the fsyncs. Only
-//!   flushed entries are handed out by [`Spool::peek`]: nothing leaves the
-//!   host before it is durable here.
+//!   [`Spool::publish`] makes what was appended peekable, [`Spool::flush`]
+//!   also fsyncs it. Only published entries are handed out by
+//!   [`Spool::peek`]. The caller decides how often to pay for the fsync
+//!   (the delivery stage: at once for alerts, else at most once per
+//!   `spool.sync_interval_ms`); a power loss can therefore take the
+//!   unsynced tail, and the sealer declares that as a gap in the chain
+//!   (see [`crate::seal`]) instead of reusing its seqs.
 //! - [`Spool::ack`] releases entries up to a seq and deletes segments that
 //!   are entirely acked, except the newest, which keeps the chain tip
 //!   ([`Spool::last_appended`]) for the sealer across restarts.
@@ -121,8 +125,10 @@ pub struct Spool {
     /// Oldest first; the last one is written to.
     segments: VecDeque<Segment>,
     writer: Option<File>,
-    /// Bytes of the last segment known to be on disk.
-    synced: u64,
+    /// Bytes of the last segment handed out by `peek` (published).
+    visible: u64,
+    /// Bytes of the last segment known to be on disk (fsync'd).
+    durable: u64,
     read: Pos,
     reader: Option<(u64, File)>,
     ack_file: File,
@@ -210,7 +216,8 @@ impl Spool {
             segment_bytes: cfg.segment_bytes.clamp(1, (cfg.max_bytes / 4).max(1)),
             segments: VecDeque::new(),
             writer: None,
-            synced: 0,
+            visible: 0,
+            durable: 0,
             read: Pos {
                 seg: 0,
                 offset: 0,
@@ -299,7 +306,8 @@ impl Spool {
                 .map_err(spool.err(&path))?;
             f.sync_data().map_err(spool.err(&path))?;
             spool.writer = Some(f);
-            spool.synced = bytes;
+            spool.visible = bytes;
+            spool.durable = bytes;
         }
         Ok(spool)
     }
@@ -440,7 +448,8 @@ impl Spool {
             count: 0,
         });
         self.writer = Some(f);
-        self.synced = 0;
+        self.visible = 0;
+        self.durable = 0;
         Ok(())
     }
 
@@ -471,20 +480,34 @@ impl Spool {
         Ok(())
     }
 
+    /// Makes everything appended so far peekable, without waiting for
+    /// the disk (it is in the page cache: it survives a crash of the
+    /// agent, not a power loss).
+    pub fn publish(&mut self) {
+        if let Some(seg) = self.segments.back() {
+            self.visible = seg.bytes;
+        }
+    }
+
+    /// Whether appended entries are not yet fsync'd.
+    pub fn unsynced(&self) -> bool {
+        self.segments.back().is_some_and(|s| s.bytes > self.durable)
+    }
+
     /// Makes everything appended so far durable and peekable.
     pub fn flush(&mut self) -> Result<(), SpoolError> {
         let Some(seg) = self.segments.back() else {
             return Ok(());
         };
-        if self.synced == seg.bytes {
-            return Ok(());
-        }
         let bytes = seg.bytes;
-        let path = self.dir.join(seg_name(seg.id));
-        if let Some(w) = &self.writer {
-            w.sync_data().map_err(self.err(&path))?;
+        if self.durable < bytes {
+            let path = self.dir.join(seg_name(seg.id));
+            if let Some(w) = &self.writer {
+                w.sync_data().map_err(self.err(&path))?;
+            }
+            self.durable = bytes;
         }
-        self.synced = bytes;
+        self.visible = bytes;
         Ok(())
     }
 }

@@ -341,27 +341,51 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
     }
     for w in ordered.windows(2) {
         let (a, b) = (w[0], w[1]);
-        let expect_prev = match (b.declared_prev, b.skipped) {
-            (Some(p), Some((from, to))) if to + 1 == b.seq && from == p + 1 => {
-                notes.push(format!(
-                    "seqs {from}..={to} declared skipped by the agent after an unclean restart"
-                ));
-                p
-            }
-            _ => b.seq - 1,
+        let declared = match (b.declared_prev, b.skipped) {
+            (Some(p), Some((from, to))) if to + 1 == b.seq && from == p + 1 => Some((p, from, to)),
+            _ => None,
         };
+        let expect_prev = declared.map_or(b.seq - 1, |(p, _, _)| p);
         if a.seq < expect_prev {
             problems.push(Problem::Gap {
                 from: a.seq + 1,
                 to: expect_prev,
             });
-        } else if a.seq == expect_prev && b.prev_hash != a.hash {
-            problems.push(Problem::BrokenLink {
-                seq: b.seq,
-                prev_seq: a.seq,
-            });
-        } else if a.seq > expect_prev {
-            // A declared skip that overlaps records we have.
+        } else if a.seq == expect_prev {
+            if b.prev_hash != a.hash {
+                problems.push(Problem::BrokenLink {
+                    seq: b.seq,
+                    prev_seq: a.seq,
+                });
+            } else if let Some((_, from, to)) = declared {
+                notes.push(format!(
+                    "seqs {from}..={to} declared skipped by the agent after an unclean restart"
+                ));
+            }
+        } else if let Some((p, from, to)) = declared {
+            // Records of the declared range were released before a power
+            // loss took the agent's tip; they chain among themselves (the
+            // windows before this one checked that), and the restart links
+            // back to `p`, as signed in its `chain` member.
+            let target = if p == 0 {
+                Some(GENESIS_HASH)
+            } else {
+                by_seq.get(&p).map(|&i| h.arrivals[i].hash.as_str())
+            };
+            match target {
+                Some(hash) if hash != b.prev_hash => problems.push(Problem::BrokenLink {
+                    seq: b.seq,
+                    prev_seq: p,
+                }),
+                found => notes.push(format!(
+                    "seqs {from}..={a_seq} were released before an unclean restart that lost the agent's tip (power loss); seq {b_seq} links back to seq {p}{checked}, and seqs {next}..={to} were never used",
+                    a_seq = a.seq,
+                    b_seq = b.seq,
+                    next = a.seq + 1,
+                    checked = if found.is_some() { "" } else { " (not in the input: link not checked)" },
+                )),
+            }
+        } else {
             problems.push(Problem::BrokenLink {
                 seq: b.seq,
                 prev_seq: expect_prev,

@@ -173,9 +173,17 @@ fn a_declared_skip_is_a_note_not_a_problem() {
     );
     // The state said "tip 0" at open, so the first record is re-linked to
     // genesis and seq 1..=RESERVE_BLOCK is declared skipped: records 1 and
-    // 2 overlap the declaration.
+    // 2 were released before the tip was lost. They verify, and so does
+    // the link back to genesis.
     let r = verify(&lines, &[]);
-    assert!(!r.ok(), "overlap with a declared skip is a problem: {r}");
+    assert!(r.ok(), "{r}");
+    assert!(
+        r.hosts["id-h"]
+            .notes
+            .iter()
+            .any(|n| n.contains("seqs 1..=2 were released before an unclean restart")),
+        "{r}"
+    );
     // Without the overlapping records, the skip is only a note.
     let r = verify(&lines[2..], &[]);
     assert!(r.ok(), "{r}");
@@ -186,6 +194,50 @@ fn a_declared_skip_is_a_note_not_a_problem() {
             .any(|n| n.contains("starts at seq")),
         "{r}"
     );
+}
+
+#[test]
+fn a_power_loss_restart_links_back_and_tampering_around_it_shows() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("s");
+    let key = d.path().join("k");
+    let mut s = Sealer::open_in_boot(&state, &key, None, "boot-1".into()).unwrap();
+    let pk = s.public_key_hex();
+    let start = json!({"event": "started", "public_key": pk});
+    let mut lines = vec![s.seal(record("agent", "h", start.clone())).unwrap().line];
+    for i in 1..6 {
+        lines.push(s.seal(record("exec", "h", json!({"i": i}))).unwrap().line);
+    }
+    drop(s);
+    // Power loss: only seqs 1..=3 survived on this host; 4..=6 were out.
+    let survived = crate::seal::ChainTip {
+        seq: 3,
+        hash: serde_json::from_slice::<Value>(&lines[2]).unwrap()["hash"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    };
+    let _ = std::fs::remove_file(state.join("seal.tip"));
+    let mut s = Sealer::open_in_boot(&state, &key, Some(survived), "boot-2".into()).unwrap();
+    lines.push(s.seal(record("agent", "h", start)).unwrap().line);
+    let r = verify(&lines, &[]);
+    assert!(r.ok(), "{r}");
+    assert!(
+        r.hosts["id-h"].notes.iter().any(|n| n.contains(
+            "seqs 4..=6 were released before an unclean restart that lost the agent's tip"
+        ) && n.contains("links back to seq 3")),
+        "{r}"
+    );
+    // Deleting the record the restart links back to is a gap.
+    let mut cut = lines.clone();
+    cut.remove(2);
+    let r = verify(&cut, &[]);
+    assert!(!r.ok(), "{r}");
+    assert!(r.to_string().contains("gap"), "{r}");
+    // Deleting a record of the released range is a gap too.
+    let mut cut = lines.clone();
+    cut.remove(4);
+    assert!(!verify(&cut, &[]).ok());
 }
 
 #[test]

@@ -89,6 +89,7 @@ impl Config {
                 keep: self.sinks.file.keep as usize,
             }),
             nats,
+            sync_interval: std::time::Duration::from_millis(self.spool.sync_interval_ms),
             ..DeliveryConfig::default()
         })
     }

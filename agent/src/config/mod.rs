@@ -172,6 +172,9 @@ pub struct SpoolSection {
     pub dir: PathBuf,
     /// Past this bound the oldest records are shed (counted and alerted).
     pub max_bytes: ByteSize,
+    /// Longest time a record waits in the page cache before the spool is
+    /// fsync'd (alerts and denials are fsync'd at once; 0: every write).
+    pub sync_interval_ms: u64,
 }
 
 impl Default for SpoolSection {
@@ -179,6 +182,7 @@ impl Default for SpoolSection {
         Self {
             dir: PathBuf::from("/var/lib/debugmon/spool"),
             max_bytes: ByteSize(1 << 30),
+            sync_interval_ms: crate::sink::delivery::DEFAULT_SYNC_INTERVAL_MS,
         }
     }
 }

@@ -26,6 +26,7 @@ pub const KEYS: &[&str] = &[
     "sinks.file.keep",
     "spool.dir",
     "spool.max_bytes",
+    "spool.sync_interval_ms",
     "nats.enabled",
     "nats.urls",
     "nats.stream",
@@ -106,6 +107,7 @@ pub fn set(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         "sinks.file.keep" => c.sinks.file.keep = parse(v)?,
         "spool.dir" => c.spool.dir = PathBuf::from(v),
         "spool.max_bytes" => c.spool.max_bytes = parse(v)?,
+        "spool.sync_interval_ms" => c.spool.sync_interval_ms = parse(v)?,
         "nats.enabled" => c.nats.enabled = boolean(v)?,
         "nats.urls" => c.nats.urls = list(v),
         "nats.stream" => c.nats.stream = v.to_owned(),
@@ -156,7 +158,7 @@ mod tests {
                     "true"
                 }
                 "log.format" => "json",
-                k if k.starts_with("agent.") || k.ends_with("keep") => "7",
+                k if k.starts_with("agent.") || k.ends_with("keep") || k.ends_with("_ms") => "7",
                 _ => "/x",
             };
             set(&mut Config::default(), key, sample).unwrap_or_else(|e| panic!("{key}: {e}"));

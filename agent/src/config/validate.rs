@@ -131,6 +131,12 @@ impl Config {
         c.check(self.spool.max_bytes.0 >= 1 << 20, "spool.max_bytes", || {
             format!("{} is below the minimum of 1MiB", self.spool.max_bytes)
         });
+        c.range(
+            "spool.sync_interval_ms",
+            self.spool.sync_interval_ms,
+            0,
+            60_000,
+        );
 
         self.validate_nats(&mut c);
 

@@ -108,6 +108,80 @@ pub fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
+/// Mount points of the cgroup v1 hierarchies, from `/proc/self/mountinfo`
+/// text (none on unified hosts).
+pub fn cgroup1_roots(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            if post.split_ascii_whitespace().next()? != "cgroup" {
+                return None;
+            }
+            pre.split_ascii_whitespace().nth(4).map(PathBuf::from)
+        })
+        .collect()
+}
+
+/// Whether reading `/proc/<pid>/cgroup` can tell more than the v2 tree:
+/// true when a v1 hierarchy holds a unit or container cgroup. On unified
+/// hosts there is none, and on hybrid hosts without systemd units or
+/// containers every such read would find nothing (it was a tenth of the
+/// agent's CPU per exec record). Checked at most every 10 s.
+pub struct V1Probe {
+    roots: Vec<PathBuf>,
+    useful: bool,
+    checked: Option<Instant>,
+}
+
+impl V1Probe {
+    pub fn new(roots: Vec<PathBuf>) -> Self {
+        Self {
+            roots,
+            useful: false,
+            checked: None,
+        }
+    }
+
+    pub fn useful(&mut self) -> bool {
+        if self.roots.is_empty() {
+            return false;
+        }
+        if self
+            .checked
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.checked = Some(Instant::now());
+            self.useful = self.roots.iter().any(|r| holds_unit_or_container(r));
+        }
+        self.useful
+    }
+}
+
+fn holds_unit_or_container(root: &Path) -> bool {
+    let mut stack = vec![root.to_path_buf()];
+    let mut budget = 100_000usize;
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            if budget == 0 {
+                return false;
+            }
+            budget -= 1;
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if unit_of(&name).is_some() || container_of(&name).is_some() {
+                return true;
+            }
+            stack.push(e.path());
+        }
+    }
+    false
+}
+
 /// Unit and container from `/proc/<pid>/cgroup` text, any hierarchy: the
 /// fallback on hybrid hosts whose v2 tree holds nothing.
 pub fn from_proc_cgroup(text: &str) -> (Option<String>, Option<String>) {
@@ -232,5 +306,27 @@ mod tests {
         let mut r = CgroupResolver::new(&root);
         assert_eq!(r.path(ino), Some(rel));
         assert_eq!(r.path(u64::MAX - 7), None);
+    }
+
+    #[test]
+    fn the_proc_fallback_is_used_only_where_a_v1_tree_can_answer() {
+        let hybrid = "30 23 0:26 / /sys/fs/cgroup/unified rw shared:9 - cgroup2 cgroup2 rw\n\
+                      31 23 0:27 / /sys/fs/cgroup/systemd rw shared:10 - cgroup cgroup rw,name=systemd\n";
+        assert_eq!(
+            cgroup1_roots(hybrid),
+            [PathBuf::from("/sys/fs/cgroup/systemd")]
+        );
+        let unified = "30 23 0:26 / /sys/fs/cgroup rw shared:9 - cgroup2 cgroup2 rw\n";
+        assert!(cgroup1_roots(unified).is_empty());
+        assert!(!V1Probe::new(Vec::new()).useful());
+
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("systemd");
+        fs::create_dir_all(root.join("user.slice/other")).unwrap();
+        let mut probe = V1Probe::new(vec![root.clone()]);
+        assert!(!probe.useful(), "no unit or container cgroup in the tree");
+        fs::create_dir_all(root.join("system.slice/ssh.service")).unwrap();
+        let mut probe = V1Probe::new(vec![root]);
+        assert!(probe.useful());
     }
 }

@@ -153,6 +153,7 @@ fn audit_id(v: u32) -> Option<u32> {
 pub struct Enricher {
     users: UserDb,
     cgroups: CgroupResolver,
+    v1: cgroups::V1Probe,
     sessions: SessionCache,
     ancestry_depth: usize,
     /// The host's pid namespace (the agent's own): pids named there are host pids.
@@ -161,7 +162,8 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    /// `cgroup_root` is the cgroup v2 mount; [`Enricher::for_host`] finds it.
+    /// `cgroup_root` is the cgroup v2 mount; [`Enricher::for_host`] finds
+    /// it, and the v1 mounts that `/proc/<pid>/cgroup` is read for.
     pub fn new(etc: &Path, cgroup_root: &Path, proc_root: &Path, ancestry_depth: usize) -> Self {
         use std::os::unix::fs::MetadataExt as _;
         let host_pid_ns = std::fs::metadata(proc_root.join("self/ns/pid"))
@@ -170,6 +172,7 @@ impl Enricher {
         Self {
             users: UserDb::new(etc),
             cgroups: CgroupResolver::new(cgroup_root),
+            v1: cgroups::V1Probe::new(Vec::new()),
             sessions: SessionCache::new(proc_root),
             ancestry_depth,
             host_pid_ns,
@@ -184,7 +187,9 @@ impl Enricher {
             tracing::warn!("no cgroup v2 mount: units and containers come from /proc only");
             std::path::PathBuf::from("/sys/fs/cgroup")
         });
-        Self::new(Path::new("/etc"), &root, Path::new("/proc"), ancestry_depth)
+        let mut e = Self::new(Path::new("/etc"), &root, Path::new("/proc"), ancestry_depth);
+        e.v1 = cgroups::V1Probe::new(cgroups::cgroup1_roots(&mounts));
+        e
     }
 
     /// cgroup ids of every cgroup named `unit` (a service has one; a unit
@@ -221,7 +226,7 @@ impl Enricher {
             .as_deref()
             .and_then(cgroups::container_of)
             .map(str::to_owned);
-        if unit.is_none() || container.is_none() {
+        if (unit.is_none() || container.is_none()) && self.v1.useful() {
             // Hybrid hosts keep units in the v1 name=systemd tree.
             let file = self.proc_root.join(pid.to_string()).join("cgroup");
             if let Ok(text) = std::fs::read_to_string(file) {
@@ -235,8 +240,8 @@ impl Enricher {
 
     pub fn actor(&mut self, f: &ActorFacts<'_>, table: &ProcessTable, esc: &mut Escapes) -> Actor {
         let ancestors = table.ancestry(f.pid, self.ancestry_depth);
-        let lineage: Vec<u32> = std::iter::once(f.pid)
-            .chain(ancestors.iter().map(|a| a.pid))
+        let lineage: Vec<(u32, u64)> = std::iter::once((f.pid, 0))
+            .chain(ancestors.iter().map(|a| (a.pid, a.start_ns)))
             .collect();
         let ssh = self.sessions.ssh(f.creds.sessionid, &lineage);
         let (cgroup, unit, container_id) = self.unit_container(f.cgroup_id, f.pid);

@@ -38,11 +38,13 @@ pub fn ssh_from_environ(env: &[u8]) -> Option<Ssh> {
 pub struct SessionCache {
     proc_root: std::path::PathBuf,
     by_session: HashMap<u32, Option<Ssh>>,
-    /// Per ancestor pid: shells and sshd live long and start many children,
-    /// so each environment is read once, not once per record. (Reading
+    /// Per ancestor (pid, start time): shells and sshd live long and start
+    /// many children, so each environment is read once, not once per
+    /// record, and a process that vanished is not asked again. (Reading
     /// every actor's environ was most of the agent's CPU under an exec
     /// storm, and two agents on one host fed each other's reads.)
-    by_pid: HashMap<u32, Option<Ssh>>,
+    /// `None`: the environment could not be read (the process is gone).
+    by_pid: HashMap<(u32, u64), Option<Option<Ssh>>>,
 }
 
 impl SessionCache {
@@ -54,9 +56,10 @@ impl SessionCache {
         }
     }
 
-    /// SSH origin for a process whose lineage (itself first) is `pids`.
-    /// `session` is the audit session id (`u32::MAX` when unset).
-    pub fn ssh(&mut self, session: u32, pids: &[u32]) -> Option<Ssh> {
+    /// SSH origin for a process whose lineage (itself first) is `pids`,
+    /// as (pid, start time). `session` is the audit session id
+    /// (`u32::MAX` when unset).
+    pub fn ssh(&mut self, session: u32, pids: &[(u32, u64)]) -> Option<Ssh> {
         if session != u32::MAX
             && let Some(hit) = self.by_session.get(&session)
         {
@@ -66,22 +69,20 @@ impl SessionCache {
         let mut any_read = false;
         // The actor's environment is its parent's unless it was replaced at
         // exec, which a login never does: the ancestors decide.
-        for pid in pids.iter().skip(1) {
-            let hit = match self.by_pid.get(pid) {
-                Some(hit) => hit.clone(),
+        for key @ (pid, _) in pids.iter().skip(1) {
+            let known = match self.by_pid.get(key) {
+                Some(known) => known.clone(),
                 None => {
-                    let Ok(env) = fs::read(self.proc_root.join(pid.to_string()).join("environ"))
-                    else {
-                        continue;
-                    };
-                    let hit = ssh_from_environ(&env);
+                    let env = fs::read(self.proc_root.join(pid.to_string()).join("environ"));
+                    let known = env.ok().map(|e| ssh_from_environ(&e));
                     if self.by_pid.len() > 8192 {
                         self.by_pid.clear();
                     }
-                    self.by_pid.insert(*pid, hit.clone());
-                    hit
+                    self.by_pid.insert(*key, known.clone());
+                    known
                 }
             };
+            let Some(hit) = known else { continue };
             any_read = true;
             found = hit;
             if found.is_some() {

@@ -50,6 +50,8 @@ impl ProcessEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ancestor {
     pub pid: u32,
+    /// Start time (boot ns): with the pid, names the process across pid reuse.
+    pub start_ns: u64,
     pub comm: Vec<u8>,
     pub exe: Vec<u8>,
 }
@@ -253,6 +255,7 @@ impl ProcessTable {
             }
             out.push(Ancestor {
                 pid: p.pid,
+                start_ns: p.start_ns,
                 comm: p.comm.clone(),
                 exe: p.exe.clone(),
             });

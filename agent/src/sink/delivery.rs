@@ -5,7 +5,8 @@
 //! 1. redacts `actor.argv` and seals each record (seq, hash chain,
 //!    signature: [`crate::seal`]), here and not in the pipeline, because a
 //!    seal costs tens of microseconds;
-//! 2. appends the group to the durable spool and fsyncs it once: a record
+//! 2. appends the group to the durable spool (fsync'd at once when it
+//!    holds an alert or a denial, else within `sync_interval`): a record
 //!    counts as sent only from here on;
 //! 3. writes it to the enabled local sinks (stdout, rotated file, journal);
 //! 4. without NATS, releases it from the spool at once; with NATS, the
@@ -72,11 +73,16 @@ pub enum DeliveryError {
     Stdout(#[source] io::Error),
     #[error("the delivery thread stopped")]
     Gone,
+    #[error("the delivery stage was started outside a tokio runtime")]
+    NoRuntime,
     #[error("starting the delivery thread")]
     Spawn(#[source] io::Error),
 }
 
 /// Settings (from `[host]`, `[sinks]`, `[spool]`, `[nats]`).
+/// Default of `spool.sync_interval_ms`.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 1000;
+
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     pub state_dir: PathBuf,
@@ -92,6 +98,8 @@ pub struct DeliveryConfig {
     /// How long `close` lets NATS take what is spooled; the rest stays in
     /// the spool for the next start.
     pub nats_grace: Duration,
+    /// Longest time spooled records wait for an fsync (`spool.sync_interval_ms`).
+    pub sync_interval: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -106,6 +114,7 @@ impl Default for DeliveryConfig {
             nats: None,
             capacity: 64,
             nats_grace: Duration::from_secs(5),
+            sync_interval: Duration::from_millis(DEFAULT_SYNC_INTERVAL_MS),
         }
     }
 }
@@ -171,7 +180,8 @@ fn check_writable(dir: &Path) -> Result<(), DeliveryError> {
 
 impl Delivery {
     /// Opens key, chain, spool and sinks, and starts the thread (and the
-    /// NATS task: call from within a tokio runtime).
+    /// NATS task). Call from within a tokio runtime: the thread's timed
+    /// fsync and the NATS task run on it.
     pub fn start(cfg: DeliveryConfig) -> Result<Self, DeliveryError> {
         let out: Option<Box<dyn Write + Send>> = if cfg.stdout {
             Some(Box::new(io::BufWriter::with_capacity(
@@ -231,6 +241,9 @@ impl Delivery {
             file,
             journal,
             counters: Arc::clone(&counters),
+            sync_interval: cfg.sync_interval,
+            rt: tokio::runtime::Handle::try_current().map_err(|_| DeliveryError::NoRuntime)?,
+            unsynced_since: None,
         };
         let thread = std::thread::Builder::new()
             .name("debugmon-deliver".into())

@@ -6,16 +6,20 @@ use std::{fs::File, os::unix::fs::FileExt};
 use super::{HEADER, MAX_PAYLOAD, Pos, Segment, Spool, SpoolEntry, SpoolError, seg_name};
 
 impl Spool {
-    /// Durable end of segment `seg`.
-    fn durable_end(&self, seg: &Segment) -> u64 {
+    fn visible_end_is_end(&self) -> bool {
+        self.segments.back().is_none_or(|s| s.bytes == self.visible)
+    }
+
+    /// Published end of segment `seg`.
+    fn visible_end(&self, seg: &Segment) -> u64 {
         if self.segments.back().is_some_and(|s| s.id == seg.id) {
-            self.synced
+            self.visible
         } else {
             seg.bytes
         }
     }
 
-    /// Reads the frame at the read position after `pos`; `None` at the durable end.
+    /// Reads the frame at the read position after `pos`; `None` at the published end.
     fn next_frame(
         &mut self,
         pos: &mut Pos,
@@ -25,7 +29,7 @@ impl Spool {
             let Some(i) = self.segments.iter().position(|s| s.id == pos.seg) else {
                 return Ok(None);
             };
-            let end = self.durable_end(&self.segments[i]);
+            let end = self.visible_end(&self.segments[i]);
             if pos.offset >= end {
                 match self.segments.get(i + 1) {
                     Some(next) if pos.offset >= self.segments[i].bytes => {
@@ -63,7 +67,7 @@ impl Spool {
         }
     }
 
-    /// Up to `n` of the oldest unacked, flushed entries, in order.
+    /// Up to `n` of the oldest unacked, published entries, in order.
     pub fn peek(&mut self, n: usize) -> Result<Vec<SpoolEntry>, SpoolError> {
         let mut pos = self.read;
         let mut out = Vec::with_capacity(n.min(4096));
@@ -80,6 +84,12 @@ impl Spool {
     /// first later one); returns how many were released.
     pub fn ack(&mut self, upto: u64) -> Result<u64, SpoolError> {
         let mut released = 0;
+        if upto >= self.last_seq && self.visible_end_is_end() {
+            // Everything appended is released (local sinks only, or NATS
+            // caught up): no need to read each frame's header.
+            released = self.stats.pending;
+            self.read = self.end_pos();
+        }
         loop {
             let mut pos = self.read;
             match self.next_frame(&mut pos, false)? {

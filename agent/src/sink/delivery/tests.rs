@@ -189,3 +189,44 @@ fn a_lost_record_with_shedding_becomes_an_alert() {
     assert!(!prepare_line(&r, quiet).unwrap().contains_key("decision"));
     assert!(prepare_line(&r, b"[1,2]").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_fsynced_at_once_and_the_rest_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Shared::default();
+    let d = Delivery::start_with(
+        DeliveryConfig {
+            sync_interval: Duration::from_millis(300),
+            ..cfg(dir.path())
+        },
+        Some(Box::new(out.clone())),
+    )
+    .unwrap();
+    // The start of the chain, then quiet: synced when the interval ends.
+    d.send(builder_line(1, &["true"])).await.unwrap();
+    d.flushed().await.unwrap();
+    assert_eq!(lines(&out).len(), 1, "written before it is fsync'd");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        !d.spool.lock().unsynced(),
+        "fsync'd once the interval passed"
+    );
+
+    // Ordinary records within the interval wait for it ...
+    d.send(builder_line(2, &["true"])).await.unwrap();
+    d.flushed().await.unwrap();
+    assert!(d.spool.lock().unsynced(), "an exec waits for the interval");
+    // ... an alert does not, and takes them along.
+    let mut alert: Value = serde_json::from_slice(&builder_line(3, &["gdb", "-p", "1"])).unwrap();
+    alert["decision"] = json!({"action": "alert", "severity": "high", "rule": "r"});
+    let mut line = serde_json::to_vec(&alert).unwrap();
+    line.push(b'\n');
+    d.send(line).await.unwrap();
+    d.flushed().await.unwrap();
+    assert!(
+        !d.spool.lock().unsynced(),
+        "an alert is fsync'd before release"
+    );
+    d.close().await.unwrap();
+    assert_eq!(lines(&out).len(), 3);
+}
