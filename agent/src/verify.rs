@@ -113,12 +113,20 @@ pub fn parse_key(hex_key: &str) -> Result<VerifyingKey, VerifyError> {
 }
 
 #[derive(Debug)]
+enum Sig {
+    /// No `sig` member: the next signed record it links to vouches for it.
+    Absent,
+    Malformed,
+    Present(Signature),
+}
+
+#[derive(Debug)]
 struct Rec {
     seq: u64,
     hash: String,
     prev_hash: String,
     digest: [u8; 32],
-    sig: Option<Signature>,
+    sig: Sig,
     /// `chain` member: (start, prev_seq, skipped range).
     declared_prev: Option<u64>,
     skipped: Option<(u64, u64)>,
@@ -226,9 +234,14 @@ fn parse(line: &[u8]) -> Result<Parsed, String> {
     let seq = m.get("seq").and_then(Value::as_u64).ok_or("no seq")?;
     let hash = str_of(&m, "hash").ok_or_else(|| format!("seq {seq}: no hash"))?;
     let prev_hash = str_of(&m, "prev_hash").ok_or_else(|| format!("seq {seq}: no prev_hash"))?;
-    let sig = str_of(&m, "sig")
-        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-        .and_then(|b| Signature::from_slice(&b).ok());
+    let sig = match m.get("sig") {
+        None => Sig::Absent,
+        Some(v) => v
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .and_then(|b| Signature::from_slice(&b).ok())
+            .map_or(Sig::Malformed, Sig::Present),
+    };
     let chain = m.get("chain").and_then(Value::as_object);
     let declared_prev = chain
         .and_then(|c| c.get("prev_seq"))
@@ -294,17 +307,19 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
     if pinned.is_empty() && keys.is_empty() {
         problems.push(Problem::NoKey);
     }
+    let mut signed = std::collections::BTreeSet::new();
     for &i in by_seq.values() {
         let r = &h.arrivals[i];
         if hex::encode(r.digest) != r.hash {
             problems.push(Problem::HashMismatch { seq: r.seq });
         }
         let good = match &r.sig {
-            None => false,
-            Some(sig) if !pinned.is_empty() => {
+            Sig::Absent => continue,
+            Sig::Malformed => false,
+            Sig::Present(sig) if !pinned.is_empty() => {
                 pinned.iter().any(|k| k.verify(&r.digest, sig).is_ok())
             }
-            Some(sig) => {
+            Sig::Present(sig) => {
                 // The key of the latest start record at or before this seq
                 // (the first one for records before any).
                 let key = keys
@@ -319,7 +334,9 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
                 }
             }
         };
-        if !good {
+        if good {
+            signed.insert(r.seq);
+        } else {
             problems.push(Problem::BadSignature { seq: r.seq });
         }
     }
@@ -339,8 +356,11 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
             ));
         }
     }
-    for w in ordered.windows(2) {
+    // Whether each record links to the one before it in `ordered`.
+    let mut linked = vec![false; ordered.len()];
+    for (k, w) in ordered.windows(2).enumerate() {
         let (a, b) = (w[0], w[1]);
+        let before = problems.len();
         let declared = match (b.declared_prev, b.skipped) {
             (Some(p), Some((from, to))) if to + 1 == b.seq && from == p + 1 => Some((p, from, to)),
             _ => None,
@@ -391,6 +411,25 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
                 prev_seq: expect_prev,
             });
         }
+        linked[k + 1] = problems.len() == before;
+    }
+    // Unsigned records: each needs a later signed record reached through
+    // unbroken links.
+    let mut run: Option<(u64, u64)> = None;
+    for (k, r) in ordered.iter().enumerate() {
+        if !linked[k]
+            && let Some((from, to)) = run.take()
+        {
+            problems.push(Problem::Unsigned { from, to });
+        }
+        if signed.contains(&r.seq) {
+            run = None;
+        } else if matches!(r.sig, Sig::Absent) {
+            run = Some(run.map_or((r.seq, r.seq), |(from, _)| (from, r.seq)));
+        }
+    }
+    if let Some((from, to)) = run {
+        problems.push(Problem::Unsigned { from, to });
     }
     problems.sort_by_key(Problem::seq);
     let mut seen_keys: Vec<String> = Vec::new();

@@ -259,3 +259,66 @@ fn malformed_lines_and_empty_input_fail() {
     let (lines, _) = chain(d.path(), "k", 3);
     assert_eq!(problems(&verify(&lines[1..], &[])), vec![Problem::NoKey]);
 }
+
+#[test]
+fn a_group_signature_vouches_for_the_unsigned_records_before_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = Sealer::open(&d.path().join("s"), &d.path().join("k")).unwrap();
+    let pk = s.public_key_hex();
+    let start = record("agent", "h", json!({"event": "started", "public_key": pk}));
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for g in 0..3 {
+        let group = (0..4).map(|i| record("exec", "h", json!({"g": g, "i": i})));
+        let group: Vec<_> = if g == 0 {
+            std::iter::once(start.clone()).chain(group).collect()
+        } else {
+            group.collect()
+        };
+        lines.extend(
+            s.seal_group(group.into_iter())
+                .unwrap()
+                .into_iter()
+                .map(|r| r.line),
+        );
+    }
+    let has_sig = |l: &Vec<u8>| {
+        serde_json::from_slice::<Value>(l)
+            .unwrap()
+            .get("sig")
+            .is_some()
+    };
+    // Signed: the start record and the last of each group, nothing else.
+    let signed: Vec<usize> = (0..lines.len()).filter(|&i| has_sig(&lines[i])).collect();
+    assert_eq!(signed, [0, 4, 8, 12]);
+    let r = verify(&lines, &[]);
+    assert!(r.ok(), "{r}");
+
+    // Cut after an unsigned record: nothing vouches for the tail.
+    let r = verify(&lines[..11], &[]);
+    assert!(!r.ok());
+    assert!(r.to_string().contains("unsigned: seqs 10..=11"), "{r}");
+
+    // An unsigned record edited: its hash no longer matches.
+    let mut edited = lines.clone();
+    edited[6] = String::from_utf8(edited[6].clone())
+        .unwrap()
+        .replace("\"i\":1", "\"i\":9")
+        .into_bytes();
+    let r = verify(&edited, &[]);
+    assert!(r.to_string().contains("edited: seq 7"), "{r}");
+
+    // An unsigned record forged whole (hash recomputed): the next link breaks,
+    // and the records before the break have no signature left to vouch for them.
+    let mut forged: Map<String, Value> = serde_json::from_slice(&lines[6]).unwrap();
+    forged.insert("detail".into(), json!({"g": 1, "i": 9}));
+    forged.remove("hash");
+    let digest = Sha256::digest(canonical::to_vec(&Value::Object(forged.clone())));
+    forged.insert("hash".into(), Value::from(hex::encode(digest)));
+    let mut lines2 = lines.clone();
+    lines2[6] = canonical::to_vec(&Value::Object(forged));
+    let r = verify(&lines2, &[]);
+    assert!(!r.ok());
+    let text = r.to_string();
+    assert!(text.contains("broken chain: prev_hash of seq 8"), "{r}");
+    assert!(text.contains("unsigned: seqs 6..=7"), "{r}");
+}

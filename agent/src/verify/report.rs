@@ -22,8 +22,11 @@ pub enum Problem {
     HashMismatch { seq: u64 },
     /// `prev_hash` of `seq` is not the `hash` of `prev_seq`.
     BrokenLink { seq: u64, prev_seq: u64 },
-    /// Missing, malformed or not made by the host key.
+    /// Malformed, or not made by the host key.
     BadSignature { seq: u64 },
+    /// Seqs `from..=to` carry no signature, and no later signed record
+    /// they link to (unbroken) vouches for them.
+    Unsigned { from: u64, to: u64 },
     /// No `--key` and no start record with `detail.public_key`.
     NoKey,
 }
@@ -38,7 +41,8 @@ impl Problem {
             | Self::Reordered { seq, .. }
             | Self::HashMismatch { seq }
             | Self::BrokenLink { seq, .. }
-            | Self::BadSignature { seq } => *seq,
+            | Self::BadSignature { seq }
+            | Self::Unsigned { from: seq, .. } => *seq,
             Self::NoKey => 0,
         }
     }
@@ -62,6 +66,10 @@ impl fmt::Display for Problem {
                 )
             }
             Self::BadSignature { seq } => write!(f, "bad signature on seq {seq}"),
+            Self::Unsigned { from, to } => write!(
+                f,
+                "unsigned: seqs {from}..={to} carry no signature and no later signed record links to them"
+            ),
             Self::NoKey => write!(
                 f,
                 "no public key (pass --key, or include the agent start record)"

@@ -165,7 +165,7 @@ impl Worker {
     }
 
     fn deliver(&mut self, group: &[Vec<u8>]) -> Result<(), DeliveryError> {
-        let mut sealed: Vec<Sealed> = Vec::new();
+        let mut records = Vec::new();
         for batch in group {
             for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 let Some(record) = prepare_line(&self.redactor, line) else {
@@ -175,9 +175,10 @@ impl Worker {
                     }
                     continue;
                 };
-                sealed.push(self.sealer.seal(record)?);
+                records.push(record);
             }
         }
+        let sealed: Vec<Sealed> = self.sealer.seal_group(records.into_iter())?;
         let Some(last) = sealed.last().map(|r| r.seq) else {
             return Ok(());
         };
