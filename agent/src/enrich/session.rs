@@ -142,4 +142,33 @@ mod tests {
         assert_eq!(c.cwd(std::process::id()), Some(want.display().to_string()));
         assert_eq!(c.cwd(u32::MAX - 1), None);
     }
+
+    #[test]
+    fn ssh_origin_is_read_once_per_ancestor_and_again_after_pid_reuse() {
+        let d = tempfile::tempdir().unwrap();
+        let env = |pid: u32, text: &str| {
+            std::fs::create_dir_all(d.path().join(pid.to_string())).unwrap();
+            std::fs::write(d.path().join(format!("{pid}/environ")), text).unwrap();
+        };
+        env(11, "SSH_CONNECTION=10.0.0.5 51234 10.0.0.1 22\0");
+        let mut c = SessionCache::new(d.path());
+        // pid 10 has no environ (gone): skipped, and not asked again.
+        let lineage = [(99, 0), (10, 1), (11, 2)];
+        assert_eq!(c.ssh(u32::MAX, &lineage).unwrap().src_ip, "10.0.0.5");
+        env(10, "SSH_CONNECTION=10.9.9.9 1 10.0.0.1 22\0");
+        env(11, "PATH=/bin\0");
+        assert_eq!(
+            c.ssh(u32::MAX, &lineage).unwrap().src_ip,
+            "10.0.0.5",
+            "answers come from the cache"
+        );
+        // Same pids, new processes (other start times): read again.
+        assert_eq!(
+            c.ssh(u32::MAX, &[(99, 0), (10, 5), (11, 6)])
+                .unwrap()
+                .src_ip,
+            "10.9.9.9"
+        );
+        assert_eq!(c.ssh(u32::MAX, &[(99, 0), (11, 6)]), None);
+    }
 }
