@@ -29,7 +29,7 @@ pub const COMM_LEN: usize = 16;
 /// Bytes of the controlling terminal's name copied (`tty_struct.name` is 64).
 pub const TTY_LEN: usize = 32;
 /// Default ring buffer size in bytes (power of two, multiple of the page size).
-pub const DEFAULT_RING_BYTES: u32 = 8 * 1024 * 1024;
+pub const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
 
 /// Sentinel for an offset the running kernel does not have (e.g. `loginuid` without CONFIG_AUDIT).
 pub const OFFSET_ABSENT: u32 = u32::MAX;

@@ -10,11 +10,61 @@ use agent_common::{
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::map,
-    maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 
 #[map(name = "EVENTS")]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+// Ring buffer flags and queries (uapi `BPF_RB_*`).
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_RING_SIZE: u64 = 1;
+const BPF_RB_CONS_POS: u64 = 2;
+
+/// The reader's position when a record-making event last forced a wake-up.
+#[map(name = "WOKEN_AT")]
+static WOKEN_AT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Output flags for an event the agent turns into a record (exec, access).
+/// The kernel's default wakes the reader only when it had read everything
+/// before this event, which is not the case after a [`lazy_wakeup`] event,
+/// so wake it here, but once per read: while the reader has not moved
+/// since the last forced wake-up, that wake-up is still being served (the
+/// agent drains after it wakes, and once more after its short linger).
+#[inline(always)]
+pub(crate) fn wake_once() -> u64 {
+    let cons = EVENTS.query(BPF_RB_CONS_POS);
+    match WOKEN_AT.get_ptr_mut(0) {
+        // SAFETY: a valid pointer into the array's only slot; a racing
+        // write from another CPU costs at most one extra wake-up.
+        Some(p) => unsafe {
+            if *p == cons && cons != 0 {
+                BPF_RB_NO_WAKEUP
+            } else {
+                *p = cons;
+                BPF_RB_FORCE_WAKEUP
+            }
+        },
+        None => BPF_RB_FORCE_WAKEUP,
+    }
+}
+
+/// Output flags for a bookkeeping event (fork, exit): no wake-up, unless
+/// the ring is filling up. The next record-making event (or the agent's
+/// 1 s tick) brings it along. A wake-up is an IPI, which in a VM cost ~2 us
+/// per event: more than the rest of these programs.
+#[inline(always)]
+pub(crate) fn lazy_wakeup() -> u64 {
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
+    let size = EVENTS.query(BPF_RB_RING_SIZE);
+    if avail > size / 16 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
 
 #[map(name = "LOST")]
 pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SLOTS, 0);

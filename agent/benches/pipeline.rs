@@ -89,8 +89,8 @@ fn pipeline() -> Pipeline {
     // 1 ms exit grace: the bench's clock advances 1 µs per process.
     let mut table = ProcessTable::new(262_144, 1_000_000, 10_000_000);
     let mut shell = ProcessEntry::new(PID_BASE, 1, 1);
-    shell.comm = b"bash".to_vec();
-    shell.exe = b"/usr/bin/bash".to_vec();
+    shell.comm = b"bash".as_slice().into();
+    shell.exe = b"/usr/bin/bash".as_slice().into();
     table.insert(shell);
     let host = Host {
         name: "bench".into(),

@@ -280,6 +280,7 @@ impl Pipeline {
             self.stats.self_access += 1;
             return;
         }
+        self.table.mark_notable(a.tgid);
         self.emit(|b, out, t| b.access(out, a, t, window_s));
     }
 
@@ -332,7 +333,7 @@ impl Pipeline {
                 creds: actor.creds,
                 ns: actor.ns,
                 cgroup_id: actor.cgroup_id,
-                comm: actor.comm.clone(),
+                comm: actor.comm.to_vec(),
                 name: Vec::new(),
                 decision: agent_common::Decision::None,
                 rule: None,
@@ -423,7 +424,7 @@ impl Pipeline {
             .filter(|&pid| {
                 self.table
                     .get(pid)
-                    .is_some_and(|e| e.exited_ns.is_none() && e.exe == exe)
+                    .is_some_and(|e| e.exited_ns.is_none() && *e.exe == *exe)
             })
             .collect()
     }
@@ -449,8 +450,8 @@ mod tests {
     fn pipeline() -> Pipeline {
         let mut table = ProcessTable::new(1000, 1_000, 1);
         let mut init = ProcessEntry::new(1, 0, 0);
-        init.comm = b"init".to_vec();
-        init.exe = b"/sbin/init".to_vec();
+        init.comm = b"init".as_slice().into();
+        init.exe = b"/sbin/init".as_slice().into();
         table.insert(init);
         let host = Host {
             name: "h".into(),

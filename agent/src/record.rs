@@ -609,8 +609,8 @@ mod tests {
             (40, 30, "echo"),
         ] {
             let mut e = ProcessEntry::new(pid, 1, ppid);
-            e.comm = comm.as_bytes().to_vec();
-            e.exe = format!("/usr/bin/{comm}").into_bytes();
+            e.comm = comm.as_bytes().into();
+            e.exe = format!("/usr/bin/{comm}").as_bytes().into();
             e.creds.uid = 70;
             t.insert(e);
         }

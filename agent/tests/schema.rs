@@ -134,8 +134,8 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
     let mut b = RecordBuilder::new(host, Clock::sample(), enricher);
     let mut table = ProcessTable::new(16, 1, 1);
     let mut bash = ProcessEntry::new(30, 1, 1);
-    bash.comm = b"bash".to_vec();
-    bash.exe = b"/usr/bin/bash".to_vec();
+    bash.comm = b"bash".as_slice().into();
+    bash.exe = b"/usr/bin/bash".as_slice().into();
     table.insert(bash);
     let mut out = Vec::new();
     let pk = sealer.public_key_hex();

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 
 use crate::kernel::{
-    EVENTS, count_lost, current_pid_tgid, is_agent, offsets, read_field, read_or_zero,
+    EVENTS, count_lost, current_pid_tgid, is_agent, lazy_wakeup, offsets, read_field, read_or_zero,
 };
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
@@ -51,5 +51,7 @@ fn try_exit(pid: u32, tgid: u32) -> Result<(), i64> {
         exit_code: read_or_zero::<u32>(task, off.task_exit_code),
         _pad: 0,
     };
-    EVENTS.output::<ExitEvent>(&ev, 0).map_err(i64::from)
+    EVENTS
+        .output::<ExitEvent>(&ev, lazy_wakeup())
+        .map_err(i64::from)
 }

@@ -10,8 +10,8 @@ use aya_ebpf::{
 };
 
 use crate::kernel::{
-    EVENTS, count_lost, current_comm, current_pid_tgid, is_agent, offsets, read_creds, read_field,
-    read_ns, read_or_zero,
+    EVENTS, count_lost, current_comm, current_pid_tgid, is_agent, lazy_wakeup, offsets, read_creds,
+    read_field, read_ns, read_or_zero,
 };
 
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -57,5 +57,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         ns: read_ns(child, &off),
         comm: current_comm(),
     };
-    EVENTS.output::<ForkEvent>(&ev, 0).map_err(i64::from)
+    EVENTS
+        .output::<ForkEvent>(&ev, lazy_wakeup())
+        .map_err(i64::from)
 }

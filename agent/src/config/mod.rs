@@ -62,7 +62,7 @@ pub struct AgentSection {
 impl Default for AgentSection {
     fn default() -> Self {
         Self {
-            ring_mib: 8,
+            ring_mib: 4,
             ancestry_depth: 16,
             aggregate_window_secs: 5,
             exit_grace_secs: 10,

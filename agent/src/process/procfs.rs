@@ -162,8 +162,9 @@ pub fn snapshot(proc_root: &Path) -> Vec<ProcessEntry> {
             })
             .unwrap_or_default();
         let mut e = ProcessEntry::new(pid, stat.start_ticks.saturating_mul(tick), stat.ppid);
-        e.comm = stat.comm;
-        e.exe = exe;
+        e.notable = true;
+        e.comm = stat.comm.into();
+        e.exe = exe.into();
         e.argv = argv;
         e.creds = creds;
         e.cgroup_id = cgroup_id(&path);
@@ -173,7 +174,7 @@ pub fn snapshot(proc_root: &Path) -> Vec<ProcessEntry> {
             mnt_ns: ns_inode(&path, "mnt"),
             ns_pid,
         };
-        e.tty = tty_name(stat.tty_nr);
+        e.tty = tty_name(stat.tty_nr).into();
         out.push(e);
     }
     out

@@ -1,10 +1,16 @@
 //! Process table keyed by tgid, with each entry's start time so a reused pid
 //! is never mistaken for its predecessor. Exited processes stay for a grace
 //! period: a child's exec is often processed after its parent has exited,
-//! and its ancestry must still name that parent. Bounded: past `max_entries`
-//! the oldest exited entries go first, and every eviction is counted.
+//! and its ancestry must still name that parent. A child that never ran a
+//! program of its own and was never an actor (a fork that exited) stays
+//! only [`SHORT_GRACE_NS`]: under a fork storm those were nearly all of
+//! the agent's memory. Bounded: past `max_entries` the oldest exited
+//! entries go first, and every eviction is counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use agent_common::{Creds, NsIds};
 
@@ -16,16 +22,24 @@ pub struct ProcessEntry {
     pub pid: u32,
     pub start_ns: u64,
     pub ppid: u32,
-    pub comm: Vec<u8>,
-    pub exe: Vec<u8>,
-    pub argv: Vec<Vec<u8>>,
+    // Shared: a forked child runs its parent's image until it execs, and
+    // copying it per fork was most of the table's memory in fork storms.
+    pub comm: Arc<[u8]>,
+    pub exe: Arc<[u8]>,
+    pub argv: Arc<[Vec<u8>]>,
     pub creds: Creds,
     pub cgroup_id: u64,
     pub ns: NsIds,
-    pub tty: Vec<u8>,
+    pub tty: Arc<[u8]>,
     /// `CLOCK_BOOTTIME` ns of the exit, once it happened.
     pub exited_ns: Option<u64>,
+    /// Ran a program of its own (exec, or seen in /proc), or was the actor
+    /// of a record: kept the full grace period after its exit.
+    pub notable: bool,
 }
+
+/// How long a fork-only child stays after its exit (see the module doc).
+pub const SHORT_GRACE_NS: u64 = 1_000_000_000;
 
 impl ProcessEntry {
     /// An entry with only identity and lineage known.
@@ -34,14 +48,15 @@ impl ProcessEntry {
             pid,
             start_ns,
             ppid,
-            comm: Vec::new(),
-            exe: Vec::new(),
-            argv: Vec::new(),
+            comm: Arc::default(),
+            exe: Arc::default(),
+            argv: Arc::default(),
             creds: Creds::default(),
             cgroup_id: 0,
             ns: NsIds::default(),
-            tty: Vec::new(),
+            tty: Arc::default(),
             exited_ns: None,
+            notable: false,
         }
     }
 }
@@ -70,6 +85,8 @@ pub struct ProcessTable {
     /// host's pid namespace: resolves the pid a containerized tracer names.
     by_ns_pid: HashMap<(u32, u32), u32>,
     exited: VecDeque<(u32, u64, u64)>,
+    /// Exited fork-only children, reaped after [`SHORT_GRACE_NS`].
+    exited_short: VecDeque<(u32, u64, u64)>,
     max_entries: usize,
     grace_ns: u64,
     /// Start times seeded from /proc are in clock ticks; two start times
@@ -84,10 +101,22 @@ impl ProcessTable {
             procs: HashMap::new(),
             by_ns_pid: HashMap::new(),
             exited: VecDeque::new(),
+            exited_short: VecDeque::new(),
             max_entries: max_entries.max(1),
             grace_ns,
             tick_ns: tick_ns.max(1),
             evicted: 0,
+        }
+    }
+
+    fn exited_len(&self) -> usize {
+        self.exited.len() + self.exited_short.len()
+    }
+
+    /// Keeps `pid` the full grace period after its exit (it was an actor).
+    pub fn mark_notable(&mut self, pid: u32) {
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.notable = true;
         }
     }
 
@@ -114,8 +143,8 @@ impl ProcessTable {
 
     pub fn stats(&self) -> TableStats {
         TableStats {
-            live: self.procs.len() - self.exited.len().min(self.procs.len()),
-            exited_pending: self.exited.len(),
+            live: self.procs.len() - self.exited_len().min(self.procs.len()),
+            exited_pending: self.exited_len(),
             evicted: self.evicted,
         }
     }
@@ -164,7 +193,7 @@ impl ProcessTable {
             e.tty = p.tty.clone();
             e.comm = p.comm.clone();
         } else {
-            e.comm = f.comm.clone();
+            e.comm = f.comm.as_slice().into();
         }
         e.creds = f.creds;
         e.cgroup_id = f.cgroup_id;
@@ -177,14 +206,15 @@ impl ProcessTable {
             pid: e.tgid,
             start_ns: e.start_ns,
             ppid: e.ppid,
-            comm: e.comm.clone(),
-            exe: e.filename.clone(),
-            argv: e.argv.clone(),
+            comm: e.comm.as_slice().into(),
+            exe: e.filename.as_slice().into(),
+            argv: e.argv.as_slice().into(),
             creds: e.creds,
             cgroup_id: e.cgroup_id,
             ns: e.ns,
-            tty: e.tty.clone(),
+            tty: e.tty.as_slice().into(),
             exited_ns: None,
+            notable: true,
         });
     }
 
@@ -195,18 +225,38 @@ impl ProcessTable {
             && p.exited_ns.is_none()
         {
             p.exited_ns = Some(x.ktime_ns);
-            self.exited.push_back((x.pid, x.start_ns, x.ktime_ns));
+            let queue = if p.notable {
+                &mut self.exited
+            } else {
+                &mut self.exited_short
+            };
+            queue.push_back((x.pid, x.start_ns, x.ktime_ns));
         }
+        // Fork-only children go by kernel time, as exits come in: waiting
+        // for the periodic reap let a fork storm fill the table.
+        self.reap_queue(true, x.ktime_ns, SHORT_GRACE_NS.min(self.grace_ns));
     }
 
-    /// Forgets processes that exited more than the grace period before `now_ns`.
+    /// Forgets processes that exited more than their grace period before `now_ns`.
     pub fn reap(&mut self, now_ns: u64) {
-        while let Some(&(pid, start, at)) = self.exited.front() {
-            if now_ns.saturating_sub(at) < self.grace_ns {
-                break;
+        self.reap_queue(false, now_ns, self.grace_ns);
+        self.reap_queue(true, now_ns, SHORT_GRACE_NS.min(self.grace_ns));
+    }
+
+    fn reap_queue(&mut self, short: bool, now_ns: u64, grace: u64) {
+        loop {
+            let q = if short {
+                &mut self.exited_short
+            } else {
+                &mut self.exited
+            };
+            match q.front() {
+                Some(&(pid, start, at)) if now_ns.saturating_sub(at) >= grace => {
+                    q.pop_front();
+                    self.remove_if_exited(pid, start);
+                }
+                _ => break,
             }
-            self.exited.pop_front();
-            self.remove_if_exited(pid, start);
         }
     }
 
@@ -222,7 +272,12 @@ impl ProcessTable {
 
     fn enforce_bound(&mut self) {
         while self.procs.len() > self.max_entries {
-            if let Some((pid, start, _)) = self.exited.pop_front() {
+            // Fork-only children go first: nothing will ask about them.
+            let oldest = self
+                .exited_short
+                .pop_front()
+                .or_else(|| self.exited.pop_front());
+            if let Some((pid, start, _)) = oldest {
                 let before = self.procs.len();
                 self.remove_if_exited(pid, start);
                 if self.procs.len() < before {
@@ -256,8 +311,8 @@ impl ProcessTable {
             out.push(Ancestor {
                 pid: p.pid,
                 start_ns: p.start_ns,
-                comm: p.comm.clone(),
-                exe: p.exe.clone(),
+                comm: p.comm.to_vec(),
+                exe: p.exe.to_vec(),
             });
             cur = p.ppid;
         }
@@ -273,8 +328,9 @@ mod tests {
 
     fn entry(pid: u32, ppid: u32, comm: &str) -> ProcessEntry {
         let mut e = ProcessEntry::new(pid, u64::from(pid) * 1_000_000_000, ppid);
-        e.comm = comm.as_bytes().to_vec();
-        e.exe = format!("/bin/{comm}").into_bytes();
+        e.comm = comm.as_bytes().into();
+        e.exe = format!("/bin/{comm}").as_bytes().into();
+        e.notable = true;
         e
     }
 
@@ -334,7 +390,7 @@ mod tests {
         let mut t = chain();
         t.on_fork(&fork(50, 20, 77));
         let e = t.get(50).unwrap();
-        assert_eq!(e.exe, b"/bin/bash");
+        assert_eq!(&*e.exe, b"/bin/bash");
         assert_eq!(e.ppid, 20);
     }
 
@@ -347,6 +403,31 @@ mod tests {
         assert_eq!(t.ancestry(40, 16)[0].pid, 30, "still there within grace");
         t.reap(100 + 5_000_000_000);
         assert!(t.get(30).is_none());
+        assert_eq!(t.stats().exited_pending, 0);
+    }
+
+    #[test]
+    fn a_fork_that_exited_without_exec_goes_after_the_short_grace() {
+        let mut t = chain(); // grace 5 s
+        t.on_fork(&fork(50, 20, 77));
+        t.on_fork(&fork(51, 20, 78));
+        t.on_fork(&fork(52, 20, 79));
+        t.mark_notable(51); // an actor of a record
+        for pid in [50, 51, 52] {
+            t.on_exit(&exit(pid, 77 + u64::from(pid - 50), 100));
+        }
+        let stats = t.stats();
+        assert_eq!(stats.exited_pending, 3);
+        t.reap(100 + SHORT_GRACE_NS - 1);
+        assert!(t.get(50).is_some(), "kept within the short grace");
+        t.reap(100 + SHORT_GRACE_NS);
+        assert!(
+            t.get(50).is_none() && t.get(52).is_none(),
+            "fork-only: gone"
+        );
+        assert!(t.get(51).is_some(), "an actor stays the full grace");
+        t.reap(100 + 5_000_000_000);
+        assert!(t.get(51).is_none());
         assert_eq!(t.stats().exited_pending, 0);
     }
 

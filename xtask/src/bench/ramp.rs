@@ -103,7 +103,7 @@ pub(crate) fn ramp(
     small_ring(bin, state, rep)
 }
 
-/// The machine cannot make events faster than the 8 MiB ring absorbs, so
+/// The machine cannot make events faster than the default ring absorbs, so
 /// the loss path is shown with the smallest ring: the 2-process fork storm
 /// against `--ring-mib 1`, drops as the agent's `lost` records report them.
 fn small_ring(bin: &Path, state: &Path, rep: &mut Report) -> Result<()> {
