@@ -42,6 +42,14 @@ static EXEC_DENY: HashMap<InodeKey, u32> = HashMap::with_max_entries(1024, 0);
 #[map(name = "ENFORCE")]
 static ENFORCE: Array<u32> = Array::with_max_entries(1, 0);
 
+/// Whether the agent protects process `tgid` by pid (the list the
+/// syscall-entry fallback decides from).
+#[inline(always)]
+pub(crate) fn tgid_protected(tgid: u32) -> bool {
+    // SAFETY: map lookup with a key on the stack.
+    unsafe { PROTECT_TGID.get(tgid) }.is_some()
+}
+
 #[inline(always)]
 pub(crate) fn mode() -> u32 {
     ENFORCE.get(0).copied().unwrap_or(0)

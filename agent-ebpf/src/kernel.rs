@@ -52,11 +52,17 @@ pub(crate) fn wake_once() -> u64 {
 }
 
 /// Output flags for a bookkeeping event (fork, exit): no wake-up, unless
-/// the ring is filling up. The next record-making event (or the agent's
-/// 1 s tick) brings it along. A wake-up is an IPI, which in a VM cost ~2 us
-/// per event: more than the rest of these programs.
+/// the ring is filling up or the process (or, for a fork, its parent) is
+/// protected by pid: the agent must add a protected parent's child to that
+/// list, or drop a dead pid from it, at once. Otherwise the next
+/// record-making event (or the agent's 1 s tick) brings it along. A
+/// wake-up is an IPI, which in a VM cost ~2 us per event: more than the
+/// rest of these programs.
 #[inline(always)]
-pub(crate) fn lazy_wakeup() -> u64 {
+pub(crate) fn lazy_wakeup(tgid: u32) -> u64 {
+    if crate::enforce::tgid_protected(tgid) {
+        return BPF_RB_FORCE_WAKEUP;
+    }
     let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
     let size = EVENTS.query(BPF_RB_RING_SIZE);
     if avail > size / 16 {

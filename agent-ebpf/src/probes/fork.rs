@@ -37,6 +37,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let mut ev_flags = 0u32;
     let creds = read_creds(child, &off, &mut ev_flags);
+    let parent_tgid = read_or_zero::<u32>(parent, off.task_tgid);
     let ev = ForkEvent {
         header: EventHeader {
             kind: EventKind::Fork as u32,
@@ -47,7 +48,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
             tgid: child_tgid,
             start_ns: read_or_zero::<u64>(child, off.task_start_boottime),
         },
-        parent_tgid: read_or_zero::<u32>(parent, off.task_tgid),
+        parent_tgid,
         _pad: 0,
         parent_start_ns: read_or_zero::<u64>(parent, off.task_start_boottime),
         creds,
@@ -58,6 +59,6 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         comm: current_comm(),
     };
     EVENTS
-        .output::<ForkEvent>(&ev, lazy_wakeup())
+        .output::<ForkEvent>(&ev, lazy_wakeup(parent_tgid))
         .map_err(i64::from)
 }
