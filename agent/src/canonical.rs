@@ -59,10 +59,102 @@ pub fn encode_members<'a>(
     out.push(b'}');
 }
 
-fn encode_str(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn encode_str(s: &str, out: &mut Vec<u8>) {
     // serde_json's string escaping is the definition above; writing into a
     // Vec cannot fail.
     serde_json::to_writer(&mut *out, s).expect("invariant: writing a str into a Vec never fails");
+}
+
+/// The members of an object written in canonical form (as
+/// [`crate::canonical_writer`] writes it), as (key, raw value) in order,
+/// without parsing the values. `None` when `line` is not such an object at
+/// the top level (keys with escapes, out of order or repeated, whitespace,
+/// trailing bytes); nested values are taken as they are.
+pub fn split_members(line: &[u8]) -> Option<Vec<(&str, &[u8])>> {
+    if line.first() != Some(&b'{') {
+        return None;
+    }
+    let mut members: Vec<(&str, &[u8])> = Vec::with_capacity(12);
+    let mut i = 1;
+    if line.get(i) == Some(&b'}') {
+        return (line.len() == 2).then_some(members);
+    }
+    loop {
+        if line.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_string(line, i)?;
+        let key = &line[i + 1..key_end - 1];
+        if key.contains(&b'\\') {
+            return None;
+        }
+        let key = std::str::from_utf8(key).ok()?;
+        if members
+            .last()
+            .is_some_and(|(k, _)| k.as_bytes() >= key.as_bytes())
+        {
+            return None;
+        }
+        if line.get(key_end) != Some(&b':') {
+            return None;
+        }
+        let start = key_end + 1;
+        let end = skip_value(line, start)?;
+        members.push((key, &line[start..end]));
+        match line.get(end) {
+            Some(b',') => i = end + 1,
+            Some(b'}') if end + 1 == line.len() => return Some(members),
+            _ => return None,
+        }
+    }
+}
+
+/// Index after the string that opens at `i`.
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match *b.get(j)? {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+}
+
+/// Index after the JSON value that starts at `i`.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *b.get(j)? {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            // A number or literal: no whitespace in canonical form.
+            let len = b[i..]
+                .iter()
+                .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'-')))
+                .unwrap_or(b.len() - i);
+            (len > 0).then_some(i + len)
+        }
+    }
 }
 
 /// The canonical encoding of `v` as a new buffer.
@@ -102,5 +194,36 @@ mod tests {
         let bytes = to_vec(&v);
         let back: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(to_vec(&back), bytes);
+    }
+
+    #[test]
+    fn split_members_takes_canonical_objects_only() {
+        let v = json!({"b": {"x": [1, "a,}\"]"], "y": null}, "a": "s\\\"", "c": -12, "d": []});
+        let line = to_vec(&v);
+        let m = split_members(&line).unwrap();
+        let keys: Vec<&str> = m.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["a", "b", "c", "d"]);
+        for (k, raw) in &m {
+            assert_eq!(*raw, to_vec(&v[*k]).as_slice(), "{k}");
+        }
+        assert_eq!(split_members(b"{}").unwrap().len(), 0);
+        for bad in [
+            &b"{\"b\":1,\"a\":2}"[..],
+            b"{\"a\":1,\"a\":2}",
+            b"{\"a\": 1}",
+            b"{\"a\":1} ",
+            b"{\"a\":1",
+            b"{\"a\":\"x}",
+            b"{\"a\\u0041\":1}",
+            b"[1]",
+            b"",
+            b"{\"a\":}",
+        ] {
+            assert!(
+                split_members(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

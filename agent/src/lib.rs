@@ -28,6 +28,7 @@
 
 pub mod agent;
 pub mod canonical;
+pub mod canonical_writer;
 pub mod cli_governance;
 pub mod commands;
 pub mod config;

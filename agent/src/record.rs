@@ -349,7 +349,22 @@ impl RecordBuilder {
             detail,
             decision,
         };
-        serde_json::to_writer(&mut *out, &rec)?;
+        let start = out.len();
+        crate::canonical_writer::to_writer(out, &rec)?;
+        // The sealer hashes these bytes as they are: in debug builds (the
+        // tests), check them against the reference encoder.
+        #[cfg(debug_assertions)]
+        {
+            let v: serde_json::Value =
+                serde_json::from_slice(&out[start..]).expect("invariant: a record is JSON");
+            debug_assert_eq!(
+                crate::canonical::to_vec(&v),
+                &out[start..],
+                "record builder output is not canonical"
+            );
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = start;
         out.push(b'\n');
         self.seq += 1;
         self.last_kind = kind;

@@ -40,6 +40,7 @@
 //! the chain notes restarts.
 
 use std::{
+    borrow::Cow,
     fs::{self, File, OpenOptions},
     io::{self, Write},
     os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt},
@@ -444,64 +445,77 @@ impl Sealer {
     /// Seals one record. `record` must not contain [`SEAL_FIELDS`] and must
     /// have a string `kind`.
     pub fn seal(&mut self, record: Map<String, Value>) -> Result<Sealed, SealError> {
-        self.seal_with(record, true)
+        self.seal_with(Unsealed::Map(record), true)
     }
 
     /// Seals records that are released together: the last one is signed
     /// (and alerts, denials, `agent` records and a restart's first record
     /// are signed wherever they are).
-    pub fn seal_group(
-        &mut self,
-        records: impl ExactSizeIterator<Item = Map<String, Value>>,
-    ) -> Result<Vec<Sealed>, SealError> {
+    pub fn seal_group(&mut self, records: Vec<Unsealed<'_>>) -> Result<Vec<Sealed>, SealError> {
         let n = records.len();
         let mut out = Vec::with_capacity(n);
-        for (i, r) in records.enumerate() {
+        for (i, r) in records.into_iter().enumerate() {
             out.push(self.seal_with(r, i + 1 == n)?);
         }
         Ok(out)
     }
 
-    fn seal_with(
-        &mut self,
-        mut record: Map<String, Value>,
-        sign: bool,
-    ) -> Result<Sealed, SealError> {
-        for f in SEAL_FIELDS {
-            if record.contains_key(f) {
-                return Err(SealError::ReservedField(f));
+    fn seal_with(&mut self, record: Unsealed<'_>, sign: bool) -> Result<Sealed, SealError> {
+        let (mut members, kind, severity) = match record {
+            Unsealed::Canonical {
+                members,
+                kind,
+                severity,
+            } => (members, kind, severity),
+            Unsealed::Map(record) => {
+                let kind = record
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .ok_or(SealError::NoKind)?
+                    .to_owned();
+                let severity = alert_severity(&record);
+                let members: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = record
+                    .into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Cow::Owned(canonical::to_vec(&v))))
+                    .collect();
+                (members, kind, severity)
             }
+        };
+        if let Some(f) = SEAL_FIELDS
+            .iter()
+            .find(|f| members.iter().any(|(k, _)| k == *f))
+        {
+            return Err(SealError::ReservedField(f));
         }
-        let kind = record
-            .get("kind")
-            .and_then(Value::as_str)
-            .ok_or(SealError::NoKind)?
-            .to_owned();
-        let severity = alert_severity(&record);
         let sign = sign || severity.is_some() || kind == "agent" || self.note.is_some();
         if self.next_seq > self.reserved {
             self.reserve()?;
         }
         let seq = self.next_seq;
-        record.insert("seq".into(), Value::from(seq));
-        record.insert("prev_hash".into(), Value::String(self.prev_hash.clone()));
+        members.push((
+            Cow::Borrowed("seq"),
+            Cow::Owned(seq.to_string().into_bytes()),
+        ));
+        members.push((
+            Cow::Borrowed("prev_hash"),
+            Cow::Owned(quoted(&self.prev_hash)),
+        ));
         if let Some(note) = self.note.take() {
-            record.insert("chain".into(), note);
+            members.push((Cow::Borrowed("chain"), Cow::Owned(canonical::to_vec(&note))));
         }
-        let mut buf = Vec::with_capacity(1024);
-        canonical::encode_members(record.iter(), &mut buf);
+        let mut buf =
+            Vec::with_capacity(members.iter().map(|(_, v)| v.len() + 16).sum::<usize>() + 256);
+        write_object(&mut members, &mut buf);
         let digest: [u8; 32] = Sha256::digest(&buf).into();
         let hash = hex::encode(digest);
-        record.insert("hash".into(), Value::String(hash.clone()));
+        members.push((Cow::Borrowed("hash"), Cow::Owned(quoted(&hash))));
         if sign {
             let sig = self.key.sign(&digest);
-            record.insert(
-                "sig".into(),
-                Value::String(base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())),
-            );
+            let b64 = base64::engine::general_purpose::STANDARD.encode(sig.to_bytes());
+            members.push((Cow::Borrowed("sig"), Cow::Owned(quoted(&b64))));
         }
         buf.clear();
-        canonical::encode_members(record.iter(), &mut buf);
+        write_object(&mut members, &mut buf);
         buf.push(b'\n');
 
         self.next_seq += 1;
@@ -561,6 +575,41 @@ impl Sealer {
         self.write_state(true)?;
         Ok(self.tip())
     }
+}
+
+/// A record on its way into the chain.
+pub enum Unsealed<'a> {
+    /// Any JSON object (encoded canonically here).
+    Map(Map<String, Value>),
+    /// An object already in canonical form, as its members (see
+    /// [`canonical::split_members`]): hashed as it is, no parse.
+    Canonical {
+        members: Vec<(Cow<'a, str>, Cow<'a, [u8]>)>,
+        kind: String,
+        severity: Option<String>,
+    },
+}
+
+/// A JSON string, canonically escaped.
+fn quoted(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    canonical::encode_str(s, &mut out);
+    out
+}
+
+/// Writes members (values already canonical) as a canonical object.
+fn write_object(members: &mut [(Cow<'_, str>, Cow<'_, [u8]>)], out: &mut Vec<u8>) {
+    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.push(b'{');
+    for (i, (k, v)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        canonical::encode_str(k, out);
+        out.push(b':');
+        out.extend_from_slice(v);
+    }
+    out.push(b'}');
 }
 
 fn json_note(start: &str, skipped: Option<(u64, u64, u64)>) -> Value {

@@ -275,7 +275,7 @@ fn a_group_signature_vouches_for_the_unsigned_records_before_it() {
             group.collect()
         };
         lines.extend(
-            s.seal_group(group.into_iter())
+            s.seal_group(group.into_iter().map(crate::seal::Unsealed::Map).collect())
                 .unwrap()
                 .into_iter()
                 .map(|r| r.line),

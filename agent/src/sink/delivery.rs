@@ -35,7 +35,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 use worker::Worker;
-pub use worker::{prepare_line, shed_alert};
+pub use worker::{prepare_canonical, prepare_line, shed_alert};
 
 use super::{
     file::{FileSinkConfig, FileSinkError, RotatingFile},

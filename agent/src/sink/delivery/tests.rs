@@ -230,3 +230,37 @@ async fn alerts_are_fsynced_at_once_and_the_rest_within_the_interval() {
     d.close().await.unwrap();
     assert_eq!(lines(&out).len(), 3);
 }
+
+#[test]
+fn the_canonical_fast_path_seals_exactly_what_the_slow_path_seals() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("host.key");
+    let redactor = Redactor::default();
+    let mut lines = vec![
+        builder_line(1, &["mysql", "-uroot", "-phunter2", "db"]),
+        builder_line(2, &["/bin/true", "é\u{1}\"\\"]),
+    ];
+    let mut alert: Value = serde_json::from_slice(&builder_line(3, &["gdb", "-p", "1"])).unwrap();
+    alert["decision"] =
+        json!({"action": "deny", "severity": "critical", "rule": "r", "enforced": "lsm"});
+    lines.push(crate::canonical::to_vec(&alert));
+    let mut fast = crate::seal::Sealer::open(&dir.path().join("a"), &key).unwrap();
+    let mut slow = crate::seal::Sealer::open(&dir.path().join("b"), &key).unwrap();
+    for line in &lines {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let f = prepare_canonical(&redactor, line).expect("canonical input takes the fast path");
+        let s = crate::seal::Unsealed::Map(prepare_line(&redactor, line).unwrap());
+        let (f, s) = (
+            fast.seal_group(vec![f]).unwrap().remove(0),
+            slow.seal_group(vec![s]).unwrap().remove(0),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&f.line),
+            String::from_utf8_lossy(&s.line)
+        );
+        assert_eq!((f.kind, f.severity), (s.kind, s.severity));
+    }
+    // Not canonical at the top level, or a lost record: the slow path.
+    assert!(prepare_canonical(&redactor, b"{\"seq\":1,\"kind\":\"exec\"}").is_none());
+    assert!(prepare_canonical(&redactor, b"{\"kind\":\"lost\",\"seq\":1}").is_none());
+}

@@ -10,6 +10,7 @@
 //! power loss the sealer declares the unsynced tail (see [`crate::seal`]).
 
 use std::{
+    borrow::Cow,
     io::Write,
     sync::{Arc, atomic::Ordering::Relaxed},
     time::{Duration, Instant},
@@ -21,8 +22,9 @@ use tracing::{error, warn};
 
 use super::{Counters, DeliveryError};
 use crate::{
+    canonical,
     redact::Redactor,
-    seal::{Sealed, Sealer},
+    seal::{Sealed, Sealer, Unsealed, severity_of},
     sink::{file::RotatingFile, journal::Journal},
     spool::SharedSpool,
 };
@@ -64,6 +66,68 @@ pub fn prepare_line(redactor: &Redactor, line: &[u8]) -> Option<Map<String, Valu
     }
     shed_alert(&mut m);
     Some(m)
+}
+
+/// The fast path for a line in canonical form (as the record builder
+/// writes them): its members as they are, without the builder's
+/// provisional `seq`, with `actor.argv` redacted (the actor is encoded
+/// again only when something was redacted). `None` sends the line down
+/// the slow path ([`prepare_line`]): not canonical at the top level, or a
+/// `lost` record (see [`shed_alert`]).
+pub fn prepare_canonical<'a>(redactor: &Redactor, line: &'a [u8]) -> Option<Unsealed<'a>> {
+    let split = canonical::split_members(line)?;
+    let mut kind = None;
+    let mut severity = None;
+    let mut members = Vec::with_capacity(split.len() + 5);
+    for (k, raw) in split {
+        let value = match k {
+            "seq" => continue,
+            "kind" => {
+                let s: &str = serde_json::from_slice(raw).ok()?;
+                if s == "lost" {
+                    return None;
+                }
+                kind = Some(s.to_owned());
+                Cow::Borrowed(raw)
+            }
+            "decision" => {
+                let d: Value = serde_json::from_slice(raw).ok()?;
+                severity = severity_of(
+                    d.get("severity").and_then(Value::as_str),
+                    d.get("action").and_then(Value::as_str),
+                );
+                Cow::Borrowed(raw)
+            }
+            "actor" => redact_actor(redactor, raw)?,
+            _ => Cow::Borrowed(raw),
+        };
+        members.push((Cow::Borrowed(k), value));
+    }
+    Some(Unsealed::Canonical {
+        members,
+        kind: kind?,
+        severity,
+    })
+}
+
+/// The actor object with its argv redacted; borrowed when nothing was.
+fn redact_actor<'a>(redactor: &Redactor, raw: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+    let inner = canonical::split_members(raw)?;
+    let Some((_, argv_raw)) = inner.iter().find(|(k, _)| *k == "argv") else {
+        return Some(Cow::Borrowed(raw));
+    };
+    let argv: Vec<String> = serde_json::from_slice(argv_raw).ok()?;
+    let mut redacted = argv.clone();
+    redactor.redact_argv(&mut redacted);
+    if redacted == argv {
+        return Some(Cow::Borrowed(raw));
+    }
+    let mut actor: Map<String, Value> = serde_json::from_slice(raw).ok()?;
+    actor.insert(
+        "argv".into(),
+        Value::Array(redacted.into_iter().map(Value::String).collect()),
+    );
+    Some(Cow::Owned(canonical::to_vec(&Value::Object(actor))))
 }
 
 /// Redacts an argv held as JSON values. The strings are moved out and
@@ -168,7 +232,11 @@ impl Worker {
         let mut records = Vec::new();
         for batch in group {
             for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                let Some(record) = prepare_line(&self.redactor, line) else {
+                if let Some(record) = prepare_canonical(&self.redactor, line) {
+                    records.push(record);
+                    continue;
+                }
+                let Some(record) = prepare_line(&self.redactor, line).map(Unsealed::Map) else {
                     let n = self.counters.invalid.fetch_add(1, Relaxed) + 1;
                     if n.is_power_of_two() {
                         warn!(count = n, "a builder line is not a JSON object; dropped");
@@ -178,7 +246,7 @@ impl Worker {
                 records.push(record);
             }
         }
-        let sealed: Vec<Sealed> = self.sealer.seal_group(records.into_iter())?;
+        let sealed: Vec<Sealed> = self.sealer.seal_group(records)?;
         let Some(last) = sealed.last().map(|r| r.seq) else {
             return Ok(());
         };

@@ -1,0 +1,609 @@
+//! Writes any `Serialize` value straight in the [canonical](crate::canonical)
+//! encoding: members of every struct and map sorted by key, no whitespace,
+//! serde_json's string escaping. The record builder writes records this
+//! way, so the sealer can hash a record's bytes as they are instead of
+//! parsing the line back into a `Value` and encoding it again (that round
+//! trip was the largest cost per record in the delivery thread).
+//!
+//! Each object's members are written to a scratch buffer, then copied out in
+//! key order; arrays and scalars go straight to the output.
+
+use serde::{
+    Serialize,
+    ser::{self, Impossible},
+};
+use serde_json::Error;
+
+/// Appends the canonical encoding of `value` to `out`.
+pub fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
+    value.serialize(Writer { out })
+}
+
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    crate::canonical::encode_str(s, out);
+}
+
+fn number(out: &mut Vec<u8>, n: impl Serialize) {
+    // serde_json prints integers in plain decimal, as the definition says.
+    serde_json::to_writer(&mut *out, &n)
+        .expect("invariant: writing a number into a Vec never fails");
+}
+
+/// An object under construction: values in `scratch`, keys and value
+/// ranges in `members`.
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    scratch: Vec<u8>,
+    members: Vec<(Key, usize, usize)>,
+    /// Key of the map entry whose value comes next.
+    pending: Option<Key>,
+}
+
+enum Key {
+    Static(&'static str),
+    Owned(String),
+}
+
+impl Key {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Static(s) => s,
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+impl<'a> Object<'a> {
+    fn new(out: &'a mut Vec<u8>, len: usize) -> Self {
+        Self {
+            out,
+            scratch: Vec::with_capacity(256),
+            members: Vec::with_capacity(len),
+            pending: None,
+        }
+    }
+
+    fn value<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> Result<(), Error> {
+        let start = self.scratch.len();
+        value.serialize(Writer {
+            out: &mut self.scratch,
+        })?;
+        self.members.push((key, start, self.scratch.len()));
+        Ok(())
+    }
+
+    /// Writes the object; hands back the output (to close a variant).
+    fn finish(mut self) -> &'a mut Vec<u8> {
+        self.members
+            .sort_unstable_by(|a, b| a.0.as_str().as_bytes().cmp(b.0.as_str().as_bytes()));
+        self.out.push(b'{');
+        for (i, (k, start, end)) in self.members.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            string(self.out, k.as_str());
+            self.out.push(b':');
+            self.out.extend_from_slice(&self.scratch[*start..*end]);
+        }
+        self.out.push(b'}');
+        self.out
+    }
+}
+
+/// An array: items go straight to the output.
+struct Array<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    /// Closing bytes (`]`, or `]}` for an enum's tuple variant).
+    close: &'static [u8],
+}
+
+impl Array<'_> {
+    fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        value.serialize(Writer { out: self.out })
+    }
+}
+
+fn key_error() -> Error {
+    ser::Error::custom("canonical JSON: a map key must be a string")
+}
+
+impl<'a> ser::Serializer for Writer<'a> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Array<'a>;
+    type SerializeTuple = Array<'a>;
+    type SerializeTupleStruct = Array<'a>;
+    type SerializeTupleVariant = Array<'a>;
+    type SerializeMap = Object<'a>;
+    type SerializeStruct = Object<'a>;
+    type SerializeStructVariant = Variant<'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), Error> {
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), Error> {
+        number(self.out, v);
+        Ok(())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Error> {
+        number(self.out, v);
+        Ok(())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Error> {
+        number(self.out, v);
+        Ok(())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Error> {
+        number(self.out, v);
+        Ok(())
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Error> {
+        number(self.out, v);
+        Ok(())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Error> {
+        number(self.out, v);
+        Ok(())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Error> {
+        number(self.out, v);
+        Ok(())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Error> {
+        number(self.out, v);
+        Ok(())
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), Error> {
+        self.serialize_f64(f64::from(v))
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), Error> {
+        // As `canonical::encode` prints a `Value` number.
+        let n = serde_json::Number::from_f64(v)
+            .ok_or_else(|| ser::Error::custom("canonical JSON: NaN or infinity"))?;
+        self.out.extend_from_slice(n.to_string().as_bytes());
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), Error> {
+        string(self.out, v.encode_utf8(&mut [0u8; 4]));
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
+        string(self.out, v);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
+        // As serde_json: an array of numbers.
+        let mut a = self.serialize_seq(Some(v.len()))?;
+        for b in v {
+            ser::SerializeSeq::serialize_element(&mut a, b)?;
+        }
+        ser::SerializeSeq::end(a)
+    }
+    fn serialize_none(self) -> Result<(), Error> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Error> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), Error> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        // A one-member object: already in order.
+        self.out.push(b'{');
+        string(self.out, variant);
+        self.out.push(b':');
+        value.serialize(Writer { out: self.out })?;
+        self.out.push(b'}');
+        Ok(())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Array<'a>, Error> {
+        self.out.push(b'[');
+        Ok(Array {
+            out: self.out,
+            first: true,
+            close: b"]",
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Array<'a>, Error> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Array<'a>, Error> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Array<'a>, Error> {
+        self.out.push(b'{');
+        string(self.out, variant);
+        self.out.extend_from_slice(b":[");
+        Ok(Array {
+            out: self.out,
+            first: true,
+            close: b"]}",
+        })
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Object<'a>, Error> {
+        Ok(Object::new(self.out, len.unwrap_or(8)))
+    }
+    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Object<'a>, Error> {
+        Ok(Object::new(self.out, len))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Variant<'a>, Error> {
+        let Writer { out } = self;
+        out.push(b'{');
+        string(out, variant);
+        out.push(b':');
+        Ok(Variant {
+            inner: Object::new(out, len),
+        })
+    }
+}
+
+impl ser::SerializeSeq for Array<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.item(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.out.extend_from_slice(self.close);
+        Ok(())
+    }
+}
+
+impl ser::SerializeTuple for Array<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.item(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+impl ser::SerializeTupleStruct for Array<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.item(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+impl ser::SerializeTupleVariant for Array<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.item(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+impl ser::SerializeMap for Object<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        self.pending = Some(Key::Owned(key.serialize(KeyWriter)?));
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        let key = self
+            .pending
+            .take()
+            .ok_or_else(|| ser::Error::custom("canonical JSON: map value without a key"))?;
+        self.value(key, value)
+    }
+    fn end(self) -> Result<(), Error> {
+        let _ = self.finish();
+        Ok(())
+    }
+}
+
+impl ser::SerializeStruct for Object<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.value(Key::Static(key), value)
+    }
+    fn end(self) -> Result<(), Error> {
+        let _ = self.finish();
+        Ok(())
+    }
+}
+
+/// `{"Variant":{...}}`: the inner object, then one more `}`.
+struct Variant<'a> {
+    inner: Object<'a>,
+}
+
+impl ser::SerializeStructVariant for Variant<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.inner.value(Key::Static(key), value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.inner.finish().push(b'}');
+        Ok(())
+    }
+}
+
+/// Map keys: strings as they are, integers as decimal strings (as serde_json).
+struct KeyWriter;
+
+impl ser::Serializer for KeyWriter {
+    type Ok = String;
+    type Error = Error;
+    type SerializeSeq = Impossible<String, Error>;
+    type SerializeTuple = Impossible<String, Error>;
+    type SerializeTupleStruct = Impossible<String, Error>;
+    type SerializeTupleVariant = Impossible<String, Error>;
+    type SerializeMap = Impossible<String, Error>;
+    type SerializeStruct = Impossible<String, Error>;
+    type SerializeStructVariant = Impossible<String, Error>;
+
+    fn serialize_str(self, v: &str) -> Result<String, Error> {
+        Ok(v.to_owned())
+    }
+    fn serialize_char(self, v: char) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u8(self, v: u8) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u16(self, v: u16) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u32(self, v: u32) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u64(self, v: u64) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i8(self, v: i8) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i16(self, v: i16) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i32(self, v: i32) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i64(self, v: i64) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, Error> {
+        Ok(variant.to_owned())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<String, Error> {
+        value.serialize(self)
+    }
+    fn serialize_bool(self, _: bool) -> Result<String, Error> {
+        Err(key_error())
+    }
+    fn serialize_f32(self, _: f32) -> Result<String, Error> {
+        Err(key_error())
+    }
+    fn serialize_f64(self, _: f64) -> Result<String, Error> {
+        Err(key_error())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<String, Error> {
+        Err(key_error())
+    }
+    fn serialize_none(self) -> Result<String, Error> {
+        Err(key_error())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, Error> {
+        Err(key_error())
+    }
+    fn serialize_unit(self) -> Result<String, Error> {
+        Err(key_error())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<String, Error> {
+        Err(key_error())
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String, Error> {
+        Err(key_error())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
+        Err(key_error())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
+        Err(key_error())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Error> {
+        Err(key_error())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(key_error())
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
+        Err(key_error())
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
+        Err(key_error())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(key_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde::Serialize;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::canonical;
+
+    #[derive(Serialize)]
+    struct Inner {
+        zeta: u32,
+        alpha: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        skipped: Option<u8>,
+        list: Vec<&'static str>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        Plain,
+        Wrapped(u32),
+        Pair(u8, u8),
+        Shape { w: u32, h: u32 },
+    }
+
+    #[derive(Serialize)]
+    struct Outer {
+        time: String,
+        detail: Inner,
+        actor: Value,
+        counts: HashMap<String, i64>,
+        kinds: Vec<Kind>,
+        neg: i64,
+        big: u64,
+        flag: bool,
+        ratio: f64,
+    }
+
+    #[test]
+    fn writes_what_canonical_encode_writes_for_the_same_value() {
+        let v = Outer {
+            time: "t\u{1}\"\\é\n".into(),
+            detail: Inner {
+                zeta: 1,
+                alpha: None,
+                skipped: None,
+                list: vec!["b", "a"],
+            },
+            actor: json!({"pid": 7, "argv": ["x", "y"], "b": {"z": null, "a": [1, {"k": 2, "c": 3}]}}),
+            counts: [
+                ("b".to_owned(), -1),
+                ("a".to_owned(), 2),
+                ("é".to_owned(), 0),
+            ]
+            .into_iter()
+            .collect(),
+            kinds: vec![
+                Kind::Plain,
+                Kind::Wrapped(3),
+                Kind::Pair(1, 2),
+                Kind::Shape { w: 2, h: 1 },
+            ],
+            neg: i64::MIN,
+            big: u64::MAX,
+            flag: true,
+            ratio: 0.5,
+        };
+        let mut direct = Vec::new();
+        to_writer(&mut direct, &v).unwrap();
+        let expected = canonical::to_vec(&serde_json::to_value(&v).unwrap());
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let mut out = Vec::new();
+        assert!(to_writer(&mut out, &f64::NAN).is_err());
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(vec![1u8], 1);
+        assert!(to_writer(&mut out, &m).is_err());
+    }
+}
