@@ -138,6 +138,21 @@ pub struct Spool {
     shed_unreported: u64,
 }
 
+/// Appends one frame: `[len][crc32 of seq and payload][seq][payload]`.
+fn push_frame(out: &mut Vec<u8>, seq: u64, line: &[u8]) {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(line);
+    out.extend_from_slice(
+        &u32::try_from(line.len())
+            .expect("invariant: below MAX_PAYLOAD")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(line);
+}
+
 fn seg_name(id: u64) -> String {
     format!("{id:016x}.seg")
 }
@@ -384,17 +399,7 @@ impl Spool {
             self.rotate()?;
         }
         let mut frame = Vec::with_capacity(HEADER + line.len());
-        let mut h = crc32fast::Hasher::new();
-        h.update(&seq.to_le_bytes());
-        h.update(line);
-        frame.extend_from_slice(
-            &u32::try_from(line.len())
-                .expect("invariant: below MAX_PAYLOAD")
-                .to_le_bytes(),
-        );
-        frame.extend_from_slice(&h.finalize().to_le_bytes());
-        frame.extend_from_slice(&seq.to_le_bytes());
-        frame.extend_from_slice(line);
+        push_frame(&mut frame, seq, line);
         let seg = self
             .segments
             .back_mut()
@@ -418,6 +423,59 @@ impl Spool {
         self.tip = Some(ChainTip {
             seq,
             hash: hash.to_owned(),
+        });
+        self.shed_over_bound()
+    }
+
+    /// Appends records sealed together with one write (not yet durable:
+    /// see [`Spool::flush`]); a group that would cross into a new segment,
+    /// or that has a bad record, goes one record at a time.
+    pub fn append_group(&mut self, recs: &[Sealed]) -> Result<(), SpoolError> {
+        let total: u64 = recs.iter().map(|r| (HEADER + r.line.len()) as u64).sum();
+        let mut prev = if self.tip.is_some() { self.last_seq } else { 0 };
+        let valid = recs.iter().all(|r| {
+            let ok = r.line.len() <= MAX_PAYLOAD && r.seq > prev;
+            prev = r.seq;
+            ok
+        });
+        let fits = self
+            .segments
+            .back()
+            .is_some_and(|s| s.bytes + total <= self.segment_bytes);
+        let Some(last) = recs.last().filter(|_| valid && fits) else {
+            for r in recs {
+                self.append(r)?;
+            }
+            return Ok(());
+        };
+        let mut frames = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        for r in recs {
+            push_frame(&mut frames, r.seq, &r.line);
+        }
+        let seg = self
+            .segments
+            .back_mut()
+            .expect("invariant: `fits` saw a segment");
+        let path = self.dir.join(seg_name(seg.id));
+        let w = self
+            .writer
+            .as_mut()
+            .expect("invariant: the last segment is open for writing");
+        if let Err(io_error) = w.write_all(&frames) {
+            // Cut a partial group now so the next append starts cleanly.
+            let _ = w.set_len(seg.bytes);
+            return Err(SpoolError::Io { path, io_error });
+        }
+        let n = recs.len() as u64;
+        seg.bytes += total;
+        seg.count += n;
+        self.stats.bytes += total;
+        self.stats.pending += n;
+        self.stats.appended += n;
+        self.last_seq = last.seq;
+        self.tip = Some(ChainTip {
+            seq: last.seq,
+            hash: last.hash.clone(),
         });
         self.shed_over_bound()
     }

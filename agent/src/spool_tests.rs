@@ -201,3 +201,42 @@ fn oversized_records_are_refused() {
     ));
     put(&mut s, 1..=1);
 }
+
+fn sealed(seq: u64) -> Sealed {
+    Sealed {
+        seq,
+        hash: format!("h{seq}"),
+        kind: "exec".into(),
+        severity: None,
+        line: line(seq),
+    }
+}
+
+#[test]
+fn a_group_is_one_write_and_reads_back_like_single_appends() {
+    let d = tempfile::tempdir().unwrap();
+    // Segments of ~3 frames: groups of 2 fit, a group of 5 must split.
+    let mut s = Spool::open(&cfg(d.path(), 1 << 20, 300)).unwrap();
+    let group = |r: std::ops::RangeInclusive<u64>| r.map(sealed).collect::<Vec<_>>();
+    s.append_group(&group(1..=2)).unwrap();
+    s.append_group(&group(3..=7)).unwrap();
+    s.append_group(&[]).unwrap();
+    s.publish();
+    assert_eq!(seqs(&s.peek(100).unwrap()), (1..=7).collect::<Vec<_>>());
+    assert_eq!(s.peek(1).unwrap()[0].line, line(1));
+    assert_eq!(s.last_appended().unwrap().hash, "h7");
+    let st = s.stats();
+    assert_eq!((st.appended, st.pending), (7, 7));
+    assert!(st.segments >= 3, "{st:?}");
+    // Out of order in a group: refused like a single append, nothing half-written.
+    let err = s.append_group(&[sealed(8), sealed(8)]).unwrap_err();
+    assert!(
+        matches!(err, SpoolError::OutOfOrder { seq: 8, last: 8 }),
+        "{err}"
+    );
+    drop(s);
+    let mut s = Spool::open(&cfg(d.path(), 1 << 20, 300)).unwrap();
+    assert_eq!(s.last_appended().unwrap().seq, 8);
+    assert_eq!(seqs(&s.peek(100).unwrap()), (1..=8).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_frames, 0);
+}

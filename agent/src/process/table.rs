@@ -67,8 +67,8 @@ pub struct Ancestor {
     pub pid: u32,
     /// Start time (boot ns): with the pid, names the process across pid reuse.
     pub start_ns: u64,
-    pub comm: Vec<u8>,
-    pub exe: Vec<u8>,
+    pub comm: Arc<[u8]>,
+    pub exe: Arc<[u8]>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -311,8 +311,8 @@ impl ProcessTable {
             out.push(Ancestor {
                 pid: p.pid,
                 start_ns: p.start_ns,
-                comm: p.comm.to_vec(),
-                exe: p.exe.to_vec(),
+                comm: Arc::clone(&p.comm),
+                exe: Arc::clone(&p.exe),
             });
             cur = p.ppid;
         }

@@ -256,9 +256,7 @@ impl Worker {
             sealed.iter().any(|r| r.severity.is_some()) || since.elapsed() >= self.sync_interval;
         let shed = {
             let mut spool = self.spool.lock();
-            for r in &sealed {
-                spool.append(r)?;
-            }
+            spool.append_group(&sealed)?;
             if sync_now {
                 spool.flush()?;
                 self.unsynced_since = None;
