@@ -1,10 +1,10 @@
 //! Process table keyed by tgid, with each entry's start time so a reused pid
 //! is never mistaken for its predecessor. Exited processes stay for a grace
 //! period: a child's exec is often processed after its parent has exited,
-//! and its ancestry must still name that parent. A child that never ran a
-//! program of its own and was never an actor (a fork that exited) stays
-//! only [`SHORT_GRACE_NS`]: under a fork storm those were nearly all of
-//! the agent's memory. Bounded: past `max_entries` the oldest exited
+//! and its ancestry must still name that parent. A process that leaves no
+//! child behind in the table and was never the actor of an access record
+//! stays only [`SHORT_GRACE_NS`]: nothing will ask about it, and under fork
+//! or exec storms those were nearly all of the agent's memory. Bounded: past `max_entries` the oldest exited
 //! entries go first, and every eviction is counted.
 
 use std::{
@@ -33,12 +33,16 @@ pub struct ProcessEntry {
     pub tty: Arc<[u8]>,
     /// `CLOCK_BOOTTIME` ns of the exit, once it happened.
     pub exited_ns: Option<u64>,
-    /// Ran a program of its own (exec, or seen in /proc), or was the actor
-    /// of a record: kept the full grace period after its exit.
+    /// Seen in /proc at start, or the actor of an access record: kept the
+    /// full grace period after its exit.
     pub notable: bool,
+    /// Children of this process in the table (kept the full grace period
+    /// after its exit while any is there).
+    pub children: u32,
 }
 
-/// How long a fork-only child stays after its exit (see the module doc).
+/// How long a process nothing refers to stays after its exit (see the
+/// module doc).
 pub const SHORT_GRACE_NS: u64 = 1_000_000_000;
 
 impl ProcessEntry {
@@ -57,6 +61,7 @@ impl ProcessEntry {
             tty: Arc::default(),
             exited_ns: None,
             notable: false,
+            children: 0,
         }
     }
 }
@@ -150,15 +155,38 @@ impl ProcessTable {
     }
 
     /// Inserts or replaces an entry (seeding from /proc, or a new process).
-    pub fn insert(&mut self, entry: ProcessEntry) {
+    pub fn insert(&mut self, mut entry: ProcessEntry) {
         if entry.ns.pid_ns != 0 && entry.ns.ns_pid != 0 && entry.ns.ns_pid != entry.pid {
             self.by_ns_pid
                 .insert((entry.ns.pid_ns, entry.ns.ns_pid), entry.pid);
         }
+        // An exec replaces the entry of the same process: what is known
+        // about its children and records stays.
+        let same = match self.procs.get(&entry.pid) {
+            Some(old) if self.same_start(old.start_ns, entry.start_ns) => {
+                entry.children = old.children;
+                entry.notable |= old.notable;
+                true
+            }
+            _ => false,
+        };
+        if !same && let Some(p) = self.procs.get_mut(&entry.ppid) {
+            p.children = p.children.saturating_add(1);
+        }
         if let Some(old) = self.procs.insert(entry.pid, entry) {
             self.unindex(&old);
+            if !same {
+                self.release(old.ppid);
+            }
         }
         self.enforce_bound();
+    }
+
+    /// One child of `ppid` left the table.
+    fn release(&mut self, ppid: u32) {
+        if let Some(p) = self.procs.get_mut(&ppid) {
+            p.children = p.children.saturating_sub(1);
+        }
     }
 
     fn unindex(&mut self, old: &ProcessEntry) {
@@ -176,6 +204,7 @@ impl ProcessTable {
     fn remove(&mut self, pid: u32) {
         if let Some(old) = self.procs.remove(&pid) {
             self.unindex(&old);
+            self.release(old.ppid);
         }
     }
 
@@ -214,7 +243,8 @@ impl ProcessTable {
             ns: e.ns,
             tty: e.tty.as_slice().into(),
             exited_ns: None,
-            notable: true,
+            notable: false,
+            children: 0,
         });
     }
 
@@ -225,7 +255,7 @@ impl ProcessTable {
             && p.exited_ns.is_none()
         {
             p.exited_ns = Some(x.ktime_ns);
-            let queue = if p.notable {
+            let queue = if p.notable || p.children > 0 {
                 &mut self.exited
             } else {
                 &mut self.exited_short
@@ -349,6 +379,27 @@ mod tests {
         }
     }
 
+    fn exec(pid: u32, ppid: u32, start: u64, comm: &str) -> ExecInfo {
+        ExecInfo {
+            ktime_ns: start + 1,
+            flags: 0,
+            pid,
+            tgid: pid,
+            start_ns: start,
+            ppid,
+            old_pid: pid,
+            creds: Creds::default(),
+            cgroup_id: 0,
+            ns: NsIds::default(),
+            comm: comm.as_bytes().to_vec(),
+            tty: Vec::new(),
+            filename: format!("/bin/{comm}").into_bytes(),
+            argv: vec![comm.as_bytes().to_vec()],
+            argv_truncated: false,
+            argv_total_len: 0,
+        }
+    }
+
     fn exit(pid: u32, start: u64, at: u64) -> ExitInfo {
         ExitInfo {
             ktime_ns: at,
@@ -429,6 +480,34 @@ mod tests {
         t.reap(100 + 5_000_000_000);
         assert!(t.get(51).is_none());
         assert_eq!(t.stats().exited_pending, 0);
+    }
+
+    #[test]
+    fn an_exited_parent_stays_while_a_child_is_in_the_table() {
+        let mut t = ProcessTable::new(1000, 5_000_000_000, TICK);
+        t.insert(entry(20, 1, "bash"));
+        t.on_fork(&fork(50, 20, 77));
+        t.on_exec(&exec(50, 20, 77, "make"));
+        t.on_fork(&fork(60, 50, 88)); // make's child
+        t.on_fork(&fork(61, 50, 89));
+        assert_eq!(t.get(50).unwrap().children, 2, "the exec kept the count");
+        t.on_exit(&exit(61, 89, 100));
+        t.on_exit(&exit(50, 77, 100));
+        t.reap(100 + SHORT_GRACE_NS);
+        assert!(t.get(61).is_none(), "an exited leaf goes early");
+        assert_eq!(
+            t.ancestry(60, 16)[0].pid,
+            50,
+            "the parent of a live child stays"
+        );
+        // A leaf that exec'd and exited goes early too.
+        t.on_fork(&fork(70, 20, 90));
+        t.on_exec(&exec(70, 20, 90, "true"));
+        t.on_exit(&exit(70, 90, 200));
+        t.reap(200 + SHORT_GRACE_NS);
+        assert!(t.get(70).is_none());
+        t.reap(100 + 5_000_000_000);
+        assert!(t.get(50).is_none(), "and goes after the full grace");
     }
 
     #[test]
