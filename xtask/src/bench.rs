@@ -52,6 +52,8 @@ pub(crate) fn bench() -> Result<()> {
     wait_for_no_other_agents()?;
     let bin = root().join("target/release/debugmon");
     let state = std::env::temp_dir().join(format!("debugmon-bench-{}", std::process::id()));
+    // Costs ~2 clock reads per program run, in the debugmon rounds only.
+    let _bpf_stats = agent::BpfStats::enable();
     let mut rep = Report::new();
     let res = run_all(&bin, &state, &mut rep);
     let _ = std::fs::remove_dir_all(&state);
@@ -252,6 +254,8 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
     rep.latency("exec->stdout at max rate, from kernel event", &all_k, false);
     let events: u64 = runs.iter().map(|r| r.events).sum();
     let cpu: f64 = runs.iter().map(|r| r.cpu_s).sum();
+    let bpf: f64 = runs.iter().map(|r| r.bpf_s).sum();
+    let execs: u64 = runs.iter().map(|r| r.spawned).sum();
     let secs: f64 = runs.iter().map(|r| r.secs).sum();
     rep.push(Row::info(
         "agent CPU per 10,000 events (max-rate exec storm)",
@@ -260,6 +264,14 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
             cpu / events.max(1) as f64 * 10_000.0,
             events as f64 / secs,
             cpu / secs * 100.0
+        ),
+    ));
+    rep.push(Row::info(
+        "per exec at max rate: agent CPU / BPF programs (in the traced processes)",
+        format!(
+            "{:.1} us / {:.1} us ({execs} execs)",
+            cpu / execs.max(1) as f64 * 1e6,
+            bpf / execs.max(1) as f64 * 1e6
         ),
     ));
 

@@ -48,6 +48,51 @@ pub(crate) struct ProcUsage {
     pub shmem_kib: u64,
 }
 
+/// Run time (ns) of every BPF program `pid` holds open, summed, from
+/// `/proc/PID/fdinfo` (counted only while `kernel.bpf_stats_enabled` is 1:
+/// see [`BpfStats`]). This is the agent's cost inside the traced
+/// processes, which its own CPU time does not show.
+pub(crate) fn bpf_run_ns(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|info| info.contains("prog_type:"))
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("run_time_ns:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// Turns on the kernel's BPF run-time accounting for the bench and puts
+/// the previous setting back when dropped.
+pub(crate) struct BpfStats {
+    previous: Option<String>,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    pub(crate) fn enable() -> Self {
+        let previous = std::fs::read_to_string(BPF_STATS).ok();
+        if std::fs::write(BPF_STATS, "1").is_err() {
+            eprintln!("bench: cannot enable {BPF_STATS}: BPF run time will read 0");
+        }
+        Self { previous }
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(p) = &self.previous {
+            let _ = std::fs::write(BPF_STATS, p.trim());
+        }
+    }
+}
+
 pub(crate) fn proc_usage(pid: u32) -> Result<ProcUsage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading stat")?;
     // Fields after the parenthesised comm (which may hold spaces): state is

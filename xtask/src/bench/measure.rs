@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 
 use super::{
     STRACE_BYTES,
-    agent::{Agent, proc_usage},
+    agent::{Agent, bpf_run_ns, proc_usage},
     storm::{StormResult, strace_loop},
 };
 
@@ -121,6 +121,8 @@ pub(crate) struct AgentRun {
     pub events: u64,
     pub lost: u64,
     pub cpu_s: f64,
+    /// Run time of the agent's BPF programs (in the traced processes).
+    pub bpf_s: f64,
     pub secs: f64,
     pub latency: Latency,
     pub spawned: u64,
@@ -143,6 +145,7 @@ pub(crate) fn measured<T>(
     agent.clear();
     let (ev0, lost0) = agent.scrape()?;
     let u0 = proc_usage(agent.pid())?;
+    let b0 = bpf_run_ns(agent.pid());
     let t0 = std::time::Instant::now();
     let out = work()?;
     let secs = t0.elapsed().as_secs_f64();
@@ -158,6 +161,7 @@ pub(crate) fn measured<T>(
         last = now;
     }
     let u1 = proc_usage(agent.pid())?;
+    let b1 = bpf_run_ns(agent.pid());
     let (lat, spawned) = match storm_of(&out) {
         Some(s) => (latency(agent, s), s.spawned),
         None => (
@@ -173,6 +177,7 @@ pub(crate) fn measured<T>(
         events: last.0 - ev0,
         lost: last.1 - lost0,
         cpu_s: u1.cpu_s - u0.cpu_s,
+        bpf_s: b1.saturating_sub(b0) as f64 / 1e9,
         secs,
         latency: lat,
         spawned,
