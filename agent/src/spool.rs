@@ -400,31 +400,7 @@ impl Spool {
         }
         let mut frame = Vec::with_capacity(HEADER + line.len());
         push_frame(&mut frame, seq, line);
-        let seg = self
-            .segments
-            .back_mut()
-            .expect("invariant: rotate() made a segment");
-        let path = self.dir.join(seg_name(seg.id));
-        let w = self
-            .writer
-            .as_mut()
-            .expect("invariant: the last segment is open for writing");
-        if let Err(io_error) = w.write_all(&frame) {
-            // Cut a partial frame now so the next append starts cleanly.
-            let _ = w.set_len(seg.bytes);
-            return Err(SpoolError::Io { path, io_error });
-        }
-        seg.bytes += frame_len;
-        seg.count += 1;
-        self.stats.bytes += frame_len;
-        self.stats.pending += 1;
-        self.stats.appended += 1;
-        self.last_seq = seq;
-        self.tip = Some(ChainTip {
-            seq,
-            hash: hash.to_owned(),
-        });
-        self.shed_over_bound()
+        self.write_frames(&frame, 1, seq, hash)
     }
 
     /// Appends records sealed together with one write (not yet durable:
@@ -452,30 +428,42 @@ impl Spool {
         for r in recs {
             push_frame(&mut frames, r.seq, &r.line);
         }
+        self.write_frames(&frames, recs.len() as u64, last.seq, &last.hash)
+    }
+
+    /// Writes `n` whole frames to the last segment and counts them; the
+    /// last one is record `seq` with `hash`.
+    fn write_frames(
+        &mut self,
+        frames: &[u8],
+        n: u64,
+        seq: u64,
+        hash: &str,
+    ) -> Result<(), SpoolError> {
         let seg = self
             .segments
             .back_mut()
-            .expect("invariant: `fits` saw a segment");
+            .expect("invariant: the caller made or saw a segment");
         let path = self.dir.join(seg_name(seg.id));
         let w = self
             .writer
             .as_mut()
             .expect("invariant: the last segment is open for writing");
-        if let Err(io_error) = w.write_all(&frames) {
-            // Cut a partial group now so the next append starts cleanly.
+        if let Err(io_error) = w.write_all(frames) {
+            // Cut partial frames now so the next append starts cleanly.
             let _ = w.set_len(seg.bytes);
             return Err(SpoolError::Io { path, io_error });
         }
-        let n = recs.len() as u64;
-        seg.bytes += total;
+        let bytes = frames.len() as u64;
+        seg.bytes += bytes;
         seg.count += n;
-        self.stats.bytes += total;
+        self.stats.bytes += bytes;
         self.stats.pending += n;
         self.stats.appended += n;
-        self.last_seq = last.seq;
+        self.last_seq = seq;
         self.tip = Some(ChainTip {
-            seq: last.seq,
-            hash: last.hash.clone(),
+            seq,
+            hash: hash.to_owned(),
         });
         self.shed_over_bound()
     }
