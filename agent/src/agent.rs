@@ -361,14 +361,20 @@ pub async fn run(
                 let mut guard = guard.map_err(AgentError::Poll)?;
                 // The kernel only wakes a consumer that has caught up, so
                 // readiness is cleared only once the ring was emptied.
+                // Let events gather before the next wake-up: under an exec
+                // storm a wake-up per event cost more than the events, and
+                // a batch of records shares one signature and one write.
+                // Adds at most LINGER to a record's latency. Then drain
+                // again before waiting: an event reserved before the one
+                // that woke us may have been uncommitted (the reader stops
+                // there), and the kernel does not wake us again until the
+                // reader moves (`wake_once`). Readiness that came in after
+                // the guard was taken survives `clear_ready`.
                 if drain(guard.get_inner_mut(), &mut p, &sink).await? {
-                    guard.clear_ready();
-                    // Let events gather before the next wake-up: under an
-                    // exec storm a wake-up per event cost more than the
-                    // events, and a batch of records shares one signature
-                    // and one write. Adds at most LINGER to a record's
-                    // latency.
                     tokio::time::sleep(LINGER).await;
+                    if drain(guard.get_inner_mut(), &mut p, &sink).await? {
+                        guard.clear_ready();
+                    }
                 }
             }
             _ = tick.tick() => {

@@ -143,6 +143,10 @@ struct State {
     /// kept: treated as another boot).
     #[serde(default)]
     boot_id: String,
+    /// Seq of the record `hash` belongs to, when that is not `seq`: after
+    /// a declared skip, until the first new record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash_seq: Option<u64>,
 }
 
 /// Owns the host key and the chain state.
@@ -152,6 +156,9 @@ pub struct Sealer {
     tip_file: File,
     next_seq: u64,
     prev_hash: String,
+    /// Seq of the record `prev_hash` belongs to (below `next_seq - 1`
+    /// after a declared skip).
+    prev_seq: u64,
     reserved: u64,
     /// `chain` member for the first record after open.
     note: Option<Value>,
@@ -300,33 +307,40 @@ impl Sealer {
             .map_err(state_err(&tip_path))?;
         let own_tip = read_tip(&tip_file);
 
-        let (tip, note) = match state {
+        // (numbering continues after `tip.seq`, linking to record `link`)
+        let (tip, link, note) = match state {
             None => match released.or(own_tip) {
                 // State lost but a log survived: continue it.
-                Some(t) => (t, json_note("recovered", None)),
+                Some(t) => {
+                    let link = t.seq;
+                    (t, link, json_note("recovered", None))
+                }
                 None => (
                     ChainTip {
                         seq: 0,
                         hash: GENESIS_HASH.to_owned(),
                     },
+                    0,
                     json_note("genesis", None),
                 ),
             },
             Some(s) if !s.clean && (boot_id.is_empty() || s.boot_id != boot_id) => {
                 // Killed, then a reboot (power loss?): released records
                 // may be missing from the spool and seal.tip, so no seq up
-                // to the reserved bound may be used again. The newest tip
-                // that survived is where the new record links back to.
-                let fits = |t: &ChainTip| t.seq <= s.reserved && t.seq >= s.seq;
-                let last = [released, own_tip]
+                // to the reserved bound may be used again. The new record
+                // links back to the *oldest* tip that survived: every copy
+                // of the chain (NATS, a file sink, the spool) holds at
+                // least that far, so the link can always be checked.
+                let state_tip = ChainTip {
+                    seq: s.hash_seq.unwrap_or(s.seq),
+                    hash: s.hash.clone(),
+                };
+                let last = [released, own_tip, Some(state_tip)]
                     .into_iter()
                     .flatten()
-                    .filter(fits)
-                    .max_by_key(|t| t.seq)
-                    .unwrap_or(ChainTip {
-                        seq: s.seq,
-                        hash: s.hash.clone(),
-                    });
+                    .filter(|t| t.seq <= s.reserved)
+                    .min_by_key(|t| t.seq)
+                    .expect("invariant: the state's own tip is a candidate");
                 let skipped =
                     (last.seq < s.reserved).then_some((last.seq, last.seq + 1, s.reserved));
                 (
@@ -334,6 +348,7 @@ impl Sealer {
                         seq: s.reserved,
                         hash: last.hash,
                     },
+                    last.seq,
                     json_note("skipped", skipped),
                 )
             }
@@ -345,33 +360,38 @@ impl Sealer {
                     } else {
                         "recovered"
                     };
-                    (t, json_note(how, None))
+                    let link = t.seq;
+                    (t, link, json_note(how, None))
                 } else if let Some(t) = own_tip.filter(fits) {
                     let how = if s.clean && t.seq == s.seq {
                         "clean"
                     } else {
                         "recovered"
                     };
-                    (t, json_note(how, None))
+                    let link = t.seq;
+                    (t, link, json_note(how, None))
                 } else if s.clean {
                     (
                         ChainTip {
                             seq: s.seq,
                             hash: s.hash.clone(),
                         },
+                        s.hash_seq.unwrap_or(s.seq),
                         json_note("clean", None),
                     )
                 } else {
                     // The exact tip is gone: skip the whole reserved block
                     // so no seq that may have been released is reused.
-                    let from = s.seq + 1;
+                    let link = s.hash_seq.unwrap_or(s.seq);
+                    let from = link + 1;
                     let to = s.reserved;
-                    let skipped = (from <= to).then_some((s.seq, from, to));
+                    let skipped = (from <= to).then_some((link, from, to));
                     (
                         ChainTip {
                             seq: s.reserved,
                             hash: s.hash.clone(),
                         },
+                        link,
                         json_note("skipped", skipped),
                     )
                 }
@@ -383,6 +403,7 @@ impl Sealer {
             tip_file,
             next_seq: tip.seq + 1,
             prev_hash: tip.hash,
+            prev_seq: link,
             reserved: tip.seq,
             note: Some(note),
             boot_id,
@@ -420,6 +441,7 @@ impl Sealer {
             hash: self.prev_hash.clone(),
             clean,
             boot_id: self.boot_id.clone(),
+            hash_seq: (self.prev_seq != self.next_seq - 1).then_some(self.prev_seq),
         };
         let err = |io_error| SealError::State {
             path: self.state_path.clone(),
@@ -519,6 +541,7 @@ impl Sealer {
         buf.push(b'\n');
 
         self.next_seq += 1;
+        self.prev_seq = seq;
         self.prev_hash.clone_from(&hash);
         Ok(Sealed {
             seq,

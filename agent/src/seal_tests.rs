@@ -111,16 +111,22 @@ fn a_kill_then_a_reboot_never_reuses_a_seq() {
         seq: sealed[5].seq,
         hash: sealed[5].hash.clone(),
     };
+    let s = Sealer::open_in_boot(&state, &key, Some(survived.clone()), "boot-2".into()).unwrap();
+    // Killed again before its first record: the next start must still
+    // declare the record it really links to, not the skipped bound.
+    drop(s);
     let mut s =
         Sealer::open_in_boot(&state, &key, Some(survived.clone()), "boot-2".into()).unwrap();
     let next = s.seal(rec("agent")).unwrap();
     let m = parse(&next);
-    assert_eq!(next.seq, RESERVE_BLOCK + 1);
+    assert_eq!(next.seq, 2 * RESERVE_BLOCK + 1);
     assert_eq!(m["chain"]["start"], "skipped");
-    // The newest surviving tip is seal.tip's (10), not the spool's (6).
-    assert_eq!(m["chain"]["prev_seq"], 10);
-    assert_eq!(m["chain"]["skipped"], json!([11, RESERVE_BLOCK]));
-    assert_eq!(m["prev_hash"], sealed[9].hash.as_str());
+    // It links back to the oldest surviving tip, which every copy holds:
+    // seal.state's (written at the first open: seq 0), not the spool's (6)
+    // or seal.tip's (10).
+    assert_eq!(m["chain"]["prev_seq"], 0);
+    assert_eq!(m["chain"]["skipped"], json!([1, 2 * RESERVE_BLOCK]));
+    assert_eq!(m["prev_hash"], GENESIS_HASH);
 
     // A clean stop, then a reboot: nothing was lost, the chain continues.
     let last = s.tip();

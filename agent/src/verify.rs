@@ -358,6 +358,9 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
     }
     // Whether each record links to the one before it in `ordered`.
     let mut linked = vec![false; ordered.len()];
+    // A restart after a lost tip links back to its declared `prev_seq`,
+    // past records released before the loss.
+    let mut link_back: Vec<Option<u64>> = vec![None; ordered.len()];
     for (k, w) in ordered.windows(2).enumerate() {
         let (a, b) = (w[0], w[1]);
         let before = problems.len();
@@ -392,6 +395,7 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
             } else {
                 by_seq.get(&p).map(|&i| h.arrivals[i].hash.as_str())
             };
+            link_back[k + 1] = Some(p);
             match target {
                 Some(hash) if hash != b.prev_hash => problems.push(Problem::BrokenLink {
                     seq: b.seq,
@@ -417,7 +421,19 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
     // unbroken links.
     let mut run: Option<(u64, u64)> = None;
     for (k, r) in ordered.iter().enumerate() {
-        if !linked[k]
+        if let Some(p) = link_back[k] {
+            // This record's signature vouches for seqs up to `p` only; the
+            // released records after `p` need a signature of their own.
+            if let Some((from, to)) = run {
+                if to > p {
+                    problems.push(Problem::Unsigned {
+                        from: from.max(p + 1),
+                        to,
+                    });
+                }
+                run = (from <= p).then_some((from, to.min(p)));
+            }
+        } else if !linked[k]
             && let Some((from, to)) = run.take()
         {
             problems.push(Problem::Unsigned { from, to });
