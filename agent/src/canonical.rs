@@ -65,6 +65,28 @@ pub(crate) fn encode_str(s: &str, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, s).expect("invariant: writing a str into a Vec never fails");
 }
 
+/// Writes members whose values are already canonical as a canonical
+/// object: sorted by key, `{"k":v,...}`. `key` reads a member's key,
+/// `value` appends its value.
+pub fn write_object<M>(
+    members: &mut [M],
+    key: impl Fn(&M) -> &str,
+    value: impl Fn(&M, &mut Vec<u8>),
+    out: &mut Vec<u8>,
+) {
+    members.sort_unstable_by(|a, b| key(a).as_bytes().cmp(key(b).as_bytes()));
+    out.push(b'{');
+    for (i, m) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        encode_str(key(m), out);
+        out.push(b':');
+        value(m, out);
+    }
+    out.push(b'}');
+}
+
 /// The members of an object written in canonical form (as
 /// [`crate::canonical_writer`] writes it), as (key, raw value) in order,
 /// without parsing the values. `None` when `line` is not such an object at

@@ -78,18 +78,13 @@ impl<'a> Object<'a> {
 
     /// Writes the object; hands back the output (to close a variant).
     fn finish(mut self) -> &'a mut Vec<u8> {
-        self.members
-            .sort_unstable_by(|a, b| a.0.as_str().as_bytes().cmp(b.0.as_str().as_bytes()));
-        self.out.push(b'{');
-        for (i, (k, start, end)) in self.members.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            string(self.out, k.as_str());
-            self.out.push(b':');
-            self.out.extend_from_slice(&self.scratch[*start..*end]);
-        }
-        self.out.push(b'}');
+        let scratch = &self.scratch;
+        crate::canonical::write_object(
+            &mut self.members,
+            |(k, _, _)| k.as_str(),
+            |&(_, start, end), out| out.extend_from_slice(&scratch[start..end]),
+            self.out,
+        );
         self.out
     }
 }

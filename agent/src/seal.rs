@@ -622,17 +622,12 @@ fn quoted(s: &str) -> Vec<u8> {
 
 /// Writes members (values already canonical) as a canonical object.
 fn write_object(members: &mut [(Cow<'_, str>, Cow<'_, [u8]>)], out: &mut Vec<u8>) {
-    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    out.push(b'{');
-    for (i, (k, v)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        canonical::encode_str(k, out);
-        out.push(b':');
-        out.extend_from_slice(v);
-    }
-    out.push(b'}');
+    canonical::write_object(
+        members,
+        |(k, _)| k,
+        |(_, v), out| out.extend_from_slice(v),
+        out,
+    );
 }
 
 fn json_note(start: &str, skipped: Option<(u64, u64, u64)>) -> Value {
