@@ -392,6 +392,7 @@ impl RecordBuilder {
             exe: &e.filename,
             argv: &e.argv,
             tty: &e.tty,
+            cwd: e.cwd,
         };
         let actor = self.enricher.actor(&facts, table, &mut esc);
         let mut incomplete = Vec::new();
@@ -456,6 +457,7 @@ impl RecordBuilder {
             exe: entry.map_or(&[][..], |e| &e.exe),
             argv: entry.map_or(&empty, |e| &e.argv),
             tty: entry.map_or(&[][..], |e| &e.tty),
+            cwd: None,
         };
         let host_pid = a
             .target_host_pid
@@ -612,6 +614,7 @@ mod tests {
             argv,
             argv_truncated: fl & flags::ARGV_TRUNCATED != 0,
             argv_total_len: 10,
+            cwd: None,
         }
     }
 
