@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use thiserror::Error;
 
 /// What a secret becomes.
@@ -111,6 +111,9 @@ impl Default for RedactConfig {
 #[derive(Debug, Clone)]
 pub struct Redactor {
     patterns: Vec<Regex>,
+    /// The same patterns in one automaton: one scan says which (usually
+    /// none) can match, instead of one scan per pattern.
+    set: RegexSet,
     secret_flags: Vec<String>,
     mysql_like: Vec<String>,
 }
@@ -145,7 +148,13 @@ impl Redactor {
                     source,
                 })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<Regex>, _>>()?;
+        let set = RegexSet::new(patterns.iter().map(Regex::as_str)).map_err(|source| {
+            RedactError::Pattern {
+                pattern: "(all patterns together)".to_owned(),
+                source,
+            }
+        })?;
         let defaults = |d: &[&str]| -> Vec<String> {
             if cfg.defaults {
                 d.iter().map(|s| (*s).to_owned()).collect()
@@ -159,6 +168,7 @@ impl Redactor {
         mysql_like.extend(cfg.mysql_like.iter().cloned());
         Ok(Self {
             patterns,
+            set,
             secret_flags,
             mysql_like,
         })
@@ -167,12 +177,34 @@ impl Redactor {
     /// Redacts an environment-like or free-form string.
     pub fn redact_str<'a>(&self, s: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(s);
+        if !self.set.is_match(s) {
+            return out;
+        }
+        // All patterns in order, as without the set: a replacement could in
+        // principle let a later pattern match where it did not before.
         for re in &self.patterns {
             if let Cow::Owned(o) = replace(re, &out) {
                 out = Cow::Owned(o);
             }
         }
         out
+    }
+
+    /// True when [`Self::redact_argv`] would certainly change nothing: no
+    /// secret flag, no glued `-p` for a mysql-like program, no pattern
+    /// matching any argument. Conservative (a `true` is always right), so
+    /// the caller can skip copying the argv in the common case.
+    pub fn argv_is_clean(&self, argv: &[&str]) -> bool {
+        let program = argv
+            .first()
+            .map(|a| a.rsplit('/').next().unwrap_or(a))
+            .unwrap_or_default();
+        let mysql = self.mysql_like.iter().any(|m| m == program);
+        argv.iter().enumerate().all(|(i, arg)| {
+            let flag = i > 0
+                && (self.secret_flags.iter().any(|f| f == arg) || (mysql && arg.starts_with("-p")));
+            !flag && !self.set.is_match(arg)
+        })
     }
 
     /// Redacts an argv in place; returns how many arguments changed.
@@ -338,6 +370,47 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(argv(input), *want, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn a_clean_argv_is_one_redaction_would_not_change() {
+        let r = Redactor::default();
+        let mut dirty = 0;
+        let mut clean = 0;
+        let corpus: Vec<Vec<&str>> = vec![
+            vec!["app", "password=hunter2"],
+            vec!["app", "--password", "hunter2"],
+            vec!["mysql", "-phunter2"],
+            vec!["mysql", "-p"],
+            vec!["mysql", "--password", "db"],
+            vec!["aws", "AKIAIOSFODNN7EXAMPLE"],
+            vec!["curl", "-H", "Authorization: Bearer eyJhbGciOi.x.y"],
+            vec!["psql", "postgres://alice:pw@db:5432/x"],
+            vec!["app", "password=[REDACTED]"],
+            vec!["app", "--password"],
+            vec!["/bin/true", "storm-17"],
+            vec!["ssh", "-p", "8080", "h"],
+            vec!["app", "--password-file=/x"],
+            vec!["git", "clone", "https://host/repo.git"],
+            vec!["passwd", "alice"],
+            vec![],
+        ];
+        for argv in &corpus {
+            let mut owned: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();
+            let changed = r.redact_argv(&mut owned);
+            if r.argv_is_clean(argv) {
+                clean += 1;
+                assert_eq!(changed, 0, "called clean but redaction changed {argv:?}");
+            } else if changed > 0 {
+                dirty += 1;
+            }
+        }
+        // Both verdicts occur: the check is neither always-true nor always-false.
+        assert!(clean >= 5 && dirty >= 6, "clean {clean}, dirty {dirty}");
+        assert!(r.argv_is_clean(&["/bin/true", "x"]));
+        assert!(!r.argv_is_clean(&["app", "token=abc"]));
+        assert!(!r.argv_is_clean(&["app", "--token", "abc"]));
+        assert!(!r.argv_is_clean(&["mysqldump", "-pabc"]));
     }
 
     #[test]

@@ -116,10 +116,14 @@ fn redact_actor<'a>(redactor: &Redactor, raw: &'a [u8]) -> Option<Cow<'a, [u8]>>
     let Some((_, argv_raw)) = inner.iter().find(|(k, _)| *k == "argv") else {
         return Some(Cow::Borrowed(raw));
     };
-    let argv: Vec<String> = serde_json::from_slice(argv_raw).ok()?;
-    let mut redacted = argv.clone();
-    redactor.redact_argv(&mut redacted);
-    if redacted == argv {
+    // Most argvs are plain text with nothing to redact: looked at in place.
+    if let Ok(plain) = serde_json::from_slice::<Vec<&str>>(argv_raw)
+        && redactor.argv_is_clean(&plain)
+    {
+        return Some(Cow::Borrowed(raw));
+    }
+    let mut redacted: Vec<String> = serde_json::from_slice(argv_raw).ok()?;
+    if redactor.redact_argv(&mut redacted) == 0 {
         return Some(Cow::Borrowed(raw));
     }
     let mut actor: Map<String, Value> = serde_json::from_slice(raw).ok()?;
