@@ -5,8 +5,9 @@
 //! parsing the line back into a `Value` and encoding it again (that round
 //! trip was the largest cost per record in the delivery thread).
 //!
-//! Each object's members are written to a scratch buffer, then copied out in
-//! key order; arrays and scalars go straight to the output.
+//! Members that arrive in key order, and arrays and scalars, go straight to
+//! the output; an object whose members arrive out of order is buffered and
+//! written sorted when it ends.
 
 use serde::{
     Serialize,
@@ -33,11 +34,17 @@ fn number(out: &mut Vec<u8>, n: impl Serialize) {
         .expect("invariant: writing a number into a Vec never fails");
 }
 
-/// An object under construction: values in `scratch`, keys and value
-/// ranges in `members`.
+/// An object under construction. Members that arrive in key order (most
+/// structs declare their fields sorted for this) go straight to the
+/// output; at the first one out of order, those written so far move to a
+/// scratch buffer, and the object is written sorted at the end.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
-    scratch: Vec<u8>,
+    /// Where this object's `{` is in `out`.
+    open_at: usize,
+    /// `None` while members stream to `out`; then the buffered values.
+    scratch: Option<Vec<u8>>,
+    /// Keys and value ranges, in `out` while streaming, else in `scratch`.
     members: Vec<(Key, usize, usize)>,
     /// Key of the map entry whose value comes next.
     pending: Option<Key>,
@@ -59,32 +66,70 @@ impl Key {
 
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, len: usize) -> Self {
+        let open_at = out.len();
+        out.push(b'{');
         Self {
             out,
-            scratch: Vec::with_capacity(256),
+            open_at,
+            scratch: None,
             members: Vec::with_capacity(len),
             pending: None,
         }
     }
 
     fn value<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> Result<(), Error> {
-        let start = self.scratch.len();
-        value.serialize(Writer {
-            out: &mut self.scratch,
-        })?;
-        self.members.push((key, start, self.scratch.len()));
+        if self.scratch.is_none() {
+            let in_order = self
+                .members
+                .last()
+                .is_none_or(|(last, _, _)| last.as_str().as_bytes() < key.as_str().as_bytes());
+            if in_order {
+                if !self.members.is_empty() {
+                    self.out.push(b',');
+                }
+                string(self.out, key.as_str());
+                self.out.push(b':');
+                let start = self.out.len();
+                value.serialize(Writer {
+                    out: &mut *self.out,
+                })?;
+                self.members.push((key, start, self.out.len()));
+                return Ok(());
+            }
+            self.scratch = Some(self.take_streamed());
+        }
+        let scratch = self.scratch.get_or_insert_with(Vec::new);
+        let start = scratch.len();
+        value.serialize(Writer { out: scratch })?;
+        self.members.push((key, start, scratch.len()));
         Ok(())
+    }
+
+    /// Moves the values streamed so far into a new scratch buffer and takes
+    /// the object back out of `out`.
+    fn take_streamed(&mut self) -> Vec<u8> {
+        let mut scratch = Vec::with_capacity(self.out.len() - self.open_at + 256);
+        for (_, start, end) in &mut self.members {
+            let from = *start..*end;
+            *start = scratch.len();
+            scratch.extend_from_slice(&self.out[from]);
+            *end = scratch.len();
+        }
+        self.out.truncate(self.open_at);
+        scratch
     }
 
     /// Writes the object; hands back the output (to close a variant).
     fn finish(mut self) -> &'a mut Vec<u8> {
-        let scratch = &self.scratch;
-        crate::canonical::write_object(
-            &mut self.members,
-            |(k, _, _)| k.as_str(),
-            |&(_, start, end), out| out.extend_from_slice(&scratch[start..end]),
-            self.out,
-        );
+        match self.scratch.take() {
+            None => self.out.push(b'}'),
+            Some(scratch) => crate::canonical::write_object(
+                &mut self.members,
+                |(k, _, _)| k.as_str(),
+                |&(_, start, end), out| out.extend_from_slice(&scratch[start..end]),
+                self.out,
+            ),
+        }
         self.out
     }
 }
@@ -559,6 +604,74 @@ mod tests {
         assert_eq!(
             String::from_utf8(direct).unwrap(),
             String::from_utf8(expected).unwrap()
+        );
+    }
+
+    #[derive(Serialize)]
+    struct Sorted {
+        x: &'static str,
+        y: Option<u8>,
+        z: Inner,
+    }
+
+    /// Streams `a`, `b` (itself streamed) and `c`, then `aa` arrives out
+    /// of order and everything written so far must move to the buffer.
+    #[derive(Serialize)]
+    struct Partly {
+        a: u8,
+        b: Sorted,
+        c: Vec<u8>,
+        aa: Kind,
+        ab: HashMap<&'static str, u8>,
+    }
+
+    #[test]
+    fn in_order_members_stream_and_a_late_one_out_of_order_still_sorts() {
+        let inner = || Inner {
+            zeta: 2,
+            alpha: Some("a"),
+            skipped: Some(1),
+            list: vec![],
+        };
+        let values = [
+            Partly {
+                a: 1,
+                b: Sorted {
+                    x: "x",
+                    y: None,
+                    z: inner(),
+                },
+                c: vec![3, 1],
+                aa: Kind::Shape { w: 1, h: 2 },
+                ab: [("q", 1), ("p", 2)].into_iter().collect(),
+            },
+            Partly {
+                a: 0,
+                b: Sorted {
+                    x: "",
+                    y: Some(9),
+                    z: inner(),
+                },
+                c: vec![],
+                aa: Kind::Plain,
+                ab: HashMap::new(),
+            },
+        ];
+        for v in &values {
+            let mut direct = b"prefix".to_vec();
+            to_writer(&mut direct, v).unwrap();
+            let mut expected = b"prefix".to_vec();
+            expected.extend(canonical::to_vec(&serde_json::to_value(v).unwrap()));
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+        let mut sorted = Vec::new();
+        to_writer(&mut sorted, &values[0].b).unwrap();
+        assert_eq!(
+            String::from_utf8(sorted).unwrap(),
+            r#"{"x":"x","y":null,"z":{"alpha":"a","list":[],"skipped":1,"zeta":2}}"#
         );
     }
 

@@ -8,11 +8,11 @@ use serde::Serialize;
 /// Host identity carried by every record.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Host {
-    pub name: String,
-    /// `/etc/machine-id`; empty when the host has none.
-    pub id: String,
     /// `/proc/sys/kernel/random/boot_id`: changes at every boot.
     pub boot_id: String,
+    /// `/etc/machine-id`; empty when the host has none.
+    pub id: String,
+    pub name: String,
 }
 
 fn read_trimmed(path: &str) -> io::Result<String> {

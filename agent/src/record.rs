@@ -41,21 +41,23 @@ pub fn render(bytes: &[u8]) -> (Cow<'_, str>, bool) {
     (Cow::Owned(out), true)
 }
 
+/// Fields in key order, like every record struct: the canonical writer
+/// streams members that arrive sorted and buffers the rest.
 #[derive(Serialize)]
 struct Record<'a, D: Serialize> {
-    schema: u32,
-    seq: u64,
-    time: String,
-    monotonic_ns: u64,
-    host: &'a Host,
-    kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     actor: Option<&'a Actor>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<&'a Target>,
-    detail: D,
-    #[serde(skip_serializing_if = "Option::is_none")]
     decision: Option<&'a DecisionOut>,
+    detail: D,
+    host: &'a Host,
+    kind: &'static str,
+    monotonic_ns: u64,
+    schema: u32,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a Target>,
+    time: String,
 }
 
 /// DESIGN.md `decision`: what was decided about the action and whether the
@@ -67,24 +69,24 @@ pub struct DecisionOut {
     /// `"lsm"` (refused with -EPERM before it happened), `"kill"` (the actor
     /// was killed at the syscall's entry) or `null` (not enforced).
     pub enforced: Option<&'static str>,
+    pub grant_id: Option<String>,
+    pub reason: Option<String>,
     pub rule: Option<String>,
     pub severity: Option<String>,
-    pub reason: Option<String>,
-    pub grant_id: Option<String>,
 }
 
 #[derive(Serialize)]
 struct ExecDetail {
-    argv_truncated: bool,
     /// Size of the whole argv in the process, copied or not.
     argv_bytes: u32,
+    argv_truncated: bool,
+    /// Debugger class of the program, from the policy's `debuggers:` list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debugger: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     escaped: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     incomplete: Vec<&'static str>,
-    /// Debugger class of the program, from the policy's `debuggers:` list.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    debugger: Option<String>,
 }
 
 /// Detail of ptrace, mem_access, perf_attach and bpf records.
@@ -633,6 +635,79 @@ mod tests {
             t.insert(e);
         }
         t
+    }
+
+    /// serde writes a struct's fields in declaration order, and
+    /// `split_members` takes only sorted keys: a struct that fails here
+    /// still serializes correctly, but through the canonical writer's
+    /// buffer instead of streaming.
+    #[test]
+    fn record_structs_declare_fields_in_key_order() {
+        fn sorted<T: Serialize>(what: &str, v: &T) {
+            let raw = serde_json::to_vec(v).unwrap();
+            assert!(
+                crate::canonical::split_members(&raw).is_some(),
+                "{what}: fields not in key order: {}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
+        let mut b = builder();
+        let e = exec(b"/bin/echo", vec![b"/bin/echo".to_vec()], 0);
+        let facts = ActorFacts {
+            pid: e.tgid,
+            ppid: e.ppid,
+            start_ns: e.start_ns,
+            creds: e.creds,
+            cgroup_id: e.cgroup_id,
+            ns: e.ns,
+            comm: &e.comm,
+            exe: &e.filename,
+            argv: &e.argv,
+            tty: &e.tty,
+            cwd: None,
+        };
+        let actor = b.enricher.actor(&facts, &table(), &mut Escapes(Vec::new()));
+        sorted("Actor", &actor);
+        sorted("AncestorOut", &actor.ancestry[0]);
+        sorted("Namespaces", &actor.namespaces);
+        sorted("Host", &b.host);
+        sorted(
+            "Ssh",
+            &crate::enrich::Ssh {
+                src_ip: "192.0.2.1".into(),
+                src_port: 22,
+            },
+        );
+        let detail = ExecDetail {
+            argv_truncated: false,
+            argv_bytes: 1,
+            escaped: vec!["argv"],
+            incomplete: vec!["exe"],
+            debugger: Some("gdb".into()),
+        };
+        sorted("ExecDetail", &detail);
+        let decision = DecisionOut {
+            action: "deny",
+            enforced: Some("lsm"),
+            rule: Some("r".into()),
+            severity: Some("high".into()),
+            reason: Some("why".into()),
+            grant_id: Some("g".into()),
+        };
+        sorted("DecisionOut", &decision);
+        let record = Record {
+            schema: 1,
+            seq: 1,
+            time: "t".into(),
+            monotonic_ns: 1,
+            host: &b.host,
+            kind: "exec",
+            actor: Some(&actor),
+            target: None,
+            detail,
+            decision: Some(&decision),
+        };
+        sorted("Record", &record);
     }
 
     #[test]

@@ -21,20 +21,23 @@ use crate::{
 };
 
 /// One level of ancestry, nearest parent first.
+///
+/// The output structs here declare their fields in key order: the
+/// canonical writer then streams them without buffering.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AncestorOut {
-    pub pid: u32,
     pub comm: String,
     pub exe: String,
+    pub pid: u32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Namespaces {
-    pub pid: u32,
-    pub user: u32,
     pub mnt: u32,
     /// Pid inside `pid` (equals the host pid in the host namespace).
     pub ns_pid: u32,
+    pub pid: u32,
+    pub user: u32,
 }
 
 impl From<NsIds> for Namespaces {
@@ -51,32 +54,32 @@ impl From<NsIds> for Namespaces {
 /// Who acted (DESIGN.md `actor`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Actor {
-    pub pid: u32,
-    pub tgid: u32,
-    pub ppid: u32,
-    pub uid: u32,
-    pub user: Option<String>,
-    pub gid: u32,
-    pub groups: Vec<String>,
+    pub ancestry: Vec<AncestorOut>,
+    pub argv: Vec<String>,
+    pub auid: Option<u32>,
+    pub cgroup: Option<String>,
+    pub cgroup_id: u64,
+    pub comm: String,
+    pub container_id: Option<String>,
+    pub cwd: Option<String>,
+    pub egid: u32,
     pub euid: u32,
     pub euser: Option<String>,
-    pub egid: u32,
-    pub auid: Option<u32>,
-    pub login_user: Option<String>,
-    pub session_id: Option<u32>,
-    pub tty: Option<String>,
-    pub ssh: Option<Ssh>,
     pub exe: String,
-    pub comm: String,
-    pub argv: Vec<String>,
-    pub cwd: Option<String>,
-    pub unit: Option<String>,
-    pub container_id: Option<String>,
-    pub cgroup_id: u64,
-    pub cgroup: Option<String>,
+    pub gid: u32,
+    pub groups: Vec<String>,
+    pub login_user: Option<String>,
     pub namespaces: Namespaces,
+    pub pid: u32,
+    pub ppid: u32,
+    pub session_id: Option<u32>,
+    pub ssh: Option<Ssh>,
     pub start_ns: u64,
-    pub ancestry: Vec<AncestorOut>,
+    pub tgid: u32,
+    pub tty: Option<String>,
+    pub uid: u32,
+    pub unit: Option<String>,
+    pub user: Option<String>,
 }
 
 /// What was acted upon (DESIGN.md `target`).
