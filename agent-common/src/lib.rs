@@ -13,6 +13,8 @@ use core::mem::size_of;
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Per-CPU array of `u64` counters: events dropped in the kernel, indexed by [`EventKind`].
 pub const LOST_MAP: &str = "LOST";
+/// One `u32`: non-zero while the agent waits to be woken (see the agent's read loop).
+pub const READER_IDLE_MAP: &str = "READER_IDLE";
 /// Per-CPU scratch space used to assemble variable-length exec events.
 pub const EXEC_SCRATCH_MAP: &str = "EXEC_SCRATCH";
 /// Name of the global holding [`KernelOffsets`].

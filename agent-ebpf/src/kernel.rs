@@ -1,7 +1,11 @@
 //! Shared kernel-side state and helpers: maps, load-time globals, and safe
 //! wrappers to read task fields at offsets the agent resolved from BTF.
 
-use core::{ffi::c_void, mem::MaybeUninit, ptr::read_volatile};
+use core::{
+    ffi::c_void,
+    mem::MaybeUninit,
+    ptr::{read_volatile, write_volatile},
+};
 
 use agent_common::{
     AGG_ENTRIES, AccessEvent, AggKey, Creds, CwdId, DEFAULT_RING_BYTES, EventKind, ExecScratch,
@@ -21,30 +25,29 @@ const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_RING_SIZE: u64 = 1;
-const BPF_RB_CONS_POS: u64 = 2;
 
-/// The reader's position when a record-making event last forced a wake-up.
-#[map(name = "WOKEN_AT")]
-static WOKEN_AT: Array<u64> = Array::with_max_entries(1, 0);
+/// Non-zero while the agent waits for a wake-up; zero while it reads the
+/// ring on its own timer (under load). The agent sets it before it
+/// sleeps; the first event that finds it set clears it and wakes the
+/// agent.
+#[map(name = "READER_IDLE")]
+static READER_IDLE: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Output flags for an event the agent turns into a record (exec, access).
-/// The kernel's default wakes the reader only when it had read everything
-/// before this event, which is not the case after a [`lazy_wakeup`] event,
-/// so wake it here, but once per read: while the reader has not moved
-/// since the last forced wake-up, that wake-up is still being served (the
-/// agent drains after it wakes, and once more after its short linger).
+/// Output flags for an event the agent turns into a record (exec, access):
+/// wake the agent only if it is waiting for a wake-up, and then only once.
+/// A wake-up is an IPI, which in a VM costs several microseconds in the
+/// traced process; an agent that polls under load needs none.
 #[inline(always)]
-pub(crate) fn wake_once() -> u64 {
-    let cons = EVENTS.query(BPF_RB_CONS_POS);
-    match WOKEN_AT.get_ptr_mut(0) {
-        // SAFETY: a valid pointer into the array's only slot; a racing
-        // write from another CPU costs at most one extra wake-up.
+pub(crate) fn wake_if_idle() -> u64 {
+    match READER_IDLE.get_ptr_mut(0) {
+        // SAFETY: a valid pointer into the array's only slot. A racing
+        // event on another CPU costs at most one extra wake-up.
         Some(p) => unsafe {
-            if *p == cons && cons != 0 {
-                BPF_RB_NO_WAKEUP
-            } else {
-                *p = cons;
+            if read_volatile(p) != 0 {
+                write_volatile(p, 0);
                 BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
             }
         },
         None => BPF_RB_FORCE_WAKEUP,
@@ -54,10 +57,9 @@ pub(crate) fn wake_once() -> u64 {
 /// Output flags for a bookkeeping event (fork, exit): no wake-up, unless
 /// the ring is filling up or the process (or, for a fork, its parent) is
 /// protected by pid: the agent must add a protected parent's child to that
-/// list, or drop a dead pid from it, at once. Otherwise the next
-/// record-making event (or the agent's 1 s tick) brings it along. A
-/// wake-up is an IPI, which in a VM cost ~2 us per event: more than the
-/// rest of these programs.
+/// list, or drop a dead pid from it, at once. Otherwise the agent's next
+/// read (its poll timer, the next record-making event's wake-up, or its
+/// 1 s tick) brings it along.
 #[inline(always)]
 pub(crate) fn lazy_wakeup(tgid: u32) -> u64 {
     if crate::enforce::tgid_protected(tgid) {

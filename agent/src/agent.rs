@@ -5,10 +5,13 @@
 use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use agent_common::{AggKey, EventKind};
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use serde_json::json;
 use thiserror::Error;
-use tokio::io::{Interest, unix::AsyncFd};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    time::Instant,
+};
 use tracing::{error, info};
 
 use crate::{
@@ -20,6 +23,7 @@ use crate::{
     notify::{self, Notifier},
     pipeline::{Pipeline, PipelineStats},
     process::{ProcessTable, procfs},
+    reader::{ReadMode, Step},
     record::LostCounts,
     sink::{Delivery, DeliveryConfig, DeliveryError},
 };
@@ -79,6 +83,8 @@ pub enum AgentError {
     Sink(#[from] DeliveryError),
     #[error("polling the ring buffer")]
     Poll(#[source] std::io::Error),
+    #[error("setting the ring buffer's reader flag (READER_IDLE)")]
+    ReaderFlag(#[source] aya::maps::MapError),
     #[error("installing the SIGINT/SIGTERM handlers")]
     Signals(#[source] std::io::Error),
     #[error(transparent)]
@@ -89,8 +95,6 @@ pub enum AgentError {
 const MAX_BATCH: usize = 256 * 1024;
 /// Batches per drain call before yielding to the timer.
 const MAX_DRAIN_BATCHES: usize = 64;
-/// Pause after emptying the ring buffer before waiting for it again.
-const LINGER: Duration = Duration::from_millis(1);
 
 /// What a finished run did.
 #[derive(Debug, Clone, Copy)]
@@ -192,6 +196,11 @@ async fn drain(
     Ok(false)
 }
 
+/// Asks the kernel to wake the agent at the next record-making event.
+fn sleep_on_wake(flag: &mut Array<MapData, u32>) -> Result<(), AgentError> {
+    flag.set(0, 1, 0).map_err(AgentError::ReaderFlag)
+}
+
 /// Runs until `shutdown` completes. Startup errors are returned before any
 /// record is written.
 pub async fn run(
@@ -229,6 +238,7 @@ pub async fn run(
     let ebpf::Loaded {
         ebpf,
         ring,
+        mut reader_idle,
         lost,
         agg,
         attached,
@@ -351,31 +361,35 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let mut last_events = 0;
+    sleep_on_wake(&mut reader_idle)?;
+    let mut mode = ReadMode::START;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(AgentError::Signals)?;
     loop {
+        let deadline = mode.deadline();
+        // Never polled: the branch is disabled without a deadline.
+        let far = Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            guard = ring.readable_mut() => {
-                let mut guard = guard.map_err(AgentError::Poll)?;
-                // The kernel only wakes a consumer that has caught up, so
-                // readiness is cleared only once the ring was emptied.
-                // Let events gather before the next wake-up: under an exec
-                // storm a wake-up per event cost more than the events, and
-                // a batch of records shares one signature and one write.
-                // Adds at most LINGER to a record's latency. Then drain
-                // again before waiting: an event reserved before the one
-                // that woke us may have been uncommitted (the reader stops
-                // there), and the kernel does not wake us again until the
-                // reader moves (`wake_once`). Readiness that came in after
-                // the guard was taken survives `clear_ready`.
-                if drain(guard.get_inner_mut(), &mut p, &sink).await? {
-                    tokio::time::sleep(LINGER).await;
-                    if drain(guard.get_inner_mut(), &mut p, &sink).await? {
-                        guard.clear_ready();
+            guard = ring.readable_mut(), if mode.waits_for_wake() => {
+                // Readiness that came in after the guard was taken
+                // survives `clear_ready`.
+                guard.map_err(AgentError::Poll)?.clear_ready();
+                mode = ReadMode::woken(Instant::now());
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
+                let before = p.stats().events;
+                let emptied = drain(ring.get_mut(), &mut p, &sink).await?;
+                let handled = p.stats().events - before;
+                mode = match mode.after_read(handled, emptied, Instant::now()) {
+                    Step::Mode(m) => m,
+                    Step::Sleep => {
+                        sleep_on_wake(&mut reader_idle)?;
+                        drain(ring.get_mut(), &mut p, &sink).await?;
+                        ReadMode::asleep(Instant::now())
                     }
-                }
+                };
             }
             _ = tick.tick() => {
                 // Also drain here: a missed wakeup can delay records by at

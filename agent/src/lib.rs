@@ -47,6 +47,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod process;
+pub mod reader;
 pub mod record;
 pub mod redact;
 pub mod seal;

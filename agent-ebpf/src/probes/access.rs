@@ -28,7 +28,7 @@ use crate::{
     enforce,
     kernel::{
         ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_lost, current_comm, current_pid_tgid, is_agent,
-        offsets, read_creds, read_field, read_ns, read_or_zero, wake_once,
+        offsets, read_creds, read_field, read_ns, read_or_zero, wake_if_idle,
     },
 };
 
@@ -156,7 +156,7 @@ fn kill_fallback(ev: &mut AccessEvent, target_tgid: u32, op: u32) -> bool {
 
 #[inline(always)]
 fn emit(ev: &AccessEvent) {
-    if EVENTS.output::<AccessEvent>(ev, wake_once()).is_err() {
+    if EVENTS.output::<AccessEvent>(ev, wake_if_idle()).is_err() {
         count_lost(EventKind::Access);
     }
 }

@@ -21,7 +21,7 @@ use aya_ebpf::{
 
 use crate::kernel::{
     EVENTS, EXEC_SCRATCH, count_lost, current_comm, current_pid_tgid, is_agent, offsets,
-    read_creds, read_cwd, read_ns, read_or_zero, read_tty, wake_once,
+    read_creds, read_cwd, read_ns, read_or_zero, read_tty, wake_if_idle,
 };
 
 // Both caps are powers of two, which lets a mask prove bounds to the verifier.
@@ -148,5 +148,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     // SAFETY: the scratch value is EXEC_EVENT_MAX bytes long.
     let bytes = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>(), EXEC_EVENT_MAX) };
     let out = bytes.get(..size).ok_or(-1i64)?;
-    EVENTS.output::<[u8]>(out, wake_once()).map_err(i64::from)
+    EVENTS
+        .output::<[u8]>(out, wake_if_idle())
+        .map_err(i64::from)
 }

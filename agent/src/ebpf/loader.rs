@@ -6,11 +6,11 @@ use std::path::Path;
 
 use agent_common::{
     AGENT_TGID_GLOBAL, AGG_MAP, AggKey, DEFAULT_RING_BYTES, EVENTS_MAP, KernelOffsets, LOST_MAP,
-    OFFSETS_GLOBAL,
+    OFFSETS_GLOBAL, READER_IDLE_MAP,
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, Lsm, ProgramError, TracePoint},
 };
 use thiserror::Error;
@@ -166,6 +166,8 @@ pub struct Loaded {
     /// Owns the programs and their links.
     pub ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
+    /// Set while the agent waits for the kernel to wake it (`wake_if_idle`).
+    pub reader_idle: Array<MapData, u32>,
     pub lost: PerCpuArray<MapData, u64>,
     /// Repeat counts of aggregated accesses.
     pub agg: PerCpuHashMap<MapData, AggKey, u64>,
@@ -247,9 +249,15 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .map_err(|_| LoadError::Map(LOST_MAP))?;
     let agg = PerCpuHashMap::try_from(ebpf.take_map(AGG_MAP).ok_or(LoadError::Map(AGG_MAP))?)
         .map_err(|_| LoadError::Map(AGG_MAP))?;
+    let reader_idle = Array::try_from(
+        ebpf.take_map(READER_IDLE_MAP)
+            .ok_or(LoadError::Map(READER_IDLE_MAP))?,
+    )
+    .map_err(|_| LoadError::Map(READER_IDLE_MAP))?;
     Ok(Loaded {
         ebpf,
         ring,
+        reader_idle,
         lost,
         agg,
         attached,

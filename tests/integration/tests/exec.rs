@@ -13,6 +13,15 @@ use std::{
 use integration_test::{Agent, nonce, own_auid};
 use serde_json::Value;
 
+/// Tests that make or count thousands of execs take turns.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn argv_of(r: &Value) -> Vec<String> {
     r["actor"]["argv"]
         .as_array()
@@ -215,6 +224,7 @@ fn one_mib_argv_and_non_utf8_path_are_truncated_flagged_and_valid_json() {
 fn exec_storm_every_exec_is_a_record_or_counted_as_lost() {
     const EXECS: u64 = 20_000;
     const WORKERS: u64 = 2;
+    let _alone = heavy();
     let agent = Agent::start(&[]);
     let n = nonce("storm");
     let started = AtomicU64::new(0);
@@ -258,6 +268,9 @@ fn exec_storm_every_exec_is_a_record_or_counted_as_lost() {
 #[test]
 fn stalled_agent_with_a_small_ring_counts_every_dropped_exec() {
     const EXECS: u64 = 10_000;
+    // The stalled agent counts every exec on the host as lost: the storm
+    // of the test beside it must not run meanwhile.
+    let _alone = heavy();
     let agent = Agent::start(&["--ring-mib", "1"]);
     let pid = i32::try_from(agent.pid()).unwrap();
     let n = nonce("stall");
