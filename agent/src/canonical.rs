@@ -133,12 +133,14 @@ pub fn split_members(line: &[u8]) -> Option<Vec<(&str, &[u8])>> {
 
 /// Index after the string that opens at `i`.
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    // Most of a record's bytes are inside strings (argv, paths): jump
+    // between quotes and backslashes instead of looking at every byte.
     let mut j = i + 1;
     loop {
-        match *b.get(j)? {
+        j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        match b[j] {
             b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
+            _ => return Some(j + 1),
         }
     }
 }
@@ -236,6 +238,8 @@ mod tests {
             b"{\"a\":1} ",
             b"{\"a\":1",
             b"{\"a\":\"x}",
+            b"{\"a\":\"x\\",
+            b"{\"a\":\"x\\\"}",
             b"{\"a\\u0041\":1}",
             b"[1]",
             b"",
