@@ -1,8 +1,9 @@
 //! String matching compiled once per load. Every distinct pattern of a field
 //! gets a small integer id; an event's value is matched once per field
-//! (a hash lookup for literals, one `GlobSet` pass for globs) and rules then
-//! compare sorted id lists. This is what keeps evaluation allocation free and
-//! flat in the number of rules.
+//! (a hash lookup for literals and for path globs that only fix a directory,
+//! one `GlobSet` pass for other globs) and rules then compare sorted id
+//! lists. This is what keeps evaluation allocation free and flat in the
+//! number of rules.
 
 use std::{
     collections::HashMap,
@@ -110,6 +111,39 @@ fn is_literal(p: &str) -> bool {
     !p.contains(['*', '?', '[', '{', '\\'])
 }
 
+/// Text globset reads as itself in any position. Stricter than
+/// `is_literal`: a stray `]`, `}` or `,` is left to globset rather than
+/// reasoned about here.
+fn is_plain(p: &str) -> bool {
+    !p.contains(['*', '?', '[', ']', '{', '}', ',', '\\'])
+}
+
+/// Path globs (separator-aware) that come down to the value's directory,
+/// the commonest shapes in exe lists. A regex set or Aho-Corasick pass over
+/// hundreds of them costs more than the rest of an evaluation; a hash
+/// lookup of one directory does not.
+#[derive(Debug, PartialEq, Eq)]
+enum DirShape<'p> {
+    /// `DIR/NAME*` (NAME may be empty): globset's regex is
+    /// `^DIR/NAME[^/]*$`, so the value's directory is DIR exactly and its
+    /// file name starts with NAME.
+    In { dir: &'p str, name: &'p str },
+    /// `DIR/**`: globset's tokens are DIR then a recursive suffix (`/.*`),
+    /// so it matches values that start with `DIR/`.
+    Under { dir: &'p str },
+}
+
+fn dir_shape(pattern: &str) -> Option<DirShape<'_>> {
+    if let Some(dir) = pattern.strip_suffix("/**")
+        && is_plain(dir)
+    {
+        return Some(DirShape::Under { dir });
+    }
+    let (dir, last) = pattern.rsplit_once('/')?;
+    let name = last.strip_suffix('*')?;
+    (is_plain(dir) && is_plain(name)).then_some(DirShape::In { dir, name })
+}
+
 /// Collects the patterns of one field while compiling.
 pub(crate) struct IndexBuilder {
     path_like: bool,
@@ -140,7 +174,8 @@ impl IndexBuilder {
             return Ok(id);
         }
         let id = u32::try_from(self.patterns.len()).expect("invariant: fewer than 2^32 patterns");
-        if !is_literal(pattern) {
+        let by_dir = self.path_like && pattern.contains('/') && dir_shape(pattern).is_some();
+        if !is_literal(pattern) && !by_dir {
             let base = self.path_like && !pattern.contains('/');
             // A basename has no `/` to protect, and without
             // literal_separator globset can use its faster prefix and
@@ -165,20 +200,48 @@ impl IndexBuilder {
     pub(crate) fn build(self) -> Result<FieldIndex, globset::Error> {
         let mut literals = FnvMap::default();
         let mut base_literals = FnvMap::default();
+        let mut in_dir: FnvMap<Box<str>, Vec<(Box<str>, u32)>> = FnvMap::default();
+        // Patterns are unique, so are the DIRs of their `DIR/**`.
+        let mut under = FnvMap::default();
+        let mut under_depth = Vec::new();
         for (id, p) in self.patterns.iter().enumerate() {
+            let id = u32::try_from(id).expect("invariant: fewer than 2^32 patterns");
             if is_literal(p) {
-                let id = u32::try_from(id).expect("invariant: fewer than 2^32 patterns");
                 if self.path_like && !p.contains('/') {
                     base_literals.insert(p.clone().into_boxed_str(), id);
                 } else {
                     literals.insert(p.clone().into_boxed_str(), id);
                 }
+                continue;
+            }
+            if !self.path_like || !p.contains('/') {
+                continue;
+            }
+            match dir_shape(p) {
+                Some(DirShape::In { dir, name }) => {
+                    in_dir
+                        .entry(dir.into())
+                        .or_default()
+                        .push((name.into(), id));
+                }
+                Some(DirShape::Under { dir }) => {
+                    let depth = dir.matches('/').count();
+                    if under_depth.len() <= depth {
+                        under_depth.resize(depth + 1, false);
+                    }
+                    under_depth[depth] = true;
+                    under.insert(dir.into(), id);
+                }
+                None => {}
             }
         }
         Ok(FieldIndex {
             path_like: self.path_like,
             literals,
             base_literals,
+            in_dir,
+            under,
+            under_depth: under_depth.into_boxed_slice(),
             globs: self.globs.build()?,
             glob_ids: self.glob_ids,
             base_globs: self.base_globs.build()?,
@@ -197,6 +260,15 @@ pub(crate) struct FieldIndex {
     path_like: bool,
     literals: FnvMap<Box<str>, u32>,
     base_literals: FnvMap<Box<str>, u32>,
+    /// `DIR/NAME*` globs: DIR -> (NAME, id).
+    in_dir: FnvMap<Box<str>, Vec<(Box<str>, u32)>>,
+    /// `DIR/**` globs: DIR -> id.
+    under: FnvMap<Box<str>, u32>,
+    /// `under_depth[d]`: some DIR in `under` has `d` slashes. Such a DIR
+    /// can only be the part of the value before its slash number `d`
+    /// (counting from 0), so a value costs one lookup per depth in use, not
+    /// one per slash.
+    under_depth: Box<[bool]>,
     globs: GlobSet,
     glob_ids: Vec<u32>,
     base_globs: GlobSet,
@@ -229,7 +301,23 @@ impl FieldIndex {
             out.extend(gbuf.iter().map(|&i| self.glob_ids[i]));
         }
         if self.path_like {
-            let base = value.rsplit('/').next().unwrap_or(value);
+            let (dir, base) = value.rsplit_once('/').unzip();
+            let base = base.unwrap_or(value);
+            if let Some(list) = dir.and_then(|d| self.in_dir.get(d)) {
+                out.extend(
+                    list.iter()
+                        .filter(|(name, _)| base.starts_with(&**name))
+                        .map(|&(_, id)| id),
+                );
+            }
+            if !self.under.is_empty() {
+                let slashes = value.match_indices('/').map(|(at, _)| at);
+                for (&used, at) in self.under_depth.iter().zip(slashes) {
+                    if used && let Some(&id) = self.under.get(&value[..at]) {
+                        out.push(id);
+                    }
+                }
+            }
             if let Some(&id) = self.base_literals.get(base) {
                 out.push(id);
             }
@@ -246,7 +334,7 @@ impl FieldIndex {
 mod tests {
     use super::*;
 
-    fn ids(ix: &FieldIndex, v: &str) -> Vec<u32> {
+    fn ids_of(ix: &FieldIndex, v: &str) -> Vec<u32> {
         let mut out = Vec::new();
         ix.matches_into(v, &mut out, &mut Vec::new());
         out.sort_unstable();
@@ -262,15 +350,124 @@ mod tests {
         let base_glob = b.add("python3*").unwrap();
         assert_eq!(b.add("gdb").unwrap(), gdb, "patterns are deduplicated");
         let ix = b.build().unwrap();
-        assert_eq!(ids(&ix, "/usr/bin/gdb"), vec![gdb, full, star]);
-        assert_eq!(ids(&ix, "/usr/local/bin/gdb"), vec![gdb]);
+        assert_eq!(ids_of(&ix, "/usr/bin/gdb"), vec![gdb, full, star]);
+        assert_eq!(ids_of(&ix, "/usr/local/bin/gdb"), vec![gdb]);
         assert_eq!(
-            ids(&ix, "/usr/bin/x/gdb"),
+            ids_of(&ix, "/usr/bin/x/gdb"),
             vec![gdb],
             "* stays in one directory"
         );
-        assert_eq!(ids(&ix, "/usr/bin/python3.11"), vec![star, base_glob]);
+        assert_eq!(ids_of(&ix, "/usr/bin/python3.11"), vec![star, base_glob]);
         assert_eq!(ix.pattern(full), "/usr/bin/gdb");
+    }
+
+    #[test]
+    fn directory_shapes_are_recognised_and_the_rest_left_to_globset() {
+        use DirShape::{In, Under};
+        for (p, want) in [
+            (
+                "/usr/bin/*",
+                Some(In {
+                    dir: "/usr/bin",
+                    name: "",
+                }),
+            ),
+            (
+                "/usr/lib/x/sd*",
+                Some(In {
+                    dir: "/usr/lib/x",
+                    name: "sd",
+                }),
+            ),
+            ("/*", Some(In { dir: "", name: "" })),
+            ("/srv/app/**", Some(Under { dir: "/srv/app" })),
+            ("rel/**", Some(Under { dir: "rel" })),
+            ("/srv//**", Some(Under { dir: "/srv/" })),
+            ("/**", Some(Under { dir: "" })),
+            ("/usr/b**", None),
+            ("/usr/*/gdb", None),
+            ("/usr/bin/g*b", None),
+            ("/usr/bin/g?*", None),
+            ("/opt/[ab]*", None),
+            ("/opt/{a,b}/*", None),
+            ("/opt/a\\*", None),
+        ] {
+            assert_eq!(dir_shape(p), want, "{p}");
+        }
+    }
+
+    /// The directory lookups must match exactly what the globset they
+    /// replace matches, edge cases included.
+    #[test]
+    fn directory_shapes_match_like_globset() {
+        let patterns = [
+            "/usr/bin/*",
+            "/usr/bin/g*",
+            "/usr/bin/gdb*",
+            "/usr/lib/systemd/systemd*",
+            "/usr//*",
+            "/*",
+            "rel/*",
+            "/srv/app/**",
+            "/srv/app/bin/**",
+            "/a//b/**",
+            "/srv//**",
+            "/**",
+            "rel/**",
+            "/usr/*/gdb",
+            "/usr/bin/g*b",
+        ];
+        let values = [
+            "/usr/bin/gdb",
+            "/usr/bin/",
+            "/usr/bin",
+            "/usr/bin/x/gdb",
+            "/usr//gdb",
+            "/usr/gdb",
+            "/usr/lib/systemd/systemd",
+            "/usr/lib/systemd/systemd-logind",
+            "/usr/lib/systemd/sd",
+            "/gdb",
+            "/",
+            "rel/x",
+            "rel/x/y",
+            "/rel/x",
+            "/srv/app",
+            "/srv/app/",
+            "/srv/app/x",
+            "/srv/app/bin/x/y",
+            "/srv/apps/x",
+            "/srv//x",
+            "/srv/x",
+            "/a//b/c",
+            "/a/b/c",
+            "gdb",
+            "",
+        ];
+        let mut b = IndexBuilder::new(true);
+        let ids: Vec<u32> = patterns.iter().map(|p| b.add(p).unwrap()).collect();
+        let ix = b.build().unwrap();
+        assert!(
+            !ix.in_dir.is_empty() && !ix.under.is_empty(),
+            "the directory maps are in use"
+        );
+        for v in values {
+            let want: Vec<u32> = patterns
+                .iter()
+                .zip(&ids)
+                .filter(|(p, _)| {
+                    GlobBuilder::new(p)
+                        .literal_separator(true)
+                        .backslash_escape(true)
+                        .build()
+                        .unwrap()
+                        .compile_matcher()
+                        .is_match(v)
+                })
+                .map(|(_, &id)| id)
+                .collect();
+            assert_eq!(ids_of(&ix, v), want, "{v}");
+        }
     }
 
     #[test]
@@ -278,8 +475,8 @@ mod tests {
         let mut b = IndexBuilder::new(false);
         let p = b.add("PTRACE_POKE*").unwrap();
         let ix = b.build().unwrap();
-        assert_eq!(ids(&ix, "PTRACE_POKEDATA"), vec![p]);
-        assert!(ids(&ix, "PTRACE_PEEKDATA").is_empty());
+        assert_eq!(ids_of(&ix, "PTRACE_POKEDATA"), vec![p]);
+        assert!(ids_of(&ix, "PTRACE_PEEKDATA").is_empty());
         assert!(IndexBuilder::new(false).add("[a").is_err());
     }
 }
