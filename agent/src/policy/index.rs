@@ -301,8 +301,13 @@ impl FieldIndex {
             out.extend(gbuf.iter().map(|&i| self.glob_ids[i]));
         }
         if self.path_like {
-            let (dir, base) = value.rsplit_once('/').unzip();
-            let base = base.unwrap_or(value);
+            // Slashes are found as bytes: a `char` pattern confirms each
+            // hit with a memcmp call, several per path.
+            let bytes = value.as_bytes();
+            let (dir, base) = match bytes.iter().rposition(|&b| b == b'/') {
+                Some(i) => (Some(&value[..i]), &value[i + 1..]),
+                None => (None, value),
+            };
             if let Some(list) = dir.and_then(|d| self.in_dir.get(d)) {
                 // `is_empty` first, not for speed of the compare itself: an
                 // empty `Box<str>` points at no page, and glibc's AVX-512
@@ -316,7 +321,7 @@ impl FieldIndex {
                 );
             }
             if !self.under.is_empty() {
-                let slashes = value.match_indices('/').map(|(at, _)| at);
+                let slashes = (0..bytes.len()).filter(|&at| bytes[at] == b'/');
                 for (&used, at) in self.under_depth.iter().zip(slashes) {
                     if used && let Some(&id) = self.under.get(&value[..at]) {
                         out.push(id);
