@@ -12,7 +12,7 @@ use regex::Regex;
 use super::{
     diag::Pos,
     event::EventClass,
-    index::{FieldIndex, FnvMap, Source},
+    index::{FastMap, FieldIndex, Source},
     model::{Action, Severity},
     timewin::TimeWindow,
 };
@@ -104,8 +104,8 @@ pub struct PolicySet {
     pub(crate) rank: Vec<(Action, Severity)>,
     pub(crate) index: Vec<FieldIndex>,
     pub(crate) role_names: Vec<Box<str>>,
-    pub(crate) user_roles: FnvMap<Box<str>, u128>,
-    pub(crate) group_roles: FnvMap<Box<str>, u128>,
+    pub(crate) user_roles: FastMap<Box<str>, u128>,
+    pub(crate) group_roles: FastMap<Box<str>, u128>,
     pub(crate) debuggers: Debuggers,
     pub(crate) keys: Keys,
     /// Rules, roles and debugger lists as written, for the kernel compiler.
@@ -181,7 +181,7 @@ pub(crate) struct ClassKeys {
     /// Per key source: pattern id -> rules keyed on that pattern.
     pub(crate) by_pattern: Vec<(Source, Postings)>,
     /// Per id field: id -> rules keyed on that id.
-    pub(crate) by_id: Vec<(IdField, FnvMap<u32, Vec<u32>>)>,
+    pub(crate) by_id: Vec<(IdField, FastMap<u32, Vec<u32>>)>,
 }
 
 pub(crate) struct Keys {
@@ -242,7 +242,7 @@ impl Keys {
                         let slot = match ck.by_id.iter().position(|(f, _)| *f == field) {
                             Some(i) => i,
                             None => {
-                                ck.by_id.push((field, FnvMap::default()));
+                                ck.by_id.push((field, FastMap::default()));
                                 ck.by_id.len() - 1
                             }
                         };
