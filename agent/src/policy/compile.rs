@@ -9,7 +9,7 @@ use regex::Regex;
 
 use super::{
     diag::Diagnostic,
-    index::{FieldIndex, FnvMap, IndexBuilder, Source},
+    index::{FastMap, FieldIndex, IndexBuilder, Source},
     model::{DebuggerSpec, RoleSpec, RuleSpec},
     set::{self, Cond, Debuggers, Flag, IdField, PolicySet, Rule, Unless},
     timewin::{self, TimeWindow},
@@ -456,8 +456,8 @@ impl Compiler {
         if !self.diags.is_empty() {
             return Err(self.diags);
         }
-        let mut user_roles: FnvMap<Box<str>, u128> = FnvMap::default();
-        let mut group_roles: FnvMap<Box<str>, u128> = FnvMap::default();
+        let mut user_roles: FastMap<Box<str>, u128> = FastMap::default();
+        let mut group_roles: FastMap<Box<str>, u128> = FastMap::default();
         let mut role_names = Vec::new();
         for (i, (name, spec)) in self.roles.iter().enumerate() {
             role_names.push(name.as_str().into());

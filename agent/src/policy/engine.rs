@@ -358,18 +358,17 @@ impl PolicySet {
         facts: &mut Facts<'_, '_>,
         out: &mut Vec<u32>,
     ) {
-        let keys = &self.keys;
-        let wanted = |r: &&u32| self.rules[**r as usize].classes & class.bit() != 0;
+        let keys = &self.keys.per_class[class as usize];
         out.clear();
-        out.extend_from_slice(&keys.unkeyed[class as usize]);
-        for (src, by_pattern) in &keys.by_pattern {
+        out.extend_from_slice(&keys.unkeyed);
+        for (src, postings) in &keys.by_pattern {
             for &id in facts.matched(*src) {
-                out.extend(by_pattern[id as usize].iter().filter(wanted));
+                out.extend_from_slice(postings.of(id));
             }
         }
         for (field, by_id) in &keys.by_id {
             if let Some(rules) = facts.id(*field).and_then(|v| by_id.get(&v)) {
-                out.extend(rules.iter().filter(wanted));
+                out.extend_from_slice(rules);
             }
         }
         out.sort_unstable();

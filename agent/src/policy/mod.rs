@@ -20,6 +20,8 @@ pub mod explain;
 pub mod fold;
 pub mod human;
 mod index;
+#[cfg(test)]
+mod index_tests;
 pub mod load;
 pub mod model;
 mod set;

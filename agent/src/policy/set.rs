@@ -1,7 +1,9 @@
 //! The compiled [`PolicySet`] and the key index that keeps evaluation flat
 //! in the number of rules: each rule is filed under one of its conditions
 //! (a string pattern, or a uid list), so an event only looks at rules whose
-//! key it matches, plus the few rules that have no key at all.
+//! key it matches, plus the few rules that have no key at all. The index is
+//! kept per event class, so an event's fields are matched only where a rule
+//! of its class is filed.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +12,7 @@ use regex::Regex;
 use super::{
     diag::Pos,
     event::EventClass,
-    index::{FieldIndex, FnvMap, Source},
+    index::{FastMap, FieldIndex, Source},
     model::{Action, Severity},
     timewin::TimeWindow,
 };
@@ -102,8 +104,8 @@ pub struct PolicySet {
     pub(crate) rank: Vec<(Action, Severity)>,
     pub(crate) index: Vec<FieldIndex>,
     pub(crate) role_names: Vec<Box<str>>,
-    pub(crate) user_roles: FnvMap<Box<str>, u128>,
-    pub(crate) group_roles: FnvMap<Box<str>, u128>,
+    pub(crate) user_roles: FastMap<Box<str>, u128>,
+    pub(crate) group_roles: FastMap<Box<str>, u128>,
     pub(crate) debuggers: Debuggers,
     pub(crate) keys: Keys,
     /// Rules, roles and debugger lists as written, for the kernel compiler.
@@ -138,70 +140,126 @@ const ID_KEYS: [IdField; 4] = [
     IdField::TargetUid,
 ];
 
-pub(crate) struct Keys {
-    /// Rules without a key condition, per event class, in load order.
-    pub(crate) unkeyed: [Vec<u32>; EventClass::COUNT],
+/// Rules filed under the patterns of one key source: those of pattern `id`
+/// are `rules[start[id]..start[id + 1]]`, in load order. One flat list
+/// rather than a `Vec` per pattern: most patterns key no rule of a given
+/// class, and an empty `Vec` still costs 24 bytes.
+pub(crate) struct Postings {
+    start: Box<[u32]>,
+    rules: Box<[u32]>,
+}
+
+impl Postings {
+    fn new(lists: &[Vec<u32>]) -> Self {
+        let mut start = Vec::with_capacity(lists.len() + 1);
+        let mut rules = Vec::new();
+        start.push(0);
+        for l in lists {
+            rules.extend_from_slice(l);
+            start.push(u32::try_from(rules.len()).expect("invariant: fewer than 2^32 postings"));
+        }
+        Self {
+            start: start.into_boxed_slice(),
+            rules: rules.into_boxed_slice(),
+        }
+    }
+
+    pub(crate) fn of(&self, id: u32) -> &[u32] {
+        let i = id as usize;
+        &self.rules[self.start[i] as usize..self.start[i + 1] as usize]
+    }
+}
+
+/// The key index of one event class. Only rules whose triggers cover the
+/// class are filed here, and only key sources that file at least one such
+/// rule appear: an event never matches a field (a glob pass can cost more
+/// than the rest of the evaluation) just to find rules of other classes.
+#[derive(Default)]
+pub(crate) struct ClassKeys {
+    /// Rules without a key condition, in load order.
+    pub(crate) unkeyed: Vec<u32>,
     /// Per key source: pattern id -> rules keyed on that pattern.
-    pub(crate) by_pattern: Vec<(Source, Vec<Vec<u32>>)>,
+    pub(crate) by_pattern: Vec<(Source, Postings)>,
     /// Per id field: id -> rules keyed on that id.
-    pub(crate) by_id: Vec<(IdField, FnvMap<u32, Vec<u32>>)>,
+    pub(crate) by_id: Vec<(IdField, FastMap<u32, Vec<u32>>)>,
+}
+
+pub(crate) struct Keys {
+    pub(crate) per_class: [ClassKeys; EventClass::COUNT],
+}
+
+/// The condition a rule is filed under.
+enum Key<'r> {
+    Pattern(Source, &'r [u32]),
+    Id(IdField, &'r [u32]),
+    None,
+}
+
+fn key_of(rule: &Rule) -> Key<'_> {
+    let pattern_key = KEY_ORDER.iter().find_map(|s| {
+        rule.conds.iter().find_map(|c| match c {
+            Cond::Match(src, ids) if src == s => Some(Key::Pattern(*src, ids)),
+            _ => None,
+        })
+    });
+    let id_key = || {
+        ID_KEYS.iter().find_map(|f| {
+            rule.conds.iter().find_map(|c| match c {
+                Cond::Ids(field, ids) if field == f => Some(Key::Id(*field, ids)),
+                _ => None,
+            })
+        })
+    };
+    pattern_key.or_else(id_key).unwrap_or(Key::None)
 }
 
 impl Keys {
     pub(crate) fn build(rules: &[Rule], index: &[FieldIndex]) -> Self {
-        let mut keys = Keys {
-            unkeyed: Default::default(),
-            by_pattern: Vec::new(),
-            by_id: Vec::new(),
-        };
-        for (ri, rule) in rules.iter().enumerate() {
-            let ri = u32::try_from(ri).expect("invariant: fewer than 2^32 rules");
-            let pattern_key = KEY_ORDER.iter().find_map(|s| {
-                rule.conds.iter().find_map(|c| match c {
-                    Cond::Match(src, ids) if src == s => Some((*src, ids)),
-                    _ => None,
-                })
-            });
-            let id_key = || {
-                ID_KEYS.iter().find_map(|f| {
-                    rule.conds.iter().find_map(|c| match c {
-                        Cond::Ids(field, ids) if field == f => Some((*field, ids)),
-                        _ => None,
-                    })
-                })
-            };
-            if let Some((src, ids)) = pattern_key {
-                let slot = match keys.by_pattern.iter().position(|(s, _)| *s == src) {
-                    Some(i) => i,
-                    None => {
-                        let n = index[src as usize].len();
-                        keys.by_pattern.push((src, vec![Vec::new(); n]));
-                        keys.by_pattern.len() - 1
-                    }
-                };
-                for &id in ids {
-                    keys.by_pattern[slot].1[id as usize].push(ri);
+        let keys: Vec<Key<'_>> = rules.iter().map(key_of).collect();
+        let per_class = std::array::from_fn(|class| {
+            let mut ck = ClassKeys::default();
+            let mut lists: Vec<(Source, Vec<Vec<u32>>)> = Vec::new();
+            for (ri, (rule, key)) in rules.iter().zip(&keys).enumerate() {
+                if rule.classes & (1 << class) == 0 {
+                    continue;
                 }
-            } else if let Some((field, ids)) = id_key() {
-                let slot = match keys.by_id.iter().position(|(f, _)| *f == field) {
-                    Some(i) => i,
-                    None => {
-                        keys.by_id.push((field, FnvMap::default()));
-                        keys.by_id.len() - 1
+                let ri = u32::try_from(ri).expect("invariant: fewer than 2^32 rules");
+                match *key {
+                    Key::Pattern(src, ids) => {
+                        let slot = match lists.iter().position(|(s, _)| *s == src) {
+                            Some(i) => i,
+                            None => {
+                                let n = index[src as usize].len();
+                                lists.push((src, vec![Vec::new(); n]));
+                                lists.len() - 1
+                            }
+                        };
+                        for &id in ids {
+                            lists[slot].1[id as usize].push(ri);
+                        }
                     }
-                };
-                for &id in ids {
-                    keys.by_id[slot].1.entry(id).or_default().push(ri);
-                }
-            } else {
-                for (class, list) in keys.unkeyed.iter_mut().enumerate() {
-                    if rule.classes & (1 << class) != 0 {
-                        list.push(ri);
+                    Key::Id(field, ids) => {
+                        let slot = match ck.by_id.iter().position(|(f, _)| *f == field) {
+                            Some(i) => i,
+                            None => {
+                                ck.by_id.push((field, FastMap::default()));
+                                ck.by_id.len() - 1
+                            }
+                        };
+                        for &id in ids {
+                            ck.by_id[slot].1.entry(id).or_default().push(ri);
+                        }
                     }
+                    Key::None => ck.unkeyed.push(ri),
                 }
             }
-        }
-        keys
+            ck.by_pattern = lists
+                .iter()
+                .map(|(src, l)| (*src, Postings::new(l)))
+                .collect();
+            ck
+        });
+        Keys { per_class }
     }
 }
 
