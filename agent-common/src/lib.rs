@@ -526,13 +526,16 @@ pub struct KernelOffsets {
     /// of `ret` in a `syscalls/sys_exit_*` record.
     pub tp_sys_enter_args: u32,
     pub tp_sys_exit_ret: u32,
+    /// Offsets in `struct pt_regs` of a syscall's six arguments, as the
+    /// syscall functions (`__x64_sys_*`) the fentry programs hook get them.
+    pub sys_args: [u32; 6],
     /// Offset of the `__data_loc char[] filename` field in the
     /// `sched/sched_process_exec` tracepoint record.
     pub tp_exec_filename: u32,
     /// Offset of `old_pid` in the same record.
     pub tp_exec_old_pid: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 228);
+const _: () = assert!(size_of::<KernelOffsets>() == 252);
 
 impl KernelOffsets {
     /// All fields absent: the programs then read nothing and flag the event.
@@ -592,6 +595,7 @@ impl KernelOffsets {
         dentry_d_inode: OFFSET_ABSENT,
         tp_sys_enter_args: OFFSET_ABSENT,
         tp_sys_exit_ret: OFFSET_ABSENT,
+        sys_args: [OFFSET_ABSENT; 6],
         tp_exec_filename: OFFSET_ABSENT,
         tp_exec_old_pid: OFFSET_ABSENT,
     };

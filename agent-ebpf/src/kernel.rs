@@ -106,6 +106,28 @@ pub(crate) fn offsets() -> KernelOffsets {
     unsafe { read_volatile(&raw const OFFSETS) }
 }
 
+/// `sys_args[i]` alone, without copying the whole struct to the stack.
+#[inline(always)]
+pub(crate) fn sys_arg_offset(i: usize) -> u32 {
+    if i >= 6 {
+        return OFFSET_ABSENT;
+    }
+    // SAFETY: as in `offsets`; `i` is in bounds.
+    unsafe { read_volatile(&raw const OFFSETS.sys_args[i]) }
+}
+
+/// `tp_sys_enter_args` and `tp_sys_exit_ret` alone.
+#[inline(always)]
+pub(crate) fn tp_sys_offsets() -> (u32, u32) {
+    // SAFETY: as in `offsets`.
+    unsafe {
+        (
+            read_volatile(&raw const OFFSETS.tp_sys_enter_args),
+            read_volatile(&raw const OFFSETS.tp_sys_exit_ret),
+        )
+    }
+}
+
 #[inline(always)]
 pub(crate) fn current_pid_tgid() -> (u32, u32) {
     // SAFETY: helper without preconditions.

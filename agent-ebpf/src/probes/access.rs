@@ -1,8 +1,12 @@
 //! One process reaching into another: ptrace, process_vm_readv/writev,
 //! opens of /proc/<pid>/mem and /proc/<pid>/environ, perf_event_open on
-//! another pid, bpf program loads, pidfd_getfd. All hooks are
-//! `syscalls/sys_enter_*` tracepoints (plus `sys_exit_*` where the result
-//! matters), which exist on every kernel we target and need no kprobes.
+//! another pid, bpf program loads, pidfd_getfd. Each hook exists twice:
+//! as an fentry program on the syscall function (`__x64_sys_*`, plus fexit
+//! where the result matters), which the agent prefers, and as a
+//! `syscalls/sys_enter_*` (`sys_exit_*`) tracepoint, its fallback where the
+//! kernel refuses BPF trampolines. The tracepoints cost every process on
+//! the host: enabling one sends every syscall through the syscall-tracing
+//! slow path, while a trampoline costs only the hooked syscall.
 //!
 //! Flood control happens here, not in userspace: high-rate accesses
 //! (PEEK/POKE and register requests, process_vm_*, perf opens) send their
@@ -13,6 +17,7 @@ use agent_common::{
     AccessEvent, AccessKind, AggKey, Decision, EventKind, access_flags, enforce_mode, ops,
 };
 use aya_ebpf::{
+    EbpfContext as _,
     bindings::BPF_NOEXIST,
     helpers::{
         bpf_probe_read_user,
@@ -20,15 +25,16 @@ use aya_ebpf::{
             bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_send_signal,
         },
     },
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{fentry, fexit, tracepoint},
+    programs::{FEntryContext, FExitContext, TracePointContext},
 };
 
 use crate::{
     enforce,
     kernel::{
         ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_lost, current_comm, current_pid_tgid, is_agent,
-        offsets, read_creds, read_field, read_ns, read_or_zero, wake_if_idle,
+        offsets, read_creds, read_field, read_ns, read_or_zero, sys_arg_offset, tp_sys_offsets,
+        wake_if_idle,
     },
 };
 
@@ -39,11 +45,37 @@ const BPF_PROG_LOAD: u64 = 5;
 const O_ACCMODE: u64 = 3;
 const SIGKILL: u32 = 9;
 
-/// Syscall argument `i` of a `sys_enter_*` record.
-#[inline(always)]
-fn arg(ctx: &TracePointContext, base: u32, i: usize) -> Result<u64, i64> {
-    // SAFETY: the base offset comes from the tracepoint's format file.
-    unsafe { ctx.read_at::<u64>(base as usize + 8 * i) }.map_err(i64::from)
+/// Where the hooked syscall's arguments are.
+#[derive(Clone, Copy)]
+enum Args {
+    /// A `sys_enter_*` tracepoint record.
+    Record(*const u8),
+    /// The `struct pt_regs` a syscall function gets as its only parameter.
+    Regs(*const u8),
+}
+
+impl Args {
+    #[inline(always)]
+    fn record(ctx: &TracePointContext) -> Self {
+        Self::Record(ctx.as_ptr().cast::<u8>())
+    }
+
+    #[inline(always)]
+    fn regs(ctx: &FEntryContext) -> Self {
+        Self::Regs(ctx.arg::<*const u8>(0))
+    }
+
+    /// Syscall argument `i` (0..6).
+    #[inline(always)]
+    fn arg(self, i: usize) -> Result<u64, i64> {
+        match self {
+            Self::Record(p) => {
+                let base = tp_sys_offsets().0;
+                read_field::<u64>(p, base.wrapping_add(8 * i as u32))
+            }
+            Self::Regs(p) => read_field::<u64>(p, sys_arg_offset(i)),
+        }
+    }
 }
 
 /// An access event for the current task with the actor filled in, built
@@ -194,14 +226,13 @@ fn park(pid: u32, ev: &AccessEvent) {
     }
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
-pub(crate) fn ptrace_sys_enter_ptrace(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+fn ptrace_sys_enter_ptrace_body(a: Args) -> u32 {
     let (pid, tgid) = current_pid_tgid();
     if is_agent(tgid) {
         return 0;
     }
-    let base = offsets().tp_sys_enter_args;
-    let (Ok(req), Ok(target)) = (arg(&ctx, base, 0), arg(&ctx, base, 1)) else {
+    let (Ok(req), Ok(target)) = (a.arg(0), a.arg(1)) else {
         count_lost(EventKind::Access);
         return 0;
     };
@@ -219,7 +250,7 @@ pub(crate) fn ptrace_sys_enter_ptrace(ctx: TracePointContext) -> u32 {
         return 0;
     };
     ev.request = req;
-    ev.arg = arg(&ctx, base, 2).unwrap_or(0);
+    ev.arg = a.arg(2).unwrap_or(0);
     let (subject, op) = if req == PTRACE_TRACEME {
         (tgid, ops::TRACEME)
     } else {
@@ -236,16 +267,30 @@ pub(crate) fn ptrace_sys_enter_ptrace(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
+pub(crate) fn ptrace_sys_enter_ptrace(ctx: TracePointContext) -> u32 {
+    ptrace_sys_enter_ptrace_body(Args::record(&ctx))
+}
+
+#[fentry]
+pub(crate) fn fentry_ptrace(ctx: FEntryContext) -> u32 {
+    ptrace_sys_enter_ptrace_body(Args::regs(&ctx))
+}
+
+/// The return value in a `sys_exit_*` tracepoint record.
+#[inline(always)]
+fn exit_ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: the offset comes from the tracepoint's format file.
+    unsafe { ctx.read_at::<i64>(tp_sys_offsets().1 as usize) }.unwrap_or(0)
+}
+
 /// Sends the parked event of this thread with the syscall's return value.
 #[inline(always)]
-fn unpark(ctx: &TracePointContext) {
+fn unpark(ret: i64) {
     let (pid, _) = current_pid_tgid();
     let Some(ev) = PENDING.get_ptr_mut(pid) else {
         return;
     };
-    let base = offsets().tp_sys_exit_ret;
-    // SAFETY: the offset comes from the tracepoint's format file.
-    let ret = unsafe { ctx.read_at::<i64>(base as usize) }.unwrap_or(0);
     // SAFETY: a map value pointer, valid while the program runs; only this
     // thread parks under its own id.
     unsafe {
@@ -258,23 +303,37 @@ fn unpark(ctx: &TracePointContext) {
 
 #[tracepoint(category = "syscalls", name = "sys_exit_ptrace")]
 pub(crate) fn ptrace_sys_exit_ptrace(ctx: TracePointContext) -> u32 {
-    unpark(&ctx);
+    unpark(exit_ret(&ctx));
+    0
+}
+
+/// The return value is the argument after the `pt_regs` pointer.
+#[fexit]
+pub(crate) fn fexit_ptrace(ctx: FExitContext) -> u32 {
+    unpark(ctx.arg::<i64>(1));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_bpf")]
 pub(crate) fn bpf_sys_exit_bpf(ctx: TracePointContext) -> u32 {
-    unpark(&ctx);
+    unpark(exit_ret(&ctx));
+    0
+}
+
+/// The return value is the argument after the `pt_regs` pointer.
+#[fexit]
+pub(crate) fn fexit_bpf(ctx: FExitContext) -> u32 {
+    unpark(ctx.arg::<i64>(1));
     0
 }
 
 #[inline(always)]
-fn vm_access(ctx: &TracePointContext, kind: AccessKind) {
+fn vm_access(a: Args, kind: AccessKind) {
     let (pid, tgid) = current_pid_tgid();
     if is_agent(tgid) {
         return;
     }
-    let Ok(target) = arg(ctx, offsets().tp_sys_enter_args, 0) else {
+    let Ok(target) = a.arg(0) else {
         count_lost(EventKind::Access);
         return;
     };
@@ -287,16 +346,36 @@ fn vm_access(ctx: &TracePointContext, kind: AccessKind) {
     }
 }
 
+#[inline(always)]
+fn mem_sys_enter_process_vm_readv_body(a: Args) -> u32 {
+    vm_access(a, AccessKind::VmReadv);
+    0
+}
+
 #[tracepoint(category = "syscalls", name = "sys_enter_process_vm_readv")]
 pub(crate) fn mem_sys_enter_process_vm_readv(ctx: TracePointContext) -> u32 {
-    vm_access(&ctx, AccessKind::VmReadv);
+    mem_sys_enter_process_vm_readv_body(Args::record(&ctx))
+}
+
+#[fentry]
+pub(crate) fn fentry_process_vm_readv(ctx: FEntryContext) -> u32 {
+    mem_sys_enter_process_vm_readv_body(Args::regs(&ctx))
+}
+
+#[inline(always)]
+fn mem_sys_enter_process_vm_writev_body(a: Args) -> u32 {
+    vm_access(a, AccessKind::VmWritev);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_process_vm_writev")]
 pub(crate) fn mem_sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
-    vm_access(&ctx, AccessKind::VmWritev);
-    0
+    mem_sys_enter_process_vm_writev_body(Args::record(&ctx))
+}
+
+#[fentry]
+pub(crate) fn fentry_process_vm_writev(ctx: FEntryContext) -> u32 {
+    mem_sys_enter_process_vm_writev_body(Args::regs(&ctx))
 }
 
 /// Parses `/proc/<digits>/mem` or `/proc/<digits>/environ` (NUL-terminated
@@ -380,10 +459,27 @@ fn proc_open(path: u64, flags: u64) {
     emit(ev);
 }
 
+#[inline(always)]
+fn mem_sys_enter_openat_body(a: Args) -> u32 {
+    if let (Ok(path), Ok(flags)) = (a.arg(1), a.arg(2)) {
+        proc_open(path, flags);
+    }
+    0
+}
+
 #[tracepoint(category = "syscalls", name = "sys_enter_openat")]
 pub(crate) fn mem_sys_enter_openat(ctx: TracePointContext) -> u32 {
-    let base = offsets().tp_sys_enter_args;
-    if let (Ok(path), Ok(flags)) = (arg(&ctx, base, 1), arg(&ctx, base, 2)) {
+    mem_sys_enter_openat_body(Args::record(&ctx))
+}
+
+#[fentry]
+pub(crate) fn fentry_openat(ctx: FEntryContext) -> u32 {
+    mem_sys_enter_openat_body(Args::regs(&ctx))
+}
+
+#[inline(always)]
+fn mem_sys_enter_open_body(a: Args) -> u32 {
+    if let (Ok(path), Ok(flags)) = (a.arg(0), a.arg(1)) {
         proc_open(path, flags);
     }
     0
@@ -391,17 +487,17 @@ pub(crate) fn mem_sys_enter_openat(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_open")]
 pub(crate) fn mem_sys_enter_open(ctx: TracePointContext) -> u32 {
-    let base = offsets().tp_sys_enter_args;
-    if let (Ok(path), Ok(flags)) = (arg(&ctx, base, 0), arg(&ctx, base, 1)) {
-        proc_open(path, flags);
-    }
-    0
+    mem_sys_enter_open_body(Args::record(&ctx))
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
-pub(crate) fn mem_sys_enter_openat2(ctx: TracePointContext) -> u32 {
-    let base = offsets().tp_sys_enter_args;
-    if let (Ok(path), Ok(how)) = (arg(&ctx, base, 1), arg(&ctx, base, 2)) {
+#[fentry]
+pub(crate) fn fentry_open(ctx: FEntryContext) -> u32 {
+    mem_sys_enter_open_body(Args::regs(&ctx))
+}
+
+#[inline(always)]
+fn mem_sys_enter_openat2_body(a: Args) -> u32 {
+    if let (Ok(path), Ok(how)) = (a.arg(1), a.arg(2)) {
         // open_how.flags is the first u64 (UAPI).
         // SAFETY: the helper checks the user address.
         let flags = unsafe { bpf_probe_read_user::<u64>(how as *const u64) }.unwrap_or(0);
@@ -410,16 +506,23 @@ pub(crate) fn mem_sys_enter_openat2(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_perf_event_open")]
-pub(crate) fn perf_sys_enter_perf_event_open(ctx: TracePointContext) -> u32 {
+#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
+pub(crate) fn mem_sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    mem_sys_enter_openat2_body(Args::record(&ctx))
+}
+
+#[fentry]
+pub(crate) fn fentry_openat2(ctx: FEntryContext) -> u32 {
+    mem_sys_enter_openat2_body(Args::regs(&ctx))
+}
+
+#[inline(always)]
+fn perf_sys_enter_perf_event_open_body(a: Args) -> u32 {
     let (pid, tgid) = current_pid_tgid();
     if is_agent(tgid) {
         return 0;
     }
-    let base = offsets().tp_sys_enter_args;
-    let (Ok(attr), Ok(target), Ok(cpu)) =
-        (arg(&ctx, base, 0), arg(&ctx, base, 1), arg(&ctx, base, 2))
-    else {
+    let (Ok(attr), Ok(target), Ok(cpu)) = (a.arg(0), a.arg(1), a.arg(2)) else {
         count_lost(EventKind::Access);
         return 0;
     };
@@ -447,14 +550,23 @@ pub(crate) fn perf_sys_enter_perf_event_open(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_bpf")]
-pub(crate) fn bpf_sys_enter_bpf(ctx: TracePointContext) -> u32 {
+#[tracepoint(category = "syscalls", name = "sys_enter_perf_event_open")]
+pub(crate) fn perf_sys_enter_perf_event_open(ctx: TracePointContext) -> u32 {
+    perf_sys_enter_perf_event_open_body(Args::record(&ctx))
+}
+
+#[fentry]
+pub(crate) fn fentry_perf_event_open(ctx: FEntryContext) -> u32 {
+    perf_sys_enter_perf_event_open_body(Args::regs(&ctx))
+}
+
+#[inline(always)]
+fn bpf_sys_enter_bpf_body(a: Args) -> u32 {
     let (pid, tgid) = current_pid_tgid();
     if is_agent(tgid) {
         return 0;
     }
-    let base = offsets().tp_sys_enter_args;
-    let (Ok(cmd), Ok(attr)) = (arg(&ctx, base, 0), arg(&ctx, base, 1)) else {
+    let (Ok(cmd), Ok(attr)) = (a.arg(0), a.arg(1)) else {
         count_lost(EventKind::Access);
         return 0;
     };
@@ -478,14 +590,23 @@ pub(crate) fn bpf_sys_enter_bpf(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_pidfd_getfd")]
-pub(crate) fn mem_sys_enter_pidfd_getfd(ctx: TracePointContext) -> u32 {
+#[tracepoint(category = "syscalls", name = "sys_enter_bpf")]
+pub(crate) fn bpf_sys_enter_bpf(ctx: TracePointContext) -> u32 {
+    bpf_sys_enter_bpf_body(Args::record(&ctx))
+}
+
+#[fentry]
+pub(crate) fn fentry_bpf(ctx: FEntryContext) -> u32 {
+    bpf_sys_enter_bpf_body(Args::regs(&ctx))
+}
+
+#[inline(always)]
+fn mem_sys_enter_pidfd_getfd_body(a: Args) -> u32 {
     let (pid, tgid) = current_pid_tgid();
     if is_agent(tgid) {
         return 0;
     }
-    let base = offsets().tp_sys_enter_args;
-    let (Ok(pidfd), Ok(targetfd)) = (arg(&ctx, base, 0), arg(&ctx, base, 1)) else {
+    let (Ok(pidfd), Ok(targetfd)) = (a.arg(0), a.arg(1)) else {
         count_lost(EventKind::Access);
         return 0;
     };
@@ -504,6 +625,16 @@ pub(crate) fn mem_sys_enter_pidfd_getfd(ctx: TracePointContext) -> u32 {
     }
     emit(ev);
     0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_pidfd_getfd")]
+pub(crate) fn mem_sys_enter_pidfd_getfd(ctx: TracePointContext) -> u32 {
+    mem_sys_enter_pidfd_getfd_body(Args::record(&ctx))
+}
+
+#[fentry]
+pub(crate) fn fentry_pidfd_getfd(ctx: FEntryContext) -> u32 {
+    mem_sys_enter_pidfd_getfd_body(Args::regs(&ctx))
 }
 
 /// current->files->fdt->fd[pidfd]->private_data is the pidfd's `struct pid`;

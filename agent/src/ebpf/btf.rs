@@ -133,6 +133,23 @@ impl KernelBtf {
             .is_ok_and(|ids| !ids.is_empty())
     }
 
+    /// Where `struct pt_regs` keeps the six syscall arguments.
+    #[cfg(target_arch = "x86_64")]
+    fn syscall_args(&self) -> Result<[u32; 6], BtfError> {
+        let mut out = [0; 6];
+        for (o, reg) in out.iter_mut().zip(["di", "si", "dx", "r10", "r8", "r9"]) {
+            *o = self.required("pt_regs", reg)?;
+        }
+        Ok(out)
+    }
+
+    /// Where `struct pt_regs` keeps the six syscall arguments (`regs[0..6]`).
+    #[cfg(target_arch = "aarch64")]
+    fn syscall_args(&self) -> Result<[u32; 6], BtfError> {
+        let base = self.required("pt_regs", "regs")?;
+        Ok([0, 1, 2, 3, 4, 5].map(|i| base + 8 * i))
+    }
+
     /// All struct offsets the programs need. Tracepoint offsets are filled
     /// in separately from tracefs.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
@@ -201,6 +218,7 @@ impl KernelBtf {
             dentry_d_inode: self.required("dentry", "d_inode")?,
             tp_sys_enter_args: OFFSET_ABSENT,
             tp_sys_exit_ret: OFFSET_ABSENT,
+            sys_args: self.syscall_args()?,
             tp_exec_filename: OFFSET_ABSENT,
             tp_exec_old_pid: OFFSET_ABSENT,
         })

@@ -30,6 +30,23 @@ fn mechanism_is_lsm_and_the_agent_refuses_ptrace() {
         start["detail"]["enforcement"]["mechanism"], "lsm",
         "{start}"
     );
+    // Where the kernel has BPF trampolines, the syscall hooks are fentry
+    // programs, not the tracepoints that slow every syscall on the host.
+    let programs = start["detail"]["programs"].as_array().unwrap();
+    for p in [
+        "fentry_ptrace",
+        "fexit_ptrace",
+        "fentry_openat",
+        "fentry_bpf",
+    ] {
+        assert!(programs.iter().any(|v| v == p), "{p} attached: {start}");
+    }
+    assert!(
+        !programs
+            .iter()
+            .any(|v| v.as_str().is_some_and(|s| s.contains("_sys_enter_"))),
+        "no syscall tracepoint attached: {start}"
+    );
     let pid = i32::try_from(agent.pid()).unwrap();
     // SAFETY: an attach attempt on the agent; refused by the LSM hook.
     let rc = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
