@@ -41,6 +41,23 @@ pub fn render(bytes: &[u8]) -> (Cow<'_, str>, bool) {
     (Cow::Owned(out), true)
 }
 
+/// What the kernel said about the actor of an exec.
+fn exec_facts(e: &ExecInfo) -> ActorFacts<'_> {
+    ActorFacts {
+        pid: e.tgid,
+        ppid: e.ppid,
+        start_ns: e.start_ns,
+        creds: e.creds,
+        cgroup_id: e.cgroup_id,
+        ns: e.ns,
+        comm: &e.comm,
+        exe: &e.filename,
+        argv: &e.argv,
+        tty: &e.tty,
+        cwd: e.cwd,
+    }
+}
+
 /// Fields in key order, like every record struct: the canonical writer
 /// streams members that arrive sorted and buffers the rest.
 #[derive(Serialize)]
@@ -383,20 +400,7 @@ impl RecordBuilder {
         use agent_common::flags;
 
         let mut esc = Escapes(Vec::new());
-        let facts = ActorFacts {
-            pid: e.tgid,
-            ppid: e.ppid,
-            start_ns: e.start_ns,
-            creds: e.creds,
-            cgroup_id: e.cgroup_id,
-            ns: e.ns,
-            comm: &e.comm,
-            exe: &e.filename,
-            argv: &e.argv,
-            tty: &e.tty,
-            cwd: e.cwd,
-        };
-        let actor = self.enricher.actor(&facts, table, &mut esc);
+        let actor = self.enricher.actor(&exec_facts(e), table, &mut esc);
         let mut incomplete = Vec::new();
         for (bit, what) in [
             (flags::ARGV_READ_FAILED, "argv"),
@@ -653,20 +657,9 @@ mod tests {
         }
         let mut b = builder();
         let e = exec(b"/bin/echo", vec![b"/bin/echo".to_vec()], 0);
-        let facts = ActorFacts {
-            pid: e.tgid,
-            ppid: e.ppid,
-            start_ns: e.start_ns,
-            creds: e.creds,
-            cgroup_id: e.cgroup_id,
-            ns: e.ns,
-            comm: &e.comm,
-            exe: &e.filename,
-            argv: &e.argv,
-            tty: &e.tty,
-            cwd: None,
-        };
-        let actor = b.enricher.actor(&facts, &table(), &mut Escapes(Vec::new()));
+        let actor = b
+            .enricher
+            .actor(&exec_facts(&e), &table(), &mut Escapes(Vec::new()));
         sorted("Actor", &actor);
         sorted("AncestorOut", &actor.ancestry[0]);
         sorted("Namespaces", &actor.namespaces);

@@ -45,6 +45,22 @@ const BPF_PROG_LOAD: u64 = 5;
 const O_ACCMODE: u64 = 3;
 const SIGKILL: u32 = 9;
 
+/// A syscall entry hook twice, on one body: as the `sys_enter_*`
+/// tracepoint `$tp` and as the fentry program `$fentry`.
+macro_rules! syscall_entry {
+    ($body:ident, $tp:ident = $tp_name:literal, $fentry:ident) => {
+        #[tracepoint(category = "syscalls", name = $tp_name)]
+        pub(crate) fn $tp(ctx: TracePointContext) -> u32 {
+            $body(Args::record(&ctx))
+        }
+
+        #[fentry]
+        pub(crate) fn $fentry(ctx: FEntryContext) -> u32 {
+            $body(Args::regs(&ctx))
+        }
+    };
+}
+
 /// Where the hooked syscall's arguments are.
 #[derive(Clone, Copy)]
 enum Args {
@@ -267,15 +283,11 @@ fn ptrace_sys_enter_ptrace_body(a: Args) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
-pub(crate) fn ptrace_sys_enter_ptrace(ctx: TracePointContext) -> u32 {
-    ptrace_sys_enter_ptrace_body(Args::record(&ctx))
-}
-
-#[fentry]
-pub(crate) fn fentry_ptrace(ctx: FEntryContext) -> u32 {
-    ptrace_sys_enter_ptrace_body(Args::regs(&ctx))
-}
+syscall_entry!(
+    ptrace_sys_enter_ptrace_body,
+    ptrace_sys_enter_ptrace = "sys_enter_ptrace",
+    fentry_ptrace
+);
 
 /// The return value in a `sys_exit_*` tracepoint record.
 #[inline(always)]
@@ -352,15 +364,11 @@ fn mem_sys_enter_process_vm_readv_body(a: Args) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_process_vm_readv")]
-pub(crate) fn mem_sys_enter_process_vm_readv(ctx: TracePointContext) -> u32 {
-    mem_sys_enter_process_vm_readv_body(Args::record(&ctx))
-}
-
-#[fentry]
-pub(crate) fn fentry_process_vm_readv(ctx: FEntryContext) -> u32 {
-    mem_sys_enter_process_vm_readv_body(Args::regs(&ctx))
-}
+syscall_entry!(
+    mem_sys_enter_process_vm_readv_body,
+    mem_sys_enter_process_vm_readv = "sys_enter_process_vm_readv",
+    fentry_process_vm_readv
+);
 
 #[inline(always)]
 fn mem_sys_enter_process_vm_writev_body(a: Args) -> u32 {
@@ -368,15 +376,11 @@ fn mem_sys_enter_process_vm_writev_body(a: Args) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_process_vm_writev")]
-pub(crate) fn mem_sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
-    mem_sys_enter_process_vm_writev_body(Args::record(&ctx))
-}
-
-#[fentry]
-pub(crate) fn fentry_process_vm_writev(ctx: FEntryContext) -> u32 {
-    mem_sys_enter_process_vm_writev_body(Args::regs(&ctx))
-}
+syscall_entry!(
+    mem_sys_enter_process_vm_writev_body,
+    mem_sys_enter_process_vm_writev = "sys_enter_process_vm_writev",
+    fentry_process_vm_writev
+);
 
 /// Parses `/proc/<digits>/mem` or `/proc/<digits>/environ` (NUL-terminated
 /// in `p`). Returns the access kind and the pid.
@@ -467,15 +471,11 @@ fn mem_sys_enter_openat_body(a: Args) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
-pub(crate) fn mem_sys_enter_openat(ctx: TracePointContext) -> u32 {
-    mem_sys_enter_openat_body(Args::record(&ctx))
-}
-
-#[fentry]
-pub(crate) fn fentry_openat(ctx: FEntryContext) -> u32 {
-    mem_sys_enter_openat_body(Args::regs(&ctx))
-}
+syscall_entry!(
+    mem_sys_enter_openat_body,
+    mem_sys_enter_openat = "sys_enter_openat",
+    fentry_openat
+);
 
 #[inline(always)]
 fn mem_sys_enter_open_body(a: Args) -> u32 {
@@ -485,15 +485,11 @@ fn mem_sys_enter_open_body(a: Args) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_open")]
-pub(crate) fn mem_sys_enter_open(ctx: TracePointContext) -> u32 {
-    mem_sys_enter_open_body(Args::record(&ctx))
-}
-
-#[fentry]
-pub(crate) fn fentry_open(ctx: FEntryContext) -> u32 {
-    mem_sys_enter_open_body(Args::regs(&ctx))
-}
+syscall_entry!(
+    mem_sys_enter_open_body,
+    mem_sys_enter_open = "sys_enter_open",
+    fentry_open
+);
 
 #[inline(always)]
 fn mem_sys_enter_openat2_body(a: Args) -> u32 {
@@ -506,15 +502,11 @@ fn mem_sys_enter_openat2_body(a: Args) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
-pub(crate) fn mem_sys_enter_openat2(ctx: TracePointContext) -> u32 {
-    mem_sys_enter_openat2_body(Args::record(&ctx))
-}
-
-#[fentry]
-pub(crate) fn fentry_openat2(ctx: FEntryContext) -> u32 {
-    mem_sys_enter_openat2_body(Args::regs(&ctx))
-}
+syscall_entry!(
+    mem_sys_enter_openat2_body,
+    mem_sys_enter_openat2 = "sys_enter_openat2",
+    fentry_openat2
+);
 
 #[inline(always)]
 fn perf_sys_enter_perf_event_open_body(a: Args) -> u32 {
@@ -550,15 +542,11 @@ fn perf_sys_enter_perf_event_open_body(a: Args) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_perf_event_open")]
-pub(crate) fn perf_sys_enter_perf_event_open(ctx: TracePointContext) -> u32 {
-    perf_sys_enter_perf_event_open_body(Args::record(&ctx))
-}
-
-#[fentry]
-pub(crate) fn fentry_perf_event_open(ctx: FEntryContext) -> u32 {
-    perf_sys_enter_perf_event_open_body(Args::regs(&ctx))
-}
+syscall_entry!(
+    perf_sys_enter_perf_event_open_body,
+    perf_sys_enter_perf_event_open = "sys_enter_perf_event_open",
+    fentry_perf_event_open
+);
 
 #[inline(always)]
 fn bpf_sys_enter_bpf_body(a: Args) -> u32 {
@@ -590,15 +578,11 @@ fn bpf_sys_enter_bpf_body(a: Args) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_bpf")]
-pub(crate) fn bpf_sys_enter_bpf(ctx: TracePointContext) -> u32 {
-    bpf_sys_enter_bpf_body(Args::record(&ctx))
-}
-
-#[fentry]
-pub(crate) fn fentry_bpf(ctx: FEntryContext) -> u32 {
-    bpf_sys_enter_bpf_body(Args::regs(&ctx))
-}
+syscall_entry!(
+    bpf_sys_enter_bpf_body,
+    bpf_sys_enter_bpf = "sys_enter_bpf",
+    fentry_bpf
+);
 
 #[inline(always)]
 fn mem_sys_enter_pidfd_getfd_body(a: Args) -> u32 {
@@ -627,15 +611,11 @@ fn mem_sys_enter_pidfd_getfd_body(a: Args) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_pidfd_getfd")]
-pub(crate) fn mem_sys_enter_pidfd_getfd(ctx: TracePointContext) -> u32 {
-    mem_sys_enter_pidfd_getfd_body(Args::record(&ctx))
-}
-
-#[fentry]
-pub(crate) fn fentry_pidfd_getfd(ctx: FEntryContext) -> u32 {
-    mem_sys_enter_pidfd_getfd_body(Args::regs(&ctx))
-}
+syscall_entry!(
+    mem_sys_enter_pidfd_getfd_body,
+    mem_sys_enter_pidfd_getfd = "sys_enter_pidfd_getfd",
+    fentry_pidfd_getfd
+);
 
 /// current->files->fdt->fd[pidfd]->private_data is the pidfd's `struct pid`;
 /// its level-0 number is the host pid.

@@ -310,45 +310,57 @@ impl PolicySet {
             let mut cand = std::mem::take(&mut s.cand);
             let mut facts = Facts::new(self, ev, s);
             self.candidates(class, &mut facts, &mut cand);
-            let mut best: Option<&Rule> = None;
-            let mut granted: Option<(&Rule, &Grant)> = None;
-            for &ri in &cand {
-                if best.is_some_and(|b| (b.action, b.severity) >= self.rank[ri as usize]) {
-                    // Cannot beat the current winner (and ties go to the
-                    // earlier rule), so skip the work.
-                    continue;
-                }
-                let rule = &self.rules[ri as usize];
-                match self.outcome(rule, &mut facts, ctx) {
-                    Outcome::Fires => best = Some(rule),
-                    Outcome::Exempt(Exemption::Grant(g)) if granted.is_none() => {
-                        granted = Some((rule, g));
-                    }
-                    _ => {}
-                }
-            }
+            let d = self.decide_among(cand.iter().copied(), &mut facts, ctx);
             s.cand = cand;
-            let grant_id = granted.map(|(_, g)| g.id.as_str());
-            match (best, granted) {
-                (Some(r), _) => Decision {
-                    action: r.action,
-                    rule: Some(&r.name),
-                    severity: r.severity,
-                    reason: r.title.as_deref().unwrap_or(&r.name),
-                    grant_id,
-                    tags: &r.tags,
-                },
-                (None, Some((r, _))) => Decision {
-                    action: Action::Allow,
-                    rule: Some(&r.name),
-                    severity: Severity::Info,
-                    reason: REASON_GRANTED,
-                    grant_id,
-                    tags: &r.tags,
-                },
-                (None, None) => Decision::default_allow(),
-            }
+            d
         })
+    }
+
+    /// The decision among the rules `candidates` names (indexes, in load
+    /// order): the strongest that fires, else the first grant that exempts.
+    pub(crate) fn decide_among<'a>(
+        &'a self,
+        candidates: impl Iterator<Item = u32>,
+        facts: &mut Facts<'_, '_>,
+        ctx: &EvalContext<'a>,
+    ) -> Decision<'a> {
+        let mut best: Option<&Rule> = None;
+        let mut granted: Option<(&Rule, &Grant)> = None;
+        for ri in candidates {
+            if best.is_some_and(|b| (b.action, b.severity) >= self.rank[ri as usize]) {
+                // Cannot beat the current winner (and ties go to the
+                // earlier rule), so skip the work.
+                continue;
+            }
+            let rule = &self.rules[ri as usize];
+            match self.outcome(rule, facts, ctx) {
+                Outcome::Fires => best = Some(rule),
+                Outcome::Exempt(Exemption::Grant(g)) if granted.is_none() => {
+                    granted = Some((rule, g));
+                }
+                _ => {}
+            }
+        }
+        let grant_id = granted.map(|(_, g)| g.id.as_str());
+        match (best, granted) {
+            (Some(r), _) => Decision {
+                action: r.action,
+                rule: Some(&r.name),
+                severity: r.severity,
+                reason: r.title.as_deref().unwrap_or(&r.name),
+                grant_id,
+                tags: &r.tags,
+            },
+            (None, Some((r, _))) => Decision {
+                action: Action::Allow,
+                rule: Some(&r.name),
+                severity: Severity::Info,
+                reason: REASON_GRANTED,
+                grant_id,
+                tags: &r.tags,
+            },
+            (None, None) => Decision::default_allow(),
+        }
     }
 
     /// Rule indexes worth checking for this event, in load order.

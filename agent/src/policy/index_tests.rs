@@ -9,8 +9,7 @@
 use chrono::{TimeZone, Utc};
 
 use super::{
-    engine::{Exemption, Facts, Outcome, with_scratch},
-    set::Rule,
+    engine::{Facts, Outcome, with_scratch},
     *,
 };
 use crate::grants::{Grant, GrantTarget};
@@ -148,49 +147,16 @@ fn events() -> Vec<PolicyEvent> {
     out
 }
 
-/// `evaluate` without the key index: every rule, in load order, with the
-/// same skipping of rules that cannot beat the winner (the grant a decision
-/// names depends on it).
+/// `evaluate` without the key index: every rule is a candidate, in load
+/// order (the choice among candidates is the engine's own).
 fn decide_by_scan<'a>(set: &'a PolicySet, e: &PolicyEvent, cx: &EvalContext<'a>) -> Decision<'a> {
     if e.class().is_none() {
         return Decision::default_allow();
     }
     with_scratch(|s| {
         let mut facts = Facts::new(set, e, s);
-        let mut best: Option<&Rule> = None;
-        let mut granted: Option<(&Rule, &Grant)> = None;
-        for (ri, rule) in set.rules.iter().enumerate() {
-            if best.is_some_and(|b| (b.action, b.severity) >= set.rank[ri]) {
-                continue;
-            }
-            match set.outcome(rule, &mut facts, cx) {
-                Outcome::Fires => best = Some(rule),
-                Outcome::Exempt(Exemption::Grant(g)) if granted.is_none() => {
-                    granted = Some((rule, g));
-                }
-                _ => {}
-            }
-        }
-        let grant_id = granted.map(|(_, g)| g.id.as_str());
-        match (best, granted) {
-            (Some(r), _) => Decision {
-                action: r.action,
-                rule: Some(&r.name),
-                severity: r.severity,
-                reason: r.title.as_deref().unwrap_or(&r.name),
-                grant_id,
-                tags: &r.tags,
-            },
-            (None, Some((r, _))) => Decision {
-                action: Action::Allow,
-                rule: Some(&r.name),
-                severity: Severity::Info,
-                reason: engine::REASON_GRANTED,
-                grant_id,
-                tags: &r.tags,
-            },
-            (None, None) => Decision::default_allow(),
-        }
+        let every = 0..u32::try_from(set.rules.len()).unwrap();
+        set.decide_among(every, &mut facts, cx)
     })
 }
 
