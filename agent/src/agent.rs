@@ -374,8 +374,13 @@ pub async fn run(
             () = &mut shutdown => break,
             guard = ring.readable_mut(), if mode.waits_for_wake() => {
                 // Readiness that came in after the guard was taken
-                // survives `clear_ready`.
+                // survives `clear_ready`. Read at once: the kernel cleared
+                // READER_IDLE, so reading costs no further wake-up, and the
+                // waking event (a quiet host's record, or a protected
+                // process's fork the kill fallback must learn of) waits for
+                // nothing. Then poll while events flow.
                 guard.map_err(AgentError::Poll)?.clear_ready();
+                drain(ring.get_mut(), &mut p, &sink).await?;
                 mode = ReadMode::woken(Instant::now());
             }
             () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {

@@ -1,8 +1,8 @@
 //! When the agent reads the ring buffer. On a quiet host it sleeps until
-//! the kernel wakes it; once events flow it reads on its own timer, every
-//! [`LINGER`], and asks for no wake-ups, because a wake-up is an IPI sent
-//! from the traced process (several microseconds per exec in a VM, more
-//! than the rest of the exec program). A read that finds nothing sends it
+//! the kernel wakes it and reads at once; while events keep flowing it
+//! reads on its own timer, every [`LINGER`], and asks for no wake-ups,
+//! because a wake-up is an IPI sent from the traced process (several
+//! microseconds per exec in a VM, more than the rest of the exec program). A read that finds nothing sends it
 //! back to sleep: it sets the kernel's `READER_IDLE` flag, reads once more
 //! (events committed before the kernel saw the flag woke nobody), and
 //! checks once more after [`SETTLE`] in case an event was still being
@@ -51,7 +51,8 @@ impl ReadMode {
         }
     }
 
-    /// The kernel woke the agent: read after letting events gather.
+    /// The kernel woke the agent (which read at once): next read after
+    /// letting events gather.
     pub fn woken(now: Instant) -> Self {
         Self::Polling { at: now + LINGER }
     }
