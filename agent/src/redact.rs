@@ -83,7 +83,7 @@ pub enum RedactError {
 }
 
 /// Redaction settings (config file section `[redact]`).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedactConfig {
     /// Use the built-in patterns, flags and programs.

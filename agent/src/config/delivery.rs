@@ -90,6 +90,7 @@ impl Config {
             }),
             nats,
             sync_interval: std::time::Duration::from_millis(self.spool.sync_interval_ms),
+            redact: self.redact.clone(),
             ..DeliveryConfig::default()
         })
     }

@@ -38,6 +38,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub log: LogSection,
     pub host: HostSection,
+    /// What is removed from argv before a record is sealed.
+    pub redact: crate::redact::RedactConfig,
 }
 
 /// `[agent]`: the kernel side and the process table.

@@ -122,6 +122,21 @@ fn invalid_value_is_located_in_the_file() {
 }
 
 #[test]
+fn redact_section_reaches_delivery_and_a_bad_pattern_is_located() {
+    let text = "[redact]\npatterns = ['pin:(?P<secret>\\d+)']\nsecret_flags = [\"--pin\"]\n";
+    let c = load_text(text, &no_env()).unwrap();
+    assert_eq!(c.redact.patterns, ["pin:(?P<secret>\\d+)"]);
+    assert!(c.redact.defaults, "defaults stay on unless turned off");
+    let bad = "[redact]\npatterns = ['(unclosed']\n";
+    let e = load_text(bad, &no_env()).unwrap_err();
+    let ConfigError::Invalid(list) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(list[0].key, "redact.patterns");
+    assert!(list[0].reason.contains("(unclosed"), "{e}");
+}
+
+#[test]
 fn env_overrides_file_and_flags_override_env() {
     let text = "[agent]\nring_mib = 4\nancestry_depth = 2\n[nats]\nurls = [\"nats://a:1\"]\n";
     let env = HashMap::from([

@@ -43,13 +43,15 @@ use super::{
     nats::{NatsConfig, NatsError, NatsHandle, NatsSink, NatsStats},
 };
 use crate::{
-    redact::Redactor,
+    redact::{RedactConfig, Redactor},
     seal::{SealError, Sealer},
     spool::{SharedSpool, Spool, SpoolConfig, SpoolError},
 };
 
 #[derive(Debug, Error)]
 pub enum DeliveryError {
+    #[error(transparent)]
+    Redact(#[from] crate::redact::RedactError),
     #[error(
         "state directory {path} is not writable{hint}: the host key, seal state and spool live there (set host.state_dir, host.key_path and spool.dir)"
     )]
@@ -100,6 +102,8 @@ pub struct DeliveryConfig {
     pub nats_grace: Duration,
     /// Longest time spooled records wait for an fsync (`spool.sync_interval_ms`).
     pub sync_interval: Duration,
+    /// `[redact]`: patterns, flags and programs whose secrets never reach a record.
+    pub redact: RedactConfig,
 }
 
 impl Default for DeliveryConfig {
@@ -115,6 +119,7 @@ impl Default for DeliveryConfig {
             capacity: 64,
             nats_grace: Duration::from_secs(5),
             sync_interval: Duration::from_millis(DEFAULT_SYNC_INTERVAL_MS),
+            redact: RedactConfig::default(),
         }
     }
 }
@@ -234,7 +239,7 @@ impl Delivery {
         let (written_tx, written) = watch::channel(0u64);
         let worker = Worker {
             sealer,
-            redactor: Redactor::default(),
+            redactor: Redactor::new(&cfg.redact)?,
             spool: spool.clone(),
             release_at_once: cfg.nats.is_none(),
             stdout,

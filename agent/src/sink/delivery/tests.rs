@@ -10,7 +10,7 @@ use std::{
 use serde_json::{Value, json};
 
 use super::*;
-use crate::verify::Verifier;
+use crate::{redact::RedactConfig, verify::Verifier};
 
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -103,6 +103,45 @@ async fn records_are_redacted_sealed_released_and_verifiable() {
     assert_eq!(argv[3], "db");
     let report = verify(&out, &key);
     assert!(report.ok(), "{report}");
+}
+
+#[tokio::test]
+async fn configured_redaction_applies_and_a_bad_pattern_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Shared::default();
+    let mut c = cfg(dir.path());
+    c.redact = RedactConfig {
+        patterns: vec![r"pin:(?P<secret>\d+)".to_owned()],
+        secret_flags: vec!["--pin".to_owned()],
+        ..RedactConfig::default()
+    };
+    let d = Delivery::start_with(c, Some(Box::new(out.clone()))).unwrap();
+    d.send(builder_line(
+        1,
+        &["app", "pin:4242", "--pin", "77", "password=x"],
+    ))
+    .await
+    .unwrap();
+    d.close().await.unwrap();
+    let recs = lines(&out);
+    assert_eq!(
+        recs[0]["actor"]["argv"],
+        json!([
+            "app",
+            "pin:[REDACTED]",
+            "--pin",
+            "[REDACTED]",
+            "password=[REDACTED]"
+        ]),
+        "configured pattern and flag, and the built-in defaults"
+    );
+
+    let mut bad = cfg(dir.path());
+    bad.redact.patterns = vec!["(unclosed".to_owned()];
+    let Err(e) = Delivery::start_with(bad, None) else {
+        panic!("a pattern that does not compile must stop the start")
+    };
+    assert!(e.to_string().contains("(unclosed"), "{e}");
 }
 
 #[tokio::test]
