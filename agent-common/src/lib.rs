@@ -133,28 +133,8 @@ pub struct ExecEvent {
     pub comm: [u8; COMM_LEN],
     /// Controlling terminal name (`pts/3`), empty when none.
     pub tty: [u8; TTY_LEN],
-    /// Which directory the process was in when it exec'd.
-    pub cwd: CwdId,
 }
-const _: () = assert!(size_of::<ExecEvent>() == 184);
-
-/// Identity of a working directory as the kernel holds it (`fs->pwd`): the
-/// mount and dentry addresses say which path it is, the inode number and
-/// device which directory. The agent maps it to a path through a cache, so a
-/// short-lived process's cwd is known after it is gone, and a storm of execs
-/// in one directory costs one path lookup instead of one per exec. The
-/// addresses never leave the agent. All zero when the reads failed.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct CwdId {
-    pub mnt: u64,
-    pub dentry: u64,
-    pub ino: u64,
-    /// Kernel `dev_t` of the directory's file system (`MAJOR << 20 | MINOR`).
-    pub dev: u32,
-    pub _pad: u32,
-}
-const _: () = assert!(size_of::<CwdId>() == 32);
+const _: () = assert!(size_of::<ExecEvent>() == 152);
 
 /// Largest exec event on the wire.
 pub const EXEC_EVENT_MAX: usize = size_of::<ExecEvent>() + FILENAME_CAP + ARGV_CAP;
@@ -515,13 +495,6 @@ pub struct KernelOffsets {
     pub inode_i_ino: u32,
     pub inode_i_sb: u32,
     pub sb_s_dev: u32,
-    /// `task_struct.fs`, `fs_struct.pwd` (a `struct path`), `path.mnt`,
-    /// `path.dentry`, `dentry.d_inode`: the working directory's [`CwdId`].
-    pub task_fs: u32,
-    pub fs_pwd: u32,
-    pub path_mnt: u32,
-    pub path_dentry: u32,
-    pub dentry_d_inode: u32,
     /// Offset of the first argument in a `syscalls/sys_enter_*` record, and
     /// of `ret` in a `syscalls/sys_exit_*` record.
     pub tp_sys_enter_args: u32,
@@ -535,7 +508,7 @@ pub struct KernelOffsets {
     /// Offset of `old_pid` in the same record.
     pub tp_exec_old_pid: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 252);
+const _: () = assert!(size_of::<KernelOffsets>() == 232);
 
 impl KernelOffsets {
     /// All fields absent: the programs then read nothing and flag the event.
@@ -588,11 +561,6 @@ impl KernelOffsets {
         inode_i_ino: OFFSET_ABSENT,
         inode_i_sb: OFFSET_ABSENT,
         sb_s_dev: OFFSET_ABSENT,
-        task_fs: OFFSET_ABSENT,
-        fs_pwd: OFFSET_ABSENT,
-        path_mnt: OFFSET_ABSENT,
-        path_dentry: OFFSET_ABSENT,
-        dentry_d_inode: OFFSET_ABSENT,
         tp_sys_enter_args: OFFSET_ABSENT,
         tp_sys_exit_ret: OFFSET_ABSENT,
         sys_args: [OFFSET_ABSENT; 6],

@@ -8,7 +8,7 @@ use core::{
 };
 
 use agent_common::{
-    AGG_ENTRIES, AccessEvent, AggKey, Creds, CwdId, DEFAULT_RING_BYTES, EventKind, ExecScratch,
+    AGG_ENTRIES, AccessEvent, AggKey, Creds, DEFAULT_RING_BYTES, EventKind, ExecScratch,
     KernelOffsets, LOST_SLOTS, NsIds, OFFSET_ABSENT, TTY_LEN, flags,
 };
 use aya_ebpf::{
@@ -270,30 +270,6 @@ pub(crate) fn read_ns(task: *const u8, off: &KernelOffsets) -> NsIds {
 }
 
 /// Copies the controlling terminal's name of `task` into `out` (empty when none).
-/// The working directory's identity (`task->fs->pwd`). Read without
-/// `fs->lock`: a concurrent chdir can only make the agent's check of the
-/// identity against `/proc` fail, which leaves the cwd out of the record.
-#[inline(always)]
-pub(crate) fn read_cwd(task: *const u8, off: &KernelOffsets) -> CwdId {
-    let fs = read_or_zero::<*const u8>(task, off.task_fs);
-    let pwd = if fs.is_null() || off.fs_pwd == OFFSET_ABSENT {
-        core::ptr::null()
-    } else {
-        fs.wrapping_add(off.fs_pwd as usize)
-    };
-    let mnt = read_or_zero::<u64>(pwd, off.path_mnt);
-    let dentry = read_or_zero::<*const u8>(pwd, off.path_dentry);
-    let inode = read_or_zero::<*const u8>(dentry, off.dentry_d_inode);
-    let sb = read_or_zero::<*const u8>(inode, off.inode_i_sb);
-    CwdId {
-        mnt,
-        dentry: dentry as u64,
-        ino: read_or_zero::<u64>(inode, off.inode_i_ino),
-        dev: read_or_zero::<u32>(sb, off.sb_s_dev),
-        _pad: 0,
-    }
-}
-
 #[inline(always)]
 pub(crate) fn read_tty(task: *const u8, off: &KernelOffsets, out: &mut [u8; TTY_LEN]) {
     let signal = read_or_zero::<*const u8>(task, off.task_signal);

@@ -13,7 +13,7 @@ use agent::{
     process::{ProcessEntry, ProcessTable},
     record::RecordBuilder,
 };
-use agent_common::{Creds, CwdId, NsIds};
+use agent_common::{Creds, NsIds};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// Pids far above what the host uses, so enrichment misses in /proc as it
@@ -55,20 +55,6 @@ fn fork(pid: u32, t: u64) -> Vec<u8> {
     }))
 }
 
-/// The kernel's identity of this process's working directory.
-fn own_cwd() -> CwdId {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(".").expect("own cwd");
-    let (major, minor) = (libc::major(m.dev()), libc::minor(m.dev()));
-    CwdId {
-        mnt: 1,
-        dentry: 2,
-        ino: m.ino(),
-        dev: (major << 20) | minor,
-        _pad: 0,
-    }
-}
-
 fn exec(pid: u32, t: u64) -> Vec<u8> {
     encode(&Event::Exec(ExecInfo {
         ktime_ns: t + 1,
@@ -76,9 +62,7 @@ fn exec(pid: u32, t: u64) -> Vec<u8> {
         pid,
         tgid: pid,
         start_ns: t,
-        // The bench itself stands in as the live parent: its cwd names the
-        // directory once, then the cache answers, as in a storm from one shell.
-        ppid: std::process::id(),
+        ppid: PID_BASE,
         old_pid: pid,
         creds: creds(),
         cgroup_id: 0,
@@ -89,7 +73,6 @@ fn exec(pid: u32, t: u64) -> Vec<u8> {
         argv: vec![b"/bin/true".to_vec(), b"dmb-nonce-0-12345".to_vec()],
         argv_truncated: false,
         argv_total_len: 28,
-        cwd: Some(own_cwd()),
     }))
 }
 

@@ -54,7 +54,6 @@ fn exec_facts(e: &ExecInfo) -> ActorFacts<'_> {
         exe: &e.filename,
         argv: &e.argv,
         tty: &e.tty,
-        cwd: e.cwd,
     }
 }
 
@@ -463,7 +462,6 @@ impl RecordBuilder {
             exe: entry.map_or(&[][..], |e| &e.exe),
             argv: entry.map_or(&empty, |e| &e.argv),
             tty: entry.map_or(&[][..], |e| &e.tty),
-            cwd: None,
         };
         let host_pid = a
             .target_host_pid
@@ -620,7 +618,6 @@ mod tests {
             argv,
             argv_truncated: fl & flags::ARGV_TRUNCATED != 0,
             argv_total_len: 10,
-            cwd: None,
         }
     }
 

@@ -112,7 +112,6 @@ fn exec_info() -> ExecInfo {
         argv: vec![b"gdb".to_vec(), b"-p".to_vec(), b"1".to_vec()],
         argv_truncated: false,
         argv_total_len: 9,
-        cwd: None,
     }
 }
 

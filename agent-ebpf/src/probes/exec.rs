@@ -21,7 +21,7 @@ use aya_ebpf::{
 
 use crate::kernel::{
     EVENTS, EXEC_SCRATCH, count_lost, current_comm, current_pid_tgid, is_agent, offsets,
-    read_creds, read_cwd, read_ns, read_or_zero, read_tty, wake_if_idle,
+    read_creds, read_ns, read_or_zero, read_tty, wake_if_idle,
 };
 
 // Both caps are powers of two, which lets a mask prove bounds to the verifier.
@@ -72,7 +72,6 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     ev.ns = read_ns(task, &off);
     ev.tty = [0; TTY_LEN];
     read_tty(task, &off, &mut ev.tty);
-    ev.cwd = read_cwd(task, &off);
     // SAFETY: helper without preconditions.
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     ev.comm = current_comm();

@@ -4,13 +4,12 @@
 //! every record and for the target of an access.
 
 pub mod cgroups;
-pub mod cwd;
 pub mod session;
 pub mod users;
 
 use std::path::Path;
 
-use agent_common::{Creds, CwdId, NsIds};
+use agent_common::{Creds, NsIds};
 use serde::Serialize;
 
 pub use self::session::Ssh;
@@ -135,8 +134,6 @@ pub struct ActorFacts<'a> {
     pub exe: &'a [u8],
     pub argv: &'a [Vec<u8>],
     pub tty: &'a [u8],
-    /// The working directory the kernel saw at the event (exec only).
-    pub cwd: Option<CwdId>,
 }
 
 /// Renders bytes and remembers whether escaping was needed.
@@ -161,7 +158,6 @@ pub struct Enricher {
     cgroups: CgroupResolver,
     v1: cgroups::V1Probe,
     sessions: SessionCache,
-    cwds: cwd::CwdCache,
     ancestry_depth: usize,
     /// The host's pid namespace (the agent's own): pids named there are host pids.
     host_pid_ns: u32,
@@ -181,7 +177,6 @@ impl Enricher {
             cgroups: CgroupResolver::new(cgroup_root),
             v1: cgroups::V1Probe::new(Vec::new()),
             sessions: SessionCache::new(proc_root),
-            cwds: cwd::CwdCache::new(proc_root),
             ancestry_depth,
             host_pid_ns,
             proc_root: proc_root.to_path_buf(),
@@ -277,7 +272,7 @@ impl Enricher {
             exe: esc.text("exe", f.exe),
             comm: esc.text("comm", f.comm),
             argv: f.argv.iter().map(|a| esc.text("argv", a)).collect(),
-            cwd: self.cwds.lookup(f.pid, f.ppid, f.cwd),
+            cwd: self.sessions.cwd(f.pid),
             unit,
             container_id,
             cgroup_id: f.cgroup_id,

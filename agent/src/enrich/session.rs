@@ -1,7 +1,8 @@
 //! Where a login came from: the SSH client address and port of the login
 //! session (from `SSH_CONNECTION` in the environment of the process or its
-//! nearest living ancestor, cached per audit session). It reads /proc and
-//! so is best effort. The working directory is in `cwd.rs`.
+//! nearest living ancestor, cached per audit session), and the working
+//! directory. Both read /proc and so are best effort: a process that already
+//! exited has no cwd in the record, and says so by omission.
 
 use std::{collections::HashMap, fs, os::unix::ffi::OsStrExt as _, path::Path};
 
@@ -132,6 +133,14 @@ mod tests {
         assert_eq!(ssh_from_environ(b"SSH_CONNECTION=garbage\0"), None);
         assert_eq!(ssh_from_environ(b"X_SSH_CONNECTION=10.0.0.5 1 2 3\0"), None);
         assert_eq!(ssh_from_environ(b""), None);
+    }
+
+    #[test]
+    fn own_cwd_is_readable() {
+        let c = SessionCache::new(Path::new("/proc"));
+        let want = std::env::current_dir().unwrap();
+        assert_eq!(c.cwd(std::process::id()), Some(want.display().to_string()));
+        assert_eq!(c.cwd(u32::MAX - 1), None);
     }
 
     #[test]

@@ -159,7 +159,6 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecInfo, DecodeError> {
         argv: split_argv(&payload[fl..fl + al]),
         argv_truncated: e.header.flags & flags::ARGV_TRUNCATED != 0,
         argv_total_len: e.argv_total_len,
-        cwd: (e.cwd.dentry != 0 && e.cwd.ino != 0).then_some(e.cwd),
     })
 }
 
@@ -209,7 +208,6 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 ns: e.ns,
                 comm: comm_array(&e.comm),
                 tty: fixed::<TTY_LEN>(&e.tty),
-                cwd: e.cwd.unwrap_or_default(),
             };
             let mut out = as_bytes(&fixed).to_vec();
             out.extend_from_slice(&e.filename);
@@ -329,27 +327,12 @@ mod tests {
             argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec(), b"".to_vec()],
             argv_truncated: false,
             argv_total_len: 14,
-            cwd: Some(agent_common::CwdId {
-                mnt: 0xffff_8880_0000_1000,
-                dentry: 0xffff_8880_0000_2000,
-                ino: 131_073,
-                dev: (8 << 20) | 1,
-                _pad: 0,
-            }),
         }
     }
 
     #[test]
     fn exec_round_trip() {
         let ev = Event::Exec(exec());
-        assert_eq!(decode(&encode(&ev)).unwrap(), ev);
-    }
-
-    #[test]
-    fn exec_without_a_readable_cwd_decodes_to_none() {
-        let mut e = exec();
-        e.cwd = None;
-        let ev = Event::Exec(e);
         assert_eq!(decode(&encode(&ev)).unwrap(), ev);
     }
 

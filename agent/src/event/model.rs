@@ -2,7 +2,7 @@
 //! paths and arguments need not be UTF-8, and the record builder decides how
 //! to render them.
 
-use agent_common::{AccessKind, Creds, CwdId, Decision, NsIds};
+use agent_common::{AccessKind, Creds, Decision, NsIds};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -45,8 +45,6 @@ pub struct ExecInfo {
     pub argv_truncated: bool,
     /// Size of the whole argv area in the process, copied or not.
     pub argv_total_len: u32,
-    /// The working directory at exec, when the kernel could read it.
-    pub cwd: Option<CwdId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
