@@ -398,7 +398,13 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 // Also drain here: a missed wakeup can delay records by at
-                // most one tick, never strand them.
+                // most one tick, never strand them. While waiting, set the
+                // flag again first: an event that cleared it but found the
+                // ring full woke nobody, and would leave every later
+                // record to this tick.
+                if mode.waits_for_wake() {
+                    sleep_on_wake(&mut reader_idle)?;
+                }
                 drain(ring.get_mut(), &mut p, &sink).await?;
                 p.set_clock(Clock::sample());
                 let now = host::boottime_ns();

@@ -14,7 +14,8 @@
 //! the rest in `AGG`, which the agent reports as aggregates.
 
 use agent_common::{
-    AccessEvent, AccessKind, AggKey, Decision, EventKind, access_flags, enforce_mode, ops,
+    AccessEvent, AccessKind, AggKey, Decision, EventKind, OFFSET_ABSENT, access_flags,
+    enforce_mode, ops,
 };
 use aya_ebpf::{
     EbpfContext as _,
@@ -87,7 +88,10 @@ impl Args {
         match self {
             Self::Record(p) => {
                 let base = tp_sys_offsets().0;
-                read_field::<u64>(p, base.wrapping_add(8 * i as u32))
+                if base == OFFSET_ABSENT || i >= 6 {
+                    return Err(-1);
+                }
+                read_field::<u64>(p, base + 8 * i as u32)
             }
             Self::Regs(p) => read_field::<u64>(p, sys_arg_offset(i)),
         }

@@ -299,10 +299,16 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         tracefs::field_offset(tracefs.root(), "sched", "sched_process_exec", "old_pid")?;
     // Every sys_enter_* record has the same layout (struct syscall_trace_enter),
     // and every sys_exit_* one too: one format file tells the offsets for all.
-    offsets.tp_sys_enter_args =
-        tracefs::field_offset(tracefs.root(), "syscalls", "sys_enter_ptrace", "request")?;
-    offsets.tp_sys_exit_ret =
-        tracefs::field_offset(tracefs.root(), "syscalls", "sys_exit_ptrace", "ret")?;
+    // Only the tracepoint fallback of the syscall hooks needs them: a kernel
+    // without syscall tracepoints still runs the fentry programs.
+    let tp_offset = |name: &str, field: &str| {
+        tracefs::field_offset(tracefs.root(), "syscalls", name, field).unwrap_or_else(|e| {
+            info!(error = %error_chain(&e), "no syscall tracepoints: the syscall hooks have no fallback");
+            agent_common::OFFSET_ABSENT
+        })
+    };
+    offsets.tp_sys_enter_args = tp_offset("sys_enter_ptrace", "request");
+    offsets.tp_sys_exit_ret = tp_offset("sys_exit_ptrace", "ret");
     if offsets.task_loginuid == agent_common::OFFSET_ABSENT {
         warn!("kernel built without CONFIG_AUDIT: records carry no auid or session id");
     }
