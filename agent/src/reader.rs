@@ -2,11 +2,12 @@
 //! the kernel wakes it and reads at once; while events keep flowing it
 //! reads on its own timer, every [`LINGER`], and asks for no wake-ups,
 //! because a wake-up is an IPI sent from the traced process (several
-//! microseconds per exec in a VM, more than the rest of the exec program). A read that finds nothing sends it
-//! back to sleep: it sets the kernel's `READER_IDLE` flag, reads once more
-//! (events committed before the kernel saw the flag woke nobody), and
-//! checks once more after [`SETTLE`] in case an event was still being
-//! written during that read. The kernel side is `wake_if_idle`.
+//! microseconds per exec in a VM, more than the rest of the exec
+//! program). A read that finds nothing sends it back to sleep: it sets the
+//! kernel's `READER_IDLE` flag, reads once more (events committed before
+//! the kernel saw the flag woke nobody), and checks once more after
+//! [`SETTLE`] in case an event was still being written during that read.
+//! The kernel side is `wake_if_idle`.
 
 use std::time::Duration;
 

@@ -190,16 +190,18 @@ impl Redactor {
         out
     }
 
+    /// Whether the program `argv0` names takes `-pSECRET` (by basename).
+    fn is_mysql_like(&self, argv0: Option<&str>) -> bool {
+        let program = argv0.map_or("", |a| a.rsplit('/').next().unwrap_or(a));
+        self.mysql_like.iter().any(|m| m == program)
+    }
+
     /// True when [`Self::redact_argv`] would certainly change nothing: no
     /// secret flag, no glued `-p` for a mysql-like program, no pattern
     /// matching any argument. Conservative (a `true` is always right), so
     /// the caller can skip copying the argv in the common case.
     pub fn argv_is_clean(&self, argv: &[&str]) -> bool {
-        let program = argv
-            .first()
-            .map(|a| a.rsplit('/').next().unwrap_or(a))
-            .unwrap_or_default();
-        let mysql = self.mysql_like.iter().any(|m| m == program);
+        let mysql = self.is_mysql_like(argv.first().copied());
         argv.iter().enumerate().all(|(i, arg)| {
             let flag = i > 0
                 && (self.secret_flags.iter().any(|f| f == arg) || (mysql && arg.starts_with("-p")));
@@ -209,11 +211,7 @@ impl Redactor {
 
     /// Redacts an argv in place; returns how many arguments changed.
     pub fn redact_argv(&self, argv: &mut [String]) -> usize {
-        let program = argv
-            .first()
-            .map(|a| a.rsplit('/').next().unwrap_or(a).to_owned())
-            .unwrap_or_default();
-        let mysql = self.mysql_like.contains(&program);
+        let mysql = self.is_mysql_like(argv.first().map(String::as_str));
         let mut changed = 0;
         let mut next_is_secret = false;
         for (i, arg) in argv.iter_mut().enumerate() {

@@ -4,8 +4,9 @@
 //! and its ancestry must still name that parent. A process that leaves no
 //! child behind in the table and was never the actor of an access record
 //! stays only [`SHORT_GRACE_NS`]: nothing will ask about it, and under fork
-//! or exec storms those were nearly all of the agent's memory. Bounded: past `max_entries` the oldest exited
-//! entries go first, and every eviction is counted.
+//! or exec storms those were nearly all of the agent's memory. Bounded:
+//! past `max_entries` the oldest exited entries go first, and every
+//! eviction is counted.
 
 use std::{
     collections::{HashMap, VecDeque},
