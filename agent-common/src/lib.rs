@@ -26,6 +26,13 @@ pub const AGENT_TGID_GLOBAL: &str = "AGENT_TGID";
 pub const FILENAME_CAP: usize = 4096;
 /// Bytes of argv copied per exec (at least 16 arguments and 1 KiB, as the contract asks).
 pub const ARGV_CAP: usize = 4096;
+/// Bytes of the working directory's path copied per exec. A deeper or
+/// longer cwd is not cut: the agent reads it from `/proc` instead.
+pub const CWD_CAP: usize = 2048;
+/// Most components of the working directory's path walked in the kernel.
+pub const CWD_DEPTH: usize = 32;
+/// Room for one path component and its NUL (`NAME_MAX` + 1).
+pub const CWD_NAME_ROOM: usize = 256;
 /// Length of `task_struct.comm`.
 pub const COMM_LEN: usize = 16;
 /// Bytes of the controlling terminal's name copied (`tty_struct.name` is 64).
@@ -73,6 +80,12 @@ pub mod flags {
     pub const NO_AUDIT_IDS: u32 = 1 << 3;
     /// Some credential read failed; uid fields may be incomplete.
     pub const CREDS_READ_FAILED: u32 = 1 << 4;
+    /// The working directory was walked up to its mount namespace's root:
+    /// `cwd_len` bytes of its names follow argv. Without it the walk did
+    /// not finish (too deep, too long, a failed read, an unlinked mount).
+    pub const CWD_RESOLVED: u32 = 1 << 5;
+    /// The working directory was removed (`rmdir`) while still in use.
+    pub const CWD_DELETED: u32 = 1 << 6;
 }
 
 /// First member of every event.
@@ -111,7 +124,9 @@ pub struct Creds {
 const _: () = assert!(size_of::<Creds>() == 24);
 
 /// Fixed part of an exec event. On the wire it is followed by `filename_len`
-/// bytes of path and then `argv_len` bytes of NUL-separated arguments.
+/// bytes of path, then `argv_len` bytes of NUL-separated arguments, then
+/// `cwd_len` bytes of the working directory's names, each NUL-terminated,
+/// the innermost first (`/srv/app` is `app\0srv\0`; `/` is empty).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecEvent {
@@ -128,7 +143,8 @@ pub struct ExecEvent {
     pub argv_len: u32,
     /// Size of the whole argv area in the new process (`mm.arg_end - mm.arg_start`).
     pub argv_total_len: u32,
-    pub _pad: u32,
+    /// Bytes of working-directory names following argv (see [`flags::CWD_RESOLVED`]).
+    pub cwd_len: u32,
     pub ns: NsIds,
     pub comm: [u8; COMM_LEN],
     /// Controlling terminal name (`pts/3`), empty when none.
@@ -137,17 +153,18 @@ pub struct ExecEvent {
 const _: () = assert!(size_of::<ExecEvent>() == 152);
 
 /// Largest exec event on the wire.
-pub const EXEC_EVENT_MAX: usize = size_of::<ExecEvent>() + FILENAME_CAP + ARGV_CAP;
+pub const EXEC_EVENT_MAX: usize = size_of::<ExecEvent>() + FILENAME_CAP + ARGV_CAP + CWD_CAP;
 
 /// Per-CPU scratch space where an exec event is assembled before it is
-/// copied, trimmed to its real length, into the ring buffer.
+/// copied, trimmed to its real length, into the ring buffer. The slack
+/// after the cwd area lets each name be copied with a constant bound.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ExecScratch {
     pub event: ExecEvent,
-    pub data: [u8; FILENAME_CAP + ARGV_CAP],
+    pub data: [u8; FILENAME_CAP + ARGV_CAP + CWD_CAP + CWD_NAME_ROOM],
 }
-const _: () = assert!(size_of::<ExecScratch>() == EXEC_EVENT_MAX);
+const _: () = assert!(size_of::<ExecScratch>() == EXEC_EVENT_MAX + CWD_NAME_ROOM);
 
 /// A new process (threads are not reported: they share their process's identity).
 #[repr(C)]
@@ -507,8 +524,25 @@ pub struct KernelOffsets {
     pub tp_exec_filename: u32,
     /// Offset of `old_pid` in the same record.
     pub tp_exec_old_pid: u32,
+    /// The working directory: `task_struct.fs`, `fs_struct.pwd` and
+    /// `path.{mnt,dentry}`.
+    pub task_fs: u32,
+    pub fs_pwd: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    /// `dentry.d_parent`; `dentry.d_name` + `qstr.name` folded;
+    /// `dentry.d_hash` + `hlist_bl_node.pprev` folded (null once unlinked).
+    pub dentry_d_parent: u32,
+    pub dentry_name: u32,
+    pub dentry_hash_pprev: u32,
+    /// `vfsmount.mnt_root`; `mount.mnt` (the embedded vfsmount),
+    /// `mount.mnt_parent`, `mount.mnt_mountpoint`: crossing mount points.
+    pub vfsmount_mnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 232);
+const _: () = assert!(size_of::<KernelOffsets>() == 276);
 
 impl KernelOffsets {
     /// All fields absent: the programs then read nothing and flag the event.
@@ -566,6 +600,17 @@ impl KernelOffsets {
         sys_args: [OFFSET_ABSENT; 6],
         tp_exec_filename: OFFSET_ABSENT,
         tp_exec_old_pid: OFFSET_ABSENT,
+        task_fs: OFFSET_ABSENT,
+        fs_pwd: OFFSET_ABSENT,
+        path_mnt: OFFSET_ABSENT,
+        path_dentry: OFFSET_ABSENT,
+        dentry_d_parent: OFFSET_ABSENT,
+        dentry_name: OFFSET_ABSENT,
+        dentry_hash_pprev: OFFSET_ABSENT,
+        vfsmount_mnt_root: OFFSET_ABSENT,
+        mount_mnt: OFFSET_ABSENT,
+        mount_mnt_parent: OFFSET_ABSENT,
+        mount_mnt_mountpoint: OFFSET_ABSENT,
     };
 }
 

@@ -8,8 +8,8 @@ use core::{
 };
 
 use agent_common::{
-    AGG_ENTRIES, AccessEvent, AggKey, Creds, DEFAULT_RING_BYTES, EventKind, ExecScratch,
-    KernelOffsets, LOST_SLOTS, NsIds, OFFSET_ABSENT, TTY_LEN, flags,
+    AGG_ENTRIES, AccessEvent, AggKey, CWD_CAP, CWD_DEPTH, CWD_NAME_ROOM, Creds, DEFAULT_RING_BYTES,
+    EventKind, ExecScratch, KernelOffsets, LOST_SLOTS, NsIds, OFFSET_ABSENT, TTY_LEN, flags,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
@@ -282,5 +282,98 @@ pub(crate) fn read_tty(task: *const u8, off: &KernelOffsets, out: &mut [u8; TTY_
             TTY_LEN as u32,
             tty.wrapping_add(off.tty_name as usize).cast::<c_void>(),
         );
+    }
+}
+
+// The cwd area is indexed with a mask, which proves bounds to the verifier.
+const _: () = assert!(CWD_CAP.is_power_of_two() && CWD_NAME_ROOM < CWD_CAP);
+
+/// Walks `task`'s working directory up to the root of its mount
+/// namespace, as the kernel's `d_path` does, and writes the names into
+/// `out` (which has `CWD_CAP + CWD_NAME_ROOM` bytes), innermost first,
+/// each NUL-terminated. The byte count goes to `*len` and the
+/// [`flags::CWD_RESOLVED`] / [`flags::CWD_DELETED`] bits into `*flags_out`;
+/// without `CWD_RESOLVED` the agent reads the cwd from `/proc` instead.
+///
+/// Done here because a short-lived process is gone before the agent can
+/// read `/proc/PID/cwd`, and the `readlink` cost the agent more than this
+/// walk costs the exec. Like `d_path` without `rename_lock`, a rename
+/// racing the walk can give a mixed path.
+///
+/// `len` and `flags_out` point into the map value, and the count lives
+/// there between iterations: the verifier does not track values in map
+/// memory, so every iteration's state looks alike and is pruned. Kept in
+/// a register, each count range made a state of its own, and the walk
+/// blew the verifier's budget.
+#[inline(always)]
+pub(crate) fn read_cwd(
+    task: *const u8,
+    off: &KernelOffsets,
+    out: *mut u8,
+    len: *mut u32,
+    flags_out: *mut u32,
+) {
+    // SAFETY (all volatile accesses below): `len` and `flags_out` point
+    // into this CPU's scratch map value, valid for the whole program.
+    unsafe { write_volatile(len, 0) };
+    if off.fs_pwd == OFFSET_ABSENT || off.mount_mnt == OFFSET_ABSENT {
+        return;
+    }
+    let fs = read_or_zero::<*const u8>(task, off.task_fs);
+    let pwd = fs.wrapping_add(off.fs_pwd as usize);
+    let mut dentry = read_or_zero::<*const u8>(pwd, off.path_dentry);
+    let mut vfsmnt = read_or_zero::<*const u8>(pwd, off.path_mnt);
+    if fs.is_null() || dentry.is_null() || vfsmnt.is_null() {
+        return;
+    }
+    // An unlinked directory is unhashed (but a root is never hashed).
+    if read_or_zero::<u64>(dentry, off.dentry_hash_pprev) == 0
+        && read_or_zero::<*const u8>(dentry, off.dentry_d_parent) != dentry
+    {
+        unsafe { write_volatile(flags_out, read_volatile(flags_out) | flags::CWD_DELETED) };
+    }
+    for _ in 0..CWD_DEPTH {
+        let mnt_root = read_or_zero::<*const u8>(vfsmnt, off.vfsmount_mnt_root);
+        if dentry == mnt_root {
+            let mount = vfsmnt.wrapping_sub(off.mount_mnt as usize);
+            let parent = read_or_zero::<*const u8>(mount, off.mount_mnt_parent);
+            if parent == mount {
+                // The namespace's root mount: the path is complete.
+                unsafe {
+                    write_volatile(flags_out, read_volatile(flags_out) | flags::CWD_RESOLVED);
+                }
+                return;
+            }
+            if parent.is_null() {
+                return;
+            }
+            // Continue from where this mount is mounted.
+            dentry = read_or_zero::<*const u8>(mount, off.mount_mnt_mountpoint);
+            vfsmnt = parent.wrapping_add(off.mount_mnt as usize);
+            continue;
+        }
+        let parent = read_or_zero::<*const u8>(dentry, off.dentry_d_parent);
+        let at = unsafe { read_volatile(len) };
+        if parent.is_null() || parent == dentry || at > (CWD_CAP - CWD_NAME_ROOM) as u32 {
+            // A root that is no mount's root (a detached tree), or too long.
+            return;
+        }
+        let name = read_or_zero::<*const u8>(dentry, off.dentry_name);
+        // SAFETY: `at <= CWD_CAP - CWD_NAME_ROOM`, so the copy of at most
+        // CWD_NAME_ROOM bytes stays inside `out`; the helper checks `name`.
+        let n = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel_str(
+                out.wrapping_add((at & (CWD_CAP as u32 - 1)) as usize)
+                    .cast::<c_void>(),
+                CWD_NAME_ROOM as u32,
+                name.cast::<c_void>(),
+            )
+        };
+        if n <= 1 {
+            // A failed read, or an empty name no directory has.
+            return;
+        }
+        unsafe { write_volatile(len, at + n as u32) };
+        dentry = parent;
     }
 }

@@ -58,7 +58,8 @@ fn fork(pid: u32, t: u64) -> Vec<u8> {
 fn exec(pid: u32, t: u64) -> Vec<u8> {
     encode(&Event::Exec(ExecInfo {
         ktime_ns: t + 1,
-        flags: 0,
+        // The kernel walked the cwd, as it does for every exec it can.
+        flags: agent_common::flags::CWD_RESOLVED,
         pid,
         tgid: pid,
         start_ns: t,
@@ -73,6 +74,7 @@ fn exec(pid: u32, t: u64) -> Vec<u8> {
         argv: vec![b"/bin/true".to_vec(), b"dmb-nonce-0-12345".to_vec()],
         argv_truncated: false,
         argv_total_len: 28,
+        cwd: Some(b"/srv/app".to_vec()),
     }))
 }
 

@@ -508,6 +508,7 @@ mod tests {
             argv: vec![path.as_bytes().to_vec()],
             argv_truncated: false,
             argv_total_len: 0,
+            cwd: None,
         }))
     }
 

@@ -54,6 +54,7 @@ fn exec_facts(e: &ExecInfo) -> ActorFacts<'_> {
         exe: &e.filename,
         argv: &e.argv,
         tty: &e.tty,
+        cwd: e.cwd.as_deref(),
     }
 }
 
@@ -462,6 +463,8 @@ impl RecordBuilder {
             exe: entry.map_or(&[][..], |e| &e.exe),
             argv: entry.map_or(&empty, |e| &e.argv),
             tty: entry.map_or(&[][..], |e| &e.tty),
+            // The actor may have changed directory since its exec.
+            cwd: None,
         };
         let host_pid = a
             .target_host_pid
@@ -618,6 +621,7 @@ mod tests {
             argv,
             argv_truncated: fl & flags::ARGV_TRUNCATED != 0,
             argv_total_len: 10,
+            cwd: None,
         }
     }
 

@@ -90,7 +90,7 @@ fn the_schema_rejects_what_it_should() {
 fn exec_info() -> ExecInfo {
     ExecInfo {
         ktime_ns: 5,
-        flags: 0,
+        flags: agent_common::flags::CWD_RESOLVED,
         pid: 40,
         tgid: 40,
         start_ns: 1,
@@ -112,6 +112,7 @@ fn exec_info() -> ExecInfo {
         argv: vec![b"gdb".to_vec(), b"-p".to_vec(), b"1".to_vec()],
         argv_truncated: false,
         argv_total_len: 9,
+        cwd: Some(b"/srv/\xffapp".to_vec()),
     }
 }
 

@@ -7,7 +7,8 @@
 use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
 use agent_common::{
-    ARGV_CAP, EXEC_EVENT_MAX, EventKind, ExecEvent, FILENAME_CAP, OFFSET_ABSENT, TTY_LEN, flags,
+    ARGV_CAP, CWD_CAP, EXEC_EVENT_MAX, EventKind, ExecEvent, FILENAME_CAP, OFFSET_ABSENT, TTY_LEN,
+    flags,
 };
 use aya_ebpf::{
     EbpfContext as _,
@@ -21,7 +22,7 @@ use aya_ebpf::{
 
 use crate::kernel::{
     EVENTS, EXEC_SCRATCH, count_lost, current_comm, current_pid_tgid, is_agent, offsets,
-    read_creds, read_ns, read_or_zero, read_tty, wake_if_idle,
+    read_creds, read_cwd, read_ns, read_or_zero, read_tty, wake_if_idle,
 };
 
 // Both caps are powers of two, which lets a mask prove bounds to the verifier.
@@ -75,7 +76,6 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     // SAFETY: helper without preconditions.
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     ev.comm = current_comm();
-    ev._pad = 0;
 
     // Path of the executed file: a `__data_loc` field whose low 16 bits are
     // the string's offset inside the tracepoint record.
@@ -139,11 +139,24 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     } else {
         ev.header.flags |= flags::ARGV_READ_FAILED;
     }
+    // The working directory's names follow argv. The mask changes nothing
+    // (filename_len < FILENAME_CAP, argv_len <= ARGV_CAP) but proves it.
+    let cwd_at = (filename_len + argv_len) & (FILENAME_CAP + ARGV_CAP - 1) as u32;
+    read_cwd(
+        task,
+        &off,
+        data.wrapping_add(cwd_at as usize),
+        &raw mut ev.cwd_len,
+        &raw mut ev.header.flags,
+    );
+    // At most CWD_CAP; the mask proves it.
+    let cwd_len = ev.cwd_len & (CWD_CAP as u32 * 2 - 1);
     ev.filename_len = filename_len;
     ev.argv_len = argv_len;
     ev.argv_total_len = argv_total;
 
-    let size = size_of::<ExecEvent>() + filename_len as usize + argv_len as usize;
+    let size =
+        size_of::<ExecEvent>() + filename_len as usize + argv_len as usize + cwd_len as usize;
     // SAFETY: the scratch value is EXEC_EVENT_MAX bytes long.
     let bytes = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>(), EXEC_EVENT_MAX) };
     let out = bytes.get(..size).ok_or(-1i64)?;

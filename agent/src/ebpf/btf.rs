@@ -156,6 +156,15 @@ impl KernelBtf {
         let opt = |s: &str, m: &str| -> Result<u32, BtfError> {
             Ok(self.member_offset(s, m)?.unwrap_or(OFFSET_ABSENT))
         };
+        // A member of a member; absent when either is.
+        let nested = |s: &str, m: &str, inner: &str, im: &str| -> Result<u32, BtfError> {
+            Ok(
+                match (self.member_offset(s, m)?, self.member_offset(inner, im)?) {
+                    (Some(a), Some(b)) => a + b,
+                    _ => OFFSET_ABSENT,
+                },
+            )
+        };
         Ok(KernelOffsets {
             task_pid: self.required("task_struct", "pid")?,
             task_tgid: self.required("task_struct", "tgid")?,
@@ -216,6 +225,19 @@ impl KernelBtf {
             sys_args: self.syscall_args()?,
             tp_exec_filename: OFFSET_ABSENT,
             tp_exec_old_pid: OFFSET_ABSENT,
+            // The cwd walk is optional: without one of these the agent
+            // reads the cwd from /proc, as it does for a walk that fails.
+            task_fs: opt("task_struct", "fs")?,
+            fs_pwd: opt("fs_struct", "pwd")?,
+            path_mnt: opt("path", "mnt")?,
+            path_dentry: opt("path", "dentry")?,
+            dentry_d_parent: opt("dentry", "d_parent")?,
+            dentry_name: nested("dentry", "d_name", "qstr", "name")?,
+            dentry_hash_pprev: nested("dentry", "d_hash", "hlist_bl_node", "pprev")?,
+            vfsmount_mnt_root: opt("vfsmount", "mnt_root")?,
+            mount_mnt: opt("mount", "mnt")?,
+            mount_mnt_parent: opt("mount", "mnt_parent")?,
+            mount_mnt_mountpoint: opt("mount", "mnt_mountpoint")?,
         })
     }
 }
@@ -264,6 +286,21 @@ mod tests {
             .unwrap();
         let pidfs = major.parse::<u32>().unwrap() > 6 || minor >= 9;
         assert_eq!(off.pidfd_in_inode, u32::from(pidfs), "kernel {release}");
+        // Every kernel we target can walk the cwd; struct path is { mnt, dentry }.
+        for (name, v) in [
+            ("task_fs", off.task_fs),
+            ("fs_pwd", off.fs_pwd),
+            ("dentry_d_parent", off.dentry_d_parent),
+            ("dentry_name", off.dentry_name),
+            ("dentry_hash_pprev", off.dentry_hash_pprev),
+            ("vfsmount_mnt_root", off.vfsmount_mnt_root),
+            ("mount_mnt", off.mount_mnt),
+            ("mount_mnt_parent", off.mount_mnt_parent),
+            ("mount_mnt_mountpoint", off.mount_mnt_mountpoint),
+        ] {
+            assert_ne!(v, OFFSET_ABSENT, "{name} on {release}");
+        }
+        assert_eq!((off.path_mnt, off.path_dentry), (0, 8));
     }
 
     #[test]

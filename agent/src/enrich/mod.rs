@@ -134,6 +134,8 @@ pub struct ActorFacts<'a> {
     pub exe: &'a [u8],
     pub argv: &'a [Vec<u8>],
     pub tty: &'a [u8],
+    /// The cwd the kernel walked at an exec; `None`: read `/proc/PID/cwd`.
+    pub cwd: Option<&'a [u8]>,
 }
 
 /// Renders bytes and remembers whether escaping was needed.
@@ -272,7 +274,10 @@ impl Enricher {
             exe: esc.text("exe", f.exe),
             comm: esc.text("comm", f.comm),
             argv: f.argv.iter().map(|a| esc.text("argv", a)).collect(),
-            cwd: self.sessions.cwd(f.pid),
+            cwd: match f.cwd {
+                Some(c) => Some(esc.text("cwd", c)),
+                None => self.sessions.cwd(f.pid),
+            },
             unit,
             container_id,
             cgroup_id: f.cgroup_id,

@@ -5,8 +5,8 @@
 use std::mem::size_of;
 
 use agent_common::{
-    ARGV_CAP, AccessEvent, AccessKind, Decision, EventHeader, EventKind, ExecEvent, ExitEvent,
-    FILENAME_CAP, ForkEvent, TTY_LEN, access_flags, flags,
+    ARGV_CAP, AccessEvent, AccessKind, CWD_CAP, Decision, EventHeader, EventKind, ExecEvent,
+    ExitEvent, FILENAME_CAP, ForkEvent, TTY_LEN, access_flags, flags,
 };
 use thiserror::Error;
 
@@ -24,8 +24,14 @@ pub enum DecodeError {
     UnknownDecision(u32),
     #[error("exec event declares {declared} bytes of payload but carries {actual}")]
     PayloadLength { declared: usize, actual: usize },
-    #[error("exec event payload exceeds the kernel-side caps ({filename} path, {argv} argv bytes)")]
-    OverCap { filename: usize, argv: usize },
+    #[error(
+        "exec event payload exceeds the kernel-side caps ({filename} path, {argv} argv, {cwd} cwd bytes)"
+    )]
+    OverCap {
+        filename: usize,
+        argv: usize,
+        cwd: usize,
+    },
 }
 
 /// Reads a plain-integer `#[repr(C)]` struct from the front of `bytes`.
@@ -58,6 +64,44 @@ fn split_argv(area: &[u8]) -> Vec<Vec<u8>> {
     }
     let body = area.strip_suffix(&[0]).unwrap_or(area);
     body.split(|&c| c == 0).map(<[u8]>::to_vec).collect()
+}
+
+/// What `readlink` of a removed working directory appends.
+const DELETED: &[u8] = b" (deleted)";
+
+/// The absolute path named by the kernel's cwd area: NUL-terminated
+/// names, innermost first.
+fn join_cwd(area: &[u8], deleted: bool) -> Vec<u8> {
+    let body = area.strip_suffix(&[0]).unwrap_or(area);
+    let mut path = Vec::with_capacity(area.len() + 1 + DELETED.len());
+    if !body.is_empty() {
+        for name in body.rsplit(|&c| c == 0) {
+            path.push(b'/');
+            path.extend_from_slice(name);
+        }
+    }
+    if path.is_empty() {
+        path.push(b'/');
+    }
+    if deleted {
+        path.extend_from_slice(DELETED);
+    }
+    path
+}
+
+/// The kernel's cwd area for `path` (the inverse of [`join_cwd`]).
+fn split_cwd(path: &[u8], deleted: bool) -> Vec<u8> {
+    let path = if deleted {
+        path.strip_suffix(DELETED).unwrap_or(path)
+    } else {
+        path
+    };
+    let mut area = Vec::with_capacity(path.len());
+    for name in path.rsplit(|&c| c == b'/').filter(|n| !n.is_empty()) {
+        area.extend_from_slice(name);
+        area.push(0);
+    }
+    area
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
@@ -129,19 +173,27 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecInfo, DecodeError> {
     let fixed = size_of::<ExecEvent>();
     let fl = e.filename_len as usize;
     let al = e.argv_len as usize;
-    if fl >= FILENAME_CAP || al > ARGV_CAP {
+    let cl = e.cwd_len as usize;
+    if fl >= FILENAME_CAP || al > ARGV_CAP || cl > CWD_CAP {
         return Err(DecodeError::OverCap {
             filename: fl,
             argv: al,
+            cwd: cl,
         });
     }
     let payload = &bytes[fixed..];
-    if payload.len() < fl + al {
+    if payload.len() < fl + al + cl {
         return Err(DecodeError::PayloadLength {
-            declared: fl + al,
+            declared: fl + al + cl,
             actual: payload.len(),
         });
     }
+    let cwd = (e.header.flags & flags::CWD_RESOLVED != 0).then(|| {
+        join_cwd(
+            &payload[fl + al..fl + al + cl],
+            e.header.flags & flags::CWD_DELETED != 0,
+        )
+    });
     Ok(ExecInfo {
         ktime_ns: e.header.ktime_ns,
         flags: e.header.flags,
@@ -159,6 +211,7 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecInfo, DecodeError> {
         argv: split_argv(&payload[fl..fl + al]),
         argv_truncated: e.header.flags & flags::ARGV_TRUNCATED != 0,
         argv_total_len: e.argv_total_len,
+        cwd,
     })
 }
 
@@ -188,6 +241,9 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 // argument has no terminating NUL.
                 argv.pop();
             }
+            let cwd = e.cwd.as_deref().map_or_else(Vec::new, |c| {
+                split_cwd(c, e.flags & flags::CWD_DELETED != 0)
+            });
             let fixed = ExecEvent {
                 header: EventHeader {
                     kind: EventKind::Exec as u32,
@@ -204,7 +260,7 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 filename_len: u32::try_from(e.filename.len()).unwrap_or(u32::MAX),
                 argv_len: u32::try_from(argv.len()).unwrap_or(u32::MAX),
                 argv_total_len: e.argv_total_len,
-                _pad: 0,
+                cwd_len: u32::try_from(cwd.len()).unwrap_or(u32::MAX),
                 ns: e.ns,
                 comm: comm_array(&e.comm),
                 tty: fixed::<TTY_LEN>(&e.tty),
@@ -212,6 +268,7 @@ pub fn encode(ev: &Event) -> Vec<u8> {
             let mut out = as_bytes(&fixed).to_vec();
             out.extend_from_slice(&e.filename);
             out.extend_from_slice(&argv);
+            out.extend_from_slice(&cwd);
             out
         }
         Event::Fork(f) => as_bytes(&ForkEvent {
@@ -327,6 +384,7 @@ mod tests {
             argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec(), b"".to_vec()],
             argv_truncated: false,
             argv_total_len: 14,
+            cwd: None,
         }
     }
 
@@ -346,6 +404,76 @@ mod tests {
         e.argv_total_len = 1 << 20;
         let ev = Event::Exec(e);
         assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+    }
+
+    /// An exec event whose cwd area holds `area`, with `fl` set.
+    fn exec_with_cwd_area(area: &[u8], fl: u32) -> Vec<u8> {
+        let mut bytes = encode(&Event::Exec(exec()));
+        bytes.extend_from_slice(area);
+        let at = std::mem::offset_of!(ExecEvent, cwd_len);
+        bytes[at..at + 4].copy_from_slice(&u32::try_from(area.len()).unwrap().to_ne_bytes());
+        bytes[4..8].copy_from_slice(&fl.to_ne_bytes());
+        bytes
+    }
+
+    fn cwd_of(bytes: &[u8]) -> Option<Vec<u8>> {
+        match decode(bytes).unwrap() {
+            Event::Exec(e) => e.cwd,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cwd_names_innermost_first_make_the_absolute_path() {
+        let ok = flags::CWD_RESOLVED;
+        assert_eq!(
+            cwd_of(&exec_with_cwd_area(b"app\0srv\0", ok)).unwrap(),
+            b"/srv/app"
+        );
+        // The walk started at the root: no names.
+        assert_eq!(cwd_of(&exec_with_cwd_area(b"", ok)).unwrap(), b"/");
+        assert_eq!(
+            cwd_of(&exec_with_cwd_area(b"d\0tmp\0", ok | flags::CWD_DELETED)).unwrap(),
+            b"/tmp/d (deleted)"
+        );
+        assert_eq!(
+            cwd_of(&exec_with_cwd_area(b"\xff\xfe\0home\0", ok)).unwrap(),
+            b"/home/\xff\xfe"
+        );
+        // An unfinished walk is no cwd: the agent reads /proc instead.
+        assert_eq!(cwd_of(&exec_with_cwd_area(b"app\0srv\0", 0)), None);
+    }
+
+    #[test]
+    fn exec_round_trip_with_cwd() {
+        for (cwd, fl) in [
+            (&b"/"[..], flags::CWD_RESOLVED),
+            (b"/srv/a b/\xff", flags::CWD_RESOLVED),
+            (
+                b"/tmp/gone (deleted)",
+                flags::CWD_RESOLVED | flags::CWD_DELETED,
+            ),
+        ] {
+            let mut e = exec();
+            e.flags = fl;
+            e.cwd = Some(cwd.to_vec());
+            let ev = Event::Exec(e);
+            assert_eq!(decode(&encode(&ev)).unwrap(), ev, "{cwd:?}");
+        }
+    }
+
+    #[test]
+    fn cwd_area_over_its_cap_or_past_the_end_is_an_error() {
+        let bytes = exec_with_cwd_area(&vec![b'a'; CWD_CAP + 1], flags::CWD_RESOLVED);
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::OverCap { cwd, .. }) if cwd == CWD_CAP + 1
+        ));
+        let bytes = exec_with_cwd_area(b"app\0srv\0", flags::CWD_RESOLVED);
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::PayloadLength { .. })
+        ));
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct ExecInfo {
     pub argv_truncated: bool,
     /// Size of the whole argv area in the process, copied or not.
     pub argv_total_len: u32,
+    /// Working directory as the kernel walked it at the exec, with
+    /// ` (deleted)` appended as `readlink` does; `None` when the walk did
+    /// not finish (the agent then reads `/proc/PID/cwd`).
+    pub cwd: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -398,6 +398,7 @@ mod tests {
             argv: vec![comm.as_bytes().to_vec()],
             argv_truncated: false,
             argv_total_len: 0,
+            cwd: None,
         }
     }
 

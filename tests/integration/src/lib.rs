@@ -77,6 +77,26 @@ pub fn in_vm() -> bool {
     std::env::var_os("DEBUGMON_VM").is_some()
 }
 
+/// Sends `signal` to an agent this test started. With BPF-LSM (the VM)
+/// the agent refuses signals from anyone but pid 1: the VM's init is
+/// asked to send it (its USR1 trap runs as pid 1), so there the signal
+/// arrives a little later.
+pub fn signal_agent(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).unwrap();
+    if in_vm() {
+        std::fs::write(STOP_REQUEST, format!("{signal} {pid}\n")).unwrap();
+        // SAFETY: signalling init, whose USR1 trap reads the request.
+        unsafe { libc::kill(1, libc::SIGUSR1) };
+    } else {
+        // SAFETY: signalling a child the test spawned and has not reaped.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "signal {signal} to {pid}"
+        );
+    }
+}
+
 /// A value unique to this test run, to find our own records among the host's.
 pub fn nonce(tag: &str) -> String {
     let t = std::time::SystemTime::now()
@@ -253,17 +273,7 @@ impl Agent {
 
     /// Sends `signal` to the agent (by the pid we started) and collects everything.
     pub fn stop_with(mut self, signal: i32) -> Stopped {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        if in_vm() {
-            // With BPF-LSM the agent refuses signals from anyone but pid 1:
-            // ask the VM's init to send it (its trap handler runs as pid 1).
-            std::fs::write(STOP_REQUEST, format!("{signal} {pid}\n")).unwrap();
-            // SAFETY: signalling init, whose USR1 trap reads the request.
-            unsafe { libc::kill(1, libc::SIGUSR1) };
-        } else {
-            // SAFETY: signalling the child we spawned and have not reaped.
-            unsafe { libc::kill(pid, signal) };
-        }
+        signal_agent(self.child.id(), signal);
         // Generous: a stop drains the ring, seals and spools what is queued
         // and gives NATS a grace period; on a loaded machine that takes a while.
         let deadline = Instant::now() + Duration::from_secs(180);

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use integration_test::{Agent, nonce, own_auid};
+use integration_test::{Agent, nonce, own_auid, signal_agent};
 use serde_json::Value;
 
 /// Tests that make or count thousands of execs take turns.
@@ -177,6 +177,133 @@ fn one_mib_argv_and_non_utf8_path_are_truncated_flagged_and_valid_json() {
     st.assert_clean();
 }
 
+/// Unmounts the test's tmpfs and removes its directories, also when an
+/// assertion fails half way.
+struct CwdFixture {
+    base: std::path::PathBuf,
+    mounted: Option<std::path::PathBuf>,
+}
+
+impl Drop for CwdFixture {
+    fn drop(&mut self) {
+        if let Some(m) = self.mounted.take() {
+            let _ = Command::new("umount").arg(&m).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// An agent held with SIGSTOP, resumed on drop: a failed assertion must
+/// not leave it stopped, or stopping it at the end would wait forever.
+struct StoppedAgent(u32);
+
+impl StoppedAgent {
+    /// Returns once the agent is stopped (in the VM the signal comes later).
+    fn stop(pid: u32) -> Self {
+        signal_agent(pid, libc::SIGSTOP);
+        let me = Self(pid);
+        let stat = format!("/proc/{pid}/stat");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // The state follows the parenthesised comm, which may hold spaces.
+        while !std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('T')))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agent {pid} did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        me
+    }
+}
+
+impl Drop for StoppedAgent {
+    fn drop(&mut self) {
+        signal_agent(self.0, libc::SIGCONT);
+    }
+}
+
+#[test]
+fn cwd_comes_from_the_kernel_even_when_the_process_is_gone() {
+    let agent = Agent::start(&[]);
+    let n = nonce("cwd");
+    let base = std::env::temp_dir().join(format!("{n}-dir"));
+    let mut fx = CwdFixture {
+        base: base.clone(),
+        mounted: None,
+    };
+    // A non-UTF-8 name, a mount point to cross, and a removed directory.
+    let odd = base.join(OsStr::from_bytes(b"a\xffb")).join("deep");
+    std::fs::create_dir_all(&odd).unwrap();
+    let mnt = base.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "debugmon-test"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    fx.mounted = Some(mnt.clone());
+    let sub = mnt.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let gone = base.join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+
+    // Stopped, the agent cannot read /proc/PID/cwd before each process has
+    // exited and been reaped: a cwd in the records came from the kernel.
+    let stopped = StoppedAgent::stop(agent.pid());
+    let run = |dir: &std::path::Path, tag: &str| {
+        let st = Command::new("/bin/true")
+            .arg(format!("{n}-{tag}"))
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    run(&odd, "odd");
+    run(&sub, "mnt");
+    run(std::path::Path::new("/"), "root");
+    let st = Command::new("/bin/sh")
+        .current_dir(&gone)
+        .arg("-c")
+        .arg(format!("rmdir \"$PWD\" && exec /bin/true {n}-gone"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    drop(stopped);
+
+    let rec = |tag: &str| {
+        let want = format!("{n}-{tag}");
+        agent.wait_for(&want, Duration::from_secs(30), |r| {
+            r["kind"] == "exec" && r["actor"]["argv"][1] == want.as_str()
+        })
+    };
+    let b = base.display().to_string();
+    let odd_rec = rec("odd");
+    assert_eq!(
+        odd_rec["actor"]["cwd"],
+        format!("{b}/a\\xffb/deep"),
+        "{odd_rec}"
+    );
+    let escaped = odd_rec["detail"]["escaped"].as_array().unwrap();
+    assert!(escaped.iter().any(|e| e == "cwd"), "{odd_rec}");
+    let mnt_rec = rec("mnt");
+    assert_eq!(mnt_rec["actor"]["cwd"], format!("{b}/mnt/sub"), "{mnt_rec}");
+    let root_rec = rec("root");
+    assert_eq!(root_rec["actor"]["cwd"], "/", "{root_rec}");
+    let gone_rec = rec("gone");
+    assert_eq!(
+        gone_rec["actor"]["cwd"],
+        format!("{b}/gone (deleted)"),
+        "{gone_rec}"
+    );
+
+    drop(fx);
+    agent.barrier();
+    agent.stop().assert_clean();
+}
+
 #[test]
 fn exec_storm_every_exec_is_a_record_or_counted_as_lost() {
     const EXECS: u64 = 20_000;
@@ -229,19 +356,16 @@ fn stalled_agent_with_a_small_ring_counts_every_dropped_exec() {
     // of the test beside it must not run meanwhile.
     let _alone = heavy();
     let agent = Agent::start(&["--ring-mib", "1"]);
-    let pid = i32::try_from(agent.pid()).unwrap();
     let n = nonce("stall");
     // Stop the consumer so the 1 MiB ring must overflow.
-    // SAFETY: signalling the agent process this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let stopped = StoppedAgent::stop(agent.pid());
     let mut started = 0u64;
     for _ in 0..EXECS {
         let st = Command::new("/bin/true").arg(&n).status().unwrap();
         assert!(st.success());
         started += 1;
     }
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    drop(stopped);
     agent.barrier();
     let st = agent.stop();
     st.assert_clean();
