@@ -218,9 +218,10 @@ pub enum AccessKind {
     VmReadv = 2,
     /// `process_vm_writev(pid, ...)`.
     VmWritev = 3,
-    /// `open*("/proc/<pid>/mem")`; `request` holds the open flags.
+    /// An open of `/proc/<pid>/mem` (by that path, or any other way to the
+    /// same file, seen at the open's exit); `request` holds the open flags.
     ProcMem = 4,
-    /// `open*("/proc/<pid>/environ")`; `request` holds the open flags.
+    /// The same for `/proc/<pid>/environ`.
     ProcEnviron = 5,
     /// `perf_event_open(attr, pid, cpu, ...)`; `request` = attr.type, `arg` = cpu.
     PerfOpen = 6,
@@ -541,8 +542,23 @@ pub struct KernelOffsets {
     pub mount_mnt: u32,
     pub mount_mnt_parent: u32,
     pub mount_mnt_mountpoint: u32,
+    /// An opened file that is a process's memory or environment, however
+    /// its path was spelled: `file.f_path` + `path.dentry` folded,
+    /// `file.f_flags`, `dentry.d_name` + `qstr.len` folded, `dentry.d_sb`,
+    /// `super_block.s_magic`; and from a procfs inode to its process:
+    /// `proc_inode.vfs_inode`, `proc_inode.pid`, `pid.tasks` (its first
+    /// list is PIDTYPE_PID's) and `task_struct.pid_links`.
+    pub file_f_path_dentry: u32,
+    pub file_f_flags: u32,
+    pub dentry_name_len: u32,
+    pub dentry_d_sb: u32,
+    pub sb_s_magic: u32,
+    pub proc_inode_vfs_inode: u32,
+    pub proc_inode_pid: u32,
+    pub pid_tasks: u32,
+    pub task_pid_links: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 276);
+const _: () = assert!(size_of::<KernelOffsets>() == 312);
 
 impl KernelOffsets {
     /// All fields absent: the programs then read nothing and flag the event.
@@ -611,6 +627,15 @@ impl KernelOffsets {
         mount_mnt: OFFSET_ABSENT,
         mount_mnt_parent: OFFSET_ABSENT,
         mount_mnt_mountpoint: OFFSET_ABSENT,
+        file_f_path_dentry: OFFSET_ABSENT,
+        file_f_flags: OFFSET_ABSENT,
+        dentry_name_len: OFFSET_ABSENT,
+        dentry_d_sb: OFFSET_ABSENT,
+        sb_s_magic: OFFSET_ABSENT,
+        proc_inode_vfs_inode: OFFSET_ABSENT,
+        proc_inode_pid: OFFSET_ABSENT,
+        pid_tasks: OFFSET_ABSENT,
+        task_pid_links: OFFSET_ABSENT,
     };
 }
 

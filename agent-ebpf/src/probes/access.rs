@@ -8,6 +8,11 @@
 //! the host: enabling one sends every syscall through the syscall-tracing
 //! slow path, while a trampoline costs only the hooked syscall.
 //!
+//! Opens of a process's `mem` and `environ` are seen twice over: by the
+//! path at the open's entry (which also sees attempts that fail), and by
+//! what was opened at its exit, which catches every other way to the same
+//! file (relative paths, dirfds, symlinks, `/proc/<pid>/task/<tid>/`).
+//!
 //! Flood control happens here, not in userspace: high-rate accesses
 //! (PEEK/POKE and register requests, process_vm_*, perf opens) send their
 //! first occurrence per (actor, target, kind, request) at once and only count
@@ -58,6 +63,25 @@ macro_rules! syscall_entry {
         #[fentry]
         pub(crate) fn $fentry(ctx: FEntryContext) -> u32 {
             $body(Args::regs(&ctx))
+        }
+    };
+}
+
+/// A syscall exit hook twice, on one body taking the return value: as
+/// the `sys_exit_*` tracepoint `$tp` and as the fexit program `$fexit`.
+macro_rules! syscall_exit {
+    ($body:ident, $tp:ident = $tp_name:literal, $fexit:ident) => {
+        #[tracepoint(category = "syscalls", name = $tp_name)]
+        pub(crate) fn $tp(ctx: TracePointContext) -> u32 {
+            $body(exit_ret(&ctx));
+            0
+        }
+
+        /// The return value is the argument after the `pt_regs` pointer.
+        #[fexit]
+        pub(crate) fn $fexit(ctx: FExitContext) -> u32 {
+            $body(ctx.arg::<i64>(1));
+            0
         }
     };
 }
@@ -182,27 +206,46 @@ fn kill_fallback_actor(ev: &mut AccessEvent, op: u32) -> bool {
 /// Kills the current process and reports it with the deciding rule.
 #[inline(always)]
 fn kill_actor(ev: &mut AccessEvent, slot: u32) -> bool {
-    // SAFETY: helper without preconditions; signals the current process.
-    unsafe { bpf_send_signal(SIGKILL) };
-    ev.rule = slot;
-    ev.decision = Decision::Killed as u32;
+    mark_killed(ev, slot);
     emit(ev);
     true
 }
 
+/// Kills the current process; `ev` says so, for the caller to send.
+#[inline(always)]
+fn mark_killed(ev: &mut AccessEvent, slot: u32) {
+    // SAFETY: helper without preconditions; signals the current process.
+    unsafe { bpf_send_signal(SIGKILL) };
+    ev.rule = slot;
+    ev.decision = Decision::Killed as u32;
+}
+
 /// Fallback enforcement where BPF-LSM is unavailable: the actor is killed at
-/// the syscall's entry, so no result of the syscall ever reaches it. The
+/// the syscall's entry (an open found at its exit: as it returns), so no
+/// result of the syscall ever reaches it. The
 /// syscall itself still runs (a tracepoint cannot cancel it): an attach may
 /// stop the target before the tracer dies and is detached, which is why the
 /// agent resumes targets its kills left stopped.
 #[inline(always)]
 fn kill_fallback(ev: &mut AccessEvent, target_tgid: u32, op: u32) -> bool {
+    kill_unsent(ev, target_tgid, op) && {
+        emit(ev);
+        true
+    }
+}
+
+/// [`kill_fallback`] without sending the event.
+#[inline(always)]
+fn kill_unsent(ev: &mut AccessEvent, target_tgid: u32, op: u32) -> bool {
     if enforce::mode() != enforce_mode::KILL {
         return false;
     }
     match enforce::decide_target(core::ptr::null(), target_tgid, op) {
         enforce::NO_SLOT => false,
-        slot => kill_actor(ev, slot),
+        slot => {
+            mark_killed(ev, slot);
+            true
+        }
     }
 }
 
@@ -300,12 +343,13 @@ fn exit_ret(ctx: &TracePointContext) -> i64 {
     unsafe { ctx.read_at::<i64>(tp_sys_offsets().1 as usize) }.unwrap_or(0)
 }
 
-/// Sends the parked event of this thread with the syscall's return value.
+/// Sends the parked event of this thread with the syscall's return
+/// value; false when nothing was parked.
 #[inline(always)]
-fn unpark(ret: i64) {
+fn unpark(ret: i64) -> bool {
     let (pid, _) = current_pid_tgid();
     let Some(ev) = PENDING.get_ptr_mut(pid) else {
-        return;
+        return false;
     };
     // SAFETY: a map value pointer, valid while the program runs; only this
     // thread parks under its own id.
@@ -315,33 +359,20 @@ fn unpark(ret: i64) {
         emit(&*ev);
     }
     let _ = PENDING.remove(pid);
+    true
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_ptrace")]
-pub(crate) fn ptrace_sys_exit_ptrace(ctx: TracePointContext) -> u32 {
-    unpark(exit_ret(&ctx));
-    0
+#[inline(always)]
+fn send_parked(ret: i64) {
+    unpark(ret);
 }
 
-/// The return value is the argument after the `pt_regs` pointer.
-#[fexit]
-pub(crate) fn fexit_ptrace(ctx: FExitContext) -> u32 {
-    unpark(ctx.arg::<i64>(1));
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_bpf")]
-pub(crate) fn bpf_sys_exit_bpf(ctx: TracePointContext) -> u32 {
-    unpark(exit_ret(&ctx));
-    0
-}
-
-/// The return value is the argument after the `pt_regs` pointer.
-#[fexit]
-pub(crate) fn fexit_bpf(ctx: FExitContext) -> u32 {
-    unpark(ctx.arg::<i64>(1));
-    0
-}
+syscall_exit!(
+    send_parked,
+    ptrace_sys_exit_ptrace = "sys_exit_ptrace",
+    fexit_ptrace
+);
+syscall_exit!(send_parked, bpf_sys_exit_bpf = "sys_exit_bpf", fexit_bpf);
 
 #[inline(always)]
 fn vm_access(a: Args, kind: AccessKind) {
@@ -461,11 +492,111 @@ fn proc_open(path: u64, flags: u64) {
     };
     ev.request = flags & O_ACCMODE;
     // /proc/<pid>/mem is a PTRACE_MODE_ATTACH access; environ only READ.
+    if kind == AccessKind::ProcMem {
+        kill_unsent(ev, target, ops::ATTACH);
+    }
+    // Sent at the exit with the result; the exit then knows this open was
+    // reported and does not report the file a second time.
+    park(pid, ev);
+}
+
+/// procfs's `s_magic`.
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+
+/// The exit of open, openat and openat2. An open the entry hook knew by
+/// its path was parked and goes out now, with its result. Any other open
+/// that succeeded is judged by what it opened: a procfs file named `mem`
+/// or `environ` that belongs to a process is the same access reached
+/// another way (a relative path, a dirfd, a symlink, `/proc/<pid>/task/
+/// <tid>/`, `/proc/self`), which no path test can catch. Such an open
+/// that failed is not seen.
+#[inline(always)]
+fn proc_open_exit(ret: i64) {
+    if unpark(ret) || ret < 0 {
+        return;
+    }
+    let (pid, tgid) = current_pid_tgid();
+    if is_agent(tgid) {
+        return;
+    }
+    let Some((kind, target, accmode)) = opened_proc_file(ret as u32) else {
+        return;
+    };
+    let Some(ev) = new_event(pid, tgid, kind, target) else {
+        count_lost(EventKind::Access);
+        return;
+    };
+    ev.request = accmode;
+    ev.ret = ret;
+    ev.target_host_pid = target;
+    ev.flags2 = access_flags::HAS_RET | access_flags::TARGET_RESOLVED;
+    // Killed as the syscall returns: the descriptor never reaches code.
     if kind == AccessKind::ProcMem && kill_fallback(ev, target, ops::ATTACH) {
         return;
     }
     emit(ev);
 }
+
+/// Whether descriptor `fd` of the current task is a process's `mem` or
+/// `environ` file: the access kind, the process's host tgid and the
+/// open's access mode.
+#[inline(always)]
+fn opened_proc_file(fd: u32) -> Option<(AccessKind, u32, u64)> {
+    let off = offsets();
+    if off.proc_inode_vfs_inode == OFFSET_ABSENT || off.task_pid_links == OFFSET_ABSENT {
+        return None;
+    }
+    let file = fd_file(&off, fd)?;
+    let dentry = read_field::<*const u8>(file, off.file_f_path_dentry).ok()?;
+    // Every other open on the host ends at one of these two tests.
+    let len = read_field::<u32>(dentry, off.dentry_name_len).ok()?;
+    if len != 3 && len != 7 {
+        return None;
+    }
+    let name_at = read_field::<*const u8>(dentry, off.dentry_name).ok()?;
+    // Short names live inline in the dentry, which has room for 8 bytes.
+    let name = read_field::<[u8; 8]>(name_at, 0).ok()?;
+    let kind = if len == 3 && name[..4] == *b"mem\0" {
+        AccessKind::ProcMem
+    } else if len == 7 && name == *b"environ\0" {
+        AccessKind::ProcEnviron
+    } else {
+        return None;
+    };
+    let sb = read_field::<*const u8>(dentry, off.dentry_d_sb).ok()?;
+    if read_field::<u64>(sb, off.sb_s_magic).ok()? != PROC_SUPER_MAGIC {
+        return None;
+    }
+    let inode = read_field::<*const u8>(file, off.file_f_inode).ok()?;
+    let proc_inode = inode.wrapping_sub(off.proc_inode_vfs_inode as usize);
+    let pid = read_field::<*const u8>(proc_inode, off.proc_inode_pid).ok()?;
+    // The pid's task (a thread, under /proc/<pid>/task/) and its process;
+    // none when it has exited.
+    let link = read_field::<*const u8>(pid, off.pid_tasks).ok()?;
+    if link.is_null() {
+        return None;
+    }
+    let task = link.wrapping_sub(off.task_pid_links as usize);
+    let tgid = read_field::<u32>(task, off.task_tgid).ok()?;
+    let flags = read_field::<u32>(file, off.file_f_flags).ok()?;
+    Some((kind, tgid, u64::from(flags) & O_ACCMODE))
+}
+
+syscall_exit!(
+    proc_open_exit,
+    mem_sys_exit_openat = "sys_exit_openat",
+    fexit_openat
+);
+syscall_exit!(
+    proc_open_exit,
+    mem_sys_exit_open = "sys_exit_open",
+    fexit_open
+);
+syscall_exit!(
+    proc_open_exit,
+    mem_sys_exit_openat2 = "sys_exit_openat2",
+    fexit_openat2
+);
 
 #[inline(always)]
 fn mem_sys_enter_openat_body(a: Args) -> u32 {
@@ -621,11 +752,9 @@ syscall_entry!(
     fentry_pidfd_getfd
 );
 
-/// current->files->fdt->fd[pidfd]->private_data is the pidfd's `struct pid`;
-/// its level-0 number is the host pid.
+/// current->files->fdt->fd[fd]: the current task's open file `fd`.
 #[inline(always)]
-fn pidfd_to_pid(fd: u32) -> Option<u32> {
-    let off = offsets();
+fn fd_file(off: &agent_common::KernelOffsets, fd: u32) -> Option<*const u8> {
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let files = read_field::<*const u8>(task, off.task_files).ok()?;
@@ -636,6 +765,15 @@ fn pidfd_to_pid(fd: u32) -> Option<u32> {
     }
     let fds = read_field::<*const u8>(fdt, off.fdt_fd).ok()?;
     let file = read_field::<*const u8>(fds, fd.checked_mul(8)?).ok()?;
+    (!file.is_null()).then_some(file)
+}
+
+/// current->files->fdt->fd[pidfd]->private_data is the pidfd's `struct pid`;
+/// its level-0 number is the host pid.
+#[inline(always)]
+fn pidfd_to_pid(fd: u32) -> Option<u32> {
+    let off = offsets();
+    let file = fd_file(&off, fd)?;
     let pid = if off.pidfd_in_inode == 1 {
         let inode = read_field::<*const u8>(file, off.file_f_inode).ok()?;
         read_field::<*const u8>(inode, off.inode_i_private).ok()?

@@ -238,6 +238,16 @@ impl KernelBtf {
             mount_mnt: opt("mount", "mnt")?,
             mount_mnt_parent: opt("mount", "mnt_parent")?,
             mount_mnt_mountpoint: opt("mount", "mnt_mountpoint")?,
+            // Without these, opens of /proc/PID/mem are seen by path only.
+            file_f_path_dentry: nested("file", "f_path", "path", "dentry")?,
+            file_f_flags: opt("file", "f_flags")?,
+            dentry_name_len: nested("dentry", "d_name", "qstr", "len")?,
+            dentry_d_sb: opt("dentry", "d_sb")?,
+            sb_s_magic: opt("super_block", "s_magic")?,
+            proc_inode_vfs_inode: opt("proc_inode", "vfs_inode")?,
+            proc_inode_pid: opt("proc_inode", "pid")?,
+            pid_tasks: opt("pid", "tasks")?,
+            task_pid_links: opt("task_struct", "pid_links")?,
         })
     }
 }
@@ -297,10 +307,21 @@ mod tests {
             ("mount_mnt", off.mount_mnt),
             ("mount_mnt_parent", off.mount_mnt_parent),
             ("mount_mnt_mountpoint", off.mount_mnt_mountpoint),
+            ("file_f_path_dentry", off.file_f_path_dentry),
+            ("file_f_flags", off.file_f_flags),
+            ("dentry_name_len", off.dentry_name_len),
+            ("dentry_d_sb", off.dentry_d_sb),
+            ("sb_s_magic", off.sb_s_magic),
+            ("proc_inode_vfs_inode", off.proc_inode_vfs_inode),
+            ("proc_inode_pid", off.proc_inode_pid),
+            ("pid_tasks", off.pid_tasks),
+            ("task_pid_links", off.task_pid_links),
         ] {
             assert_ne!(v, OFFSET_ABSENT, "{name} on {release}");
         }
         assert_eq!((off.path_mnt, off.path_dentry), (0, 8));
+        // qstr is { u32 hash; u32 len; } (little endian) then the name.
+        assert_eq!(off.dentry_name_len + 4, off.dentry_name);
     }
 
     #[test]

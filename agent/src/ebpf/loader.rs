@@ -156,12 +156,24 @@ pub const SYSCALL_PROBES: &[(SyscallProbe, &str)] = &[
         "sys_enter_openat",
     ),
     (
+        sys("fexit_openat", "mem_sys_exit_openat", "openat", true),
+        "sys_exit_openat",
+    ),
+    (
         sys("fentry_open", "mem_sys_enter_open", "open", false),
         "sys_enter_open",
     ),
     (
+        sys("fexit_open", "mem_sys_exit_open", "open", true),
+        "sys_exit_open",
+    ),
+    (
         sys("fentry_openat2", "mem_sys_enter_openat2", "openat2", false),
         "sys_enter_openat2",
+    ),
+    (
+        sys("fexit_openat2", "mem_sys_exit_openat2", "openat2", true),
+        "sys_exit_openat2",
     ),
     (
         sys(

@@ -242,6 +242,43 @@ fn process_vm_and_proc_files_and_pidfd_are_mem_access_records() {
 }
 
 #[test]
+fn proc_mem_opened_without_its_literal_path_is_still_recorded() {
+    let agent = Agent::start(&[]);
+    let t = Target::start();
+    let tp = t.pid().to_string();
+    let tmp = std::env::temp_dir().join(format!("debugmon-around-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let actor = run(
+        "/usr/bin/python3",
+        &[&ops(), "procmem_around", &tp, tmp.to_str().unwrap()],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+    let mine = |r: &Value| {
+        is(r, "mem_access", actor)
+            && r["target"]["pid"] == t.pid()
+            && r["target"]["comm"] == "sleep"
+            && r["detail"]["result"] == "ok"
+    };
+    agent.wait_for("environ through a dirfd", WAIT, |r| {
+        mine(r) && r["detail"]["via"] == "proc_environ"
+    });
+    agent.barrier();
+    let st = agent.stop();
+    st.assert_clean();
+    // /proc/PID/task/PID/mem, a symlink to /proc/PID (for writing), and
+    // "mem" relative to /proc/PID: each once, none twice.
+    let mem: Vec<&str> = st
+        .records
+        .iter()
+        .filter(|r| mine(r) && r["detail"]["via"] == "proc_mem")
+        .map(|r| r["detail"]["access"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(mem.len(), 3, "{mem:?}");
+    assert_eq!(mem.iter().filter(|a| **a == "write").count(), 1, "{mem:?}");
+}
+
+#[test]
 fn perf_on_another_pid_and_bpf_loads_are_recorded() {
     let agent = Agent::start(&[]);
     let t = Target::start();

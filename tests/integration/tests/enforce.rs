@@ -266,8 +266,22 @@ fn deny_rule_stops_debuggers_on_a_protected_process_only() {
         .unwrap();
     assert_denied(&s.mechanism, &out, "dd into /proc/PID/mem");
     // And it was this rule that refused it, not something else.
-    s.agent.wait_for("the dd denial", WAIT, |r| {
+    let dd = s.agent.wait_for("the dd denial", WAIT, |r| {
         denial(r, t.pid(), "test-protected").is_some() && r["actor"]["comm"] == "dd"
+    });
+    // The same file by a relative path, which no path test matches: the
+    // kernel knows it by what was opened (or, with BPF-LSM, refuses it).
+    eprintln!("deny test: dd into mem, relative to /proc/{}", t.pid());
+    let out = Command::new("dd")
+        .current_dir(format!("/proc/{}", t.pid()))
+        .args(["of=mem", "bs=1", "count=0", "conv=notrunc"])
+        .output()
+        .unwrap();
+    assert_denied(&s.mechanism, &out, "dd into mem relative to /proc/PID");
+    s.agent.wait_for("the relative dd denial", WAIT, |r| {
+        denial(r, t.pid(), "test-protected").is_some()
+            && r["actor"]["comm"] == "dd"
+            && r["actor"]["pid"] != dd["actor"]["pid"]
     });
     if Path::new("/usr/bin/python3").exists() {
         let ops = format!("{}/scripts/debug_ops.py", env!("CARGO_MANIFEST_DIR"));
