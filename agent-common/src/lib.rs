@@ -80,9 +80,11 @@ pub mod flags {
     pub const NO_AUDIT_IDS: u32 = 1 << 3;
     /// Some credential read failed; uid fields may be incomplete.
     pub const CREDS_READ_FAILED: u32 = 1 << 4;
-    /// The working directory was walked up to its mount namespace's root:
-    /// `cwd_len` bytes of its names follow argv. Without it the walk did
-    /// not finish (too deep, too long, a failed read, an unlinked mount).
+    /// The working directory was walked up to its mount namespace's root
+    /// (or, for a lazily unmounted tree, to that detached mount's root, as
+    /// `readlink` shows it): `cwd_len` bytes of its names follow argv.
+    /// Without it the walk did not finish (too deep, too long, a failed
+    /// read) and `cwd_len` is 0.
     pub const CWD_RESOLVED: u32 = 1 << 5;
     /// The working directory was removed (`rmdir`) while still in use.
     pub const CWD_DELETED: u32 = 1 << 6;

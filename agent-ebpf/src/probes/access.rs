@@ -49,6 +49,7 @@ const PTRACE_ATTACH: u64 = 16;
 const PTRACE_SEIZE: u64 = 0x4206;
 const BPF_PROG_LOAD: u64 = 5;
 const O_ACCMODE: u64 = 3;
+const O_PATH: u32 = 0o10_000_000;
 const SIGKILL: u32 = 9;
 
 /// A syscall entry hook twice, on one body: as the `sys_enter_*`
@@ -492,7 +493,8 @@ fn proc_open(path: u64, flags: u64) {
     };
     ev.request = flags & O_ACCMODE;
     // /proc/<pid>/mem is a PTRACE_MODE_ATTACH access; environ only READ.
-    if kind == AccessKind::ProcMem {
+    // A process may read its own memory, as the kernel allows.
+    if kind == AccessKind::ProcMem && target != tgid {
         kill_unsent(ev, target, ops::ATTACH);
     }
     // Sent at the exit with the result; the exit then knows this open was
@@ -512,16 +514,42 @@ const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 /// that failed is not seen.
 #[inline(always)]
 fn proc_open_exit(ret: i64) {
-    if unpark(ret) || ret < 0 {
-        return;
-    }
     let (pid, tgid) = current_pid_tgid();
-    if is_agent(tgid) {
+    let opened = if ret >= 0 && !is_agent(tgid) {
+        opened_proc_file(ret as u32)
+    } else {
+        None
+    };
+    if let Some(ev) = PENDING.get_ptr_mut(pid) {
+        // SAFETY: a map value pointer, valid while the program runs; only
+        // this thread parks under its own id.
+        let ev = unsafe { &mut *ev };
+        ev.ret = ret;
+        ev.flags2 |= access_flags::HAS_RET;
+        let parked_open =
+            ev.access == AccessKind::ProcMem as u32 || ev.access == AccessKind::ProcEnviron as u32;
+        if let (true, Some((kind, target, _))) = (parked_open, opened) {
+            // The file says whose it is: the number in the path may have
+            // been a thread's, which the entry's rule lookup (by process)
+            // did not find.
+            ev.target_host_pid = target;
+            ev.flags2 |= access_flags::TARGET_RESOLVED;
+            if kind == AccessKind::ProcMem && target != tgid && ev.decision == Decision::None as u32
+            {
+                kill_unsent(ev, target, ops::ATTACH);
+            }
+        }
+        emit(ev);
+        let _ = PENDING.remove(pid);
         return;
     }
-    let Some((kind, target, accmode)) = opened_proc_file(ret as u32) else {
+    let Some((kind, target, accmode)) = opened else {
         return;
     };
+    // A process may read its own memory, as the kernel allows.
+    if target == tgid {
+        return;
+    }
     let Some(ev) = new_event(pid, tgid, kind, target) else {
         count_lost(EventKind::Access);
         return;
@@ -530,7 +558,10 @@ fn proc_open_exit(ret: i64) {
     ev.ret = ret;
     ev.target_host_pid = target;
     ev.flags2 = access_flags::HAS_RET | access_flags::TARGET_RESOLVED;
-    // Killed as the syscall returns: the descriptor never reaches code.
+    // Killed as the syscall returns. Like the kill at entry, this is after
+    // the fact: the descriptor exists by then, and another thread of the
+    // actor that guesses it could use it before the kill lands. BPF-LSM
+    // refuses the open itself.
     if kind == AccessKind::ProcMem && kill_fallback(ev, target, ops::ATTACH) {
         return;
     }
@@ -567,6 +598,11 @@ fn opened_proc_file(fd: u32) -> Option<(AccessKind, u32, u64)> {
     if read_field::<u64>(sb, off.sb_s_magic).ok()? != PROC_SUPER_MAGIC {
         return None;
     }
+    let flags = read_field::<u32>(file, off.file_f_flags).ok()?;
+    if flags & O_PATH != 0 {
+        // A handle on the file that cannot read or write it.
+        return None;
+    }
     let inode = read_field::<*const u8>(file, off.file_f_inode).ok()?;
     let proc_inode = inode.wrapping_sub(off.proc_inode_vfs_inode as usize);
     let pid = read_field::<*const u8>(proc_inode, off.proc_inode_pid).ok()?;
@@ -578,7 +614,6 @@ fn opened_proc_file(fd: u32) -> Option<(AccessKind, u32, u64)> {
     }
     let task = link.wrapping_sub(off.task_pid_links as usize);
     let tgid = read_field::<u32>(task, off.task_tgid).ok()?;
-    let flags = read_field::<u32>(file, off.file_f_flags).ok()?;
     Some((kind, tgid, u64::from(flags) & O_ACCMODE))
 }
 

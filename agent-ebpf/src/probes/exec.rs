@@ -149,8 +149,14 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         &raw mut ev.cwd_len,
         &raw mut ev.header.flags,
     );
-    // At most CWD_CAP; the mask proves it.
-    let cwd_len = ev.cwd_len & (CWD_CAP as u32 * 2 - 1);
+    // At most CWD_CAP; the mask proves it. The names of a walk that did
+    // not finish are not sent: the agent reads /proc instead.
+    let cwd_len = if ev.header.flags & flags::CWD_RESOLVED != 0 {
+        ev.cwd_len & (CWD_CAP as u32 * 2 - 1)
+    } else {
+        0
+    };
+    ev.cwd_len = cwd_len;
     ev.filename_len = filename_len;
     ev.argv_len = argv_len;
     ev.argv_total_len = argv_total;

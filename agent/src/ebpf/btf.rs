@@ -153,17 +153,22 @@ impl KernelBtf {
     /// All struct offsets the programs need. Tracepoint offsets are filled
     /// in separately from tracefs.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
+        // An optional member: absent with its struct, too.
+        let maybe = |s: &str, m: &str| -> Result<Option<u32>, BtfError> {
+            match self.member_offset(s, m) {
+                Err(BtfError::NoStruct(_)) => Ok(None),
+                other => other,
+            }
+        };
         let opt = |s: &str, m: &str| -> Result<u32, BtfError> {
-            Ok(self.member_offset(s, m)?.unwrap_or(OFFSET_ABSENT))
+            Ok(maybe(s, m)?.unwrap_or(OFFSET_ABSENT))
         };
         // A member of a member; absent when either is.
         let nested = |s: &str, m: &str, inner: &str, im: &str| -> Result<u32, BtfError> {
-            Ok(
-                match (self.member_offset(s, m)?, self.member_offset(inner, im)?) {
-                    (Some(a), Some(b)) => a + b,
-                    _ => OFFSET_ABSENT,
-                },
-            )
+            Ok(match (maybe(s, m)?, maybe(inner, im)?) {
+                (Some(a), Some(b)) => a + b,
+                _ => OFFSET_ABSENT,
+            })
         };
         Ok(KernelOffsets {
             task_pid: self.required("task_struct", "pid")?,

@@ -122,16 +122,18 @@ pub const PROBES: &[Probe] = &[
 ];
 
 /// The syscall hooks, each with the name of its `sys_enter_*`/`sys_exit_*`
-/// tracepoint. A kernel with neither trampolines nor syscall tracepoints
+/// tracepoint. An exit hook comes before its entry hook: an entry that
+/// parks an event for its exit then never runs, even for a moment at
+/// start, before that exit is in place. A kernel with neither trampolines nor syscall tracepoints
 /// (CONFIG_FTRACE_SYSCALLS) loses that vector, with a warning, not the agent.
 pub const SYSCALL_PROBES: &[(SyscallProbe, &str)] = &[
     (
-        sys("fentry_ptrace", "ptrace_sys_enter_ptrace", "ptrace", false),
-        "sys_enter_ptrace",
-    ),
-    (
         sys("fexit_ptrace", "ptrace_sys_exit_ptrace", "ptrace", true),
         "sys_exit_ptrace",
+    ),
+    (
+        sys("fentry_ptrace", "ptrace_sys_enter_ptrace", "ptrace", false),
+        "sys_enter_ptrace",
     ),
     (
         sys(
@@ -152,28 +154,28 @@ pub const SYSCALL_PROBES: &[(SyscallProbe, &str)] = &[
         "sys_enter_process_vm_writev",
     ),
     (
-        sys("fentry_openat", "mem_sys_enter_openat", "openat", false),
-        "sys_enter_openat",
-    ),
-    (
         sys("fexit_openat", "mem_sys_exit_openat", "openat", true),
         "sys_exit_openat",
     ),
     (
-        sys("fentry_open", "mem_sys_enter_open", "open", false),
-        "sys_enter_open",
+        sys("fentry_openat", "mem_sys_enter_openat", "openat", false),
+        "sys_enter_openat",
     ),
     (
         sys("fexit_open", "mem_sys_exit_open", "open", true),
         "sys_exit_open",
     ),
     (
-        sys("fentry_openat2", "mem_sys_enter_openat2", "openat2", false),
-        "sys_enter_openat2",
+        sys("fentry_open", "mem_sys_enter_open", "open", false),
+        "sys_enter_open",
     ),
     (
         sys("fexit_openat2", "mem_sys_exit_openat2", "openat2", true),
         "sys_exit_openat2",
+    ),
+    (
+        sys("fentry_openat2", "mem_sys_enter_openat2", "openat2", false),
+        "sys_enter_openat2",
     ),
     (
         sys(
@@ -194,12 +196,12 @@ pub const SYSCALL_PROBES: &[(SyscallProbe, &str)] = &[
         "sys_enter_perf_event_open",
     ),
     (
-        sys("fentry_bpf", "bpf_sys_enter_bpf", "bpf", false),
-        "sys_enter_bpf",
-    ),
-    (
         sys("fexit_bpf", "bpf_sys_exit_bpf", "bpf", true),
         "sys_exit_bpf",
+    ),
+    (
+        sys("fentry_bpf", "bpf_sys_enter_bpf", "bpf", false),
+        "sys_enter_bpf",
     ),
 ];
 

@@ -6,11 +6,13 @@ privileged tests exercise each kernel vector directly:
   debug_ops.py vm PID            process_vm_readv and process_vm_writev (same bytes back)
   debug_ops.py procmem PID       open /proc/PID/mem for reading, then for writing
   debug_ops.py environ PID       read /proc/PID/environ
-  debug_ops.py procmem_around PID DIR
-                                 open PID's mem without writing /proc/PID/mem:
-                                 relative to /proc/PID, via /proc/PID/task/PID,
-                                 via a symlink DIR/link -> /proc/PID; environ via
-                                 a dirfd
+  debug_ops.py procmem_via PID HOW DIR
+                                 open PID's mem or environ without the path
+                                 /proc/PID/mem: HOW is task (/proc/PID/task/PID/mem),
+                                 link (DIR/link -> /proc/PID, for writing), rel
+                                 ("mem" in /proc/PID), dirfd (environ through a
+                                 dirfd), path (mem with O_PATH: no access), self
+                                 (/proc/self/mem)
   debug_ops.py pidfd PID         pidfd_open + pidfd_getfd(fd 0)
   debug_ops.py bpf NAME          load a trivial socket filter named NAME
   debug_ops.py traceme           PTRACE_TRACEME (anti-debug self-trace)
@@ -69,15 +71,27 @@ def procmem(pid):
     open(f"/proc/{pid}/mem", "r+b").close()
 
 
-def procmem_around(pid, tmp):
-    os.open(f"/proc/{pid}/task/{pid}/mem", os.O_RDONLY)
-    link = os.path.join(tmp, "link")
-    os.symlink(f"/proc/{pid}", link)
-    os.open(os.path.join(link, "mem"), os.O_RDWR)
-    d = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY)
-    os.open("environ", os.O_RDONLY, dir_fd=d)
-    os.chdir(f"/proc/{pid}")
-    os.open("mem", os.O_RDONLY)
+def procmem_via(pid, how, tmp):
+    if how == "task":
+        os.open(f"/proc/{pid}/task/{pid}/mem", os.O_RDONLY)
+    elif how == "link":
+        link = os.path.join(tmp, "link")
+        os.symlink(f"/proc/{pid}", link)
+        os.open(os.path.join(link, "mem"), os.O_RDWR)
+    elif how == "rel":
+        os.chdir(f"/proc/{pid}")
+        os.open("mem", os.O_RDONLY)
+    elif how == "dirfd":
+        d = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY)
+        os.open("environ", os.O_RDONLY, dir_fd=d)
+    elif how == "path":
+        os.chdir(f"/proc/{pid}")
+        os.open("mem", os.O_PATH)
+    elif how == "self":
+        os.chdir("/proc/self")
+        os.open("mem", os.O_RDONLY)
+    else:
+        raise SystemExit(f"unknown way {how}")
 
 
 def environ(pid):
@@ -118,8 +132,8 @@ if __name__ == "__main__":
         vm(int(args[0]))
     elif op == "procmem":
         procmem(int(args[0]))
-    elif op == "procmem_around":
-        procmem_around(int(args[0]), args[1])
+    elif op == "procmem_via":
+        procmem_via(int(args[0]), args[1], args[2])
     elif op == "environ":
         environ(int(args[0]))
     elif op == "pidfd":

@@ -238,7 +238,18 @@ fn process_vm_and_proc_files_and_pidfd_are_mem_access_records() {
                 && on_target(r)
         });
     }
-    agent.stop().assert_clean();
+    agent.barrier();
+    let st = agent.stop();
+    st.assert_clean();
+    // The literal /proc/PID/mem opens: seen at entry, sent once at exit
+    // with their result (the exit's own check must not add a second).
+    let mem: Vec<&Value> = st
+        .records
+        .iter()
+        .filter(|r| is(r, "mem_access", pm) && r["detail"]["via"] == "proc_mem")
+        .collect();
+    assert_eq!(mem.len(), 2, "{mem:?}");
+    assert!(mem.iter().all(|r| r["detail"]["result"] == "ok"), "{mem:?}");
 }
 
 #[test]
@@ -246,36 +257,52 @@ fn proc_mem_opened_without_its_literal_path_is_still_recorded() {
     let agent = Agent::start(&[]);
     let t = Target::start();
     let tp = t.pid().to_string();
-    let tmp = std::env::temp_dir().join(format!("debugmon-around-{}", std::process::id()));
+    let tmp = std::env::temp_dir().join(format!("debugmon-via-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
-    let actor = run(
-        "/usr/bin/python3",
-        &[&ops(), "procmem_around", &tp, tmp.to_str().unwrap()],
-    );
-    std::fs::remove_dir_all(&tmp).unwrap();
-    let mine = |r: &Value| {
-        is(r, "mem_access", actor)
-            && r["target"]["pid"] == t.pid()
-            && r["target"]["comm"] == "sleep"
-            && r["detail"]["result"] == "ok"
+    let via = |how: &str| {
+        run(
+            "/usr/bin/python3",
+            &[&ops(), "procmem_via", &tp, how, tmp.to_str().unwrap()],
+        )
     };
+    // One actor per way, each expected exactly once.
+    let want = [
+        (via("task"), "proc_mem", "read"),
+        (via("link"), "proc_mem", "write"),
+        (via("rel"), "proc_mem", "read"),
+        (via("dirfd"), "proc_environ", "read"),
+    ];
+    // Neither a handle that cannot read (O_PATH) nor a process's own memory.
+    let silent = [via("path"), via("self")];
+    std::fs::remove_dir_all(&tmp).unwrap();
+    let (last, ..) = want[3];
     agent.wait_for("environ through a dirfd", WAIT, |r| {
-        mine(r) && r["detail"]["via"] == "proc_environ"
+        is(r, "mem_access", last)
     });
     agent.barrier();
     let st = agent.stop();
     st.assert_clean();
-    // /proc/PID/task/PID/mem, a symlink to /proc/PID (for writing), and
-    // "mem" relative to /proc/PID: each once, none twice.
-    let mem: Vec<&str> = st
-        .records
-        .iter()
-        .filter(|r| mine(r) && r["detail"]["via"] == "proc_mem")
-        .map(|r| r["detail"]["access"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(mem.len(), 3, "{mem:?}");
-    assert_eq!(mem.iter().filter(|a| **a == "write").count(), 1, "{mem:?}");
+    for (actor, via, access) in want {
+        let mine: Vec<&Value> = st
+            .records
+            .iter()
+            .filter(|r| is(r, "mem_access", actor))
+            .collect();
+        assert_eq!(mine.len(), 1, "{via} {access}: {mine:?}");
+        let r = mine[0];
+        assert_eq!(r["detail"]["via"], via, "{r}");
+        assert_eq!(r["detail"]["access"], access, "{r}");
+        assert_eq!(r["detail"]["result"], "ok", "{r}");
+        assert_eq!(r["target"]["pid"], t.pid(), "{r}");
+        assert_eq!(r["target"]["comm"], "sleep", "{r}");
+    }
+    for actor in silent {
+        assert!(
+            !st.records.iter().any(|r| is(r, "mem_access", actor)),
+            "O_PATH or self open reported"
+        );
+    }
 }
 
 #[test]
