@@ -35,6 +35,9 @@ pub enum Hook {
     /// fentry (with `exit`, fexit) on the function implementing syscall
     /// `name` (`__x64_sys_<name>`): needs BPF trampolines.
     Syscall { name: &'static str, exit: bool },
+    /// The `syscalls/sys_enter_<name>` (with `exit`, `sys_exit_<name>`)
+    /// tracepoint: needs tracefs and CONFIG_FTRACE_SYSCALLS.
+    SyscallTracePoint { name: &'static str, exit: bool },
 }
 
 /// Prefix of the functions the kernel's syscall table calls.
@@ -71,12 +74,12 @@ impl SyscallProbe {
         }
     }
 
-    fn fallback(&self, tracepoint_name: &'static str) -> Probe {
+    fn fallback(&self) -> Probe {
         Probe {
             program: self.tracepoint,
-            hook: Hook::TracePoint {
-                category: "syscalls",
-                name: tracepoint_name,
+            hook: Hook::SyscallTracePoint {
+                name: self.name,
+                exit: self.exit,
             },
             required: false,
         }
@@ -121,88 +124,46 @@ pub const PROBES: &[Probe] = &[
     },
 ];
 
-/// The syscall hooks, each with the name of its `sys_enter_*`/`sys_exit_*`
-/// tracepoint. An exit hook comes before its entry hook: an entry that
-/// parks an event for its exit then never runs, even for a moment at
-/// start, before that exit is in place. A kernel with neither trampolines nor syscall tracepoints
-/// (CONFIG_FTRACE_SYSCALLS) loses that vector, with a warning, not the agent.
-pub const SYSCALL_PROBES: &[(SyscallProbe, &str)] = &[
-    (
-        sys("fexit_ptrace", "ptrace_sys_exit_ptrace", "ptrace", true),
-        "sys_exit_ptrace",
+/// The syscall hooks. An exit hook comes before its entry hook: an entry
+/// that parks an event for its exit then never runs, even for a moment at
+/// start, before that exit is in place. A kernel with neither trampolines
+/// nor syscall tracepoints (CONFIG_FTRACE_SYSCALLS) loses that vector,
+/// with a warning, not the agent.
+pub const SYSCALL_PROBES: &[SyscallProbe] = &[
+    sys("fexit_ptrace", "ptrace_sys_exit_ptrace", "ptrace", true),
+    sys("fentry_ptrace", "ptrace_sys_enter_ptrace", "ptrace", false),
+    sys(
+        "fentry_process_vm_readv",
+        "mem_sys_enter_process_vm_readv",
+        "process_vm_readv",
+        false,
     ),
-    (
-        sys("fentry_ptrace", "ptrace_sys_enter_ptrace", "ptrace", false),
-        "sys_enter_ptrace",
+    sys(
+        "fentry_process_vm_writev",
+        "mem_sys_enter_process_vm_writev",
+        "process_vm_writev",
+        false,
     ),
-    (
-        sys(
-            "fentry_process_vm_readv",
-            "mem_sys_enter_process_vm_readv",
-            "process_vm_readv",
-            false,
-        ),
-        "sys_enter_process_vm_readv",
+    sys("fexit_openat", "mem_sys_exit_openat", "openat", true),
+    sys("fentry_openat", "mem_sys_enter_openat", "openat", false),
+    sys("fexit_open", "mem_sys_exit_open", "open", true),
+    sys("fentry_open", "mem_sys_enter_open", "open", false),
+    sys("fexit_openat2", "mem_sys_exit_openat2", "openat2", true),
+    sys("fentry_openat2", "mem_sys_enter_openat2", "openat2", false),
+    sys(
+        "fentry_pidfd_getfd",
+        "mem_sys_enter_pidfd_getfd",
+        "pidfd_getfd",
+        false,
     ),
-    (
-        sys(
-            "fentry_process_vm_writev",
-            "mem_sys_enter_process_vm_writev",
-            "process_vm_writev",
-            false,
-        ),
-        "sys_enter_process_vm_writev",
+    sys(
+        "fentry_perf_event_open",
+        "perf_sys_enter_perf_event_open",
+        "perf_event_open",
+        false,
     ),
-    (
-        sys("fexit_openat", "mem_sys_exit_openat", "openat", true),
-        "sys_exit_openat",
-    ),
-    (
-        sys("fentry_openat", "mem_sys_enter_openat", "openat", false),
-        "sys_enter_openat",
-    ),
-    (
-        sys("fexit_open", "mem_sys_exit_open", "open", true),
-        "sys_exit_open",
-    ),
-    (
-        sys("fentry_open", "mem_sys_enter_open", "open", false),
-        "sys_enter_open",
-    ),
-    (
-        sys("fexit_openat2", "mem_sys_exit_openat2", "openat2", true),
-        "sys_exit_openat2",
-    ),
-    (
-        sys("fentry_openat2", "mem_sys_enter_openat2", "openat2", false),
-        "sys_enter_openat2",
-    ),
-    (
-        sys(
-            "fentry_pidfd_getfd",
-            "mem_sys_enter_pidfd_getfd",
-            "pidfd_getfd",
-            false,
-        ),
-        "sys_enter_pidfd_getfd",
-    ),
-    (
-        sys(
-            "fentry_perf_event_open",
-            "perf_sys_enter_perf_event_open",
-            "perf_event_open",
-            false,
-        ),
-        "sys_enter_perf_event_open",
-    ),
-    (
-        sys("fexit_bpf", "bpf_sys_exit_bpf", "bpf", true),
-        "sys_exit_bpf",
-    ),
-    (
-        sys("fentry_bpf", "bpf_sys_enter_bpf", "bpf", false),
-        "sys_enter_bpf",
-    ),
+    sys("fexit_bpf", "bpf_sys_exit_bpf", "bpf", true),
+    sys("fentry_bpf", "bpf_sys_enter_bpf", "bpf", false),
 ];
 
 const fn sys(
@@ -346,7 +307,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         }
     }
     let mut trampoline_refused = None;
-    for (sp, tracepoint_name) in SYSCALL_PROBES {
+    for sp in SYSCALL_PROBES {
         let preferred = sp.preferred();
         let first = match attach(&mut ebpf, &btf, &preferred) {
             Ok(()) => {
@@ -355,7 +316,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             }
             Err(e) => e,
         };
-        let fallback = sp.fallback(tracepoint_name);
+        let fallback = sp.fallback();
         match attach(&mut ebpf, &btf, &fallback) {
             Ok(()) => {
                 attached.push(fallback.program);
@@ -503,6 +464,13 @@ fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, probe: &Probe) -> Result<(), LoadErro
             let tp: &mut BtfTracePoint = prog.try_into().map_err(wrap)?;
             tp.load(name, btf).map_err(wrap)?;
             tp.attach().map_err(wrap)?;
+        }
+        Hook::SyscallTracePoint { name, exit } => {
+            let tp: &mut TracePoint = prog.try_into().map_err(wrap)?;
+            tp.load().map_err(wrap)?;
+            let dir = if exit { "exit" } else { "enter" };
+            tp.attach("syscalls", &format!("sys_{dir}_{name}"))
+                .map_err(wrap)?;
         }
         Hook::Syscall { name, exit: false } => {
             let p: &mut FEntry = prog.try_into().map_err(wrap)?;
