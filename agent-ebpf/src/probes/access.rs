@@ -345,27 +345,27 @@ fn exit_ret(ctx: &TracePointContext) -> i64 {
 }
 
 /// Sends the parked event of this thread with the syscall's return
-/// value; false when nothing was parked.
+/// value, after `amend` has had its say; false when nothing was parked.
 #[inline(always)]
-fn unpark(ret: i64) -> bool {
+fn unpark(ret: i64, amend: impl FnOnce(&mut AccessEvent)) -> bool {
     let (pid, _) = current_pid_tgid();
     let Some(ev) = PENDING.get_ptr_mut(pid) else {
         return false;
     };
     // SAFETY: a map value pointer, valid while the program runs; only this
     // thread parks under its own id.
-    unsafe {
-        (*ev).ret = ret;
-        (*ev).flags2 |= access_flags::HAS_RET;
-        emit(&*ev);
-    }
+    let ev = unsafe { &mut *ev };
+    ev.ret = ret;
+    ev.flags2 |= access_flags::HAS_RET;
+    amend(ev);
+    emit(ev);
     let _ = PENDING.remove(pid);
     true
 }
 
 #[inline(always)]
 fn send_parked(ret: i64) {
-    unpark(ret);
+    unpark(ret, |_| ());
 }
 
 syscall_exit!(
@@ -520,12 +520,7 @@ fn proc_open_exit(ret: i64) {
     } else {
         None
     };
-    if let Some(ev) = PENDING.get_ptr_mut(pid) {
-        // SAFETY: a map value pointer, valid while the program runs; only
-        // this thread parks under its own id.
-        let ev = unsafe { &mut *ev };
-        ev.ret = ret;
-        ev.flags2 |= access_flags::HAS_RET;
+    let parked = unpark(ret, |ev| {
         let parked_open =
             ev.access == AccessKind::ProcMem as u32 || ev.access == AccessKind::ProcEnviron as u32;
         if let (true, Some((kind, target, _))) = (parked_open, opened) {
@@ -539,8 +534,8 @@ fn proc_open_exit(ret: i64) {
                 kill_unsent(ev, target, ops::ATTACH);
             }
         }
-        emit(ev);
-        let _ = PENDING.remove(pid);
+    });
+    if parked {
         return;
     }
     let Some((kind, target, accmode)) = opened else {
