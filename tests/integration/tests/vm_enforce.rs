@@ -37,14 +37,15 @@ fn mechanism_is_lsm_and_the_agent_refuses_ptrace() {
         "fentry_ptrace",
         "fexit_ptrace",
         "fentry_openat",
+        "fexit_openat",
         "fentry_bpf",
     ] {
         assert!(programs.iter().any(|v| v == p), "{p} attached: {start}");
     }
     assert!(
-        !programs
-            .iter()
-            .any(|v| v.as_str().is_some_and(|s| s.contains("_sys_enter_"))),
+        !programs.iter().any(|v| v
+            .as_str()
+            .is_some_and(|s| s.contains("_sys_enter_") || s.contains("_sys_exit_"))),
         "no syscall tracepoint attached: {start}"
     );
     let pid = i32::try_from(agent.pid()).unwrap();
