@@ -1,12 +1,14 @@
 //! `cargo xtask bench`: what debugmon costs a host, measured against
 //! baselines run in the same invocation (absolute times drift on a shared
 //! 2-core machine; ratios of interleaved runs hold). Exec and ptrace
-//! overhead against no monitor and auditd, the event rate the pipeline
+//! overhead against no monitor, auditd, and the kernel's syscall-tracing
+//! path alone (the floor on a kernel without trampolines), the event rate the pipeline
 //! sustains without loss, exec -> stdout latency, agent CPU and memory, and
 //! the criterion micro-benchmarks. Prints a table, writes bench/results.json.
 
 mod agent;
 mod audit;
+mod floor;
 mod measure;
 mod micro;
 mod ramp;
@@ -29,7 +31,8 @@ use crate::run::{cmd, is_root, root, sh};
 /// Execs per storm run, over [`WORKERS`] spawning threads.
 const EXECS: u64 = 10_000;
 pub(crate) const WORKERS: usize = 2;
-/// Interleaved rounds of (none, debugmon, auditd); medians are taken over them.
+/// Interleaved rounds of (none, debugmon, auditd, syscall tracing alone);
+/// medians are taken over them.
 const ROUNDS: usize = 5;
 /// Bytes `dd` copies one at a time under strace: two syscalls each.
 pub(crate) const STRACE_BYTES: u64 = 20_000;
@@ -39,6 +42,8 @@ enum Mode {
     None,
     Debugmon,
     Auditd,
+    /// The kernel's syscall-tracing path on, nothing else (see [`floor`]).
+    SyscallTracing,
 }
 
 pub(crate) fn bench() -> Result<()> {
@@ -107,23 +112,35 @@ pub(crate) fn wait_for_no_other_agents() -> Result<()> {
 
 /// One round's figures, per mode (index as in [`MODES`]).
 struct RoundOut {
-    execs: [Option<f64>; 3],
-    straces: [Option<f64>; 3],
+    execs: [Option<f64>; MODES.len()],
+    straces: [Option<f64>; MODES.len()],
     run: AgentRun,
 }
 
-const MODES: [Mode; 3] = [Mode::None, Mode::Debugmon, Mode::Auditd];
+const MODES: [Mode; 4] = [
+    Mode::None,
+    Mode::Debugmon,
+    Mode::Auditd,
+    Mode::SyscallTracing,
+];
+
+/// Which optional baselines this host can run.
+#[derive(Clone, Copy)]
+struct Can {
+    audit: bool,
+    floor: bool,
+}
 
 /// One interleaved round; `Ok(Err(why))` when another agent disturbed it.
 fn one_round(
     bin: &std::path::Path,
     state: &std::path::Path,
     round: usize,
-    audit_ok: bool,
+    can: Can,
     mem: &mut Mem,
 ) -> Result<std::result::Result<RoundOut, String>> {
-    let mut execs = [None; 3];
-    let mut straces = [None; 3];
+    let mut execs = [None; MODES.len()];
+    let mut straces = [None; MODES.len()];
     let mut run = None;
     // Rotated each round, so no mode always follows the same one (an
     // auditd teardown, an agent's exit) and order effects average out.
@@ -150,9 +167,16 @@ fn one_round(
                 }
             }
             Mode::Auditd => {
-                if audit_ok {
+                if can.audit {
                     let _a = audit::Auditd::start()?;
                     execs[i] = Some(exec_storm(EXECS, WORKERS, None, "a")?.per_sec());
+                    straces[i] = Some(strace_best()?);
+                }
+            }
+            Mode::SyscallTracing => {
+                if can.floor {
+                    let _t = floor::SyscallTracing::enable()?;
+                    execs[i] = Some(exec_storm(EXECS, WORKERS, None, "t")?.per_sec());
                     straces[i] = Some(strace_best()?);
                 }
             }
@@ -181,8 +205,13 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
         }
         Err(e) => Err(format!("{e:#}")),
     };
-    let mut execs: [Vec<f64>; 3] = Default::default();
-    let mut straces: [Vec<f64>; 3] = Default::default();
+    let floor_ok = floor::SyscallTracing::check().map_err(|e| format!("{e:#}"));
+    let can = Can {
+        audit: audit_ok.is_ok(),
+        floor: floor_ok.is_ok(),
+    };
+    let mut execs: [Vec<f64>; MODES.len()] = Default::default();
+    let mut straces: [Vec<f64>; MODES.len()] = Default::default();
     let mut runs = Vec::new();
     let mut mem = Mem::default();
     let mut discarded = Vec::new();
@@ -192,11 +221,11 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
             bail!("too many rounds disturbed by other agents: {discarded:?}");
         }
         wait_for_no_other_agents()?;
-        let r = one_round(bin, state, attempt, audit_ok.is_ok(), &mut mem)?;
+        let r = one_round(bin, state, attempt, can, &mut mem)?;
         attempt += 1;
         match r {
             Ok(r) => {
-                for i in 0..3 {
+                for i in 0..MODES.len() {
                     execs[i].extend(r.execs[i]);
                     straces[i].extend(r.straces[i]);
                 }
@@ -216,15 +245,22 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
             discarded.join("; ")
         },
     ));
-    let [en, ed, ea] = execs;
-    let [sn, sd, sa] = straces;
-    rep.overhead("exec storm (execs/s)", &en, &ed, &ea, &audit_ok, 0.97);
+    let [en, ed, ea, et] = execs;
+    let [sn, sd, sa, st] = straces;
+    rep.overhead(
+        "exec storm (execs/s)",
+        &en,
+        &ed,
+        (&ea, &audit_ok),
+        (&et, &floor_ok),
+        0.97,
+    );
     rep.overhead(
         "strace -f syscall loop (syscalls/s)",
         &sn,
         &sd,
-        &sa,
-        &audit_ok,
+        (&sa, &audit_ok),
+        (&st, &floor_ok),
         0.0,
     );
 

@@ -86,8 +86,9 @@ impl Report {
         self.rows.push(r);
     }
 
-    /// Baseline, debugmon and auditd throughput of one workload, one value
-    /// per interleaved round. The ratio is the median of the per-round
+    /// Baseline, debugmon, auditd and syscall-tracing-alone throughput of
+    /// one workload, one value per interleaved round (the last two with
+    /// why they were not measured, if so). The ratio is the median of the per-round
     /// ratios: each pairs runs seconds apart, so slow drift (other jobs on
     /// the machine) cancels better than in a ratio of medians.
     pub(crate) fn overhead(
@@ -95,8 +96,8 @@ impl Report {
         what: &str,
         none: &[f64],
         dm: &[f64],
-        audit: &[f64],
-        audit_ok: &Result<(), String>,
+        (audit, audit_ok): (&[f64], &Result<(), String>),
+        (floor, floor_ok): (&[f64], &Result<(), String>),
         goal: f64,
     ) {
         let med = |v: &[f64]| super::median(&mut v.to_vec());
@@ -144,6 +145,14 @@ impl Report {
             Err(e) => format!("not measured: auditd unavailable here ({e})"),
         };
         self.push(Row::info(&format!("{what}, auditd execve rule"), a));
+        let t = match floor_ok {
+            Ok(()) => fmt(floor),
+            Err(e) => format!("not measured: {e}"),
+        };
+        self.push(Row::info(
+            &format!("{what}, kernel syscall tracing alone (no BPF, no agent: the floor)"),
+            t,
+        ));
     }
 
     pub(crate) fn latency(&mut self, what: &str, sorted_ns: &[u64], goal: bool) {
