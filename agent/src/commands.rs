@@ -128,7 +128,6 @@ pub fn run_config(f: RunFlags) -> Result<crate::agent::Config, ExitCode> {
     let (cfg, source) = load(f.config.as_deref(), &flags)?;
     telemetry::init_with(&cfg.log);
     tracing::info!("configuration: {source}");
-    warn_unwired(&cfg);
     cfg.to_agent_config().map_err(|e| {
         eprintln!(
             "debugmon: invalid configuration: {}",
@@ -136,15 +135,4 @@ pub fn run_config(f: RunFlags) -> Result<crate::agent::Config, ExitCode> {
         );
         ExitCode::from(2)
     })
-}
-
-/// Settings this build reads but does not act on yet: said at start, so
-/// nobody looks for records where they are not.
-fn warn_unwired(c: &Config) {
-    if c.nats.enabled && c.nats.subject_prefix != "debugmon" {
-        tracing::warn!(
-            prefix = %c.nats.subject_prefix,
-            "nats.subject_prefix is set, but this build publishes to debugmon.audit.> and debugmon.alert.>"
-        );
-    }
 }

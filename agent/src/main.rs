@@ -64,9 +64,10 @@ enum Command {
         /// Read the JetStream stream at this server URL
         #[arg(long, value_name = "URL")]
         nats: Option<String>,
-        /// Subject to read from the stream
-        #[arg(long, default_value = "debugmon.audit.>")]
-        subject: String,
+        /// Subject to read from the stream [default: <nats.subject_prefix>.audit.>, debugmon.audit.>
+        /// without --config]
+        #[arg(long)]
+        subject: Option<String>,
         /// Trusted host public key (hex); repeatable [default: keys from the agent start records]
         #[arg(long = "key", value_name = "HEX")]
         keys: Vec<String>,
@@ -79,7 +80,7 @@ enum Command {
     },
     /// Follow records from the JetStream stream
     Tail {
-        /// Alerts and denials (debugmon.alert.>) instead of every record
+        /// Alerts and denials (<nats.subject_prefix>.alert.>) instead of every record
         #[arg(long)]
         alerts: bool,
         #[arg(long)]

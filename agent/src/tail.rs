@@ -25,7 +25,8 @@ pub enum TailError {
 #[derive(Debug, Clone, Default)]
 pub struct TailArgs {
     pub nats: NatsConfig,
-    /// Read `debugmon.alert.>` instead of `debugmon.audit.>`.
+    /// Read `<prefix>.alert.>` instead of `<prefix>.audit.>` (the prefix
+    /// is `nats.subject_prefix`, `debugmon` by default).
     pub alerts: bool,
     pub host: Option<String>,
     pub kind: Option<String>,
@@ -73,13 +74,13 @@ pub fn subject(args: &TailArgs) -> String {
             .severity
             .as_deref()
             .map_or_else(|| "*".to_owned(), subject_token);
-        format!("debugmon.alert.{host}.{sev}")
+        format!("{}.alert.{host}.{sev}", args.nats.subject_prefix)
     } else {
         let kind = args
             .kind
             .as_deref()
             .map_or_else(|| "*".to_owned(), subject_token);
-        format!("debugmon.audit.{host}.{kind}")
+        format!("{}.audit.{host}.{kind}", args.nats.subject_prefix)
     }
 }
 
@@ -226,6 +227,8 @@ mod tests {
         a.alerts = true;
         a.severity = Some("critical".into());
         assert_eq!(subject(&a), "debugmon.alert.db_1.critical");
+        a.nats.subject_prefix = "acme.prod".into();
+        assert_eq!(subject(&a), "acme.prod.alert.db_1.critical");
     }
 
     #[test]

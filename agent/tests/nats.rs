@@ -1,6 +1,7 @@
 //! Against a real nats-server (2.15, installed by `cargo xtask setup`):
 //! no record lost or duplicated across a NATS outage and an agent crash;
-//! tampering found by `verify`; TLS with the right and a wrong CA.
+//! tampering found by `verify`; TLS with the right and a wrong CA; a
+//! subject prefix followed by the sink, the stream, `verify` and `tail`.
 
 mod support;
 
@@ -8,8 +9,11 @@ use std::{path::Path, time::Duration};
 
 use agent::{
     seal::Sealer,
-    sink::nats::{NatsConfig, NatsSink, TlsConfig, connect, ensure_stream, error_chain, jetstream},
+    sink::nats::{
+        NatsConfig, NatsError, NatsSink, TlsConfig, connect, ensure_stream, error_chain, jetstream,
+    },
     spool::{SharedSpool, Spool, SpoolConfig},
+    tail::{TailArgs, run_tail},
     verify::{Problem, VerifyArgs, VerifySource, run_verify},
 };
 use serde_json::{Map, Value, json};
@@ -185,7 +189,7 @@ async fn nothing_is_lost_or_duplicated_across_an_outage_and_a_crash() {
     // Exactly seq 1..=N for the host, nothing twice, alerts copied once.
     let client = connect(&cfg).await.unwrap();
     let js = jetstream(&cfg, client);
-    let mut stream = ensure_stream(&js, &cfg.stream).await.unwrap();
+    let mut stream = ensure_stream(&js, &cfg).await.unwrap();
     let info = stream.info().await.unwrap();
     let alerts = alerts_before_crash + agent.alerts;
     let report = run_verify(VerifyArgs {
@@ -312,9 +316,7 @@ async fn tls_needs_the_right_ca() {
     let client = connect(&tls_cfg(&ca)).await.unwrap();
     client.flush().await.unwrap();
     let js = jetstream(&tls_cfg(&ca), client);
-    ensure_stream(&js, &NatsConfig::default().stream)
-        .await
-        .unwrap();
+    ensure_stream(&js, &NatsConfig::default()).await.unwrap();
 
     let err = connect(&tls_cfg(&wrong_ca)).await.unwrap_err();
     let chain = error_chain(&err);
@@ -328,5 +330,108 @@ async fn tls_needs_the_right_ca() {
     let mut plain = nats_cfg(port);
     plain.connect_timeout_ms = 2_000;
     assert!(connect(&plain).await.is_err());
+    server.stop();
+}
+
+/// Records `tail` prints for `args` (JSON lines), up to `limit`.
+async fn tail_json(args: TailArgs, limit: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    let args = TailArgs {
+        since: Some("1d".into()),
+        json: true,
+        limit: Some(limit),
+        ..args
+    };
+    let n = tokio::time::timeout(
+        Duration::from_secs(30),
+        run_tail(&args, &mut out, std::future::pending()),
+    )
+    .await
+    .expect("tail returned within 30 s")
+    .unwrap();
+    assert_eq!(n, limit);
+    out.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_prefix_moves_every_subject_and_a_stream_without_them_is_named() {
+    const N: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = NatsServer::start(port, &dir.path().join("js"), &[]);
+    let mut cfg = nats_cfg(port);
+    cfg.subject_prefix = "acme.dm".into();
+    cfg.stream.name = "ACME".into();
+
+    let mut agent = Agent::start(dir.path());
+    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone());
+    agent.produce(N);
+    wait_until("the spool drained", Duration::from_secs(60), || {
+        agent.pending() == 0
+    })
+    .await;
+    let stats = sink.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(stats.errors, 0, "{stats:?}");
+
+    // The stream the sink created takes the prefixed subjects only, and
+    // holds every record once plus one alert copy per denial.
+    let client = connect(&cfg).await.unwrap();
+    let js = jetstream(&cfg, client);
+    let mut stream = ensure_stream(&js, &cfg).await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        info.config.subjects,
+        ["acme.dm.audit.>", "acme.dm.alert.>"],
+        "{info:?}"
+    );
+    assert!(agent.alerts > 0);
+    assert_eq!(info.state.messages, N + agent.alerts, "{info:?}");
+
+    let report = run_verify(VerifyArgs {
+        source: VerifySource::Stream {
+            nats: Box::new(cfg.clone()),
+            subject: cfg.audit_subjects(),
+        },
+        keys: vec![],
+    })
+    .await
+    .unwrap();
+    assert!(report.ok(), "{report}");
+    assert_eq!(report.hosts["machine-1"].records, N, "{report}");
+
+    // tail follows the prefix, for every record and for the alerts.
+    let base = TailArgs {
+        nats: cfg.clone(),
+        ..TailArgs::default()
+    };
+    let all = tail_json(base.clone(), N).await;
+    assert_eq!(all.last().unwrap()["seq"], N);
+    let alerts = tail_json(
+        TailArgs {
+            alerts: true,
+            ..base
+        },
+        agent.alerts,
+    )
+    .await;
+    assert!(alerts.iter().all(|r| r["decision"]["action"] == "deny"));
+
+    // An agent with another prefix refuses the stream, and says how to fix it.
+    let mut other = cfg.clone();
+    other.subject_prefix = "debugmon".into();
+    let err = ensure_stream(&js, &other).await.unwrap_err();
+    assert!(matches!(err, NatsError::Subjects { .. }), "{err:?}");
+    let msg = err.to_string();
+    for part in [
+        "ACME",
+        "acme.dm.audit.>",
+        "debugmon.audit.>",
+        "nats.subject_prefix",
+    ] {
+        assert!(msg.contains(part), "names {part}: {msg}");
+    }
     server.stop();
 }

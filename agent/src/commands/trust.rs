@@ -52,7 +52,8 @@ pub struct VerifyFlags {
     pub file: Option<PathBuf>,
     pub stdin: bool,
     pub nats: NatsFlags,
-    pub subject: String,
+    /// `None`: every record, `<nats.subject_prefix>.audit.>`.
+    pub subject: Option<String>,
     pub keys: Vec<String>,
     /// The report as JSON instead of text.
     pub json: bool,
@@ -75,8 +76,8 @@ pub fn verify(f: VerifyFlags) -> ExitCode {
         (None, true, None) => VerifySource::Stdin,
         (None, false, Some(_)) => match f.nats.resolve() {
             Ok(n) => VerifySource::Stream {
+                subject: f.subject.clone().unwrap_or_else(|| n.audit_subjects()),
                 nats: Box::new(n),
-                subject: f.subject.clone(),
             },
             Err(code) => return code,
         },

@@ -61,6 +61,7 @@ impl Config {
                 ..StreamSettings::default()
             },
             client_name: format!("debugmon {}", env!("CARGO_PKG_VERSION")),
+            subject_prefix: n.subject_prefix.clone(),
             ..defaults
         })
     }
@@ -102,8 +103,10 @@ mod tests {
     use crate::config::{Secret, overrides::set};
 
     #[test]
-    fn nats_settings_carry_auth_tls_and_retention() {
+    fn nats_settings_carry_auth_tls_retention_and_prefix() {
         let mut c = Config::default();
+        assert_eq!(c.nats_config().unwrap().subject_prefix, "debugmon");
+        set(&mut c, "nats.subject_prefix", "acme.dm").unwrap();
         set(&mut c, "nats.urls", "tls://a:1,tls://b:2").unwrap();
         set(&mut c, "nats.max_bytes", "0").unwrap();
         set(&mut c, "nats.tls.required", "true").unwrap();
@@ -114,6 +117,8 @@ mod tests {
         assert!(n.tls.require);
         assert_eq!(n.stream.max_bytes, -1);
         assert_eq!(n.stream.name, "DEBUGMON");
+        assert_eq!(n.audit_subjects(), "acme.dm.audit.>");
+        assert_eq!(n.alert_subjects(), "acme.dm.alert.>");
         assert!(
             matches!(n.auth, NatsAuth::UserPassword { ref user, ref password }
             if user == "u" && password == "p")

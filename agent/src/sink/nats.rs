@@ -1,7 +1,8 @@
 //! Ships spooled records to NATS JetStream: a background task peeks the
 //! oldest durable spool entries, publishes each to
-//! `debugmon.audit.<host>.<kind>` (and alerts/denials also to
-//! `debugmon.alert.<host>.<severity>`) with `Nats-Msg-Id =
+//! `<prefix>.audit.<host>.<kind>` (and alerts/denials also to
+//! `<prefix>.alert.<host>.<severity>`; the prefix is `debugmon` unless
+//! `nats.subject_prefix` says otherwise) with `Nats-Msg-Id =
 //! <host>:<boot_id>:<seq>` (`...:alert` for the copy), awaits the acks of
 //! the whole batch, and only then acks the spool. A retry after a lost ack
 //! or a crash republishes the same ids, which the server de-duplicates.
@@ -24,8 +25,8 @@ use std::{
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 pub use connect::{
-    NatsAuth, NatsConfig, NatsError, STREAM_SUBJECTS, StreamSettings, TlsConfig, connect,
-    ensure_stream, error_chain, jetstream,
+    DEFAULT_SUBJECT_PREFIX, NatsAuth, NatsConfig, NatsError, StreamSettings, TlsConfig, connect,
+    covers, ensure_stream, error_chain, jetstream, valid_prefix,
 };
 use serde::Deserialize;
 use tokio::{sync::watch, task::JoinHandle};
@@ -89,8 +90,9 @@ pub struct Route {
     pub alert: Option<(String, String)>,
 }
 
-/// Where a sealed line goes; `None` for a line that is not a record.
-pub fn route(line: &[u8]) -> Option<Route> {
+/// Where a sealed line goes under subject prefix `prefix`; `None` for a
+/// line that is not a record.
+pub fn route(line: &[u8], prefix: &str) -> Option<Route> {
     let m: Meta = serde_json::from_slice(line).ok()?;
     let host = subject_token(if m.host.name.is_empty() {
         &m.host.id
@@ -102,10 +104,10 @@ pub fn route(line: &[u8]) -> Option<Route> {
         .decision
         .and_then(|d| severity_of(d.severity.as_deref(), d.action.as_deref()));
     Some(Route {
-        audit_subject: format!("debugmon.audit.{host}.{}", subject_token(&m.kind)),
+        audit_subject: format!("{prefix}.audit.{host}.{}", subject_token(&m.kind)),
         alert: severity.map(|s| {
             (
-                format!("debugmon.alert.{host}.{}", subject_token(&s)),
+                format!("{prefix}.alert.{host}.{}", subject_token(&s)),
                 format!("{msg_id}:alert"),
             )
         }),
@@ -238,9 +240,9 @@ async fn run(
         match connect(&cfg).await {
             Ok(client) => {
                 let js = jetstream(&cfg, client.clone());
-                match ensure_stream(&js, &cfg.stream).await {
+                match ensure_stream(&js, &cfg).await {
                     Ok(_) => break (client, js),
-                    Err(e) => warn!(error = %error_chain(&e), "NATS sink: no stream yet"),
+                    Err(e) => warn!(error = %error_chain(&e), "NATS sink: stream not usable yet"),
                 }
             }
             Err(e) => {
@@ -289,7 +291,7 @@ async fn run(
             }
             continue;
         }
-        let (done_upto, failed) = publish_batch(&js, &batch, &c).await;
+        let (done_upto, failed) = publish_batch(&js, &cfg.subject_prefix, &batch, &c).await;
         if let Some(upto) = done_upto {
             let spool = spool.clone();
             match tokio::task::spawn_blocking(move || spool.lock().ack(upto)).await {
@@ -317,7 +319,7 @@ async fn run(
             sleep_or_stop(backoff, &mut stop).await;
             backoff = (backoff * 2).min(max);
             // The stream may have been deleted or the server replaced.
-            if let Err(e) = ensure_stream(&js, &cfg.stream).await {
+            if let Err(e) = ensure_stream(&js, &cfg).await {
                 debug!(error = %error_chain(&e), "NATS sink: stream not reachable yet");
             }
         } else {
@@ -337,13 +339,14 @@ enum Pending {
 /// every record (and its alert copy) is stored, and whether anything failed.
 async fn publish_batch(
     js: &jetstream::Context,
+    prefix: &str,
     batch: &[SpoolEntry],
     c: &Counters,
 ) -> (Option<u64>, bool) {
     let start = Instant::now();
     let mut pending = Vec::with_capacity(batch.len() * 2);
     'entries: for e in batch {
-        let Some(route) = route(&e.line) else {
+        let Some(route) = route(&e.line, prefix) else {
             warn!(
                 seq = e.seq,
                 "NATS sink: spool entry is not a record; dropped"
@@ -421,7 +424,7 @@ mod tests {
     fn routes_follow_the_design_subjects() {
         let line = br#"{"seq":7,"kind":"exec","host":{"name":"db-1.prod","id":"m","boot_id":"b"}}"#;
         assert_eq!(
-            route(line).unwrap(),
+            route(line, "debugmon").unwrap(),
             Route {
                 audit_subject: "debugmon.audit.db-1_prod.exec".into(),
                 msg_id: "db-1_prod:b:7".into(),
@@ -429,21 +432,45 @@ mod tests {
             }
         );
         let line = br#"{"seq":8,"kind":"ptrace","host":{"name":"","id":"m","boot_id":"b"},"decision":{"action":"deny","severity":"critical"}}"#;
-        let r = route(line).unwrap();
+        let r = route(line, "debugmon").unwrap();
         assert_eq!(r.audit_subject, "debugmon.audit.m.ptrace");
         assert_eq!(
             r.alert,
             Some(("debugmon.alert.m.critical".into(), "m:b:8:alert".into()))
         );
+        // Another prefix changes the subjects, not the ids.
+        let r = route(line, "acme.prod").unwrap();
+        assert_eq!(r.audit_subject, "acme.prod.audit.m.ptrace");
+        assert_eq!(
+            r.alert,
+            Some(("acme.prod.alert.m.critical".into(), "m:b:8:alert".into()))
+        );
         let line =
             br#"{"seq":9,"kind":"ptrace","host":{"name":"h"},"decision":{"action":"allow"}}"#;
-        assert_eq!(route(line).unwrap().alert, None);
-        assert_eq!(route(b"not json"), None);
+        assert_eq!(route(line, "debugmon").unwrap().alert, None);
+        assert_eq!(route(b"not json", "debugmon"), None);
         assert_eq!(
-            route(br#"{"kind":"exec"}"#),
+            route(br#"{"kind":"exec"}"#, "debugmon"),
             None,
             "no seq/host: not a record"
         );
+    }
+
+    #[test]
+    fn a_stream_pattern_covers_our_subjects_only_if_it_matches_all_of_them() {
+        assert!(covers("debugmon.audit.>", "debugmon.audit.>"));
+        assert!(covers(">", "acme.audit.>"));
+        assert!(covers("acme.>", "acme.audit.>"));
+        assert!(covers("*.audit.>", "acme.audit.>"));
+        assert!(!covers("debugmon.audit.>", "acme.audit.>"));
+        assert!(!covers("acme.audit.*", "acme.audit.>"), "one token only");
+        assert!(!covers("acme.audit.*.*", "acme.audit.>"));
+        assert!(!covers("acme", "acme.audit.>"));
+        assert!(!covers("acme.audit.>", "acme.audit"));
+        assert!(valid_prefix("acme.prod") && valid_prefix(DEFAULT_SUBJECT_PREFIX));
+        for bad in ["", "a..b", "a.*", "a.>", "a b", ".a"] {
+            assert!(!valid_prefix(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@ use async_nats::jetstream::{self, stream};
 use serde::Deserialize;
 use thiserror::Error;
 
-/// Subjects the stream covers (DESIGN.md "NATS").
-pub const STREAM_SUBJECTS: [&str; 2] = ["debugmon.audit.>", "debugmon.alert.>"];
+/// The subject prefix by default (DESIGN.md "NATS"): records go to
+/// `debugmon.audit.<host>.<kind>` and `debugmon.alert.<host>.<severity>`.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "debugmon";
 
 #[derive(Debug, Error)]
 pub enum NatsError {
@@ -31,6 +32,14 @@ pub enum NatsError {
         name: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "the existing JetStream stream {name} takes {has}, not {missing}: set nats.subject_prefix to match it, or add the subjects to the stream (nats stream edit {name} --subjects ...)"
+    )]
+    Subjects {
+        name: String,
+        has: String,
+        missing: String,
     },
     #[error("JetStream consumer on stream {name}")]
     Consumer {
@@ -119,6 +128,9 @@ pub struct NatsConfig {
     pub backoff_max_ms: u64,
     /// Client name shown by the server.
     pub client_name: String,
+    /// First tokens of every subject: `<prefix>.audit.<host>.<kind>`,
+    /// `<prefix>.alert.<host>.<severity>`.
+    pub subject_prefix: String,
 }
 
 impl Default for NatsConfig {
@@ -134,6 +146,7 @@ impl Default for NatsConfig {
             backoff_min_ms: 100,
             backoff_max_ms: 10_000,
             client_name: "debugmon".to_owned(),
+            subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
         }
     }
 }
@@ -165,6 +178,12 @@ impl NatsConfig {
                 self.batch
             )));
         }
+        if !valid_prefix(&self.subject_prefix) {
+            return Err(NatsError::Config(format!(
+                "bad subject prefix {:?}: use non-empty dot-separated tokens without spaces, '*' or '>'",
+                self.subject_prefix
+            )));
+        }
         if self.stream.name.is_empty() || self.stream.name.contains(['.', ' ', '*', '>']) {
             return Err(NatsError::Config(format!(
                 "bad stream name {:?}",
@@ -176,6 +195,45 @@ impl NatsConfig {
 
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_millis(self.ack_timeout_ms)
+    }
+
+    /// `<prefix>.audit.>`: every record.
+    pub fn audit_subjects(&self) -> String {
+        format!("{}.audit.>", self.subject_prefix)
+    }
+
+    /// `<prefix>.alert.>`: alerts and denials.
+    pub fn alert_subjects(&self) -> String {
+        format!("{}.alert.>", self.subject_prefix)
+    }
+
+    /// The subjects the stream must cover.
+    pub fn stream_subjects(&self) -> [String; 2] {
+        [self.audit_subjects(), self.alert_subjects()]
+    }
+}
+
+/// Whether `prefix` is usable as the first tokens of a subject.
+pub fn valid_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix
+            .split('.')
+            .all(|t| !t.is_empty() && !t.contains(['*', '>']) && !t.contains(char::is_whitespace))
+}
+
+/// Whether every subject `filter` matches is also matched by `pattern`
+/// (NATS wildcards: `*` one token, `>` one or more tokens at the end).
+pub fn covers(pattern: &str, filter: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut f = filter.split('.');
+    loop {
+        match (p.next(), f.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some(_), Some(">")) | (Some(_), None) | (None, Some(_)) => return false,
+            (Some(pt), Some(ft)) if pt == "*" || pt == ft => {}
+            (Some(_), Some(_)) => return false,
+            (None, None) => return true,
+        }
     }
 }
 
@@ -229,26 +287,44 @@ pub fn jetstream(cfg: &NatsConfig, client: async_nats::Client) -> jetstream::Con
 }
 
 /// Opens the stream, creating it when absent. An existing stream is used
-/// as it is (operators may have tuned it).
+/// as it is (operators may have tuned it), but only if it takes our
+/// subjects: publishing to subjects no stream takes would fail record by
+/// record, with the reason (a changed `subject_prefix`) nowhere.
 pub async fn ensure_stream(
     js: &jetstream::Context,
-    s: &StreamSettings,
+    cfg: &NatsConfig,
 ) -> Result<stream::Stream, NatsError> {
-    js.get_or_create_stream(stream::Config {
-        name: s.name.clone(),
-        subjects: STREAM_SUBJECTS.iter().map(|s| (*s).to_owned()).collect(),
-        max_age: Duration::from_secs(s.max_age_secs),
-        max_bytes: s.max_bytes,
-        duplicate_window: Duration::from_secs(s.duplicate_window_secs),
-        num_replicas: s.replicas.max(1),
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| NatsError::Stream {
-        name: s.name.clone(),
-        source: Box::new(e),
-    })
+    let s = &cfg.stream;
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: s.name.clone(),
+            subjects: cfg.stream_subjects().to_vec(),
+            max_age: Duration::from_secs(s.max_age_secs),
+            max_bytes: s.max_bytes,
+            duplicate_window: Duration::from_secs(s.duplicate_window_secs),
+            num_replicas: s.replicas.max(1),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::Stream {
+            name: s.name.clone(),
+            source: Box::new(e),
+        })?;
+    let has = &stream.cached_info().config.subjects;
+    let missing: Vec<String> = cfg
+        .stream_subjects()
+        .into_iter()
+        .filter(|ours| !has.iter().any(|p| covers(p, ours)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(NatsError::Subjects {
+            name: s.name.clone(),
+            has: has.join(", "),
+            missing: missing.join(", "),
+        });
+    }
+    Ok(stream)
 }
 
 /// The error and its causes, `: `-joined (NATS errors hide the useful
