@@ -68,8 +68,9 @@ macro_rules! syscall_entry {
     };
 }
 
-/// A syscall exit hook twice, on one body taking the return value: as
-/// the `sys_exit_*` tracepoint `$tp` and as the fexit program `$fexit`.
+/// A syscall exit hook twice, on one body taking the return value (`None`
+/// when the tracepoint record could not be read): as the `sys_exit_*`
+/// tracepoint `$tp` and as the fexit program `$fexit`.
 macro_rules! syscall_exit {
     ($body:ident, $tp:ident = $tp_name:literal, $fexit:ident) => {
         #[tracepoint(category = "syscalls", name = $tp_name)]
@@ -81,7 +82,7 @@ macro_rules! syscall_exit {
         /// The return value is the argument after the `pt_regs` pointer.
         #[fexit]
         pub(crate) fn $fexit(ctx: FExitContext) -> u32 {
-            $body(ctx.arg::<i64>(1));
+            $body(Some(ctx.arg::<i64>(1)));
             0
         }
     };
@@ -337,17 +338,20 @@ syscall_entry!(
     fentry_ptrace
 );
 
-/// The return value in a `sys_exit_*` tracepoint record.
+/// The return value in a `sys_exit_*` tracepoint record; `None` when the
+/// record cannot be read (then nothing may be judged by it: a 0 would
+/// name descriptor 0).
 #[inline(always)]
-fn exit_ret(ctx: &TracePointContext) -> i64 {
+fn exit_ret(ctx: &TracePointContext) -> Option<i64> {
     // SAFETY: the offset comes from the tracepoint's format file.
-    unsafe { ctx.read_at::<i64>(tp_sys_offsets().1 as usize) }.unwrap_or(0)
+    unsafe { ctx.read_at::<i64>(tp_sys_offsets().1 as usize) }.ok()
 }
 
-/// Sends the parked event of this thread with the syscall's return
-/// value, after `amend` has had its say; false when nothing was parked.
+/// Sends the parked event of this thread with the syscall's return value
+/// (without one when it is unknown), after `amend` has had its say;
+/// false when nothing was parked.
 #[inline(always)]
-fn unpark(ret: i64, amend: impl FnOnce(&mut AccessEvent)) -> bool {
+fn unpark(ret: Option<i64>, amend: impl FnOnce(&mut AccessEvent)) -> bool {
     let (pid, _) = current_pid_tgid();
     let Some(ev) = PENDING.get_ptr_mut(pid) else {
         return false;
@@ -355,8 +359,10 @@ fn unpark(ret: i64, amend: impl FnOnce(&mut AccessEvent)) -> bool {
     // SAFETY: a map value pointer, valid while the program runs; only this
     // thread parks under its own id.
     let ev = unsafe { &mut *ev };
-    ev.ret = ret;
-    ev.flags2 |= access_flags::HAS_RET;
+    if let Some(ret) = ret {
+        ev.ret = ret;
+        ev.flags2 |= access_flags::HAS_RET;
+    }
     amend(ev);
     emit(ev);
     let _ = PENDING.remove(pid);
@@ -364,7 +370,7 @@ fn unpark(ret: i64, amend: impl FnOnce(&mut AccessEvent)) -> bool {
 }
 
 #[inline(always)]
-fn send_parked(ret: i64) {
+fn send_parked(ret: Option<i64>) {
     unpark(ret, |_| ());
 }
 
@@ -513,17 +519,16 @@ const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 /// <tid>/`, `/proc/self`), which no path test can catch. Such an open
 /// that failed is not seen.
 #[inline(always)]
-fn proc_open_exit(ret: i64) {
+fn proc_open_exit(ret: Option<i64>) {
     let (pid, tgid) = current_pid_tgid();
-    let opened = if ret >= 0 && !is_agent(tgid) {
-        opened_proc_file(ret as u32)
-    } else {
-        None
+    let opened = match ret {
+        Some(fd) if fd >= 0 && !is_agent(tgid) => opened_proc_file(fd as u32).map(|o| (o, fd)),
+        _ => None,
     };
     let parked = unpark(ret, |ev| {
         let parked_open =
             ev.access == AccessKind::ProcMem as u32 || ev.access == AccessKind::ProcEnviron as u32;
-        if let (true, Some((kind, target, _))) = (parked_open, opened) {
+        if let (true, Some(((kind, target, _), _))) = (parked_open, opened) {
             // The file says whose it is: the number in the path may have
             // been a thread's, which the entry's rule lookup (by process)
             // did not find.
@@ -538,7 +543,7 @@ fn proc_open_exit(ret: i64) {
     if parked {
         return;
     }
-    let Some((kind, target, accmode)) = opened else {
+    let Some(((kind, target, accmode), fd)) = opened else {
         return;
     };
     // A process may read its own memory, as the kernel allows.
@@ -550,7 +555,7 @@ fn proc_open_exit(ret: i64) {
         return;
     };
     ev.request = accmode;
-    ev.ret = ret;
+    ev.ret = fd;
     ev.target_host_pid = target;
     ev.flags2 = access_flags::HAS_RET | access_flags::TARGET_RESOLVED;
     // Killed as the syscall returns. Like the kill at entry, this is after
