@@ -68,6 +68,10 @@ enum Command {
         /// without --config]
         #[arg(long)]
         subject: Option<String>,
+        /// First tokens of the records' subjects [default: nats.subject_prefix of the config, else
+        /// debugmon]
+        #[arg(long, value_name = "PREFIX")]
+        subject_prefix: Option<String>,
         /// Trusted host public key (hex); repeatable [default: keys from the agent start records]
         #[arg(long = "key", value_name = "HEX")]
         keys: Vec<String>,
@@ -98,6 +102,10 @@ enum Command {
         /// Stop after this many records
         #[arg(long)]
         limit: Option<u64>,
+        /// First tokens of the records' subjects [default: nats.subject_prefix of the config, else
+        /// debugmon]
+        #[arg(long, value_name = "PREFIX")]
+        subject_prefix: Option<String>,
         /// Server URL [default: nats.urls of the config, else nats://127.0.0.1:4222]
         #[arg(long, value_name = "URL")]
         nats: Option<String>,
@@ -199,6 +207,7 @@ fn main() -> ExitCode {
             stdin,
             nats,
             subject,
+            subject_prefix,
             keys,
             config,
             json,
@@ -207,7 +216,11 @@ fn main() -> ExitCode {
             commands::trust::verify(VerifyFlags {
                 file,
                 stdin,
-                nats: NatsFlags { url: nats, config },
+                nats: NatsFlags {
+                    url: nats,
+                    config,
+                    subject_prefix,
+                },
                 subject,
                 keys,
                 json,
@@ -221,12 +234,17 @@ fn main() -> ExitCode {
             since,
             json,
             limit,
+            subject_prefix,
             nats,
             config,
         } => {
             agent::telemetry::init();
             commands::trust::tail(TailFlags {
-                nats: NatsFlags { url: nats, config },
+                nats: NatsFlags {
+                    url: nats,
+                    config,
+                    subject_prefix,
+                },
                 alerts,
                 host,
                 kind,

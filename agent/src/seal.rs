@@ -122,7 +122,7 @@ pub struct Sealed {
     pub hash: String,
     pub kind: String,
     /// Set when the record is an alert or a denial (it also goes to
-    /// `debugmon.alert.<host>.<severity>`): `decision.severity`, or
+    /// `<prefix>.alert.<host>.<severity>`): `decision.severity`, or
     /// `"unspecified"` for an alert/deny decision without one.
     pub severity: Option<String>,
     /// Canonical JSON of the whole record, then `\n`.

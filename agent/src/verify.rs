@@ -54,11 +54,12 @@ pub enum VerifyError {
 pub enum VerifySource {
     File(PathBuf),
     Stdin,
-    /// Every message of `subject` (normally `debugmon.audit.>`) in the
-    /// configured stream, read with an ephemeral ordered consumer.
+    /// Every message of `subject` in the configured stream, read with an
+    /// ephemeral ordered consumer; `None`: every record,
+    /// `<nats.subject_prefix>.audit.>`.
     Stream {
         nats: Box<NatsConfig>,
-        subject: String,
+        subject: Option<String>,
     },
 }
 
@@ -93,6 +94,7 @@ pub async fn run_verify(args: VerifyArgs) -> Result<VerifyReport, VerifyError> {
         .await
         .map_err(VerifyError::Task)?,
         VerifySource::Stream { nats, subject } => {
+            let subject = subject.unwrap_or_else(|| nats.audit_subjects());
             stream::read(&nats, &subject, &mut v).await?;
             Ok(v.finish())
         }

@@ -52,6 +52,7 @@ pub(crate) fn bench() -> Result<()> {
     }
     let started = std::time::Instant::now();
     crate::prereq::ensure_all()?;
+    floor::reset_leftover();
     sh(cmd("cargo").args(["build", "--release", "-p", "agent"]))?;
     micro::build()?;
     wait_for_no_other_agents()?;

@@ -19,11 +19,14 @@ pub struct NatsFlags {
     pub url: Option<String>,
     /// Config file whose `[nats]` section gives stream, TLS and credentials.
     pub config: Option<PathBuf>,
+    /// Overrides the config's `nats.subject_prefix`.
+    pub subject_prefix: Option<String>,
 }
 
 impl NatsFlags {
     /// NATS settings: the config's `[nats]` when `--config` is given
-    /// (built-in defaults otherwise), with `--nats` overriding the URLs.
+    /// (built-in defaults otherwise), with `--nats` overriding the URLs
+    /// and `--subject-prefix` the prefix.
     fn resolve(&self) -> Result<NatsConfig, ExitCode> {
         let mut n = match &self.config {
             Some(path) => {
@@ -41,6 +44,15 @@ impl NatsFlags {
         };
         if let Some(u) = &self.url {
             n.urls = vec![u.clone()];
+        }
+        if let Some(p) = &self.subject_prefix {
+            if !crate::sink::nats::valid_prefix(p) {
+                eprintln!(
+                    "debugmon: --subject-prefix {p:?}: use non-empty dot-separated tokens without spaces, '*' or '>'"
+                );
+                return Err(ExitCode::from(2));
+            }
+            n.subject_prefix.clone_from(p);
         }
         Ok(n)
     }
@@ -76,8 +88,8 @@ pub fn verify(f: VerifyFlags) -> ExitCode {
         (None, true, None) => VerifySource::Stdin,
         (None, false, Some(_)) => match f.nats.resolve() {
             Ok(n) => VerifySource::Stream {
-                subject: f.subject.clone().unwrap_or_else(|| n.audit_subjects()),
                 nats: Box::new(n),
+                subject: f.subject.clone(),
             },
             Err(code) => return code,
         },
@@ -211,11 +223,33 @@ mod tests {
         .unwrap();
         let n = NatsFlags {
             url: Some("nats://b:2".into()),
-            config: Some(path),
+            config: Some(path.clone()),
+            subject_prefix: None,
         }
         .resolve()
         .unwrap();
         assert_eq!(n.urls, ["nats://b:2"]);
         assert_eq!(n.stream.name, "AUDIT");
+        assert_eq!(n.subject_prefix, "debugmon");
+    }
+
+    #[test]
+    fn the_subject_prefix_comes_from_the_config_or_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[nats]\nsubject_prefix = \"acme.dm\"\n").unwrap();
+        let flags = |config: Option<std::path::PathBuf>, prefix: Option<&str>| NatsFlags {
+            url: None,
+            config,
+            subject_prefix: prefix.map(str::to_owned),
+        };
+        let from_file = flags(Some(path.clone()), None).resolve().unwrap();
+        assert_eq!(from_file.audit_subjects(), "acme.dm.audit.>");
+        let from_flag = flags(Some(path), Some("other")).resolve().unwrap();
+        assert_eq!(from_flag.alert_subjects(), "other.alert.>");
+        assert_eq!(
+            flags(None, Some("a.>")).resolve().unwrap_err(),
+            ExitCode::from(2)
+        );
     }
 }

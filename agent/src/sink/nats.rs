@@ -318,9 +318,16 @@ async fn run(
             }
             sleep_or_stop(backoff, &mut stop).await;
             backoff = (backoff * 2).min(max);
-            // The stream may have been deleted or the server replaced.
-            if let Err(e) = ensure_stream(&js, &cfg).await {
-                debug!(error = %error_chain(&e), "NATS sink: stream not reachable yet");
+            // The stream may have been deleted or the server replaced, or
+            // edited so that it no longer takes our subjects.
+            match ensure_stream(&js, &cfg).await {
+                Err(e @ NatsError::Subjects { .. }) => {
+                    warn!(error = %error_chain(&e), "NATS sink: stream not usable");
+                }
+                Err(e) => {
+                    debug!(error = %error_chain(&e), "NATS sink: stream not reachable yet");
+                }
+                Ok(_) => {}
             }
         } else {
             backoff = min;
@@ -467,6 +474,12 @@ mod tests {
         assert!(!covers("acme.audit.*.*", "acme.audit.>"));
         assert!(!covers("acme", "acme.audit.>"));
         assert!(!covers("acme.audit.>", "acme.audit"));
+        // What an existing stream is checked against: one token each for
+        // host and kind, so a tuned `*.*` stream is fine.
+        assert!(covers("acme.audit.*.*", "acme.audit.*.*"));
+        assert!(covers("acme.audit.>", "acme.audit.*.*"));
+        assert!(!covers("acme.audit.*", "acme.audit.*.*"));
+        assert!(!covers("acme.audit.db.*", "acme.audit.*.*"));
         assert!(valid_prefix("acme.prod") && valid_prefix(DEFAULT_SUBJECT_PREFIX));
         for bad in ["", "a..b", "a.*", "a.>", "a b", ".a"] {
             assert!(!valid_prefix(bad), "{bad:?}");

@@ -52,9 +52,39 @@ impl SyscallTracing {
                 .with_context(|| format!("reading {}", path.display()))?;
             std::fs::write(&path, "1")
                 .with_context(|| format!("writing 1 to {}", path.display()))?;
-            me.restore.push((path, was.trim().to_owned()));
+            me.restore.push((path, plain_state(&was)));
         }
         Ok(me)
+    }
+}
+
+/// An `enable` file's state as it can be written back: it reads `0*` or
+/// `1*` while a trigger holds the event in soft mode.
+fn plain_state(read: &str) -> String {
+    if read.trim_start().starts_with('1') {
+        "1".to_owned()
+    } else {
+        "0".to_owned()
+    }
+}
+
+/// Switches off the events a bench that was interrupted (Ctrl-C skips the
+/// restore) left on, which would keep every syscall of the host on the
+/// tracing path, and says so.
+pub(crate) fn reset_leftover() {
+    let Some(root) = tracefs() else { return };
+    for e in EVENTS {
+        let path = root.join(e);
+        let on = std::fs::read_to_string(&path).is_ok_and(|s| plain_state(&s) == "1");
+        if on {
+            eprintln!(
+                "bench: {} was left on (an interrupted bench?); switching it off",
+                path.display()
+            );
+            if let Err(err) = std::fs::write(&path, "0") {
+                eprintln!("bench: could not switch off {}: {err}", path.display());
+            }
+        }
     }
 }
 
@@ -65,5 +95,18 @@ impl Drop for SyscallTracing {
                 eprintln!("bench: could not restore {} to {was}: {e}", path.display());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_state;
+
+    #[test]
+    fn soft_mode_states_are_written_back_plain() {
+        assert_eq!(plain_state("1\n"), "1");
+        assert_eq!(plain_state("1*\n"), "1");
+        assert_eq!(plain_state("0*\n"), "0");
+        assert_eq!(plain_state("0\n"), "0");
     }
 }

@@ -149,7 +149,7 @@ fn redact_values(redactor: &Redactor, argv: &mut Vec<Value>) {
 }
 
 /// Shed records are lost audit evidence: the `lost` record that counts
-/// them becomes an alert (it then also goes to `debugmon.alert.>`).
+/// them becomes an alert (it then also goes to `<prefix>.alert.>`).
 pub fn shed_alert(m: &mut Map<String, Value>) {
     if m.get("kind").and_then(Value::as_str) != Some("lost") || m.contains_key("decision") {
         return;

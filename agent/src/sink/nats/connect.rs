@@ -34,12 +34,14 @@ pub enum NatsError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
-        "the existing JetStream stream {name} takes {has}, not {missing}: set nats.subject_prefix to match it, or add the subjects to the stream (nats stream edit {name} --subjects ...)"
+        "the existing JetStream stream {name} takes {has}, not {missing}: set nats.subject_prefix to match it, or add the subjects to the stream, keeping its own (nats stream edit {name} --subjects '{all}')"
     )]
     Subjects {
         name: String,
         has: String,
         missing: String,
+        /// The stream's subjects and the missing ones: the whole list to set.
+        all: String,
     },
     #[error("JetStream consumer on stream {name}")]
     Consumer {
@@ -207,9 +209,19 @@ impl NatsConfig {
         format!("{}.alert.>", self.subject_prefix)
     }
 
-    /// The subjects the stream must cover.
+    /// The subjects a stream the agent creates takes.
     pub fn stream_subjects(&self) -> [String; 2] {
         [self.audit_subjects(), self.alert_subjects()]
+    }
+
+    /// Every subject the sink publishes to (host, kind and severity are
+    /// one token each, see `subject_token`): what an existing stream must
+    /// take.
+    pub fn published_subjects(&self) -> [String; 2] {
+        [
+            format!("{}.audit.*.*", self.subject_prefix),
+            format!("{}.alert.*.*", self.subject_prefix),
+        ]
     }
 }
 
@@ -313,7 +325,7 @@ pub async fn ensure_stream(
         })?;
     let has = &stream.cached_info().config.subjects;
     let missing: Vec<String> = cfg
-        .stream_subjects()
+        .published_subjects()
         .into_iter()
         .filter(|ours| !has.iter().any(|p| covers(p, ours)))
         .collect();
@@ -322,6 +334,12 @@ pub async fn ensure_stream(
             name: s.name.clone(),
             has: has.join(", "),
             missing: missing.join(", "),
+            all: has
+                .iter()
+                .chain(&missing)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
         });
     }
     Ok(stream)
