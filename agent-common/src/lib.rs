@@ -275,6 +275,9 @@ pub mod access_flags {
     pub const AGGREGATE: u32 = 1 << 1;
     /// `target_host_pid` was resolved in the kernel.
     pub const TARGET_RESOLVED: u32 = 1 << 2;
+    /// The open was an io_uring request (IORING_OP_OPENAT/OPENAT2), seen
+    /// at its completion.
+    pub const IO_URING: u32 = 1 << 3;
 }
 
 /// One process acting on another: ptrace, process memory, profiling, bpf.
@@ -559,8 +562,18 @@ pub struct KernelOffsets {
     pub proc_inode_pid: u32,
     pub pid_tasks: u32,
     pub task_pid_links: u32,
+    /// io_uring opens: `io_kiocb.opcode`, `io_kiocb.cmd` (the request's
+    /// own data, a `struct io_open` for an open) and `io_open.file_slot`
+    /// (non-zero: the file went to a fixed slot, no descriptor); the
+    /// offsets of `req` and `res` in the `io_uring/io_uring_complete`
+    /// tracepoint record.
+    pub io_kiocb_opcode: u32,
+    pub io_kiocb_cmd: u32,
+    pub io_open_file_slot: u32,
+    pub tp_uring_req: u32,
+    pub tp_uring_res: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 312);
+const _: () = assert!(size_of::<KernelOffsets>() == 332);
 
 impl KernelOffsets {
     /// All fields absent: the programs then read nothing and flag the event.
@@ -638,6 +651,11 @@ impl KernelOffsets {
         proc_inode_pid: OFFSET_ABSENT,
         pid_tasks: OFFSET_ABSENT,
         task_pid_links: OFFSET_ABSENT,
+        io_kiocb_opcode: OFFSET_ABSENT,
+        io_kiocb_cmd: OFFSET_ABSENT,
+        io_open_file_slot: OFFSET_ABSENT,
+        tp_uring_req: OFFSET_ABSENT,
+        tp_uring_res: OFFSET_ABSENT,
     };
 }
 

@@ -113,6 +113,9 @@ struct AccessDetail {
     ptrace_request: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     via: Option<&'static str>,
+    /// Present (true) when the open was an io_uring request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    io_uring: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     access: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -212,6 +215,7 @@ fn access_detail(a: &AccessInfo) -> (&'static str, AccessDetail) {
             });
             // O_WRONLY (1) or O_RDWR (2) open for writing.
             d.access = rw(a.request & 3 != 0);
+            d.io_uring = a.io_uring.then_some(true);
             "mem_access"
         }
         AccessKind::PidfdGetfd => {
@@ -756,6 +760,7 @@ mod tests {
             ret: Some(-1),
             count: 1,
             aggregate: false,
+            io_uring: false,
             target_host_pid: None,
             ppid: 20,
             creds: Creds::default(),
@@ -817,7 +822,18 @@ mod tests {
             assert_eq!(v["kind"], "mem_access");
             assert_eq!(v["detail"]["via"], via);
             assert_eq!(v["detail"]["access"], rw, "{kind:?} {req}");
+            assert!(v["detail"].get("io_uring").is_none(), "{v}");
         }
+        // An open through io_uring says so.
+        let mut out = Vec::new();
+        let a = AccessInfo {
+            io_uring: true,
+            ..access(AccessKind::ProcMem, 40, 0)
+        };
+        b.access(&mut out, &a, &table(), None).unwrap();
+        let v = one(&out);
+        assert_eq!(v["detail"]["via"], "proc_mem");
+        assert_eq!(v["detail"]["io_uring"], true);
     }
 
     #[test]

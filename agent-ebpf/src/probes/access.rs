@@ -543,9 +543,16 @@ fn proc_open_exit(ret: Option<i64>) {
     if parked {
         return;
     }
-    let Some(((kind, target, accmode), fd)) = opened else {
-        return;
-    };
+    if let Some((file, fd)) = opened {
+        report_opened(pid, tgid, file, fd, 0);
+    }
+}
+
+/// Sends (or, under the kill fallback, acts on) a successful open of
+/// another process's `mem` or `environ` as descriptor `fd`.
+#[inline(always)]
+fn report_opened(pid: u32, tgid: u32, file: (AccessKind, u32, u64), fd: i64, flags: u32) {
+    let (kind, target, accmode) = file;
     // A process may read its own memory, as the kernel allows.
     if target == tgid {
         return;
@@ -557,8 +564,8 @@ fn proc_open_exit(ret: Option<i64>) {
     ev.request = accmode;
     ev.ret = fd;
     ev.target_host_pid = target;
-    ev.flags2 = access_flags::HAS_RET | access_flags::TARGET_RESOLVED;
-    // Killed as the syscall returns. Like the kill at entry, this is after
+    ev.flags2 = access_flags::HAS_RET | access_flags::TARGET_RESOLVED | flags;
+    // Killed as the open returns. Like the kill at entry, this is after
     // the fact: the descriptor exists by then, and another thread of the
     // actor that guesses it could use it before the kill lands. BPF-LSM
     // refuses the open itself.
@@ -566,6 +573,62 @@ fn proc_open_exit(ret: Option<i64>) {
         return;
     }
     emit(ev);
+}
+
+const IORING_OP_OPENAT: u8 = 18;
+const IORING_OP_OPENAT2: u8 = 28;
+
+/// Every io_uring completion: an IORING_OP_OPENAT/OPENAT2 request that
+/// gave a descriptor is judged like an open syscall at its exit. The
+/// completion runs in a thread of the submitting process (the submitter,
+/// its SQPOLL thread or an io-wq worker), which shares its descriptor
+/// table. Opens into a fixed file slot give no descriptor and are not
+/// seen.
+#[tracepoint(category = "io_uring", name = "io_uring_complete")]
+pub(crate) fn uring_io_uring_complete(ctx: TracePointContext) -> u32 {
+    uring_open_complete(&ctx);
+    0
+}
+
+#[inline(always)]
+fn uring_open_complete(ctx: &TracePointContext) {
+    let off = offsets();
+    if off.io_kiocb_opcode == OFFSET_ABSENT
+        || off.tp_uring_req == OFFSET_ABSENT
+        || off.tp_uring_res == OFFSET_ABSENT
+    {
+        return;
+    }
+    // SAFETY: the offsets come from the tracepoint's format file.
+    let Ok(req) = (unsafe { ctx.read_at::<*const u8>(off.tp_uring_req as usize) }) else {
+        return;
+    };
+    // Every other completion on the host ends here.
+    match read_field::<u8>(req, off.io_kiocb_opcode) {
+        Ok(IORING_OP_OPENAT | IORING_OP_OPENAT2) => {}
+        _ => return,
+    }
+    // SAFETY: as above.
+    let Ok(res) = (unsafe { ctx.read_at::<i32>(off.tp_uring_res as usize) }) else {
+        return;
+    };
+    if res < 0 {
+        return;
+    }
+    if off.io_kiocb_cmd != OFFSET_ABSENT && off.io_open_file_slot != OFFSET_ABSENT {
+        let slot = read_field::<u32>(req, off.io_kiocb_cmd + off.io_open_file_slot);
+        if slot != Ok(0) {
+            // A fixed slot (or unreadable): `res` is no descriptor.
+            return;
+        }
+    }
+    let (pid, tgid) = current_pid_tgid();
+    if is_agent(tgid) {
+        return;
+    }
+    if let Some(file) = opened_proc_file(res as u32) {
+        report_opened(pid, tgid, file, i64::from(res), access_flags::IO_URING);
+    }
 }
 
 /// Whether descriptor `fd` of the current task is a process's `mem` or

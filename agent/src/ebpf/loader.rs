@@ -122,6 +122,16 @@ pub const PROBES: &[Probe] = &[
         },
         required: true,
     },
+    // Opens of another process's memory through io_uring, which no
+    // syscall hook sees.
+    Probe {
+        program: "uring_io_uring_complete",
+        hook: Hook::TracePoint {
+            category: "io_uring",
+            name: "io_uring_complete",
+        },
+        required: false,
+    },
 ];
 
 /// The syscall hooks. An exit hook comes before its entry hook: an entry
@@ -284,6 +294,17 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     };
     offsets.tp_sys_enter_args = tp_offset("sys_enter_ptrace", "request");
     offsets.tp_sys_exit_ret = tp_offset("sys_exit_ptrace", "ret");
+    // io_uring's completion tracepoint: absent on a kernel without
+    // io_uring, and then so is that program.
+    let uring_offset = |field: &str| {
+        tracefs::field_offset(tracefs.root(), "io_uring", "io_uring_complete", field)
+            .unwrap_or_else(|e| {
+                info!(error = %error_chain(&e), "no io_uring completion tracepoint: io_uring opens are not watched");
+                agent_common::OFFSET_ABSENT
+            })
+    };
+    offsets.tp_uring_req = uring_offset("req");
+    offsets.tp_uring_res = uring_offset("res");
     if offsets.task_loginuid == agent_common::OFFSET_ABSENT {
         warn!("kernel built without CONFIG_AUDIT: records carry no auid or session id");
     }

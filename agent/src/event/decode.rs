@@ -155,6 +155,7 @@ fn decode_access(bytes: &[u8]) -> Result<AccessInfo, DecodeError> {
         ret: (a.flags2 & access_flags::HAS_RET != 0).then_some(a.ret),
         count: u64::from(a.count),
         aggregate: a.flags2 & access_flags::AGGREGATE != 0,
+        io_uring: a.flags2 & access_flags::IO_URING != 0,
         target_host_pid: (a.flags2 & access_flags::TARGET_RESOLVED != 0)
             .then_some(a.target_host_pid),
         ppid: a.ppid,
@@ -296,6 +297,9 @@ pub fn encode(ev: &Event) -> Vec<u8> {
             }
             if a.aggregate {
                 flags2 |= access_flags::AGGREGATE;
+            }
+            if a.io_uring {
+                flags2 |= access_flags::IO_URING;
             }
             if a.target_host_pid.is_some() {
                 flags2 |= access_flags::TARGET_RESOLVED;
@@ -535,6 +539,7 @@ mod tests {
                 ret: Some(-1),
                 count: 1,
                 aggregate: false,
+                io_uring: true,
                 target_host_pid: Some(1099),
                 ppid: 2,
                 creds: creds(),

@@ -94,6 +94,8 @@ pub struct AccessInfo {
     pub count: u64,
     /// True for a periodic aggregate of repeats (the first call was its own event).
     pub aggregate: bool,
+    /// The open was an io_uring request, seen at its completion.
+    pub io_uring: bool,
     /// Host pid of the target when the kernel resolved it.
     pub target_host_pid: Option<u32>,
     pub ppid: u32,

@@ -97,6 +97,45 @@ pub fn signal_agent(pid: u32, signal: i32) {
     }
 }
 
+/// Opens `path` through io_uring (IORING_OP_OPENAT), not the open
+/// syscalls: the descriptor, or the negative errno.
+pub fn uring_open(path: &str, flags: i32) -> i32 {
+    use io_uring::{IoUring, opcode, types};
+    let path = std::ffi::CString::new(path).unwrap();
+    let mut ring = IoUring::new(4).expect("io_uring_setup (kernel.io_uring_disabled?)");
+    let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
+        .flags(flags | libc::O_CLOEXEC)
+        .build()
+        .user_data(7);
+    // SAFETY: `path` outlives the request, which completes below.
+    unsafe { ring.submission().push(&open).unwrap() };
+    ring.submit_and_wait(1).unwrap();
+    let cqe = ring.completion().next().expect("a completion");
+    assert_eq!(cqe.user_data(), 7);
+    cqe.result()
+}
+
+/// Runs [`uring_open`] in a forked child, which exits 0 when it got a
+/// descriptor and 1 when the open was refused: the child's pid and wait
+/// status (a kill fallback kills the child, not the test).
+pub fn uring_open_in_child(path: &str, flags: i32) -> (u32, std::process::ExitStatus) {
+    use std::os::unix::process::ExitStatusExt as _;
+    // SAFETY: the child only opens through io_uring (glibc's malloc is
+    // usable after fork) and leaves with _exit, running no test code.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = std::panic::catch_unwind(|| i32::from(uring_open(path, flags) < 0)).unwrap_or(2);
+        // SAFETY: leaving the forked child without unwinding into the test.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child forked above, by its pid.
+    let rc = unsafe { libc::waitpid(pid, &raw mut status, 0) };
+    assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
+    (pid as u32, std::process::ExitStatus::from_raw(status))
+}
+
 /// A value unique to this test run, to find our own records among the host's.
 pub fn nonce(tag: &str) -> String {
     let t = std::time::SystemTime::now()

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use integration_test::{Agent, nonce};
+use integration_test::{Agent, nonce, uring_open};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -303,6 +303,40 @@ fn proc_mem_opened_without_its_literal_path_is_still_recorded() {
             "O_PATH or self open reported"
         );
     }
+}
+
+#[test]
+fn proc_mem_opened_through_io_uring_is_recorded() {
+    let agent = Agent::start(&[]);
+    let t = Target::start();
+    let me = std::process::id();
+    // Its memory is sleep's once it has exec'd, not the forked test's.
+    agent.wait_for("the target's exec", WAIT, |r| is(r, "exec", t.pid()));
+    let mem = uring_open(&format!("/proc/{}/mem", t.pid()), libc::O_RDONLY);
+    assert!(mem >= 0, "io_uring open of the target's mem: {mem}");
+    // Its own memory, as the open syscall's exit: not reported.
+    let own = uring_open("/proc/self/mem", libc::O_RDONLY);
+    // An ordinary file through io_uring: not a memory access.
+    let plain = uring_open("/etc/hostname", libc::O_RDONLY);
+    assert!(own >= 0 && plain >= 0);
+    for fd in [mem, own, plain] {
+        // SAFETY: descriptors io_uring opened for this test.
+        unsafe { libc::close(fd) };
+    }
+    let mine = |r: &Value| is(r, "mem_access", me);
+    agent.wait_for("the io_uring open", WAIT, mine);
+    agent.barrier();
+    let st = agent.stop();
+    st.assert_clean();
+    let got: Vec<&Value> = st.records.iter().filter(|r| mine(r)).collect();
+    assert_eq!(got.len(), 1, "only the target's mem: {got:?}");
+    let r = got[0];
+    assert_eq!(r["detail"]["via"], "proc_mem", "{r}");
+    assert_eq!(r["detail"]["access"], "read", "{r}");
+    assert_eq!(r["detail"]["io_uring"], true, "{r}");
+    assert_eq!(r["detail"]["result"], "ok", "{r}");
+    assert_eq!(r["target"]["pid"], t.pid(), "{r}");
+    assert_eq!(r["target"]["comm"], "sleep", "{r}");
 }
 
 #[test]

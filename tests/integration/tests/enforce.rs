@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_test::{Agent, agent_bin, nonce};
+use integration_test::{Agent, agent_bin, nonce, uring_open_in_child};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -283,6 +283,25 @@ fn deny_rule_stops_debuggers_on_a_protected_process_only() {
             && r["actor"]["comm"] == "dd"
             && r["actor"]["pid"] != dd["actor"]["pid"]
     });
+    // The same file through io_uring, which no syscall hook sees: judged
+    // at the request's completion (or, with BPF-LSM, refused at the open).
+    eprintln!("deny test: io_uring open of /proc/{}/mem", t.pid());
+    let (child, status) = uring_open_in_child(&format!("/proc/{}/mem", t.pid()), libc::O_WRONLY);
+    if s.mechanism == "kill" {
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "io_uring open: {status:?}"
+        );
+    } else {
+        assert_eq!(status.code(), Some(1), "io_uring open refused: {status:?}");
+    }
+    let rec = s.agent.wait_for("the io_uring denial", WAIT, |r| {
+        denial(r, t.pid(), "test-protected").is_some() && r["actor"]["pid"] == child
+    });
+    if s.mechanism == "kill" {
+        assert_eq!(rec["detail"]["io_uring"], true, "{rec}");
+    }
     if Path::new("/usr/bin/python3").exists() {
         let ops = format!("{}/scripts/debug_ops.py", env!("CARGO_MANIFEST_DIR"));
         let out = Command::new("/usr/bin/python3")

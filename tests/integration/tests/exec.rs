@@ -429,6 +429,7 @@ fn start_record_names_the_attached_programs_and_the_agent_filters_itself() {
         "exec_sched_process_exec",
         "fork_sched_process_fork",
         "exit_sched_process_exit",
+        "uring_io_uring_complete",
     ] {
         assert!(programs.contains(&p), "{p} attached: {programs:?}");
     }
