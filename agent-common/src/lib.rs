@@ -562,18 +562,17 @@ pub struct KernelOffsets {
     pub proc_inode_pid: u32,
     pub pid_tasks: u32,
     pub task_pid_links: u32,
-    /// io_uring opens: `io_kiocb.opcode`, `io_kiocb.cmd` (the request's
-    /// own data, a `struct io_open` for an open) and `io_open.file_slot`
-    /// (non-zero: the file went to a fixed slot, no descriptor); the
-    /// offsets of `req` and `res` in the `io_uring/io_uring_complete`
-    /// tracepoint record.
+    /// io_uring opens: `io_kiocb.opcode`, `io_kiocb.cqe` + `io_cqe.res`
+    /// folded (the result the completion posts), `io_kiocb.cmd` (the
+    /// request's own data, a `struct io_open` for an open) and
+    /// `io_open.file_slot` (non-zero: the file went to a fixed slot, no
+    /// descriptor).
     pub io_kiocb_opcode: u32,
+    pub io_kiocb_res: u32,
     pub io_kiocb_cmd: u32,
     pub io_open_file_slot: u32,
-    pub tp_uring_req: u32,
-    pub tp_uring_res: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 332);
+const _: () = assert!(size_of::<KernelOffsets>() == 328);
 
 impl KernelOffsets {
     /// All fields absent: the programs then read nothing and flag the event.
@@ -652,10 +651,9 @@ impl KernelOffsets {
         pid_tasks: OFFSET_ABSENT,
         task_pid_links: OFFSET_ABSENT,
         io_kiocb_opcode: OFFSET_ABSENT,
+        io_kiocb_res: OFFSET_ABSENT,
         io_kiocb_cmd: OFFSET_ABSENT,
         io_open_file_slot: OFFSET_ABSENT,
-        tp_uring_req: OFFSET_ABSENT,
-        tp_uring_res: OFFSET_ABSENT,
     };
 }
 

@@ -128,6 +128,20 @@ pub(crate) fn tp_sys_offsets() -> (u32, u32) {
     }
 }
 
+/// `io_kiocb_opcode` and `io_kiocb_res` alone: the io_uring program runs
+/// on every completion on the host and needs only these to pass over
+/// the ones that are not opens.
+#[inline(always)]
+pub(crate) fn uring_offsets() -> (u32, u32) {
+    // SAFETY: as in `offsets`.
+    unsafe {
+        (
+            read_volatile(&raw const OFFSETS.io_kiocb_opcode),
+            read_volatile(&raw const OFFSETS.io_kiocb_res),
+        )
+    }
+}
+
 #[inline(always)]
 pub(crate) fn current_pid_tgid() -> (u32, u32) {
     // SAFETY: helper without preconditions.

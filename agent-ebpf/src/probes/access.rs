@@ -31,8 +31,8 @@ use aya_ebpf::{
             bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_send_signal,
         },
     },
-    macros::{fentry, fexit, tracepoint},
-    programs::{FEntryContext, FExitContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, fexit, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, FExitContext, TracePointContext},
 };
 
 use crate::{
@@ -40,7 +40,7 @@ use crate::{
     kernel::{
         ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_lost, current_comm, current_pid_tgid, is_agent,
         offsets, read_creds, read_field, read_ns, read_or_zero, sys_arg_offset, tp_sys_offsets,
-        wake_if_idle,
+        uring_offsets, wake_if_idle,
     },
 };
 
@@ -583,35 +583,29 @@ const IORING_OP_OPENAT2: u8 = 28;
 /// completion runs in a thread of the submitting process (the submitter,
 /// its SQPOLL thread or an io-wq worker), which shares its descriptor
 /// table. Opens into a fixed file slot give no descriptor and are not
-/// seen.
-#[tracepoint(category = "io_uring", name = "io_uring_complete")]
-pub(crate) fn uring_io_uring_complete(ctx: TracePointContext) -> u32 {
-    uring_open_complete(&ctx);
+/// seen. The second argument is the request (null for a completion that
+/// has none).
+#[btf_tracepoint(function = "io_uring_complete")]
+pub(crate) fn uring_io_uring_complete(ctx: BtfTracePointContext) -> u32 {
+    uring_open_complete(ctx.arg(1));
     0
 }
 
 #[inline(always)]
-fn uring_open_complete(ctx: &TracePointContext) {
-    let off = offsets();
-    if off.io_kiocb_opcode == OFFSET_ABSENT
-        || off.tp_uring_req == OFFSET_ABSENT
-        || off.tp_uring_res == OFFSET_ABSENT
-    {
+fn uring_open_complete(req: *const u8) {
+    let (opcode_at, res_at) = uring_offsets();
+    if opcode_at == OFFSET_ABSENT || res_at == OFFSET_ABSENT || req.is_null() {
         return;
     }
-    // SAFETY: the offsets come from the tracepoint's format file.
-    let Ok(req) = (unsafe { ctx.read_at::<*const u8>(off.tp_uring_req as usize) }) else {
-        return;
-    };
     // Every other completion on the host ends here.
-    match read_field::<u8>(req, off.io_kiocb_opcode) {
+    match read_field::<u8>(req, opcode_at) {
         Ok(IORING_OP_OPENAT | IORING_OP_OPENAT2) => {}
         _ => return,
     }
-    // SAFETY: as above.
-    let Ok(res) = (unsafe { ctx.read_at::<i32>(off.tp_uring_res as usize) }) else {
+    let Ok(res) = read_field::<i32>(req, res_at) else {
         return;
     };
+    let off = offsets();
     if res < 0 {
         return;
     }

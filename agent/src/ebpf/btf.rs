@@ -255,11 +255,9 @@ impl KernelBtf {
             task_pid_links: opt("task_struct", "pid_links")?,
             // Without these, opens through io_uring are not seen.
             io_kiocb_opcode: opt("io_kiocb", "opcode")?,
+            io_kiocb_res: nested("io_kiocb", "cqe", "io_cqe", "res")?,
             io_kiocb_cmd: opt("io_kiocb", "cmd")?,
             io_open_file_slot: opt("io_open", "file_slot")?,
-            // From the tracepoint's format file (the loader).
-            tp_uring_req: OFFSET_ABSENT,
-            tp_uring_res: OFFSET_ABSENT,
         })
     }
 }
@@ -329,6 +327,7 @@ mod tests {
             ("pid_tasks", off.pid_tasks),
             ("task_pid_links", off.task_pid_links),
             ("io_kiocb_opcode", off.io_kiocb_opcode),
+            ("io_kiocb_res", off.io_kiocb_res),
             ("io_kiocb_cmd", off.io_kiocb_cmd),
             ("io_open_file_slot", off.io_open_file_slot),
         ] {

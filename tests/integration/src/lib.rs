@@ -98,41 +98,69 @@ pub fn signal_agent(pid: u32, signal: i32) {
 }
 
 /// Opens `path` through io_uring (IORING_OP_OPENAT), not the open
-/// syscalls: the descriptor, or the negative errno.
-pub fn uring_open(path: &str, flags: i32) -> i32 {
+/// syscalls: the descriptor or the negative errno; `Err` when io_uring
+/// itself failed. Does not panic (it also runs in a forked child).
+fn try_uring_open(path: &std::ffi::CStr, flags: i32) -> std::io::Result<i32> {
     use io_uring::{IoUring, opcode, types};
-    let path = std::ffi::CString::new(path).unwrap();
-    let mut ring = IoUring::new(4).expect("io_uring_setup (kernel.io_uring_disabled?)");
+    let mut ring = IoUring::new(4)?;
     let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
         .flags(flags | libc::O_CLOEXEC)
         .build()
         .user_data(7);
     // SAFETY: `path` outlives the request, which completes below.
-    unsafe { ring.submission().push(&open).unwrap() };
-    ring.submit_and_wait(1).unwrap();
-    let cqe = ring.completion().next().expect("a completion");
-    assert_eq!(cqe.user_data(), 7);
-    cqe.result()
+    unsafe { ring.submission().push(&open) }.map_err(std::io::Error::other)?;
+    ring.submit_and_wait(1)?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or_else(|| std::io::Error::other("no completion"))?;
+    Ok(cqe.result())
 }
 
-/// Runs [`uring_open`] in a forked child, which exits 0 when it got a
-/// descriptor and 1 when the open was refused: the child's pid and wait
-/// status (a kill fallback kills the child, not the test).
+/// [`try_uring_open`] for the test's own process.
+pub fn uring_open(path: &str, flags: i32) -> i32 {
+    let path = std::ffi::CString::new(path).unwrap();
+    try_uring_open(&path, flags).expect("io_uring (kernel.io_uring_disabled?)")
+}
+
+/// Runs [`try_uring_open`] in a forked child, which exits 0 when it got a
+/// descriptor, 1 when the open was refused and 2 when io_uring failed:
+/// the child's pid and wait status (a kill fallback kills the child, not
+/// the test). A child still running after 30 s is killed by its pid.
 pub fn uring_open_in_child(path: &str, flags: i32) -> (u32, std::process::ExitStatus) {
     use std::os::unix::process::ExitStatusExt as _;
-    // SAFETY: the child only opens through io_uring (glibc's malloc is
-    // usable after fork) and leaves with _exit, running no test code.
+    let path = std::ffi::CString::new(path).unwrap();
+    // SAFETY: the child runs only `try_uring_open` (no panics; glibc's
+    // malloc is usable after fork) and leaves with _exit.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        let code = std::panic::catch_unwind(|| i32::from(uring_open(path, flags) < 0)).unwrap_or(2);
-        // SAFETY: leaving the forked child without unwinding into the test.
+        let code = match try_uring_open(&path, flags) {
+            Ok(fd) if fd >= 0 => 0,
+            Ok(_) => 1,
+            Err(_) => 2,
+        };
+        // SAFETY: leaving the forked child without running test code.
         unsafe { libc::_exit(code) };
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut status = 0;
-    // SAFETY: waiting for the child forked above, by its pid.
-    let rc = unsafe { libc::waitpid(pid, &raw mut status, 0) };
-    assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
+    loop {
+        // SAFETY: polling the child forked above, by its pid.
+        let rc = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
+        assert!(rc >= 0, "waitpid: {}", std::io::Error::last_os_error());
+        if rc == pid {
+            break;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: the child forked above, by its pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: as above.
+            unsafe { libc::waitpid(pid, &raw mut status, 0) };
+            panic!("the io_uring child did not finish within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     (pid as u32, std::process::ExitStatus::from_raw(status))
 }
 
