@@ -158,12 +158,22 @@ impl Decider {
         };
         let d = self.set.evaluate(&ev, &ctx);
         d.rule?;
+        // Under BPF-LSM the kernel refused a kernel rule's action, whichever
+        // hook reported it. Under the kill fallback, a kill comes with the
+        // event itself (the kernel's decision, which never reaches here): an
+        // event that gets here was not acted on (the fallback kills only
+        // ptrace, process_vm_* and opens of `mem`, not an `environ` read),
+        // and must not be recorded as enforced.
         let enforced = (d.action == Action::Deny
             && d.rule.is_some_and(|r| self.kernel_rules.contains(r))
-            && self.mechanism != Mechanism::Off)
+            && self.mechanism == Mechanism::Lsm)
             .then(|| self.mechanism.as_str());
-        let reason = match (d.action, enforced) {
-            (Action::Deny, None) => format!(
+        let reason = match (d.action, enforced, self.mechanism) {
+            (Action::Deny, None, Mechanism::Kill) => format!(
+                "{} (not enforced: the kill fallback does not act on this; alerted instead)",
+                d.reason
+            ),
+            (Action::Deny, None, _) => format!(
                 "{} (not enforced: the kernel cannot decide this rule here; alerted instead)",
                 d.reason
             ),

@@ -902,6 +902,38 @@ mod tests {
     }
 
     #[test]
+    fn a_deny_is_recorded_as_enforced_only_where_the_kernel_acted() {
+        use crate::{decide::Decider, enforce::Mechanism, policy::PolicySet};
+        let set = PolicySet::from_texts(&[(
+            "t.yaml",
+            "rules:\n  - name: no-echo\n    title: reading echo\n    description: d\n    on: [mem_read]\n    target: { comm: [echo] }\n    action: deny\n    severity: high\n",
+        )])
+        .unwrap();
+        let set = std::sync::Arc::new(set);
+        let environ = access(AccessKind::ProcEnviron, 40, 0);
+        let record = |mechanism: Mechanism| {
+            let mut b = builder();
+            *b.decider_mut() = Decider::new(std::sync::Arc::clone(&set), None);
+            b.decider_mut()
+                .set_kernel(["no-echo".to_owned()].into(), mechanism);
+            let mut out = Vec::new();
+            b.access(&mut out, &environ, &table(), None).unwrap();
+            one(&out)
+        };
+        // BPF-LSM refused it in the kernel.
+        let v = record(Mechanism::Lsm);
+        assert_eq!(v["decision"]["action"], "deny", "{v}");
+        assert_eq!(v["decision"]["enforced"], "lsm", "{v}");
+        // The kill fallback does not kill an environ reader: an event that
+        // carries no kernel decision was not acted on.
+        let v = record(Mechanism::Kill);
+        assert_eq!(v["decision"]["action"], "deny", "{v}");
+        assert!(v["decision"]["enforced"].is_null(), "{v}");
+        let reason = v["decision"]["reason"].as_str().unwrap();
+        assert!(reason.contains("not enforced"), "{reason}");
+    }
+
+    #[test]
     fn unknown_target_is_marked_not_invented() {
         let mut b = builder();
         let mut out = Vec::new();

@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use agent::{
-    event::ExecInfo,
+    event::{AccessInfo, ExecInfo},
     host::{Clock, Host},
     process::{ProcessEntry, ProcessTable},
     record::{LostCounts, RecordBuilder},
     seal::Sealer,
 };
-use agent_common::Creds;
+use agent_common::{AccessKind, Creds, Decision};
 use serde_json::{Value, json};
 
 fn docs(name: &str) -> String {
@@ -143,6 +143,32 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
     b.agent(&mut out, 1, json!({"event": "started", "public_key": pk}))
         .unwrap();
     b.exec(&mut out, &exec_info(), &table).unwrap();
+    // A kill by the fallback, of an io_uring open of another's memory.
+    let killed = AccessInfo {
+        ktime_ns: 6,
+        flags: 0,
+        pid: 30,
+        tgid: 30,
+        start_ns: 1,
+        access: AccessKind::ProcMem,
+        target_pid: 40,
+        request: 0,
+        arg: 0,
+        ret: Some(5),
+        count: 1,
+        aggregate: false,
+        io_uring: true,
+        target_host_pid: Some(40),
+        ppid: 1,
+        creds: Creds::default(),
+        ns: agent_common::NsIds::default(),
+        cgroup_id: 1,
+        comm: b"bash".to_vec(),
+        name: Vec::new(),
+        decision: Decision::Killed,
+        rule: Some(u32::MAX),
+    };
+    b.access(&mut out, &killed, &table, None).unwrap();
     b.lost(
         &mut out,
         9,
@@ -168,6 +194,6 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
         assert_valid(&v, &rec, &format!("sealed {}", rec["kind"]));
         n += 1;
     }
-    assert_eq!(n, 4);
-    assert_eq!(sealer.next_seq(), 5);
+    assert_eq!(n, 5);
+    assert_eq!(sealer.next_seq(), 6);
 }
