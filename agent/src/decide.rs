@@ -159,18 +159,20 @@ impl Decider {
         let d = self.set.evaluate(&ev, &ctx);
         d.rule?;
         // Under BPF-LSM the kernel refused a kernel rule's action, whichever
-        // hook reported it. Under the kill fallback, a kill comes with the
-        // event itself (the kernel's decision, which never reaches here): an
-        // event that gets here was not acted on (the fallback kills only
-        // ptrace, process_vm_* and opens of `mem`, not an `environ` read),
-        // and must not be recorded as enforced.
+        // hook reported it, except an `environ` read: the LSM refuses only
+        // PTRACE_MODE_ATTACH accesses, and environ is a READ. Under the kill
+        // fallback, a kill comes with the event itself (the kernel's
+        // decision, which never reaches here): an event that gets here was
+        // not acted on (the fallback kills only ptrace, process_vm_* and
+        // opens of `mem`), and must not be recorded as enforced.
         let enforced = (d.action == Action::Deny
-            && d.rule.is_some_and(|r| self.kernel_rules.contains(r))
-            && self.mechanism == Mechanism::Lsm)
-            .then(|| self.mechanism.as_str());
+            && self.mechanism == Mechanism::Lsm
+            && ev.detail.via.as_deref() != Some("proc_environ")
+            && d.rule.is_some_and(|r| self.kernel_rules.contains(r)))
+        .then_some("lsm");
         let reason = match (d.action, enforced, self.mechanism) {
-            (Action::Deny, None, Mechanism::Kill) => format!(
-                "{} (not enforced: the kill fallback does not act on this; alerted instead)",
+            (Action::Deny, None, Mechanism::Lsm | Mechanism::Kill) => format!(
+                "{} (not enforced: the kernel does not act on this here; alerted instead)",
                 d.reason
             ),
             (Action::Deny, None, _) => format!(

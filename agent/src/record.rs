@@ -910,27 +910,35 @@ mod tests {
         )])
         .unwrap();
         let set = std::sync::Arc::new(set);
-        let environ = access(AccessKind::ProcEnviron, 40, 0);
-        let record = |mechanism: Mechanism| {
+        let record = |kind: AccessKind, mechanism: Mechanism| {
             let mut b = builder();
             *b.decider_mut() = Decider::new(std::sync::Arc::clone(&set), None);
             b.decider_mut()
                 .set_kernel(["no-echo".to_owned()].into(), mechanism);
             let mut out = Vec::new();
-            b.access(&mut out, &environ, &table(), None).unwrap();
+            b.access(&mut out, &access(kind, 40, 0), &table(), None)
+                .unwrap();
             one(&out)
         };
-        // BPF-LSM refused it in the kernel.
-        let v = record(Mechanism::Lsm);
+        // BPF-LSM refused the mem open in the kernel.
+        let v = record(AccessKind::ProcMem, Mechanism::Lsm);
         assert_eq!(v["decision"]["action"], "deny", "{v}");
         assert_eq!(v["decision"]["enforced"], "lsm", "{v}");
-        // The kill fallback does not kill an environ reader: an event that
-        // carries no kernel decision was not acted on.
-        let v = record(Mechanism::Kill);
-        assert_eq!(v["decision"]["action"], "deny", "{v}");
-        assert!(v["decision"]["enforced"].is_null(), "{v}");
-        let reason = v["decision"]["reason"].as_str().unwrap();
-        assert!(reason.contains("not enforced"), "{reason}");
+        // Neither mechanism acts on an environ read (the LSM refuses only
+        // PTRACE_MODE_ATTACH accesses); and a kill by the fallback comes
+        // with the kernel's own decision, so an event without one was not
+        // acted on.
+        for (kind, mechanism) in [
+            (AccessKind::ProcEnviron, Mechanism::Lsm),
+            (AccessKind::ProcEnviron, Mechanism::Kill),
+            (AccessKind::ProcMem, Mechanism::Kill),
+        ] {
+            let v = record(kind, mechanism);
+            assert_eq!(v["decision"]["action"], "deny", "{v}");
+            assert!(v["decision"]["enforced"].is_null(), "{v}");
+            let reason = v["decision"]["reason"].as_str().unwrap();
+            assert!(reason.contains("not enforced"), "{reason}");
+        }
     }
 
     #[test]
