@@ -12,6 +12,8 @@
 //! path at the open's entry (which also sees attempts that fail), and by
 //! what was opened at its exit, which catches every other way to the same
 //! file (relative paths, dirfds, symlinks, `/proc/<pid>/task/<tid>/`).
+//! io_uring opens are judged the same way, by the opened file, when their
+//! completion is posted.
 //!
 //! Flood control happens here, not in userspace: high-rate accesses
 //! (PEEK/POKE and register requests, process_vm_*, perf opens) send their
@@ -522,7 +524,9 @@ const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 fn proc_open_exit(ret: Option<i64>) {
     let (pid, tgid) = current_pid_tgid();
     let opened = match ret {
-        Some(fd) if fd >= 0 && !is_agent(tgid) => opened_proc_file(fd as u32).map(|o| (o, fd)),
+        Some(fd) if fd >= 0 && !is_agent(tgid) => {
+            opened_proc_file(&offsets(), fd as u32).map(|o| (o, fd))
+        }
         _ => None,
     };
     let parked = unpark(ret, |ev| {
@@ -605,10 +609,10 @@ fn uring_open_complete(req: *const u8) {
     let Ok(res) = read_field::<i32>(req, res_at) else {
         return;
     };
-    let off = offsets();
     if res < 0 {
         return;
     }
+    let off = offsets();
     if off.io_kiocb_cmd != OFFSET_ABSENT && off.io_open_file_slot != OFFSET_ABSENT {
         let slot = read_field::<u32>(req, off.io_kiocb_cmd + off.io_open_file_slot);
         if slot != Ok(0) {
@@ -620,7 +624,7 @@ fn uring_open_complete(req: *const u8) {
     if is_agent(tgid) {
         return;
     }
-    if let Some(file) = opened_proc_file(res as u32) {
+    if let Some(file) = opened_proc_file(&off, res as u32) {
         report_opened(pid, tgid, file, i64::from(res), access_flags::IO_URING);
     }
 }
@@ -629,12 +633,11 @@ fn uring_open_complete(req: *const u8) {
 /// `environ` file: the access kind, the process's host tgid and the
 /// open's access mode.
 #[inline(always)]
-fn opened_proc_file(fd: u32) -> Option<(AccessKind, u32, u64)> {
-    let off = offsets();
+fn opened_proc_file(off: &agent_common::KernelOffsets, fd: u32) -> Option<(AccessKind, u32, u64)> {
     if off.proc_inode_vfs_inode == OFFSET_ABSENT || off.task_pid_links == OFFSET_ABSENT {
         return None;
     }
-    let file = fd_file(&off, fd)?;
+    let file = fd_file(off, fd)?;
     let dentry = read_field::<*const u8>(file, off.file_f_path_dentry).ok()?;
     // Every other open on the host ends at one of these two tests.
     let len = read_field::<u32>(dentry, off.dentry_name_len).ok()?;
