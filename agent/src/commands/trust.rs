@@ -48,7 +48,8 @@ impl NatsFlags {
         if let Some(p) = &self.subject_prefix {
             if !crate::sink::nats::valid_prefix(p) {
                 eprintln!(
-                    "debugmon: --subject-prefix {p:?}: use non-empty dot-separated tokens without spaces, '*' or '>'"
+                    "debugmon: --subject-prefix {p:?}: {}",
+                    crate::sink::nats::PREFIX_RULE
                 );
                 return Err(ExitCode::from(2));
             }

@@ -6,6 +6,7 @@
 use std::{net::SocketAddr, path::Path};
 
 use super::Config;
+use crate::sink::nats::{PREFIX_RULE, valid_prefix};
 
 /// One value that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +48,6 @@ impl Checks {
             )
         });
     }
-}
-
-/// A NATS subject token or stream name character that would change the meaning.
-fn bad_subject(s: &str) -> bool {
-    s.is_empty()
-        || s.split('.')
-            .any(|t| t.is_empty() || t.contains(['*', '>']) || t.contains(char::is_whitespace))
 }
 
 fn bad_url(u: &str) -> Option<String> {
@@ -187,14 +181,9 @@ impl Config {
             || format!("{:?}: use letters, digits, '_' and '-' only", n.stream),
         );
         c.check(
-            !bad_subject(&n.subject_prefix),
+            valid_prefix(&n.subject_prefix),
             "nats.subject_prefix",
-            || {
-                format!(
-                    "{:?}: use non-empty dot-separated tokens without spaces, '*' or '>'",
-                    n.subject_prefix
-                )
-            },
+            || format!("{:?}: {PREFIX_RULE}", n.subject_prefix),
         );
         c.check(
             n.tls.cert.is_some() == n.tls.key.is_some(),

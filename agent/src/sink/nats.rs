@@ -25,8 +25,8 @@ use std::{
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 pub use connect::{
-    DEFAULT_SUBJECT_PREFIX, NatsAuth, NatsConfig, NatsError, StreamSettings, TlsConfig, connect,
-    covers, ensure_stream, error_chain, jetstream, valid_prefix,
+    DEFAULT_SUBJECT_PREFIX, NatsAuth, NatsConfig, NatsError, PREFIX_RULE, StreamSettings,
+    TlsConfig, connect, covers, ensure_stream, error_chain, jetstream, valid_prefix,
 };
 use serde::Deserialize;
 use tokio::{sync::watch, task::JoinHandle};

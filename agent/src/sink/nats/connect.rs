@@ -182,7 +182,7 @@ impl NatsConfig {
         }
         if !valid_prefix(&self.subject_prefix) {
             return Err(NatsError::Config(format!(
-                "bad subject prefix {:?}: use non-empty dot-separated tokens without spaces, '*' or '>'",
+                "bad subject prefix {:?}: {PREFIX_RULE}",
                 self.subject_prefix
             )));
         }
@@ -224,6 +224,9 @@ impl NatsConfig {
         ]
     }
 }
+
+/// What [`valid_prefix`] asks, for error messages.
+pub const PREFIX_RULE: &str = "use non-empty dot-separated tokens without spaces, '*' or '>'";
 
 /// Whether `prefix` is usable as the first tokens of a subject.
 pub fn valid_prefix(prefix: &str) -> bool {
