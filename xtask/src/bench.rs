@@ -143,6 +143,11 @@ fn one_round(
     let mut execs = [None; MODES.len()];
     let mut straces = [None; MODES.len()];
     let mut run = None;
+    // A baseline mode: the two workloads with nothing of ours running.
+    let plain = |tag: &str| -> Result<(Option<f64>, Option<f64>)> {
+        let storm = exec_storm(EXECS, WORKERS, None, tag)?.per_sec();
+        Ok((Some(storm), Some(strace_best()?)))
+    };
     // Rotated each round, so no mode always follows the same one (an
     // auditd teardown, an agent's exit) and order effects average out.
     for k in 0..MODES.len() {
@@ -150,10 +155,7 @@ fn one_round(
         let mode = MODES[i];
         eprintln!("bench: round {}, {mode:?}", round + 1);
         match mode {
-            Mode::None => {
-                execs[i] = Some(exec_storm(EXECS, WORKERS, None, "n")?.per_sec());
-                straces[i] = Some(strace_best()?);
-            }
+            Mode::None => (execs[i], straces[i]) = plain("n")?,
             Mode::Debugmon => {
                 let a = Agent::start(bin, &state.join(format!("r{round}")), &[])?;
                 std::thread::sleep(Duration::from_secs(1));
@@ -170,15 +172,13 @@ fn one_round(
             Mode::Auditd => {
                 if can.audit {
                     let _a = audit::Auditd::start()?;
-                    execs[i] = Some(exec_storm(EXECS, WORKERS, None, "a")?.per_sec());
-                    straces[i] = Some(strace_best()?);
+                    (execs[i], straces[i]) = plain("a")?;
                 }
             }
             Mode::SyscallTracing => {
                 if can.floor {
                     let _t = floor::SyscallTracing::enable()?;
-                    execs[i] = Some(exec_storm(EXECS, WORKERS, None, "t")?.per_sec());
-                    straces[i] = Some(strace_best()?);
+                    (execs[i], straces[i]) = plain("t")?;
                 }
             }
         }
