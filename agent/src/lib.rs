@@ -37,6 +37,8 @@ pub mod ebpf;
 pub mod enforce;
 pub mod enrich;
 pub mod event;
+#[cfg(test)]
+mod golden_tests;
 pub mod governance;
 pub mod grants;
 pub mod host;

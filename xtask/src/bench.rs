@@ -26,7 +26,7 @@ use self::{
     report::{Report, Row},
     storm::exec_storm,
 };
-use crate::run::{cmd, is_root, root, sh};
+use crate::shell::{cmd, is_root, root, sh};
 
 /// Execs per storm run, over [`WORKERS`] spawning threads.
 const EXECS: u64 = 10_000;

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     prereq,
-    run::{cmd, root, sh},
+    shell::{cmd, root, sh},
 };
 
 pub(crate) const PACKAGE: &str = "debugmon";

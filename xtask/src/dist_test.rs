@@ -19,7 +19,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::{
     dist::{self, PACKAGE},
-    run::{is_root, root, sh},
+    shell::{is_root, root, sh},
 };
 
 /// Where the stand-ins record their arguments, inside the fresh root.

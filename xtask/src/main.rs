@@ -7,8 +7,10 @@
 mod bench;
 mod dist;
 mod dist_test;
+mod lint;
 mod prereq;
 mod run;
+mod shell;
 mod test;
 mod vm;
 
@@ -40,6 +42,8 @@ enum Command {
     VmTest,
     /// Only install missing prerequisites
     Setup,
+    /// Check the layout: no module cycles, no file over 600 lines, short entry points
+    Lint,
     /// Build the release binary and the .deb package; prints its path
     Dist,
     /// Build the .deb and check it installs, reinstalls, removes and purges in a fresh root (root)
@@ -68,6 +72,7 @@ fn main() -> Result<()> {
             vm::vm_test().map(|_| ())
         }
         Command::Setup => prereq::ensure_all(),
+        Command::Lint => lint::lint(),
         Command::Dist => dist::dist(),
         Command::DistTest => dist_test::dist_test(),
         Command::Bench => bench::bench(),

@@ -1,13 +1,13 @@
 //! Installs what building and testing need on a fresh Debian 12 machine,
 //! checking each piece first so a second run costs a few milliseconds:
 //! Debian packages, the nightly toolchain with rust-src, bpf-linker (pinned,
-//! built against LLVM 22 as shared/TOOLCHAIN.md records), nats-server.
+//! built against LLVM 22: see docs/toolchain.md), nats-server.
 
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::run::{cmd, sh};
+use crate::shell::{cmd, sh};
 
 /// Debian packages: LLVM for bpf-linker, the debuggers and tracers later
 /// tests drive, and what the VM harness needs.

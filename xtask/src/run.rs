@@ -1,58 +1,13 @@
-//! `cargo xtask run` and the small process helpers every task uses.
+//! `cargo xtask run`: build the agent and run it on its embedded defaults.
 
-use std::{
-    path::PathBuf,
-    process::{Command, ExitStatus},
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::{
+    prereq,
+    shell::{cmd, is_root, root, sh, status},
 };
-
-use anyhow::{Context as _, Result, bail};
-
-use crate::prereq;
-
-/// Workspace root (xtask lives one level below it).
-pub(crate) fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("invariant: xtask is inside the workspace")
-        .to_path_buf()
-}
-
-/// A command that runs in the workspace root.
-pub(crate) fn cmd(program: &str) -> Command {
-    let mut c = Command::new(program);
-    c.current_dir(root());
-    c
-}
-
-/// Runs `c`, echoing it first; fails on a non-zero exit.
-pub(crate) fn sh(c: &mut Command) -> Result<()> {
-    let st = status(c)?;
-    if !st.success() {
-        bail!("`{}` failed with {st}", show(c));
-    }
-    Ok(())
-}
-
-pub(crate) fn status(c: &mut Command) -> Result<ExitStatus> {
-    eprintln!("xtask: $ {}", show(c));
-    c.status()
-        .with_context(|| format!("starting `{}`", show(c)))
-}
-
-pub(crate) fn show(c: &Command) -> String {
-    std::iter::once(c.get_program())
-        .chain(c.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-pub(crate) fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
 
 /// Builds the agent (release) and runs it on its defaults, records to stdout.
 pub(crate) fn run(args: &[String]) -> Result<()> {

@@ -1,5 +1,5 @@
 //! `cargo xtask test`: installs what is missing, then runs every check CI
-//! runs, in order: format, clippy (host crates and, for the bpf target, the
+//! runs, in order: format, the layout lint (`cargo xtask lint`), clippy (host crates and, for the bpf target, the
 //! eBPF crate), unit tests, the privileged tests against the running
 //! kernel, and the .deb install test. It fails loudly when the privileged
 //! tests did not actually run.
@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     prereq,
-    run::{cmd, is_root, root, sh, show},
+    shell::{cmd, is_root, root, sh, show},
 };
 
 /// Outcome of one `cargo test` invocation, read from its output.
@@ -63,6 +63,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
 
     sh(cmd("cargo").args(["+nightly", "fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo +nightly fmt --all`")?;
+    crate::lint::lint()?;
     sh(cmd("cargo").args([
         "clippy",
         "--workspace",

@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::run::{cmd, root, sh};
+use crate::shell::{cmd, root, sh};
 
 /// Test binaries run inside the VM, with cargo-test filters.
 const VM_TESTS: &[(&str, &[&str])] = &[

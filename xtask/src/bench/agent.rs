@@ -130,7 +130,7 @@ impl Agent {
     pub(crate) fn start(bin: &Path, state: &Path, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(state).context("creating the bench state dir")?;
         let log = std::fs::File::create(state.join("agent.log")).context("agent log")?;
-        let policies = crate::run::root().join("policies");
+        let policies = crate::shell::root().join("policies");
         let mut child = Command::new(bin)
             .arg("run")
             .args(extra)

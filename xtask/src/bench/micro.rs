@@ -7,7 +7,7 @@ use std::process::Stdio;
 use anyhow::{Context as _, Result, bail};
 
 use super::report::{Report, Row};
-use crate::run::cmd;
+use crate::shell::cmd;
 
 const BENCH_ARGS: &[&str] = &[
     "bench", "-p", "agent", "--bench", "policy", "--bench", "seal", "--bench", "pipeline",
@@ -15,7 +15,7 @@ const BENCH_ARGS: &[&str] = &[
 
 /// Compiles the benches up front so compiling never overlaps a measurement.
 pub(crate) fn build() -> Result<()> {
-    crate::run::sh(cmd("cargo").args(BENCH_ARGS).arg("--no-run"))
+    crate::shell::sh(cmd("cargo").args(BENCH_ARGS).arg("--no-run"))
 }
 
 /// Criterion's point estimate from `time:   [low mid high]`, as printed.
