@@ -14,7 +14,7 @@ use aya_ebpf::{
     maps::{Array, HashMap},
 };
 
-use crate::kernel::{offsets, read_creds, read_or_zero};
+use crate::task::{offsets, read_creds, read_or_zero};
 
 #[map(name = "KRULES")]
 static KRULES: Array<KRule> = Array::with_max_entries(KRULES_MAX, 0);

@@ -8,10 +8,10 @@ use std::{hint::black_box, time::Duration};
 use agent::{
     enrich::Enricher,
     event::{Event, ExecInfo, ExitInfo, ForkInfo, decode, encode},
-    host::{Clock, Host},
-    pipeline::Pipeline,
     process::{ProcessEntry, ProcessTable},
     record::RecordBuilder,
+    runtime::pipeline::Pipeline,
+    sys::host::{Clock, Host},
 };
 use agent_common::{Creds, NsIds};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -101,7 +101,8 @@ fn pipeline() -> Pipeline {
     };
     Pipeline::new(
         table,
-        RecordBuilder::new(host, Clock::sample(), Enricher::for_host(16)),
+        Enricher::for_host(16),
+        RecordBuilder::new(host, Clock::sample()),
     )
 }
 

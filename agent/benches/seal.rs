@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use agent::{redact::Redactor, seal::Sealer};
+use agent::record::{redact::Redactor, seal::Sealer};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 

@@ -1,8 +1,12 @@
-//! Policy decisions for records: turns the enriched actor and target into a
-//! [`PolicyEvent`], evaluates the loaded set (with the live grants), and
-//! produces the record's `decision` plus, for alerts and denials, the one
-//! human-readable line an engineer can act on (identical ones folded within
-//! a window so a retry loop does not flood the journal).
+//! The one place that says allow, alert or deny, and whether and how it was
+//! enforced: every record's `decision` is a [`Verdict`] made here. A denial
+//! the kernel made itself (BPF-LSM refused it, or the kill fallback killed
+//! the actor) comes with the event and is taken as it is; anything else is
+//! decided by the loaded policy (with the live grants) from the enriched
+//! actor and target. Alerts and denials also get the one line an engineer
+//! can act on (identical ones folded within a window so a retry loop does
+//! not flood the journal), and the grants a decision relied on are kept
+//! for the runtime to record as used.
 
 use std::{
     collections::HashSet,
@@ -10,17 +14,35 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agent_common::Enforcement;
+use serde::Serialize;
+
 use crate::{
-    enforce::Mechanism,
+    ebpf::enforce::Mechanism,
     enrich::{Actor, Target},
+    event::Kind,
     grants::GrantStore,
     policy::{
         self, Action, AlertFolder, EvalContext, FoldKey, NoGrants, PolicyEvent, PolicySet,
-        event::{Detail, Kind},
-        fold::FoldOutcome,
+        event::Detail, fold::FoldOutcome,
     },
-    record::DecisionOut,
 };
+
+/// A record's `decision` (docs/records.md): what was decided about the
+/// action and whether the kernel enforced it. Fields in key order: the
+/// canonical writer streams them as they come.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Verdict {
+    /// allow | alert | deny
+    pub action: &'static str,
+    /// `"lsm"` (refused with -EPERM before it happened), `"kill"` (the actor
+    /// was killed at the syscall's entry) or `null` (not enforced).
+    pub enforced: Option<&'static str>,
+    pub grant_id: Option<String>,
+    pub reason: Option<String>,
+    pub rule: Option<String>,
+    pub severity: Option<String>,
+}
 
 /// The detail fields policy looks at.
 #[derive(Debug, Default, Clone)]
@@ -32,13 +54,21 @@ pub struct PolicyDetail {
     pub prog_type: Option<String>,
 }
 
+/// Rule slot the kernel reports for the agent's own protection.
+pub const SELF_PROTECTION_SLOT: u32 = u32::MAX;
+
 pub struct Decider {
     set: Arc<PolicySet>,
     grants: Option<Arc<Mutex<GrantStore>>>,
-    /// Deny rules the kernel enforces, and how.
+    /// Names of the kernel's rule slots, in slot order.
+    kernel_slots: Vec<String>,
+    /// The same names, for lookups by name.
     kernel_rules: HashSet<String>,
     mechanism: Mechanism,
     folder: AlertFolder,
+    /// Grant ids access decisions relied on since the last
+    /// [`Decider::take_grant_uses`].
+    grant_uses: Vec<String>,
 }
 
 fn policy_actor(a: &Actor) -> policy::event::Actor {
@@ -78,25 +108,16 @@ fn policy_target(t: &Target) -> policy::event::Target {
     }
 }
 
-fn kind_of(kind: &str) -> Kind {
-    match kind {
-        "exec" => Kind::Exec,
-        "ptrace" => Kind::Ptrace,
-        "mem_access" => Kind::MemAccess,
-        "perf_attach" => Kind::PerfAttach,
-        "bpf" => Kind::Bpf,
-        _ => Kind::Other,
-    }
-}
-
 impl Decider {
     pub fn new(set: Arc<PolicySet>, grants: Option<Arc<Mutex<GrantStore>>>) -> Self {
         Self {
             set,
             grants,
+            kernel_slots: Vec::new(),
             kernel_rules: HashSet::new(),
             mechanism: Mechanism::Off,
             folder: AlertFolder::new(Duration::from_secs(60)),
+            grant_uses: Vec::new(),
         }
     }
 
@@ -115,9 +136,11 @@ impl Decider {
         self.set = set;
     }
 
-    /// Which deny rules the kernel enforces, and with what mechanism.
-    pub fn set_kernel(&mut self, rules: HashSet<String>, mechanism: Mechanism) {
-        self.kernel_rules = rules;
+    /// The deny rules the kernel holds, by slot, and the mechanism that
+    /// enforces them.
+    pub fn set_kernel(&mut self, slots: Vec<String>, mechanism: Mechanism) {
+        self.kernel_rules = slots.iter().cloned().collect();
+        self.kernel_slots = slots;
         self.mechanism = mechanism;
     }
 
@@ -125,16 +148,67 @@ impl Decider {
         self.set.debugger_class(exe, comm).map(str::to_owned)
     }
 
-    /// The decision for an event, `None` when no rule matched (observed only).
-    pub fn decide(
+    /// Grant ids that decisions relied on since the last call.
+    pub fn take_grant_uses(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.grant_uses)
+    }
+
+    /// The verdict on an access: the kernel's own denial when it made one,
+    /// else the policy's.
+    pub fn decide_access(
         &mut self,
-        kind: &str,
+        enforcement: Enforcement,
+        slot: Option<u32>,
+        kind: Kind,
         actor: &Actor,
         target: Option<&Target>,
         detail: PolicyDetail,
-    ) -> Option<DecisionOut> {
+    ) -> Option<Verdict> {
+        let v = self
+            .kernel_verdict(enforcement, slot)
+            .or_else(|| self.decide(kind, actor, target, detail));
+        if let Some(g) = v.as_ref().and_then(|v| v.grant_id.clone()) {
+            self.grant_uses.push(g);
+        }
+        v
+    }
+
+    /// A denial the kernel made: `enforcement` says how, `slot` which rule.
+    fn kernel_verdict(&self, enforcement: Enforcement, slot: Option<u32>) -> Option<Verdict> {
+        let enforced = match enforcement {
+            Enforcement::None => return None,
+            Enforcement::DeniedLsm => "lsm",
+            Enforcement::Killed => "kill",
+        };
+        let rule = match slot {
+            Some(SELF_PROTECTION_SLOT) => Some("self-protection".to_owned()),
+            Some(slot) => self.kernel_slots.get(slot as usize).cloned(),
+            None => None,
+        };
+        Some(Verdict {
+            action: "deny",
+            enforced: Some(enforced),
+            severity: Some("high".to_owned()),
+            reason: Some(match enforced {
+                "lsm" => "refused in the kernel (BPF-LSM) before it happened".to_owned(),
+                _ => "actor killed at the syscall's entry (no BPF-LSM on this kernel)".to_owned(),
+            }),
+            rule,
+            grant_id: None,
+        })
+    }
+
+    /// The policy's verdict on an event, `None` when no rule matched
+    /// (observed only).
+    pub fn decide(
+        &mut self,
+        kind: Kind,
+        actor: &Actor,
+        target: Option<&Target>,
+        detail: PolicyDetail,
+    ) -> Option<Verdict> {
         let ev = PolicyEvent {
-            kind: kind_of(kind),
+            kind,
             actor: policy_actor(actor),
             target: target.filter(|t| t.known).map(policy_target),
             detail: Detail {
@@ -187,7 +261,7 @@ impl Decider {
                 tracing::warn!(target: "debugmon::decision", "{}", policy::human_line(&ev, &d));
             }
         }
-        Some(DecisionOut {
+        Some(Verdict {
             action: d.action.as_str(),
             enforced,
             rule: d.rule.map(str::to_owned),

@@ -1,63 +1,55 @@
-//! debugmon agent library. Data flows one way:
+//! debugmon agent library. The path of one event is the layout
+//! (docs/architecture.md draws it):
 //!
 //! ```text
-//! ebpf (load, attach) -> ring buffer -> event::decode -> process::table
-//!     -> enrich (who, where) -> record (JSON) -> sink (stdout)
+//! ebpf (load, attach) -> ring buffer -> event (decode) -> process (table)
+//!     -> enrich (who, where) -> decide (verdict) -> record (build, seal)
+//!     -> spool -> sink (stdout, file, journal, NATS)
 //! ```
 //!
-//! - [`ebpf`]: kernel layouts from BTF and tracefs, loading, attaching
-//! - [`event`]: wire bytes to owned events (pure)
+//! Each stage only uses the ones before it; [`runtime`] drives them.
+//!
+//! - [`ebpf`]: kernel layouts from BTF and tracefs, loading and attaching
+//!   the programs, the kernel's decision maps
+//! - [`event`]: ring buffer bytes to owned events (pure), and record kinds
 //! - [`process`]: the process table, seeded from /proc
 //! - [`enrich`]: user names, terminal, SSH origin, unit, container, target
-//! - [`record`]: the JSON records of DESIGN.md; [`names`]: kernel numbers to names
-//! - [`pipeline`]: decode -> table -> record, I/O free
-//! - [`sink`]: where records go
-//! - [`enforce`]: enforcement mechanism and the kernel's decision maps
-//! - [`agent`]: the async driver and shutdown
-//! - [`seal`], [`canonical`]: seq, hash chain and signature of each record
-//! - [`redact`]: secrets out of argv and env strings before sealing
-//! - [`spool`]: durable queue of sealed records until JetStream acks them
-//! - [`verify`], [`tail`]: the `debugmon verify` and `debugmon tail` commands
-//! - [`host`]: host identity and clocks
-//! - [`policy`]: policy files, compiled rules, decisions; [`decide`]: decisions on records
-//! - [`grants`]: time-boxed grants and the control socket
-//! - [`commands`]: `config check`, `status`, `run`'s settings
+//! - [`decide`]: the one place that says allow, alert or deny, and whether
+//!   and how it was enforced
+//! - [`record`]: records built, redacted, canonically encoded, sealed and
+//!   verified
+//! - [`spool`]: durable queue of sealed records until they are delivered
+//! - [`sink`]: the delivery stage and where records go
+//!
+//! Beside the path:
+//!
+//! - [`runtime`]: the running agent (start-up, ring reader, pipeline,
+//!   governance, shutdown)
+//! - [`policy`]: policy files, compiled rules, rulings, what grants cover
+//!   and the kernel's part of a policy
+//! - [`grants`]: the grants store and the control socket
 //! - [`config`]: the config file, environment and flag overrides, validation
-//! - [`metrics`]: counters and gauges, Prometheus text; [`http`]: `/metrics` and `/status`
-//! - [`status`]: `debugmon status` report and client; [`notify`]: systemd notifications
+//! - [`metrics`]: counters and gauges, Prometheus text, `/metrics` and
+//!   `/status`
+//! - [`sys`]: the host: identity, clocks, users, environment, systemd
+//! - [`error`]: helpers every error shares
+//! - [`cli`]: one module per `debugmon` subcommand
 
-pub mod agent;
-pub mod canonical;
-pub mod canonical_writer;
-pub mod cli_governance;
-pub mod commands;
+pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod ebpf;
-pub mod enforce;
 pub mod enrich;
+pub mod error;
 pub mod event;
-#[cfg(test)]
-mod golden_tests;
-pub mod governance;
 pub mod grants;
-pub mod host;
-pub mod http;
 pub mod metrics;
-pub mod names;
-pub mod notify;
-pub mod pipeline;
 pub mod policy;
 pub mod process;
-pub mod reader;
 pub mod record;
-pub mod redact;
-pub mod seal;
+pub mod runtime;
 pub mod sink;
 pub mod spool;
-pub mod status;
-pub mod tail;
-pub mod telemetry;
-pub mod verify;
+pub mod sys;
 
-pub use agent::{AgentError, Config, RunSummary, run};
+pub use runtime::{AgentError, RunSummary, Settings, run};

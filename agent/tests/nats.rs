@@ -8,13 +8,14 @@ mod support;
 use std::{path::Path, time::Duration};
 
 use agent::{
-    seal::Sealer,
-    sink::nats::{
-        NatsConfig, NatsError, NatsSink, TlsConfig, connect, ensure_stream, error_chain, jetstream,
+    cli::{
+        tail::{TailArgs, run_tail},
+        verify::{VerifyArgs, VerifySource, run_verify},
     },
+    error::error_chain,
+    record::{seal::Sealer, verify::Problem},
+    sink::nats::{NatsConfig, NatsError, NatsSink, TlsConfig, connect, ensure_stream, jetstream},
     spool::{SharedSpool, Spool, SpoolConfig},
-    tail::{TailArgs, run_tail},
-    verify::{Problem, VerifyArgs, VerifySource, run_verify},
 };
 use serde_json::{Map, Value, json};
 use support::{NatsServer, free_port, wait_until};

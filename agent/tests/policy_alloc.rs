@@ -1,4 +1,4 @@
-//! Evaluation must not allocate (DESIGN.md "Policy"): a counting allocator
+//! Evaluation must not allocate (policies/README.md): a counting allocator
 //! checks it for the shipped set and a range of events, after one warm-up
 //! pass has grown the per-thread scratch buffers.
 

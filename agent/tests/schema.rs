@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use agent::{
-    event::{AccessInfo, ExecInfo},
-    host::{Clock, Host},
+    event::{AccessInfo, Event, ExecInfo, Kind, encode},
     process::{ProcessEntry, ProcessTable},
-    record::{LostCounts, RecordBuilder},
-    seal::Sealer,
+    record::{LostCounts, RecordBuilder, seal::Sealer},
+    runtime::pipeline::Pipeline,
+    sys::host::{Clock, Host},
 };
-use agent_common::{AccessKind, Creds, Decision};
+use agent_common::{AccessKind, Creds, Enforcement};
 use serde_json::{Value, json};
 
 fn docs(name: &str) -> String {
@@ -132,17 +132,21 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
         std::path::Path::new("/nonexistent-debugmon/proc"),
         8,
     );
-    let mut b = RecordBuilder::new(host, Clock::sample(), enricher);
+    let b = RecordBuilder::new(host, Clock::sample());
     let mut table = ProcessTable::new(16, 1, 1);
     let mut bash = ProcessEntry::new(30, 1, 1);
     bash.comm = b"bash".as_slice().into();
     bash.exe = b"/usr/bin/bash".as_slice().into();
     table.insert(bash);
-    let mut out = Vec::new();
+    // Records are built by the pipeline, which enriches and decides.
+    let mut p = Pipeline::new(table, enricher, b);
     let pk = sealer.public_key_hex();
-    b.agent(&mut out, 1, json!({"event": "started", "public_key": pk}))
-        .unwrap();
-    b.exec(&mut out, &exec_info(), &table).unwrap();
+    p.note(
+        1,
+        Kind::Agent,
+        json!({"event": "started", "public_key": pk}),
+    );
+    p.handle(&encode(&Event::Exec(exec_info())));
     // A kill by the fallback, of an io_uring open of another's memory.
     let killed = AccessInfo {
         ktime_ns: 6,
@@ -165,26 +169,23 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
         cgroup_id: 1,
         comm: b"bash".to_vec(),
         name: Vec::new(),
-        decision: Decision::Killed,
+        enforcement: Enforcement::Killed,
         rule: Some(u32::MAX),
     };
-    b.access(&mut out, &killed, &table, None).unwrap();
-    b.lost(
-        &mut out,
+    p.handle(&encode(&Event::Access(killed)));
+    p.report_lost(
         9,
         LostCounts {
             exec: 2,
             ..LostCounts::default()
         },
-        LostCounts::default(),
-    )
-    .unwrap();
-    b.agent(
-        &mut out,
+    );
+    p.note(
         10,
+        Kind::Agent,
         json!({"event": "stopped", "events": 1, "records": 4}),
-    )
-    .unwrap();
+    );
+    let out = p.take_batch();
     let mut n = 0;
     for line in out.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
         let unsealed: Value = serde_json::from_slice(line).unwrap();

@@ -20,9 +20,12 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::kernel::{
-    EVENTS, EXEC_SCRATCH, count_lost, current_comm, current_pid_tgid, is_agent, offsets,
-    read_creds, read_cwd, read_ns, read_or_zero, read_tty, wake_if_idle,
+use crate::{
+    ring::{EVENTS, EXEC_SCRATCH, count_lost, wake_if_idle},
+    task::{
+        current_comm, current_pid_tgid, is_agent, offsets, read_creds, read_cwd, read_ns,
+        read_or_zero, read_tty,
+    },
 };
 
 // Both caps are powers of two, which lets a mask prove bounds to the verifier.

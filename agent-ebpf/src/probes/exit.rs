@@ -9,8 +9,9 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::kernel::{
-    EVENTS, count_lost, current_pid_tgid, is_agent, lazy_wakeup, offsets, read_field, read_or_zero,
+use crate::{
+    ring::{EVENTS, count_lost, lazy_wakeup},
+    task::{current_pid_tgid, is_agent, offsets, read_field, read_or_zero},
 };
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]

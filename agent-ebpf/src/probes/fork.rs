@@ -9,9 +9,12 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
-use crate::kernel::{
-    EVENTS, count_lost, current_comm, current_pid_tgid, is_agent, lazy_wakeup, offsets, read_creds,
-    read_field, read_ns, read_or_zero,
+use crate::{
+    ring::{EVENTS, count_lost, lazy_wakeup},
+    task::{
+        current_comm, current_pid_tgid, is_agent, offsets, read_creds, read_field, read_ns,
+        read_or_zero,
+    },
 };
 
 #[btf_tracepoint(function = "sched_process_fork")]

@@ -7,13 +7,13 @@
 //! everyone but the agent itself, pid 1 (so `systemctl stop` works) and the
 //! kernel.
 
-use agent_common::{AccessKind, Decision, ops};
+use agent_common::{AccessKind, Enforcement, ops};
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 
 use crate::{
     enforce::{NO_SLOT, decide_actor, decide_exec, decide_target},
-    kernel::{current_pid_tgid, is_agent, offsets, read_or_zero},
-    probes::access::{deny_event, report_denial},
+    probes::access::event::{deny_event, report_denial},
+    task::{current_pid_tgid, is_agent, offsets, read_or_zero},
 };
 
 const EPERM: i32 = 1;
@@ -44,7 +44,7 @@ pub(crate) fn lsm_ptrace_access_check(ctx: LsmContext) -> i32 {
     match slot {
         NO_SLOT => 0,
         slot => {
-            let mut ev = deny_event(AccessKind::LsmAccess, target, slot, Decision::DeniedLsm);
+            let mut ev = deny_event(AccessKind::LsmAccess, target, slot, Enforcement::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.request = u64::from(mode);
             }
@@ -69,7 +69,7 @@ pub(crate) fn lsm_ptrace_traceme(_ctx: LsmContext) -> i32 {
                 AccessKind::LsmTraceme,
                 0,
                 slot,
-                Decision::DeniedLsm,
+                Enforcement::DeniedLsm,
             ));
             -EPERM
         }
@@ -92,7 +92,7 @@ pub(crate) fn lsm_bprm_check_security(ctx: LsmContext) -> i32 {
     match decide_exec(ino, dev) {
         NO_SLOT => 0,
         slot => {
-            let mut ev = deny_event(AccessKind::LsmExec, 0, slot, Decision::DeniedLsm);
+            let mut ev = deny_event(AccessKind::LsmExec, 0, slot, Enforcement::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.arg = ino;
             }
@@ -119,7 +119,7 @@ pub(crate) fn lsm_task_kill(ctx: LsmContext) -> i32 {
         AccessKind::LsmKill,
         target_tgid,
         SELF_PROTECTION,
-        Decision::DeniedLsm,
+        Enforcement::DeniedLsm,
     );
     if let Some(e) = ev.as_deref_mut() {
         e.request = sig as u64;
@@ -138,7 +138,7 @@ pub(crate) fn lsm_perf_event_open(ctx: LsmContext) -> i32 {
     match decide_actor(ops::PERF) {
         NO_SLOT => 0,
         slot => {
-            let mut ev = deny_event(AccessKind::LsmPerf, 0, slot, Decision::DeniedLsm);
+            let mut ev = deny_event(AccessKind::LsmPerf, 0, slot, Enforcement::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.request = kind as u64;
             }
@@ -163,7 +163,7 @@ pub(crate) fn lsm_bpf(ctx: LsmContext) -> i32 {
     match decide_actor(ops::BPF) {
         NO_SLOT => 0,
         slot => {
-            let mut ev = deny_event(AccessKind::LsmBpf, 0, slot, Decision::DeniedLsm);
+            let mut ev = deny_event(AccessKind::LsmBpf, 0, slot, Enforcement::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.request = cmd as u64;
             }

@@ -5,7 +5,6 @@
 
 use std::{
     collections::HashMap,
-    ffi::OsString,
     fmt, io,
     ops::Range,
     path::{Path, PathBuf},
@@ -18,30 +17,10 @@ use toml::{
 };
 
 use super::{Config, overrides};
+use crate::sys::env::Strings;
 
 /// Where `debugmon run` looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/debugmon/config.toml";
-
-/// Named strings (environment variables). A trait so that tests hand in a
-/// map instead of mutating the process environment.
-pub trait Strings {
-    fn get(&self, name: &str) -> Option<OsString>;
-}
-
-/// The real process environment.
-pub struct ProcessEnv;
-
-impl Strings for ProcessEnv {
-    fn get(&self, name: &str) -> Option<OsString> {
-        std::env::var_os(name)
-    }
-}
-
-impl Strings for HashMap<String, String> {
-    fn get(&self, name: &str) -> Option<OsString> {
-        HashMap::get(self, name).map(OsString::from)
-    }
-}
 
 /// A value given on the command line for a config key.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ pub mod validate;
 
 use std::{path::PathBuf, time::Duration};
 
-pub use load::{ConfigError, ConfigSource, DEFAULT_PATH, Flag, Invalid, ProcessEnv, Strings, load};
+pub use load::{ConfigError, ConfigSource, DEFAULT_PATH, Flag, Invalid, load};
 use serde::{Deserialize, Serialize};
 pub use units::{ByteSize, HumanDuration, Secret};
 
@@ -39,7 +39,7 @@ pub struct Config {
     pub log: LogSection,
     pub host: HostSection,
     /// What is removed from argv before a record is sealed.
-    pub redact: crate::redact::RedactConfig,
+    pub redact: crate::record::redact::RedactConfig,
 }
 
 /// `[agent]`: the kernel side and the process table.
@@ -312,14 +312,14 @@ impl Default for HostSection {
 }
 
 impl Config {
-    /// The driver's settings: the `[agent]` section, the metrics address
+    /// The agent's settings: the `[agent]` section, the metrics address
     /// and the delivery stage (sinks, spool, NATS, host key). Call on a
     /// validated config (an unparsable `metrics.listen` disables the
     /// endpoint here; `validate` refuses it). Fails when the NATS nkey seed
     /// file cannot be read.
-    pub fn to_agent_config(&self) -> Result<crate::agent::Config, crate::sink::nats::NatsError> {
+    pub fn to_settings(&self) -> Result<crate::runtime::Settings, crate::sink::nats::NatsError> {
         let a = &self.agent;
-        Ok(crate::agent::Config {
+        Ok(crate::runtime::Settings {
             ring_bytes: a.ring_mib.saturating_mul(1024 * 1024),
             ancestry_depth: a.ancestry_depth,
             table_max: a.table_max,

@@ -160,7 +160,7 @@ fn env_overrides_file_and_flags_override_env() {
     assert_eq!(c.agent.ancestry_depth, 5);
     assert_eq!(c.nats.urls, ["nats://b:2", "tls://c:3"]);
     assert!(c.nats.tls.required);
-    let run = c.to_agent_config().unwrap();
+    let run = c.to_settings().unwrap();
     assert_eq!(run.ring_bytes, 32 << 20);
     assert_eq!(run.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
 }
@@ -217,7 +217,7 @@ fn secrets_are_masked_in_debug_and_printout() {
 #[test]
 fn empty_metrics_listen_disables_the_endpoint() {
     let c = load_text("[metrics]\nlisten = \"\"\n", &no_env()).unwrap();
-    assert_eq!(c.to_agent_config().unwrap().metrics_listen, None);
+    assert_eq!(c.to_settings().unwrap().metrics_listen, None);
 }
 
 #[test]

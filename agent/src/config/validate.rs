@@ -133,11 +133,11 @@ impl Config {
         );
 
         self.validate_nats(&mut c);
-        if let Err(e) = crate::redact::Redactor::new(&self.redact) {
+        if let Err(e) = crate::record::redact::Redactor::new(&self.redact) {
             // The error names the pattern; compiling it is the only check.
             c.0.push(Problem {
                 key: "redact.patterns",
-                reason: crate::ebpf::loader::error_chain(&e),
+                reason: crate::error::error_chain(&e),
             });
         }
 

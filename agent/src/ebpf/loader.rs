@@ -18,9 +18,10 @@ use tracing::{info, warn};
 
 use super::{
     btf::{BtfError, KernelBtf, VMLINUX_BTF},
+    enforce::{EnforceError, Enforcer, Mechanism, mechanism},
     tracefs::{self, TracefsError, TracefsState},
 };
-use crate::enforce::{EnforceError, Enforcer, Mechanism, mechanism};
+use crate::error::error_chain;
 
 /// How a program is attached.
 #[derive(Debug, Clone, Copy)]
@@ -510,16 +511,4 @@ fn raise_memlock_limit() {
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) } != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "setrlimit(RLIMIT_MEMLOCK) failed");
     }
-}
-
-/// Renders an error and its sources on one line: `a: b: c`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -1,7 +1,10 @@
 //! Everything that touches the kernel's BPF interface: resolving kernel
-//! layouts (BTF, tracefs), loading and attaching the programs.
+//! layouts ([`btf`], [`tracefs`]), loading and attaching the programs
+//! ([`loader`], whose tables say which program goes on which hook), and the
+//! decision maps enforcement reads ([`enforce`]).
 
 pub mod btf;
+pub mod enforce;
 pub mod loader;
 pub mod tracefs;
 

@@ -5,18 +5,22 @@
 
 pub mod cgroups;
 pub mod session;
-pub mod users;
+pub mod text;
 
 use std::path::Path;
 
 use agent_common::{Creds, NsIds};
 use serde::Serialize;
 
-pub use self::session::Ssh;
-use self::{cgroups::CgroupResolver, session::SessionCache, users::UserDb};
+use self::{cgroups::CgroupResolver, session::SessionCache};
+pub use self::{
+    session::Ssh,
+    text::{Escapes, render},
+};
 use crate::{
+    event::{AccessInfo, ExecInfo},
     process::{ProcessEntry, ProcessTable},
-    record::render,
+    sys::users::UserDb,
 };
 
 /// One level of ancestry, nearest parent first.
@@ -50,7 +54,7 @@ impl From<NsIds> for Namespaces {
     }
 }
 
-/// Who acted (DESIGN.md `actor`).
+/// Who acted (docs/records.md `actor`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Actor {
     pub ancestry: Vec<AncestorOut>,
@@ -81,7 +85,7 @@ pub struct Actor {
     pub user: Option<String>,
 }
 
-/// What was acted upon (DESIGN.md `target`).
+/// What was acted upon (docs/records.md `target`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Target {
     /// Host pid (0 when it could not be resolved).
@@ -138,16 +142,42 @@ pub struct ActorFacts<'a> {
     pub cwd: Option<&'a [u8]>,
 }
 
-/// Renders bytes and remembers whether escaping was needed.
-pub struct Escapes(pub Vec<&'static str>);
-
-impl Escapes {
-    pub fn text(&mut self, field: &'static str, b: &[u8]) -> String {
-        let (s, esc) = render(b);
-        if esc && !self.0.contains(&field) {
-            self.0.push(field);
+impl<'a> ActorFacts<'a> {
+    /// What the kernel said about the actor of an exec.
+    pub fn of_exec(e: &'a ExecInfo) -> Self {
+        Self {
+            pid: e.tgid,
+            ppid: e.ppid,
+            start_ns: e.start_ns,
+            creds: e.creds,
+            cgroup_id: e.cgroup_id,
+            ns: e.ns,
+            comm: &e.comm,
+            exe: &e.filename,
+            argv: &e.argv,
+            tty: &e.tty,
+            cwd: e.cwd.as_deref(),
         }
-        s.into_owned()
+    }
+
+    /// The actor of an access: the event's credentials, and what the table
+    /// knows of its program (`entry`, when known).
+    pub fn of_access(a: &'a AccessInfo, entry: Option<&'a ProcessEntry>) -> Self {
+        const NO_ARGV: &[Vec<u8>] = &[];
+        Self {
+            pid: a.tgid,
+            ppid: a.ppid,
+            start_ns: a.start_ns,
+            creds: a.creds,
+            cgroup_id: a.cgroup_id,
+            ns: a.ns,
+            comm: &a.comm,
+            exe: entry.map_or(&[][..], |e| &e.exe),
+            argv: entry.map_or(NO_ARGV, |e| &e.argv),
+            tty: entry.map_or(&[][..], |e| &e.tty),
+            // The actor may have changed directory since its exec.
+            cwd: None,
+        }
     }
 }
 
@@ -304,6 +334,26 @@ impl Enricher {
             return Some(named);
         }
         table.host_pid(actor_ns.pid_ns, named)
+    }
+
+    /// The target of an access: the process the actor named, as a host
+    /// process (resolved by the kernel, or here through the actor's pid
+    /// namespace); unresolved when it cannot be mapped, `None` when the
+    /// access named no process.
+    pub fn access_target(
+        &mut self,
+        a: &AccessInfo,
+        table: &ProcessTable,
+        esc: &mut Escapes,
+    ) -> Option<Target> {
+        let host_pid = a
+            .target_host_pid
+            .or_else(|| self.resolve_target(a.ns, a.target_pid, table));
+        match (a.target_pid, host_pid) {
+            (0, None) => None,
+            (named, Some(h)) => Some(self.target(h, named, table, esc)),
+            (named, None) => Some(Target::unresolved(named)),
+        }
     }
 
     pub fn target(

@@ -102,11 +102,7 @@ impl SessionCache {
     pub fn cwd(&self, pid: u32) -> Option<String> {
         fs::read_link(self.proc_root.join(pid.to_string()).join("cwd"))
             .ok()
-            .map(|p| {
-                crate::record::render(p.as_os_str().as_bytes())
-                    .0
-                    .into_owned()
-            })
+            .map(|p| super::text::render(p.as_os_str().as_bytes()).0.into_owned())
     }
 }
 

@@ -2,7 +2,7 @@
 //! paths and arguments need not be UTF-8, and the record builder decides how
 //! to render them.
 
-use agent_common::{AccessKind, Creds, Decision, NsIds};
+use agent_common::{AccessKind, Creds, Enforcement, NsIds};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -106,7 +106,7 @@ pub struct AccessInfo {
     /// bpf program name.
     pub name: Vec<u8>,
     /// What the kernel did about it.
-    pub decision: Decision,
+    pub enforcement: Enforcement,
     /// Kernel rule slot behind the decision (`u32::MAX`: self-protection).
     pub rule: Option<u32>,
 }

@@ -1,26 +1,26 @@
-//! Just-in-time grants (DESIGN.md "Policy"): a user may debug a target for
-//! a bounded time, e.g. `debugmon grant --user alice --target
+//! Just-in-time grants (policies/README.md "Grants"): a user may debug a
+//! target for a bounded time, e.g. `debugmon grant --user alice --target
 //! unit:payments.service --for 30m --reason INC-1234`.
 //!
-//! - [`Grant`], [`GrantTarget`], [`parse_duration`]: the data
+//! - [`Grant`], [`GrantTarget`] (what a grant covers, which the policy
+//!   engine checks: [`crate::policy::grant`]), [`parse_duration`]
 //! - [`store`]: persisted grants with expiry and an injectable clock
 //! - [`control`]: the root-only control socket (server and client)
 
 pub mod control;
 pub mod store;
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use self::store::{Clock, GrantStore, ManualClock, SystemClock};
-use crate::policy::event::Target;
+pub use crate::policy::grant::{BadTarget, Grant, GrantTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
-    #[error("bad grant target `{0}`: expected unit:NAME, pid:N, exe:/PATH or any")]
-    BadTarget(String),
+    #[error(transparent)]
+    BadTarget(#[from] BadTarget),
     #[error("bad duration `{0}`: expected e.g. 90s, 30m, 2h or 1h30m")]
     BadDuration(String),
     #[error("grant of {requested} refused: longer than the maximum of {max}")]
@@ -42,86 +42,6 @@ pub enum GrantError {
         #[source]
         json_error: serde_json::Error,
     },
-}
-
-/// What a grant lets its user debug.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum GrantTarget {
-    /// Every process of a systemd unit (survives restarts of the service).
-    Unit(String),
-    Pid(u32),
-    /// Processes running this executable.
-    Exe(String),
-    Any,
-}
-
-impl FromStr for GrantTarget {
-    type Err = GrantError;
-
-    fn from_str(s: &str) -> Result<Self, GrantError> {
-        let bad = || GrantError::BadTarget(s.to_owned());
-        if s == "any" {
-            return Ok(Self::Any);
-        }
-        let (kind, v) = s.split_once(':').ok_or_else(bad)?;
-        match kind {
-            "unit" if !v.is_empty() => Ok(Self::Unit(v.to_owned())),
-            "pid" => v.parse().map(Self::Pid).map_err(|_| bad()),
-            "exe" if v.starts_with('/') => Ok(Self::Exe(v.to_owned())),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl TryFrom<String> for GrantTarget {
-    type Error = GrantError;
-
-    fn try_from(s: String) -> Result<Self, GrantError> {
-        s.parse()
-    }
-}
-
-impl From<GrantTarget> for String {
-    fn from(t: GrantTarget) -> String {
-        t.to_string()
-    }
-}
-
-impl fmt::Display for GrantTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unit(u) => write!(f, "unit:{u}"),
-            Self::Pid(p) => write!(f, "pid:{p}"),
-            Self::Exe(e) => write!(f, "exe:{e}"),
-            Self::Any => f.write_str("any"),
-        }
-    }
-}
-
-impl GrantTarget {
-    /// Whether this grant covers `target`. An action without a target (the
-    /// exec of a debugger) is covered by any grant: the grant lets its user
-    /// start the debugger, and the attach is checked against the target.
-    pub fn covers(&self, target: Option<&Target>) -> bool {
-        let Some(t) = target else { return true };
-        match self {
-            Self::Any => true,
-            Self::Unit(u) => t.unit.as_deref() == Some(u),
-            Self::Pid(p) => t.pid == Some(*p),
-            Self::Exe(e) => t.exe.as_deref() == Some(e),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grant {
-    pub id: String,
-    pub user: String,
-    pub target: GrantTarget,
-    pub reason: String,
-    pub created: DateTime<Utc>,
-    pub expires: DateTime<Utc>,
 }
 
 /// Something that happened to a grant, for the caller to record as a
@@ -198,30 +118,5 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
-    }
-
-    #[test]
-    fn targets_parse_and_cover() {
-        let unit: GrantTarget = "unit:pg.service".parse().unwrap();
-        assert_eq!(unit.to_string(), "unit:pg.service");
-        assert_eq!(
-            "pid:77".parse::<GrantTarget>().unwrap(),
-            GrantTarget::Pid(77)
-        );
-        assert!("exe:relative".parse::<GrantTarget>().is_err());
-        assert!("pid:x".parse::<GrantTarget>().is_err());
-        assert!("host:x".parse::<GrantTarget>().is_err());
-        let t = Target {
-            pid: Some(77),
-            unit: Some("pg.service".into()),
-            exe: Some("/usr/bin/pg".into()),
-            ..Target::default()
-        };
-        assert!(unit.covers(Some(&t)));
-        assert!(GrantTarget::Pid(77).covers(Some(&t)));
-        assert!(!GrantTarget::Pid(78).covers(Some(&t)));
-        assert!(GrantTarget::Exe("/usr/bin/pg".into()).covers(Some(&t)));
-        assert!(!GrantTarget::Unit("other".into()).covers(Some(&t)));
-        assert!(GrantTarget::Unit("other".into()).covers(None));
     }
 }

@@ -12,9 +12,14 @@
 //! `policy_reloads_total`, `grants_active`, `spool_records`, `spool_bytes`,
 //! `nats_connected`, `nats_publish_errors_total`, `nats_ack_latency_seconds`.
 //!
-//! [`render`] holds the text exposition.
+//! - [`render`]: the text exposition
+//! - [`status`]: the `debugmon status` report built from the registry, and
+//!   the client that fetches it
+//! - [`http`]: the endpoint serving `/metrics` and `/status`
 
+pub mod http;
 pub mod render;
+pub mod status;
 
 use std::{
     sync::{
@@ -25,6 +30,8 @@ use std::{
 };
 
 use agent_common::AccessKind;
+
+use crate::event::Kind;
 
 /// `kind` label values of `debugmon_events_total`: the kernel event, and for
 /// accesses the syscall family.
@@ -48,18 +55,17 @@ pub const EVENT_KINDS: [&str; 17] = [
     "lsm_bpf",
 ];
 
-/// `kind` label values of `debugmon_records_total`: the record kinds of DESIGN.md.
-pub const RECORD_KINDS: [&str; 9] = [
-    "exec",
-    "ptrace",
-    "mem_access",
-    "perf_attach",
-    "bpf",
-    "grant",
-    "policy",
-    "agent",
-    "lost",
-];
+/// `kind` label values of `debugmon_records_total`: the record kinds
+/// (docs/records.md), in [`Kind::WRITTEN`] order.
+pub const RECORD_KINDS: [&str; Kind::WRITTEN.len()] = {
+    let mut names = [""; Kind::WRITTEN.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Kind::WRITTEN[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// `action` label values of `debugmon_decisions_total`.
 pub const ACTIONS: [&str; 3] = ["allow", "alert", "deny"];
@@ -205,9 +211,9 @@ impl Metrics {
         self.events[kind.index()].fetch_add(1, Relaxed);
     }
 
-    /// Counts one record of `kind` (one of [`RECORD_KINDS`]; others are ignored).
-    pub fn record(&self, kind: &str) {
-        if let Some(i) = RECORD_KINDS.iter().position(|k| *k == kind) {
+    /// Counts one record of `kind` (a kind the agent does not write is ignored).
+    pub fn record(&self, kind: Kind) {
+        if let Some(i) = Kind::WRITTEN.iter().position(|k| *k == kind) {
             self.records[i].fetch_add(1, Relaxed);
         }
     }

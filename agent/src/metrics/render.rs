@@ -220,8 +220,8 @@ mod tests {
         m.event(&EventLabel::Exec);
         m.event(&EventLabel::Exec);
         m.event(&EventLabel::Access(AccessKind::Ptrace));
-        m.record("exec");
-        m.record("not-a-kind");
+        m.record(crate::event::Kind::Exec);
+        m.record(crate::event::Kind::Other);
         m.set_kernel_lost([1, 0, 0, 7]);
         m.set_undecodable(3);
         m.update_info(|i| i.programs = vec!["a".into(), "b".into()]);

@@ -21,13 +21,13 @@ use serde::Serialize;
 
 use super::{
     event::{EventClass, Kind, PolicyEvent, Target},
+    grant::Grant,
     index::Source,
     model::{Action, Severity},
     set::{Cond, Flag, IdField, PolicySet, Rule},
 };
-use crate::grants::Grant;
 
-/// Finds an active grant; implemented by [`crate::grants::GrantStore`].
+/// Finds an active grant; implemented by the grants store.
 pub trait GrantLookup {
     /// An unexpired grant held by `user` that covers `target`. An event
     /// without a target (an exec) is covered by any grant of the user.
@@ -51,7 +51,7 @@ pub struct EvalContext<'a> {
 
 /// The outcome for one event; borrows from the set and the grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Decision<'a> {
+pub struct Ruling<'a> {
     pub action: Action,
     pub rule: Option<&'a str>,
     pub severity: Severity,
@@ -64,7 +64,7 @@ pub struct Decision<'a> {
 pub const REASON_NO_MATCH: &str = "no rule matched (log only)";
 pub const REASON_GRANTED: &str = "covered by an active grant";
 
-impl Decision<'_> {
+impl Ruling<'_> {
     pub(crate) fn default_allow() -> Self {
         Self {
             action: Action::Allow,
@@ -302,9 +302,9 @@ impl<'e, 's> Facts<'e, 's> {
 
 impl PolicySet {
     /// Decides `ev`. See the module docs for the semantics.
-    pub fn evaluate<'a>(&'a self, ev: &PolicyEvent, ctx: &EvalContext<'a>) -> Decision<'a> {
+    pub fn evaluate<'a>(&'a self, ev: &PolicyEvent, ctx: &EvalContext<'a>) -> Ruling<'a> {
         let Some(class) = ev.class() else {
-            return Decision::default_allow();
+            return Ruling::default_allow();
         };
         with_scratch(|s| {
             let mut cand = std::mem::take(&mut s.cand);
@@ -323,7 +323,7 @@ impl PolicySet {
         candidates: impl Iterator<Item = u32>,
         facts: &mut Facts<'_, '_>,
         ctx: &EvalContext<'a>,
-    ) -> Decision<'a> {
+    ) -> Ruling<'a> {
         let mut best: Option<&Rule> = None;
         let mut granted: Option<(&Rule, &Grant)> = None;
         for ri in candidates {
@@ -343,7 +343,7 @@ impl PolicySet {
         }
         let grant_id = granted.map(|(_, g)| g.id.as_str());
         match (best, granted) {
-            (Some(r), _) => Decision {
+            (Some(r), _) => Ruling {
                 action: r.action,
                 rule: Some(&r.name),
                 severity: r.severity,
@@ -351,7 +351,7 @@ impl PolicySet {
                 grant_id,
                 tags: &r.tags,
             },
-            (None, Some((r, _))) => Decision {
+            (None, Some((r, _))) => Ruling {
                 action: Action::Allow,
                 rule: Some(&r.name),
                 severity: Severity::Info,
@@ -359,7 +359,7 @@ impl PolicySet {
                 grant_id,
                 tags: &r.tags,
             },
-            (None, None) => Decision::default_allow(),
+            (None, None) => Ruling::default_allow(),
         }
     }
 

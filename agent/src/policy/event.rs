@@ -1,23 +1,11 @@
-//! The event the engine evaluates: an owned view of a record (DESIGN.md
-//! "Record") with only the fields policy can look at. It deserializes from
-//! a record's JSON, ignores unknown fields and treats every field that can
+//! The event the engine evaluates: an owned view of a record
+//! (docs/records.md) with only the fields policy can look at. It
+//! deserializes from a record's JSON, ignores unknown fields and treats every field that can
 //! be missing as optional, so records from older or newer agents still load.
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Exec,
-    Ptrace,
-    MemAccess,
-    PerfAttach,
-    Bpf,
-    /// grant, policy, agent, lost...: records no rule applies to.
-    #[default]
-    #[serde(other)]
-    Other,
-}
+pub use crate::event::Kind;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Ssh {
@@ -160,7 +148,7 @@ impl PolicyEvent {
             },
             Kind::PerfAttach => EventClass::PerfAttach,
             Kind::Bpf => EventClass::BpfLoad,
-            Kind::Other => return None,
+            Kind::Grant | Kind::Policy | Kind::Agent | Kind::Lost | Kind::Other => return None,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::{fmt, path::PathBuf};
 
 use super::{
     diag::Pos,
-    engine::{Decision, EvalContext, Exemption, Facts, Outcome, with_scratch},
+    engine::{EvalContext, Exemption, Facts, Outcome, Ruling, with_scratch},
     event::{EventClass, PolicyEvent},
     index::Source,
     set::{Cond, Flag, IdField, PolicySet},
@@ -37,7 +37,7 @@ pub struct RuleVerdict {
 
 pub struct Explanation<'a> {
     pub class: Option<EventClass>,
-    pub decision: Decision<'a>,
+    pub decision: Ruling<'a>,
     pub rules: Vec<RuleVerdict>,
 }
 

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{engine::Decision, event::PolicyEvent};
+use super::{engine::Ruling, event::PolicyEvent};
 
 /// What makes two alerts "the same". The target is identified by unit, exe
 /// and comm rather than pid so that attaching to each worker of a service
@@ -25,7 +25,7 @@ pub struct FoldKey {
 }
 
 impl FoldKey {
-    pub fn new(ev: &PolicyEvent, d: &Decision<'_>) -> Self {
+    pub fn new(ev: &PolicyEvent, d: &Ruling<'_>) -> Self {
         let t = ev.target.as_ref();
         Self {
             rule: d.rule.unwrap_or_default().to_owned(),

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{
-    engine::Decision,
+    engine::Ruling,
     event::{EventClass, PolicyEvent},
     model::Action,
 };
@@ -52,7 +52,7 @@ fn what(ev: &PolicyEvent) -> String {
 /// with gdb (pid 4242) on postgres (pid 77, postgresql.service): rule
 /// attach-to-database. Request access: debugmon grant --user alice --target
 /// unit:postgresql.service --for 30m --reason <ticket>`.
-pub fn human_line(ev: &PolicyEvent, d: &Decision<'_>) -> String {
+pub fn human_line(ev: &PolicyEvent, d: &Ruling<'_>) -> String {
     let a = &ev.actor;
     let verdict = match d.action {
         Action::Deny => "DENIED",
@@ -135,8 +135,8 @@ mod tests {
     use super::*;
     use crate::policy::model::Severity;
 
-    fn decision(action: Action) -> Decision<'static> {
-        Decision {
+    fn decision(action: Action) -> Ruling<'static> {
+        Ruling {
             action,
             rule: Some("attach-to-database"),
             severity: Severity::Critical,

@@ -10,9 +10,9 @@ use chrono::{TimeZone, Utc};
 
 use super::{
     engine::{Facts, Outcome, with_scratch},
+    grant::{Grant, GrantTarget},
     *,
 };
-use crate::grants::{Grant, GrantTarget};
 
 const RULES: &str = r#"
 debuggers:
@@ -149,9 +149,9 @@ fn events() -> Vec<PolicyEvent> {
 
 /// `evaluate` without the key index: every rule is a candidate, in load
 /// order (the choice among candidates is the engine's own).
-fn decide_by_scan<'a>(set: &'a PolicySet, e: &PolicyEvent, cx: &EvalContext<'a>) -> Decision<'a> {
+fn decide_by_scan<'a>(set: &'a PolicySet, e: &PolicyEvent, cx: &EvalContext<'a>) -> Ruling<'a> {
     if e.class().is_none() {
-        return Decision::default_allow();
+        return Ruling::default_allow();
     }
     with_scratch(|s| {
         let mut facts = Facts::new(set, e, s);

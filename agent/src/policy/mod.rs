@@ -1,6 +1,7 @@
-//! The policy engine (DESIGN.md "Policy"): YAML policy files are loaded and
-//! compiled once into a [`PolicySet`]; each event ([`PolicyEvent`]) is
-//! evaluated into a [`Decision`] without allocating. Also the pieces the CLI
+//! The policy engine (schema and semantics: policies/README.md): YAML
+//! policy files are loaded and compiled once into a [`PolicySet`]; each
+//! event ([`PolicyEvent`]) is evaluated into a [`Ruling`] without
+//! allocating. Also the pieces the CLI
 //! and the pipeline call around it: [`check_paths`] (`policy check`),
 //! [`explain`] (`policy explain`), [`human_line`] (the journal line of a
 //! denial or alert), [`AlertFolder`] and [`PolicyWatcher`] (hot reload).
@@ -11,6 +12,8 @@
 //! - `index`, `compile`, `set`: patterns, rules and key index, built per load
 //! - [`engine`]: evaluation and its semantics
 //! - [`load`]: files, directories, hash, watcher
+//! - [`grant`]: what a grant covers (the store is `crate::grants`)
+//! - [`kernel`]: the deny rules the kernel can decide, in map form
 
 mod compile;
 pub mod diag;
@@ -18,10 +21,12 @@ pub mod engine;
 pub mod event;
 pub mod explain;
 pub mod fold;
+pub mod grant;
 pub mod human;
 mod index;
 #[cfg(test)]
 mod index_tests;
+pub mod kernel;
 pub mod load;
 pub mod model;
 mod set;
@@ -31,7 +36,7 @@ mod timewin;
 mod yaml;
 
 pub use diag::{Diagnostic, Pos};
-pub use engine::{Decision, EvalContext, GrantLookup, NoGrants};
+pub use engine::{EvalContext, GrantLookup, NoGrants, Ruling};
 pub use event::{EventClass, PolicyEvent};
 pub use explain::{Explanation, explain};
 pub use fold::{AlertFolder, FoldKey, Folded};

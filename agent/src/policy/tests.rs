@@ -3,8 +3,11 @@
 
 use chrono::{TimeZone, Utc};
 
-use super::{engine::REASON_GRANTED, *};
-use crate::grants::{Grant, GrantTarget};
+use super::{
+    engine::REASON_GRANTED,
+    grant::{Grant, GrantTarget},
+    *,
+};
 
 const DEBUGGERS: &str = "
 debuggers:

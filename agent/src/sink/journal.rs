@@ -15,7 +15,7 @@ use std::{
 
 use thiserror::Error;
 
-use crate::seal::Sealed;
+use crate::record::seal::Sealed;
 
 /// journald's native socket.
 pub const SOCKET: &str = "/run/systemd/journal/socket";

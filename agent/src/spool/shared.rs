@@ -10,7 +10,7 @@ use std::{
 use tokio::sync::Notify;
 
 use super::{Spool, SpoolError};
-use crate::seal::Sealed;
+use crate::record::seal::Sealed;
 
 #[derive(Debug, Clone)]
 pub struct SharedSpool {

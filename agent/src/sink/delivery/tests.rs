@@ -10,7 +10,7 @@ use std::{
 use serde_json::{Value, json};
 
 use super::*;
-use crate::{redact::RedactConfig, verify::Verifier};
+use crate::record::{redact::RedactConfig, verify::Verifier};
 
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -58,7 +58,7 @@ fn lines(buf: &Shared) -> Vec<Value> {
         .collect()
 }
 
-fn verify(buf: &Shared, key: &str) -> crate::verify::VerifyReport {
+fn verify(buf: &Shared, key: &str) -> crate::record::verify::VerifyReport {
     let mut v = Verifier::new(&[key.to_owned()]).unwrap();
     v.read(io::Cursor::new(buf.0.lock().unwrap().clone()), "buffer")
         .unwrap();
@@ -282,13 +282,13 @@ fn the_canonical_fast_path_seals_exactly_what_the_slow_path_seals() {
     let mut alert: Value = serde_json::from_slice(&builder_line(3, &["gdb", "-p", "1"])).unwrap();
     alert["decision"] =
         json!({"action": "deny", "severity": "critical", "rule": "r", "enforced": "lsm"});
-    lines.push(crate::canonical::to_vec(&alert));
-    let mut fast = crate::seal::Sealer::open(&dir.path().join("a"), &key).unwrap();
-    let mut slow = crate::seal::Sealer::open(&dir.path().join("b"), &key).unwrap();
+    lines.push(crate::record::canonical::to_vec(&alert));
+    let mut fast = crate::record::seal::Sealer::open(&dir.path().join("a"), &key).unwrap();
+    let mut slow = crate::record::seal::Sealer::open(&dir.path().join("b"), &key).unwrap();
     for line in &lines {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let f = prepare_canonical(&redactor, line).expect("canonical input takes the fast path");
-        let s = crate::seal::Unsealed::Map(prepare_line(&redactor, line).unwrap());
+        let s = crate::record::seal::Unsealed::Map(prepare_line(&redactor, line).unwrap());
         let (f, s) = (
             fast.seal_group(vec![f]).unwrap().remove(0),
             slow.seal_group(vec![s]).unwrap().remove(0),

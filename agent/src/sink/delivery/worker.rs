@@ -7,7 +7,7 @@
 //! else at most once per `sync_interval` (and when the stream pauses): an
 //! fsync per group cost more CPU than everything else the agent does per
 //! exec. What the page cache holds survives a crash of the agent; after a
-//! power loss the sealer declares the unsynced tail (see [`crate::seal`]).
+//! power loss the sealer declares the unsynced tail (see [`crate::record::seal`]).
 
 use std::{
     borrow::Cow,
@@ -22,9 +22,12 @@ use tracing::{error, warn};
 
 use super::{Counters, DeliveryError};
 use crate::{
-    canonical,
-    redact::Redactor,
-    seal::{Sealed, Sealer, Unsealed, severity_of},
+    record::{
+        alert::severity_of,
+        canonical,
+        redact::Redactor,
+        seal::{Sealed, Sealer, Unsealed},
+    },
     sink::{file::RotatingFile, journal::Journal},
     spool::SharedSpool,
 };
@@ -316,7 +319,7 @@ fn sink_error(c: &Counters, sink: &str, e: &dyn std::error::Error, records: usiz
     if n.is_power_of_two() || records > 1 {
         error!(
             sink,
-            error = %crate::sink::nats::error_chain(e),
+            error = %crate::error::error_chain(e),
             count = n,
             "writing records to a local sink failed"
         );

@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, stream};
 use serde::Deserialize;
 use thiserror::Error;
 
-/// The subject prefix by default (DESIGN.md "NATS"): records go to
+/// The subject prefix by default (docs/records.md): records go to
 /// `debugmon.audit.<host>.<kind>` and `debugmon.alert.<host>.<severity>`.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "debugmon";
 
@@ -347,7 +347,3 @@ pub async fn ensure_stream(
     }
     Ok(stream)
 }
-
-/// The error and its causes, `: `-joined (NATS errors hide the useful
-/// part, e.g. the TLS reason, in the chain).
-pub use crate::ebpf::loader::error_chain;

@@ -1,0 +1,119 @@
+//! `debugmon grant`: ask for, list or revoke time-boxed access, as root,
+//! over the agent's control socket. Exit codes: 0 ok, 1 runtime error or
+//! a refused request, 2 usage error.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::Subcommand;
+
+use super::runtime;
+use crate::{
+    error::error_chain,
+    grants::control::{self, Request, Response},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// User the grant is for
+    #[arg(long)]
+    user: Option<String>,
+    /// unit:NAME | pid:N | exe:/PATH | any
+    #[arg(long)]
+    target: Option<String>,
+    /// How long, e.g. 30m, 2h (at most the configured maximum)
+    #[arg(long = "for", value_name = "DURATION")]
+    duration: Option<String>,
+    /// Why: a ticket or incident id
+    #[arg(long)]
+    reason: Option<String>,
+    /// Control socket of the agent
+    #[arg(long, default_value = "/run/debugmon/control.sock")]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List active grants
+    List,
+    /// Revoke a grant by id
+    Revoke { id: String },
+}
+
+pub fn main(a: Args) -> ExitCode {
+    let req = match a.command {
+        Some(Command::List) => Request::List,
+        Some(Command::Revoke { id }) => Request::Revoke { id },
+        None => match (a.user, a.target, a.duration, a.reason) {
+            (Some(user), Some(target), Some(duration), Some(reason)) => Request::Grant {
+                user,
+                target,
+                duration,
+                reason,
+            },
+            _ => {
+                eprintln!("debugmon grant: --user, --target, --for and --reason are all required");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    grant_request(&a.socket, &req)
+}
+
+/// Sends one request to the agent's control socket and prints the answer.
+pub fn grant_request(socket: &Path, req: &Request) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(control::request(socket, req)) {
+        Ok(resp) => print_response(&resp),
+        Err(e) => {
+            eprintln!(
+                "debugmon: {} (is the agent running, and are you root?)",
+                error_chain(&e)
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_response(r: &Response) -> ExitCode {
+    if !r.ok {
+        eprintln!(
+            "debugmon: refused: {}",
+            r.error.as_deref().unwrap_or("unknown error")
+        );
+        return ExitCode::from(1);
+    }
+    if let Some(g) = &r.grant {
+        println!(
+            "grant {} for {} on {} until {} ({})",
+            g.id,
+            g.user,
+            g.target,
+            g.expires.to_rfc3339(),
+            g.reason
+        );
+    }
+    if let Some(list) = &r.grants {
+        if list.is_empty() {
+            println!("no active grants");
+        }
+        for g in list {
+            println!(
+                "{}  {}  {}  until {}  {}",
+                g.id,
+                g.user,
+                g.target,
+                g.expires.to_rfc3339(),
+                g.reason
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}

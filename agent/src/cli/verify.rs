@@ -1,0 +1,219 @@
+//! `debugmon verify`: reads sealed records from a file, stdin or the
+//! JetStream stream, checks them ([`crate::record::verify`]) and prints the
+//! report; exit 1 on any problem.
+
+use std::{
+    io::{self, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use thiserror::Error;
+
+use super::{nats::NatsFlags, runtime};
+use crate::{
+    error::error_chain,
+    record::verify::{Verifier, VerifyError, VerifyReport},
+    sink::nats::{NatsConfig, NatsError, read::read_subject},
+};
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "stdin", "nats"])))]
+pub struct Args {
+    /// A file of records, one JSON object per line
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Records on standard input
+    #[arg(long)]
+    stdin: bool,
+    /// Read the JetStream stream at this server URL
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// Subject to read from the stream [default: <nats.subject_prefix>.audit.>, debugmon.audit.>
+    /// without --config]
+    #[arg(long)]
+    subject: Option<String>,
+    /// First tokens of the records' subjects [default: nats.subject_prefix of the config, else
+    /// debugmon]
+    #[arg(long, value_name = "PREFIX")]
+    subject_prefix: Option<String>,
+    /// Trusted host public key (hex); repeatable [default: keys from the agent start records]
+    #[arg(long = "key", value_name = "HEX")]
+    keys: Vec<String>,
+    /// Config file whose [nats] section gives stream, TLS and credentials
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// `debugmon verify`'s flags. Exactly one source: `file`, `stdin` or `nats.url`.
+#[derive(Debug, Default)]
+pub struct VerifyFlags {
+    pub file: Option<PathBuf>,
+    pub stdin: bool,
+    pub nats: NatsFlags,
+    /// `None`: every record, `<nats.subject_prefix>.audit.>`.
+    pub subject: Option<String>,
+    pub keys: Vec<String>,
+    /// The report as JSON instead of text.
+    pub json: bool,
+}
+
+/// Where the records come from.
+#[derive(Debug, Clone)]
+pub enum VerifySource {
+    File(PathBuf),
+    Stdin,
+    /// Every message of `subject` in the configured stream, read with an
+    /// ephemeral ordered consumer; `None`: every record,
+    /// `<nats.subject_prefix>.audit.>`.
+    Stream {
+        nats: Box<NatsConfig>,
+        subject: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyArgs {
+    pub source: VerifySource,
+    /// Hex Ed25519 public keys to trust (empty: keys from start records).
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum VerifyRunError {
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error("the record reader task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// Reads the source and verifies it.
+pub async fn run_verify(args: VerifyArgs) -> Result<VerifyReport, VerifyRunError> {
+    let mut v = Verifier::new(&args.keys)?;
+    match args.source {
+        VerifySource::File(path) => {
+            let what = path.display().to_string();
+            tokio::task::spawn_blocking(move || {
+                let f = std::fs::File::open(&path).map_err(|io_error| VerifyError::Read {
+                    what: what.clone(),
+                    io_error,
+                })?;
+                v.read(io::BufReader::new(f), &what)?;
+                Ok::<_, VerifyRunError>(v.finish())
+            })
+            .await
+            .map_err(VerifyRunError::Task)?
+        }
+        VerifySource::Stdin => tokio::task::spawn_blocking(move || {
+            v.read(io::stdin().lock(), "stdin")?;
+            Ok(v.finish())
+        })
+        .await
+        .map_err(VerifyRunError::Task)?,
+        VerifySource::Stream { nats, subject } => {
+            let subject = subject.unwrap_or_else(|| nats.audit_subjects());
+            read_subject(&nats, &subject, |line| v.push_line(line)).await?;
+            Ok(v.finish())
+        }
+    }
+}
+
+pub fn main(a: Args) -> ExitCode {
+    verify(VerifyFlags {
+        file: a.file,
+        stdin: a.stdin,
+        nats: NatsFlags {
+            url: a.nats,
+            config: a.config,
+            subject_prefix: a.subject_prefix,
+        },
+        subject: a.subject,
+        keys: a.keys,
+        json: a.json,
+    })
+}
+
+/// `debugmon verify` on parsed flags.
+pub fn verify(f: VerifyFlags) -> ExitCode {
+    let source = match (&f.file, f.stdin, &f.nats.url) {
+        (Some(p), false, None) => VerifySource::File(p.clone()),
+        (None, true, None) => VerifySource::Stdin,
+        (None, false, Some(_)) => match f.nats.resolve() {
+            Ok(n) => VerifySource::Stream {
+                nats: Box::new(n),
+                subject: f.subject.clone(),
+            },
+            Err(code) => return code,
+        },
+        _ => {
+            eprintln!("debugmon verify: give exactly one of --file, --stdin, --nats");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let report = match rt.block_on(run_verify(VerifyArgs {
+        source,
+        keys: f.keys,
+    })) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("debugmon verify: {}", error_chain(&e));
+            return ExitCode::from(1);
+        }
+    };
+    let text = if f.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(j) => j + "\n",
+            Err(e) => {
+                eprintln!("debugmon verify: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        report.to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        eprintln!("debugmon verify: writing the report: {e}");
+        return ExitCode::from(1);
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_wants_exactly_one_source() {
+        let none = verify(VerifyFlags::default());
+        assert_eq!(none, ExitCode::from(2));
+        let two = verify(VerifyFlags {
+            file: Some("/nonexistent".into()),
+            stdin: true,
+            ..VerifyFlags::default()
+        });
+        assert_eq!(two, ExitCode::from(2));
+    }
+
+    #[test]
+    fn a_missing_file_is_a_runtime_error() {
+        let code = verify(VerifyFlags {
+            file: Some("/nonexistent-debugmon/records.jsonl".into()),
+            ..VerifyFlags::default()
+        });
+        assert_eq!(code, ExitCode::from(1));
+    }
+}

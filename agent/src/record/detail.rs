@@ -1,0 +1,254 @@
+//! The `detail` member of each record kind (docs/records.md "detail per
+//! kind"): what the kernel reported about an exec or an access, named.
+
+use std::borrow::Cow;
+
+use agent_common::{AccessKind, flags};
+use serde::Serialize;
+
+use super::names;
+use crate::{
+    decide::PolicyDetail,
+    enrich::Escapes,
+    event::{AccessInfo, ExecInfo, Kind},
+};
+
+#[derive(Serialize)]
+pub struct ExecDetail {
+    /// Size of the whole argv in the process, copied or not.
+    pub argv_bytes: u32,
+    pub argv_truncated: bool,
+    /// Debugger class of the program, from the policy's `debuggers:` list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debugger: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub escaped: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<&'static str>,
+}
+
+/// Detail of ptrace, mem_access, perf_attach and bpf records.
+#[derive(Serialize, Default)]
+pub struct AccessDetail {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ptrace_request: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
+    /// Present (true) when the open was an io_uring request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_uring: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perf_type: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_wide: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prog_type: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prog_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_fd: Option<u64>,
+    /// The BPF-LSM hook that refused the action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lsm_hook: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<&'static str>,
+    /// `ok` or the errno name, when the syscall's result is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Cow<'static, str>>,
+    /// Calls this record stands for.
+    pub count: u64,
+    /// True for a periodic aggregate of repeats after a first record.
+    pub aggregate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub escaped: Vec<&'static str>,
+}
+
+/// Events dropped before they became records, since the previous `lost` record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LostCounts {
+    pub exec: u64,
+    pub fork: u64,
+    pub exit: u64,
+    pub access: u64,
+    /// Ring buffer items that could not be decoded.
+    pub undecodable: u64,
+    /// Sealed records shed by the full spool before NATS took them.
+    pub spool_shed: u64,
+}
+
+impl LostCounts {
+    pub fn total(&self) -> u64 {
+        self.exec + self.fork + self.exit + self.access + self.undecodable + self.spool_shed
+    }
+
+    /// What moved since `earlier` (counters only grow; a smaller one is 0).
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            exec: self.exec.saturating_sub(earlier.exec),
+            fork: self.fork.saturating_sub(earlier.fork),
+            exit: self.exit.saturating_sub(earlier.exit),
+            access: self.access.saturating_sub(earlier.access),
+            undecodable: self.undecodable.saturating_sub(earlier.undecodable),
+            spool_shed: self.spool_shed.saturating_sub(earlier.spool_shed),
+        }
+    }
+}
+
+/// Detail of a `lost` record.
+#[derive(Serialize)]
+pub struct LostDetail {
+    counts: LostCounts,
+    total: u64,
+    /// Totals since the agent started.
+    cumulative: LostCounts,
+}
+
+impl LostDetail {
+    /// `counts` since the last `lost` record, and the totals.
+    pub fn new(counts: LostCounts, cumulative: LostCounts) -> Self {
+        Self {
+            total: counts.total(),
+            counts,
+            cumulative,
+        }
+    }
+}
+
+/// The record kind and detail fields of an access.
+pub fn access_detail(a: &AccessInfo) -> (Kind, AccessDetail) {
+    let mut d = AccessDetail {
+        count: a.count,
+        aggregate: a.aggregate,
+        result: a.ret.map(|r| {
+            if r < 0 {
+                names::errno(-r)
+            } else {
+                Cow::Borrowed("ok")
+            }
+        }),
+        ..AccessDetail::default()
+    };
+    let rw = |write: bool| Some(if write { "write" } else { "read" });
+    let kind = match a.access {
+        AccessKind::Ptrace => {
+            d.ptrace_request = Some(names::ptrace_request(a.request));
+            Kind::Ptrace
+        }
+        AccessKind::VmReadv => {
+            d.via = Some("process_vm_readv");
+            d.access = rw(false);
+            Kind::MemAccess
+        }
+        AccessKind::VmWritev => {
+            d.via = Some("process_vm_writev");
+            d.access = rw(true);
+            Kind::MemAccess
+        }
+        AccessKind::ProcMem | AccessKind::ProcEnviron => {
+            d.via = Some(if a.access == AccessKind::ProcMem {
+                "proc_mem"
+            } else {
+                "proc_environ"
+            });
+            // O_WRONLY (1) or O_RDWR (2) open for writing.
+            d.access = rw(a.request & 3 != 0);
+            d.io_uring = a.io_uring.then_some(true);
+            Kind::MemAccess
+        }
+        AccessKind::PidfdGetfd => {
+            d.via = Some("pidfd_getfd");
+            d.access = Some("fd");
+            d.target_fd = Some(a.arg);
+            Kind::MemAccess
+        }
+        AccessKind::PerfOpen => {
+            d.perf_type = Some(names::perf_type(a.request));
+            let cpu = a.arg as u32 as i32;
+            d.cpu = (cpu >= 0).then_some(cpu);
+            d.system_wide = Some(a.target_pid == 0);
+            Kind::PerfAttach
+        }
+        AccessKind::BpfProgLoad => {
+            d.prog_type = Some(names::bpf_prog_type(a.request));
+            Kind::Bpf
+        }
+        AccessKind::LsmAccess => {
+            // The kernel routes attach, process_vm_*, /proc/<pid>/mem and
+            // pidfd_getfd through this one check; the syscall's own record
+            // (sent at its entry) says which it was.
+            d.lsm_hook = Some("ptrace_access_check");
+            d.access = Some("attach");
+            Kind::Ptrace
+        }
+        AccessKind::LsmTraceme => {
+            d.lsm_hook = Some("ptrace_traceme");
+            d.ptrace_request = Some(names::ptrace_request(0));
+            Kind::Ptrace
+        }
+        AccessKind::LsmExec => {
+            d.lsm_hook = Some("bprm_check_security");
+            Kind::Exec
+        }
+        AccessKind::LsmKill => {
+            d.lsm_hook = Some("task_kill");
+            d.signal = Some(a.request as i32);
+            d.event = Some("tamper");
+            Kind::Agent
+        }
+        AccessKind::LsmPerf => {
+            d.lsm_hook = Some("perf_event_open");
+            d.perf_type = Some(names::perf_type(a.request));
+            Kind::PerfAttach
+        }
+        AccessKind::LsmBpf => {
+            d.lsm_hook = Some("bpf");
+            Kind::Bpf
+        }
+    };
+    (kind, d)
+}
+
+impl ExecDetail {
+    /// The detail of `e`'s record; `esc` holds the fields rendering escaped.
+    pub fn new(e: &ExecInfo, esc: Escapes, debugger: Option<String>) -> Self {
+        let mut incomplete = Vec::new();
+        for (bit, what) in [
+            (flags::ARGV_READ_FAILED, "argv"),
+            (flags::FILENAME_READ_FAILED, "exe"),
+            (flags::CREDS_READ_FAILED, "creds"),
+            (flags::NO_AUDIT_IDS, "audit_ids"),
+        ] {
+            if e.flags & bit != 0 {
+                incomplete.push(what);
+            }
+        }
+        Self {
+            argv_truncated: e.argv_truncated,
+            argv_bytes: e.argv_total_len,
+            escaped: esc.0,
+            incomplete,
+            debugger,
+        }
+    }
+}
+
+impl AccessDetail {
+    /// The fields policy matches on.
+    pub fn policy_detail(&self) -> PolicyDetail {
+        PolicyDetail {
+            debugger: None,
+            ptrace_request: self.ptrace_request.as_ref().map(|c| c.to_string()),
+            via: self.via.map(str::to_owned),
+            access: self.access.map(str::to_owned),
+            prog_type: self.prog_type.as_ref().map(|c| c.to_string()),
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! Verification of sealed records, as `debugmon verify` runs it over a
+//! file, stdin or the JetStream stream: per host, it reports gaps, reorders, duplicates,
+//! edited records (hash mismatch), broken chain links (prev_hash) and bad
+//! signatures, with the seqs involved.
+//!
+//! Keys: `--key` (hex, repeatable) pins the public keys; without it each
+//! host's key comes from its `agent` started records
+//! (`detail.public_key`), which proves the chain is intact and
+//! self-consistent but not who wrote it (trust on first use). Limits of
+//! any hash chain: records cut from the *end* (or from the start of a
+//! stream trimmed by age) leave no hole to see; the report gives the first
+//! and last seq so they can be compared with what is expected.
+
+mod report;
+
+use std::{
+    collections::BTreeMap,
+    io::{self, BufRead},
+};
+
+use base64::Engine;
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+pub use report::{HostReport, Malformed, Problem, VerifyReport};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::{canonical, seal::GENESIS_HASH};
+
+#[derive(Debug, Error)]
+pub enum VerifyError {
+    #[error("reading records from {what}")]
+    Read {
+        what: String,
+        #[source]
+        io_error: io::Error,
+    },
+    #[error("public key {key:?}: {reason}")]
+    Key { key: String, reason: String },
+}
+
+/// Parses a hex Ed25519 public key.
+pub fn parse_key(hex_key: &str) -> Result<VerifyingKey, VerifyError> {
+    let bad = |reason: String| VerifyError::Key {
+        key: hex_key.to_owned(),
+        reason,
+    };
+    let bytes: [u8; 32] = hex::decode(hex_key.trim())
+        .map_err(|e| bad(e.to_string()))?
+        .try_into()
+        .map_err(|_| bad("not 32 bytes".into()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| bad(e.to_string()))
+}
+
+#[derive(Debug)]
+enum Sig {
+    /// No `sig` member: the next signed record it links to vouches for it.
+    Absent,
+    Malformed,
+    Present(Signature),
+}
+
+#[derive(Debug)]
+struct Rec {
+    seq: u64,
+    hash: String,
+    prev_hash: String,
+    digest: [u8; 32],
+    sig: Sig,
+    /// `chain` member: (start, prev_seq, skipped range).
+    declared_prev: Option<u64>,
+    skipped: Option<(u64, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct HostState {
+    name: String,
+    arrivals: Vec<Rec>,
+    /// (seq of the start record, hex key).
+    keys: Vec<(u64, String)>,
+    problems: Vec<Problem>,
+}
+
+/// Incremental verifier: feed lines, then [`Verifier::finish`].
+#[derive(Debug, Default)]
+pub struct Verifier {
+    pinned: Vec<VerifyingKey>,
+    hosts: BTreeMap<String, HostState>,
+    malformed: Vec<Malformed>,
+    lines: u64,
+}
+
+impl Verifier {
+    pub fn new(keys: &[String]) -> Result<Self, VerifyError> {
+        Ok(Self {
+            pinned: keys
+                .iter()
+                .map(|k| parse_key(k))
+                .collect::<Result<_, _>>()?,
+            ..Self::default()
+        })
+    }
+
+    /// Feeds every line of `r`.
+    pub fn read(&mut self, mut r: impl BufRead, what: &str) -> Result<(), VerifyError> {
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = r
+                .read_until(b'\n', &mut buf)
+                .map_err(|io_error| VerifyError::Read {
+                    what: what.to_owned(),
+                    io_error,
+                })?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.push_line(&buf);
+        }
+    }
+
+    /// Feeds one record (a JSON object, trailing newline optional).
+    pub fn push_line(&mut self, line: &[u8]) {
+        self.lines += 1;
+        let line_no = self.lines;
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            return;
+        }
+        match parse(trimmed) {
+            Ok((host, name, rec, key)) => {
+                let h = self.hosts.entry(host).or_default();
+                if h.name.is_empty() {
+                    h.name = name;
+                }
+                if let Some(k) = key {
+                    h.keys.push((rec.seq, k));
+                }
+                h.arrivals.push(rec);
+            }
+            Err(reason) => self.malformed.push(Malformed {
+                line: line_no,
+                reason,
+            }),
+        }
+    }
+
+    /// Checks everything fed so far.
+    pub fn finish(self) -> VerifyReport {
+        let mut hosts = BTreeMap::new();
+        for (id, h) in self.hosts {
+            hosts.insert(id, check_host(h, &self.pinned));
+        }
+        VerifyReport {
+            hosts,
+            malformed: self.malformed,
+        }
+    }
+}
+
+type Parsed = (String, String, Rec, Option<String>);
+
+fn parse(line: &[u8]) -> Result<Parsed, String> {
+    let mut m: Map<String, Value> =
+        serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    let str_of =
+        |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+    let host = m.get("host").and_then(Value::as_object).ok_or("no host")?;
+    let (name, id) = (
+        str_of(host, "name").unwrap_or_default(),
+        str_of(host, "id").unwrap_or_default(),
+    );
+    let host_key = if id.is_empty() { name.clone() } else { id };
+    let seq = m.get("seq").and_then(Value::as_u64).ok_or("no seq")?;
+    let hash = str_of(&m, "hash").ok_or_else(|| format!("seq {seq}: no hash"))?;
+    let prev_hash = str_of(&m, "prev_hash").ok_or_else(|| format!("seq {seq}: no prev_hash"))?;
+    let sig = match m.get("sig") {
+        None => Sig::Absent,
+        Some(v) => v
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .and_then(|b| Signature::from_slice(&b).ok())
+            .map_or(Sig::Malformed, Sig::Present),
+    };
+    let chain = m.get("chain").and_then(Value::as_object);
+    let declared_prev = chain
+        .and_then(|c| c.get("prev_seq"))
+        .and_then(Value::as_u64);
+    let skipped = chain
+        .and_then(|c| c.get("skipped"))
+        .and_then(Value::as_array)
+        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
+    let started_key = (m.get("kind").and_then(Value::as_str) == Some("agent"))
+        .then(|| m.get("detail").and_then(Value::as_object))
+        .flatten()
+        .filter(|d| d.get("event").and_then(Value::as_str) == Some("started"))
+        .and_then(|d| str_of(d, "public_key"));
+    m.remove("hash");
+    m.remove("sig");
+    let digest: [u8; 32] = Sha256::digest(canonical::to_vec(&Value::Object(m))).into();
+    Ok((
+        host_key,
+        name,
+        Rec {
+            seq,
+            hash,
+            prev_hash,
+            digest,
+            sig,
+            declared_prev,
+            skipped,
+        },
+        started_key,
+    ))
+}
+
+fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
+    let mut problems = std::mem::take(&mut h.problems);
+    let mut notes = Vec::new();
+    // Arrival order: duplicates, conflicts, reorders.
+    let mut by_seq: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut max_seq = 0;
+    for (i, r) in h.arrivals.iter().enumerate() {
+        if let Some(&j) = by_seq.get(&r.seq) {
+            problems.push(if h.arrivals[j].hash == r.hash {
+                Problem::Duplicate { seq: r.seq }
+            } else {
+                Problem::Conflict { seq: r.seq }
+            });
+            continue;
+        }
+        if r.seq < max_seq {
+            problems.push(Problem::Reordered {
+                seq: r.seq,
+                after: max_seq,
+            });
+        }
+        max_seq = max_seq.max(r.seq);
+        by_seq.insert(r.seq, i);
+    }
+    // Content: hash and signature of every record.
+    let keys: Vec<(u64, Option<VerifyingKey>)> = h
+        .keys
+        .iter()
+        .map(|(s, k)| (*s, parse_key(k).ok()))
+        .collect();
+    if pinned.is_empty() && keys.is_empty() {
+        problems.push(Problem::NoKey);
+    }
+    let mut signed = std::collections::BTreeSet::new();
+    for &i in by_seq.values() {
+        let r = &h.arrivals[i];
+        if hex::encode(r.digest) != r.hash {
+            problems.push(Problem::HashMismatch { seq: r.seq });
+        }
+        let good = match &r.sig {
+            Sig::Absent => continue,
+            Sig::Malformed => false,
+            Sig::Present(sig) if !pinned.is_empty() => {
+                pinned.iter().any(|k| k.verify(&r.digest, sig).is_ok())
+            }
+            Sig::Present(sig) => {
+                // The key of the latest start record at or before this seq
+                // (the first one for records before any).
+                let key = keys
+                    .iter()
+                    .rev()
+                    .find(|(s, _)| *s <= r.seq)
+                    .or(keys.first());
+                match key {
+                    Some((_, Some(k))) => k.verify(&r.digest, sig).is_ok(),
+                    Some((_, None)) => false,
+                    None => true, // NoKey already reported
+                }
+            }
+        };
+        if good {
+            signed.insert(r.seq);
+        } else {
+            problems.push(Problem::BadSignature { seq: r.seq });
+        }
+    }
+    // Sequence: gaps and links, in seq order.
+    let ordered: Vec<&Rec> = by_seq.values().map(|&i| &h.arrivals[i]).collect();
+    if let Some(first) = ordered.first() {
+        if first.seq == 1 && first.prev_hash != GENESIS_HASH {
+            problems.push(Problem::BrokenLink {
+                seq: 1,
+                prev_seq: 0,
+            });
+        }
+        if first.seq > 1 {
+            notes.push(format!(
+                "starts at seq {} (earlier records are not in the input)",
+                first.seq
+            ));
+        }
+    }
+    // Whether each record links to the one before it in `ordered`.
+    let mut linked = vec![false; ordered.len()];
+    // A restart after a lost tip links back to its declared `prev_seq`,
+    // past records released before the loss.
+    let mut link_back: Vec<Option<u64>> = vec![None; ordered.len()];
+    for (k, w) in ordered.windows(2).enumerate() {
+        let (a, b) = (w[0], w[1]);
+        let before = problems.len();
+        let declared = match (b.declared_prev, b.skipped) {
+            (Some(p), Some((from, to))) if to + 1 == b.seq && from == p + 1 => Some((p, from, to)),
+            _ => None,
+        };
+        let expect_prev = declared.map_or(b.seq - 1, |(p, _, _)| p);
+        if a.seq < expect_prev {
+            problems.push(Problem::Gap {
+                from: a.seq + 1,
+                to: expect_prev,
+            });
+        } else if a.seq == expect_prev {
+            if b.prev_hash != a.hash {
+                problems.push(Problem::BrokenLink {
+                    seq: b.seq,
+                    prev_seq: a.seq,
+                });
+            } else if let Some((_, from, to)) = declared {
+                notes.push(format!(
+                    "seqs {from}..={to} declared skipped by the agent after an unclean restart"
+                ));
+            }
+        } else if let Some((p, from, to)) = declared {
+            // Records of the declared range were released before a power
+            // loss took the agent's tip; they chain among themselves (the
+            // windows before this one checked that), and the restart links
+            // back to `p`, as signed in its `chain` member.
+            let target = if p == 0 {
+                Some(GENESIS_HASH)
+            } else {
+                by_seq.get(&p).map(|&i| h.arrivals[i].hash.as_str())
+            };
+            link_back[k + 1] = Some(p);
+            match target {
+                Some(hash) if hash != b.prev_hash => problems.push(Problem::BrokenLink {
+                    seq: b.seq,
+                    prev_seq: p,
+                }),
+                found => notes.push(format!(
+                    "seqs {from}..={a_seq} were released before an unclean restart that lost the agent's tip (power loss); seq {b_seq} links back to seq {p}{checked}, and seqs {next}..={to} were never used",
+                    a_seq = a.seq,
+                    b_seq = b.seq,
+                    next = a.seq + 1,
+                    checked = if found.is_some() { "" } else { " (not in the input: link not checked)" },
+                )),
+            }
+        } else {
+            problems.push(Problem::BrokenLink {
+                seq: b.seq,
+                prev_seq: expect_prev,
+            });
+        }
+        linked[k + 1] = problems.len() == before;
+    }
+    // Unsigned records: each needs a later signed record reached through
+    // unbroken links.
+    let mut run: Option<(u64, u64)> = None;
+    for (k, r) in ordered.iter().enumerate() {
+        if let Some(p) = link_back[k] {
+            // This record's signature vouches for seqs up to `p` only; the
+            // released records after `p` need a signature of their own.
+            if let Some((from, to)) = run {
+                if to > p {
+                    problems.push(Problem::Unsigned {
+                        from: from.max(p + 1),
+                        to,
+                    });
+                }
+                run = (from <= p).then_some((from, to.min(p)));
+            }
+        } else if !linked[k]
+            && let Some((from, to)) = run.take()
+        {
+            problems.push(Problem::Unsigned { from, to });
+        }
+        if signed.contains(&r.seq) {
+            run = None;
+        } else if matches!(r.sig, Sig::Absent) {
+            run = Some(run.map_or((r.seq, r.seq), |(from, _)| (from, r.seq)));
+        }
+    }
+    if let Some((from, to)) = run {
+        problems.push(Problem::Unsigned { from, to });
+    }
+    problems.sort_by_key(Problem::seq);
+    let mut seen_keys: Vec<String> = Vec::new();
+    for (_, k) in h.keys {
+        if !seen_keys.contains(&k) {
+            seen_keys.push(k);
+        }
+    }
+    HostReport {
+        name: h.name,
+        records: h.arrivals.len() as u64,
+        first_seq: ordered.first().map(|r| r.seq),
+        last_seq: ordered.last().map(|r| r.seq),
+        keys: seen_keys,
+        problems,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! Policy and grants at run time: loads the policy (refusing a broken one at
+//! start), compiles its kernel part, reloads on change (keeping the old
+//! policy when the new one is broken), serves the root-only control socket
+//! for grants, and follows grants through creation, use, revocation and
+//! expiry. It changes nothing itself: every call returns the [`Effect`]s
+//! the runtime applies to the pipeline (a policy to install, the grants to
+//! give the kernel, records to write), so every grant, use, revocation,
+//! expiry, refusal and reload becomes a record.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::json;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::{
+    event::Kind,
+    grants::{
+        Grant, GrantEvent, GrantStore,
+        control::{self, ControlEvent},
+        store::SystemClock,
+    },
+    policy::{
+        Diagnostic, PolicySet, PolicyWatcher,
+        kernel::{KernelPolicy, kernel_policy},
+    },
+    sys::users::UserDb,
+};
+
+#[derive(Debug, Error)]
+pub enum GovernanceError {
+    #[error("the policy does not load:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Policy(Vec<Diagnostic>),
+    #[error("opening the grants store")]
+    Grants(#[from] crate::grants::GrantError),
+    #[error("binding the control socket")]
+    Control(#[from] control::ControlError),
+}
+
+/// Where policy and grants live (from the config file, env and flags).
+#[derive(Debug, Clone)]
+pub struct GovernanceConfig {
+    pub policy_dirs: Vec<PathBuf>,
+    pub grants_path: PathBuf,
+    pub grants_max: Duration,
+    pub control_socket: PathBuf,
+}
+
+/// What governance asks of the pipeline, in order.
+pub enum Effect {
+    /// Decide by `set` from now on; `kernel` is its part the kernel decides.
+    Install {
+        set: Arc<PolicySet>,
+        kernel: KernelPolicy,
+    },
+    /// These are the live grants: give them to the kernel.
+    Grants(Vec<Grant>),
+    /// Write a record of `kind` (policy, grant) with this detail.
+    Record {
+        kind: Kind,
+        detail: serde_json::Value,
+    },
+}
+
+pub struct Governance {
+    watcher: PolicyWatcher,
+    grants: Arc<Mutex<GrantStore>>,
+    events: mpsc::Receiver<ControlEvent>,
+    used: HashSet<String>,
+    /// Role and user names of the kernel rules, expanded to uids.
+    users: UserDb,
+    hash: String,
+    /// Why the last installed policy's deny rules could not all be decided
+    /// in the kernel.
+    kernel_notes: Vec<String>,
+}
+
+/// Loads the policy; a broken one is a startup error naming file:line:column.
+pub fn load_policy(dirs: &[PathBuf]) -> Result<PolicySet, GovernanceError> {
+    PolicySet::load_dirs(dirs).map_err(GovernanceError::Policy)
+}
+
+fn grant_record(e: &GrantEvent) -> Effect {
+    Effect::Record {
+        kind: Kind::Grant,
+        detail: json!({ "event": e.event, "grant": e.grant }),
+    }
+}
+
+impl Governance {
+    /// Opens the grants store and the control socket, serving it until
+    /// `shutdown`. Also returns the records of grants that expired while
+    /// the agent was down.
+    pub fn start(
+        cfg: &GovernanceConfig,
+        set: &PolicySet,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(Self, Vec<Effect>), GovernanceError> {
+        if let Some(dir) = cfg.grants_path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let (store, expired) =
+            GrantStore::open(&cfg.grants_path, cfg.grants_max, Arc::new(SystemClock))?;
+        let grants = Arc::new(Mutex::new(store));
+        let listener = control::bind(&cfg.control_socket)?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(control::serve(listener, Arc::clone(&grants), tx, shutdown));
+        let gov = Self {
+            watcher: PolicyWatcher::new(cfg.policy_dirs.clone(), set.content_hash()),
+            grants,
+            events: rx,
+            used: HashSet::new(),
+            users: UserDb::new(Path::new("/etc")),
+            hash: set.content_hash().to_owned(),
+            kernel_notes: Vec::new(),
+        };
+        Ok((gov, expired.iter().map(grant_record).collect()))
+    }
+
+    /// The grants store, for the decider.
+    pub fn store(&self) -> Arc<Mutex<GrantStore>> {
+        Arc::clone(&self.grants)
+    }
+
+    /// Notes on the installed policy's deny rules the kernel cannot decide.
+    pub fn kernel_notes(&self) -> &[String] {
+        &self.kernel_notes
+    }
+
+    /// Installs `set`: the policy, then the live grants (a unit's cgroups
+    /// and an executable's processes are looked up again).
+    pub fn install(&mut self, set: Arc<PolicySet>) -> Vec<Effect> {
+        self.users.refresh();
+        let (kernel, notes) = kernel_policy(&set, &self.users);
+        for n in &notes {
+            tracing::warn!("{n}");
+        }
+        self.kernel_notes = notes;
+        self.hash = set.content_hash().to_owned();
+        let mut effects = vec![Effect::Install { set, kernel }];
+        effects.extend(self.live_grants());
+        effects
+    }
+
+    /// Reloads now (SIGHUP), whether or not the files look changed.
+    pub fn reload_now(&mut self) -> Vec<Effect> {
+        let r = PolicySet::load_dirs(self.watcher.dirs());
+        self.reloaded(Some(r))
+    }
+
+    /// Reloads the policy when its files changed.
+    pub fn poll_reload(&mut self) -> Vec<Effect> {
+        let r = self.watcher.poll();
+        self.reloaded(r)
+    }
+
+    fn reloaded(&mut self, r: Option<Result<PolicySet, Vec<Diagnostic>>>) -> Vec<Effect> {
+        match r {
+            None => Vec::new(),
+            Some(Ok(set)) => {
+                let rules = set.rule_count();
+                let mut effects = self.install(Arc::new(set));
+                tracing::info!(hash = %self.hash, rules, "policy reloaded");
+                effects.push(Effect::Record {
+                    kind: Kind::Policy,
+                    detail: json!({
+                        "event": "loaded", "hash": self.hash, "rules": rules,
+                        "kernel_notes": self.kernel_notes,
+                    }),
+                });
+                effects
+            }
+            Some(Err(diags)) => {
+                let errors: Vec<String> = diags.iter().map(ToString::to_string).collect();
+                for e in &errors {
+                    tracing::error!("policy reload rejected, the running policy stays: {e}");
+                }
+                vec![Effect::Record {
+                    kind: Kind::Policy,
+                    detail: json!({
+                        "event": "rejected", "kept_hash": self.hash, "errors": errors,
+                    }),
+                }]
+            }
+        }
+    }
+
+    /// Control-socket events and expiries since the last call.
+    pub fn poll_grants(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut changed = false;
+        while let Ok(ev) = self.events.try_recv() {
+            match ev {
+                ControlEvent::Grant(g) => {
+                    tracing::info!(grant = %g.grant.id, user = %g.grant.user, event = ?g.event, "grant");
+                    effects.push(grant_record(&g));
+                    changed = true;
+                }
+                ControlEvent::Refused { uid, pid } => {
+                    tracing::warn!(uid, ?pid, "refused a control request from a non-root peer");
+                    effects.push(Effect::Record {
+                        kind: Kind::Grant,
+                        detail: json!({"event": "refused", "peer": {"uid": uid, "pid": pid}}),
+                    });
+                }
+            }
+        }
+        let expired = match self.grants.lock() {
+            Ok(mut s) => s.expire().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "persisting expired grants failed");
+                Vec::new()
+            }),
+            Err(_) => Vec::new(),
+        };
+        for g in &expired {
+            effects.push(grant_record(g));
+            changed = true;
+        }
+        if changed {
+            effects.extend(self.live_grants());
+        }
+        effects
+    }
+
+    /// A grant named by a decision was used: recorded once per grant.
+    pub fn note_use(&mut self, grant_id: &str) -> Option<Effect> {
+        if !self.used.insert(grant_id.to_owned()) {
+            return None;
+        }
+        let ev = self.grants.lock().ok().and_then(|s| s.used(grant_id))?;
+        Some(grant_record(&ev))
+    }
+
+    /// Every live grant, for the kernel (none with a poisoned store: the
+    /// kernel keeps what it has).
+    fn live_grants(&self) -> Option<Effect> {
+        let s = self.grants.lock().ok()?;
+        Some(Effect::Grants(s.list().into_iter().cloned().collect()))
+    }
+}

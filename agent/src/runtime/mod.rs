@@ -1,0 +1,129 @@
+//! The running agent: start up ([`start`]), then move events from the ring
+//! buffer through the [`pipeline`] to the sinks ([`ring`], paced by
+//! [`reader`]), with the periodic work beside it ([`housekeeping`]: lost
+//! counts, aggregates, grants, reloads, metrics), until told to stop; then
+//! drain what the kernel already queued, detach and flush ([`shutdown`]).
+//! Policy and grants change through [`governance`].
+
+mod counters;
+pub mod governance;
+mod housekeeping;
+pub mod pipeline;
+pub mod reader;
+mod ring;
+mod running;
+mod shutdown;
+mod start;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use thiserror::Error;
+use tokio::time::Instant;
+
+use self::running::Running;
+use crate::{
+    ebpf::LoadError,
+    record::LostCounts,
+    sink::{DeliveryConfig, DeliveryError},
+};
+
+/// Settings of a run (from the config file, the environment and flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Kernel ring buffer size in bytes (power of two, multiple of the page size).
+    pub ring_bytes: u32,
+    /// Ancestry levels per record.
+    pub ancestry_depth: usize,
+    /// Process table bound.
+    pub table_max: usize,
+    /// How long an exited process stays in the table for its children's records.
+    pub exit_grace: Duration,
+    /// Window over which repeated accesses (PEEK/POKE, process_vm_*) are counted.
+    pub aggregate_window: Duration,
+    /// Enforce deny rules and protect the agent when the kernel allows it.
+    pub enforce: bool,
+    /// Policy directories (`*.yaml`, in order), grants file, their longest
+    /// duration, and the root-only control socket.
+    pub policy_dirs: Vec<std::path::PathBuf>,
+    pub grants_path: std::path::PathBuf,
+    pub grants_max: Duration,
+    pub control_socket: std::path::PathBuf,
+    /// Where `/metrics` and `/status` are served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Sealing, spool, local sinks and NATS.
+    pub delivery: DeliveryConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            ring_bytes: agent_common::DEFAULT_RING_BYTES,
+            ancestry_depth: 16,
+            table_max: 262_144,
+            exit_grace: Duration::from_secs(10),
+            aggregate_window: Duration::from_secs(5),
+            enforce: true,
+            policy_dirs: vec![std::path::PathBuf::from("/etc/debugmon/policies.d")],
+            grants_path: std::path::PathBuf::from("/var/lib/debugmon/grants.json"),
+            grants_max: Duration::from_secs(4 * 3600),
+            control_socket: std::path::PathBuf::from("/run/debugmon/control.sock"),
+            metrics_listen: None,
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("loading the eBPF programs")]
+    Load(#[from] LoadError),
+    #[error("record delivery")]
+    Sink(#[from] DeliveryError),
+    #[error("polling the ring buffer")]
+    Poll(#[source] std::io::Error),
+    #[error("setting the ring buffer's reader flag (READER_IDLE)")]
+    ReaderFlag(#[source] aya::maps::MapError),
+    #[error("installing the SIGINT/SIGTERM handlers")]
+    Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Governance(#[from] governance::GovernanceError),
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSummary {
+    pub stats: pipeline::PipelineStats,
+    pub lost: LostCounts,
+}
+
+/// Runs until `shutdown` completes. Startup errors are returned before any
+/// record is written.
+pub async fn run(
+    cfg: &Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, AgentError> {
+    let mut a = Running::start(cfg).await?;
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = a.reader.deadline();
+        // Never polled: the branch is disabled without a deadline.
+        let far = Instant::now() + Duration::from_secs(3600);
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            guard = a.ring.readable_mut(), if a.reader.waits_for_wake() => {
+                // Readiness that came in after the guard was taken
+                // survives `clear_ready`.
+                guard.map_err(AgentError::Poll)?.clear_ready();
+                a.on_wake().await?;
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
+                a.on_timed_read().await?;
+            }
+            _ = a.timers.tick.tick() => a.on_tick().await?,
+            _ = a.timers.hup.recv() => a.on_hangup().await?,
+            _ = a.timers.window.tick() => a.on_window().await?,
+        }
+    }
+    a.stop().await
+}

@@ -1,0 +1,397 @@
+//! The hot path, free of I/O: ring buffer bytes in, record bytes out. Each
+//! event goes through the stages in order, each a module of its own:
+//!
+//! ```text
+//! event::decode -> process table -> enrich (actor, target) -> decide (verdict) -> record
+//! ```
+//!
+//! Every event that does not become a record is either applied to the
+//! table or counted as lost. The kernel's decision maps are kept in step
+//! with the table ([`protect`]). The runtime feeds it and ships its batches.
+
+mod protect;
+
+use std::{collections::HashMap, sync::Arc};
+
+use agent_common::{AccessKind, AggKey, Enforcement};
+use serde::Serialize;
+
+use self::protect::Protection;
+pub use self::protect::Protector;
+use super::governance::Effect;
+use crate::{
+    decide::{Decider, PolicyDetail},
+    ebpf::enforce::EnforceError,
+    enrich::{ActorFacts, Enricher, Escapes},
+    error::error_chain,
+    event::{self, AccessInfo, Event, ExecInfo, Kind},
+    metrics::{EventLabel, Metrics},
+    policy::{PolicySet, grant::Grant, kernel::KernelPolicy},
+    process::ProcessTable,
+    record::{
+        AccessDetail, ExecDetail, LostCounts, Parts, RecordBuilder,
+        detail::{LostDetail, access_detail},
+    },
+    sys::host::{self, Clock},
+};
+
+/// Counters a status page or the stop record reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    pub events: u64,
+    pub exec: u64,
+    pub fork: u64,
+    pub exit: u64,
+    pub access: u64,
+    /// Accesses of a process to itself (e.g. perf on its own pid): not debugging.
+    pub self_access: u64,
+    pub records: u64,
+    pub undecodable: u64,
+    pub serialize_errors: u64,
+}
+
+pub struct Pipeline {
+    table: ProcessTable,
+    enricher: Enricher,
+    decider: Decider,
+    builder: RecordBuilder,
+    protection: Protection,
+    batch: Vec<u8>,
+    stats: PipelineStats,
+    /// Kernel counters as last reported in a `lost` record.
+    reported: LostCounts,
+    /// Repeat counts of aggregated accesses as last reported.
+    agg_reported: HashMap<AggKey, u64>,
+    /// Events and records by kind, as they happen.
+    metrics: Arc<Metrics>,
+}
+
+impl Pipeline {
+    pub fn new(table: ProcessTable, enricher: Enricher, builder: RecordBuilder) -> Self {
+        Self {
+            table,
+            enricher,
+            decider: Decider::empty(),
+            builder,
+            protection: Protection::default(),
+            batch: Vec::with_capacity(64 * 1024),
+            stats: PipelineStats::default(),
+            reported: LostCounts::default(),
+            agg_reported: HashMap::new(),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// Installs the protector and protects every known process that a
+    /// kernel rule covers.
+    pub fn set_protector(&mut self, p: Box<dyn Protector + Send>) {
+        self.protection.set(p, &self.table);
+    }
+
+    /// Installs a policy: the set into the decider, its kernel part into
+    /// the kernel maps (re-protecting every known process).
+    pub fn install_policy(
+        &mut self,
+        set: Arc<PolicySet>,
+        kernel: KernelPolicy,
+    ) -> Result<(), EnforceError> {
+        let names: Vec<String> = kernel.rules.iter().map(|r| r.name.clone()).collect();
+        let r = self
+            .protection
+            .install(kernel, &self.table, &mut self.enricher);
+        let mechanism = self.protection.mechanism();
+        self.decider.replace_set(set);
+        self.decider.set_kernel(names, mechanism);
+        r
+    }
+
+    /// Gives the kernel the live grants.
+    pub fn set_kernel_grants(&mut self, grants: &[Grant]) {
+        self.protection
+            .set_grants(grants, &self.table, &mut self.enricher);
+    }
+
+    pub fn decider_mut(&mut self) -> &mut Decider {
+        &mut self.decider
+    }
+
+    /// Targets to check for a stopped state (kill fallback).
+    pub fn take_resume(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.protection.resume)
+    }
+
+    /// Counts events and records into `metrics` from now on.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = metrics;
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        self.stats
+    }
+
+    pub fn table(&self) -> &ProcessTable {
+        &self.table
+    }
+
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.builder.set_clock(clock);
+    }
+
+    /// Bytes of records waiting to be shipped.
+    pub fn pending_bytes(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Hands over the records built so far.
+    pub fn take_batch(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.batch, Vec::with_capacity(64 * 1024))
+    }
+
+    /// Processes one ring buffer item.
+    pub fn handle(&mut self, bytes: &[u8]) {
+        self.stats.events += 1;
+        let ev = match event::decode(bytes) {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.stats.undecodable += 1;
+                if self.stats.undecodable.is_power_of_two() {
+                    tracing::debug!(error = %e, count = self.stats.undecodable, "undecodable event");
+                }
+                return;
+            }
+        };
+        match ev {
+            Event::Exec(e) => {
+                self.stats.exec += 1;
+                self.metrics.event(&EventLabel::Exec);
+                self.table.on_exec(&e);
+                self.protection.sync(e.tgid, &self.table);
+                self.exec(&e);
+            }
+            Event::Fork(f) => {
+                self.stats.fork += 1;
+                self.metrics.event(&EventLabel::Fork);
+                self.table.on_fork(&f);
+                self.protection.sync(f.pid, &self.table);
+            }
+            Event::Exit(x) => {
+                self.stats.exit += 1;
+                self.metrics.event(&EventLabel::Exit);
+                self.table.on_exit(&x);
+                self.protection.sync(x.pid, &self.table);
+            }
+            Event::Access(a) => {
+                self.stats.access += 1;
+                if a.enforcement == Enforcement::Killed
+                    && a.access == AccessKind::Ptrace
+                    && a.target_pid != 0
+                {
+                    self.protection.resume.push(a.target_pid);
+                }
+                self.metrics.event(&EventLabel::Access(a.access));
+                self.access(&a, None);
+            }
+        }
+    }
+
+    /// The `exec` record of `e` (already applied to the table).
+    fn exec(&mut self, e: &ExecInfo) {
+        let mut esc = Escapes(Vec::new());
+        let actor = self
+            .enricher
+            .actor(&ActorFacts::of_exec(e), &self.table, &mut esc);
+        let debugger = self.decider.debugger_class(&actor.exe, &actor.comm);
+        let verdict = self.decider.decide(
+            Kind::Exec,
+            &actor,
+            None,
+            PolicyDetail {
+                debugger: debugger.clone(),
+                ..PolicyDetail::default()
+            },
+        );
+        let parts = Parts {
+            kind: Kind::Exec,
+            actor: Some(&actor),
+            target: None,
+            detail: ExecDetail::new(e, esc, debugger),
+            verdict: verdict.as_ref(),
+        };
+        self.emit(e.ktime_ns, parts);
+    }
+
+    /// The record of an access (ptrace, mem_access, perf_attach, bpf),
+    /// unless the actor named itself.
+    fn access(&mut self, a: &AccessInfo, window_s: Option<u64>) {
+        if is_self_access(a) {
+            self.stats.self_access += 1;
+            return;
+        }
+        self.table.mark_notable(a.tgid);
+        let mut esc = Escapes(Vec::new());
+        let target = self.enricher.access_target(a, &self.table, &mut esc);
+        let facts = ActorFacts::of_access(a, self.table.get(a.tgid));
+        let actor = self.enricher.actor(&facts, &self.table, &mut esc);
+        let (kind, mut detail): (Kind, AccessDetail) = access_detail(a);
+        if a.access == AccessKind::BpfProgLoad {
+            detail.prog_name = Some(esc.text("prog_name", &a.name));
+        }
+        detail.window_s = window_s;
+        detail.escaped = esc.0;
+        let verdict = self.decider.decide_access(
+            a.enforcement,
+            a.rule,
+            kind,
+            &actor,
+            target.as_ref(),
+            detail.policy_detail(),
+        );
+        let parts = Parts {
+            kind,
+            actor: Some(&actor),
+            target: target.as_ref(),
+            detail,
+            verdict: verdict.as_ref(),
+        };
+        self.emit(a.ktime_ns, parts);
+    }
+
+    /// Emits aggregate records for accesses repeated since the last report.
+    /// `totals` are the kernel's cumulative repeat counts per key.
+    pub fn report_aggregates(
+        &mut self,
+        now_ns: u64,
+        window_s: u64,
+        totals: impl IntoIterator<Item = (AggKey, u64)>,
+    ) {
+        let mut seen = HashMap::new();
+        for (key, total) in totals {
+            let last = self.agg_reported.get(&key).copied().unwrap_or(0);
+            // A smaller total means the LRU map evicted and re-created the key.
+            let delta = if total >= last { total - last } else { total };
+            seen.insert(key, total);
+            if delta == 0 {
+                continue;
+            }
+            let Some(access) = AccessKind::from_u32(key.access) else {
+                continue;
+            };
+            let Some(actor) = self.table.get(key.actor_tgid) else {
+                continue;
+            };
+            let a = AccessInfo {
+                ktime_ns: now_ns,
+                flags: 0,
+                pid: key.actor_tgid,
+                tgid: key.actor_tgid,
+                start_ns: actor.start_ns,
+                access,
+                target_pid: key.target_pid,
+                request: key.request,
+                arg: 0,
+                ret: None,
+                count: delta,
+                aggregate: true,
+                io_uring: false,
+                target_host_pid: None,
+                ppid: actor.ppid,
+                creds: actor.creds,
+                ns: actor.ns,
+                cgroup_id: actor.cgroup_id,
+                comm: actor.comm.to_vec(),
+                name: Vec::new(),
+                enforcement: Enforcement::None,
+                rule: None,
+            };
+            self.access(&a, Some(window_s));
+        }
+        self.agg_reported = seen;
+    }
+
+    fn emit<D: Serialize>(&mut self, ktime_ns: u64, parts: Parts<'_, D>) {
+        let mark = self.batch.len();
+        match self.builder.write(&mut self.batch, ktime_ns, parts) {
+            Ok(()) => {
+                self.stats.records += 1;
+                if let Some(k) = self.builder.last_kind() {
+                    self.metrics.record(k);
+                }
+            }
+            Err(e) => {
+                // Never leave half a record in the stream.
+                self.batch.truncate(mark);
+                self.stats.serialize_errors += 1;
+                tracing::error!(error = %e, "record serialization failed");
+            }
+        }
+    }
+
+    /// Forgets processes whose grace period ended.
+    pub fn reap(&mut self, now_ns: u64) {
+        self.table.reap(now_ns);
+        self.enricher.refresh();
+    }
+
+    /// Emits a `lost` record if the kernel's drop counters (cumulative, as
+    /// read from the map) or the undecodable count moved since the last one.
+    pub fn report_lost(&mut self, now_ns: u64, kernel: LostCounts) {
+        let cumulative = LostCounts {
+            undecodable: self.stats.undecodable,
+            ..kernel
+        };
+        let delta = cumulative.since(&self.reported);
+        if delta.total() == 0 {
+            return;
+        }
+        tracing::warn!(
+            exec = delta.exec,
+            fork = delta.fork,
+            exit = delta.exit,
+            access = delta.access,
+            undecodable = delta.undecodable,
+            "events lost before they became records"
+        );
+        self.reported = cumulative;
+        self.note(now_ns, Kind::Lost, LostDetail::new(delta, cumulative));
+    }
+
+    /// Appends a record without actor or target: `policy`, `grant`, `agent`.
+    pub fn note<D: Serialize>(&mut self, now_ns: u64, kind: Kind, detail: D) {
+        self.emit(now_ns, Parts::note(kind, detail));
+    }
+
+    /// Applies what governance asked for, in order.
+    pub fn apply(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Install { set, kernel } => {
+                    if let Err(e) = self.install_policy(set, kernel) {
+                        tracing::error!(error = %error_chain(&e), "installing the kernel policy failed");
+                    }
+                }
+                Effect::Grants(grants) => self.set_kernel_grants(&grants),
+                Effect::Record { kind, detail } => self.note(host::boottime_ns(), kind, detail),
+            }
+        }
+    }
+
+    /// Grant ids that access decisions used since the last call.
+    pub fn take_grant_uses(&mut self) -> Vec<String> {
+        self.decider.take_grant_uses()
+    }
+}
+
+/// A process naming itself (its own pid in its own namespace).
+fn is_self_access(a: &AccessInfo) -> bool {
+    a.target_pid != 0
+        && (a.target_host_pid == Some(a.tgid)
+            || a.target_pid == a.ns.ns_pid && a.ns.ns_pid != 0
+            || a.target_pid == a.tgid && a.ns.ns_pid == 0)
+}
+
+#[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
+mod record_tests;
+#[cfg(test)]
+mod tests;

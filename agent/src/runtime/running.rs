@@ -1,0 +1,71 @@
+//! The started agent as the run loop sees it: the ring, the pipeline, the
+//! sink, governance, the kernel's counters, and the timers it waits on.
+//! Its methods live with the work they do: [`super::start`],
+//! [`super::ring`], [`super::housekeeping`], [`super::shutdown`].
+
+use std::{sync::Arc, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{Signal, SignalKind, signal},
+    sync::watch,
+    time::{Interval, MissedTickBehavior},
+};
+
+use super::{
+    AgentError, counters::Kernel, governance::Governance, pipeline::Pipeline, reader::ReadMode,
+};
+use crate::{
+    metrics::{Metrics, http::Serving},
+    sink::Delivery,
+    sys::notify::{Notifier, Watchdog},
+};
+
+/// The timers and signals the run loop waits on besides the ring.
+pub(super) struct Timers {
+    /// Once a second: lost counts, reaping, grants, reloads, metrics.
+    pub(super) tick: Interval,
+    /// Once per aggregate window: repeated accesses.
+    pub(super) window: Interval,
+    pub(super) window_len: Duration,
+    /// SIGHUP: reload the policy now.
+    pub(super) hup: Signal,
+}
+
+/// A started agent: everything the run loop and the stop sequence use.
+pub(super) struct Running {
+    pub(super) ring: AsyncFd<RingBuf<MapData>>,
+    pub(super) reader: ReadMode,
+    pub(super) timers: Timers,
+    pub(super) kernel: Kernel,
+    pub(super) p: Pipeline,
+    pub(super) sink: Delivery,
+    pub(super) gov: Governance,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) notifier: Arc<Notifier>,
+    /// Programs attached, for the status line.
+    pub(super) programs: usize,
+    /// Events handled at the last status line.
+    pub(super) last_events: u64,
+    /// Tells the control socket to stop serving.
+    pub(super) stop_control: watch::Sender<bool>,
+    pub(super) _serving: Option<Serving>,
+    pub(super) _watchdog: Option<Watchdog>,
+}
+
+impl Timers {
+    pub(super) fn new(aggregate_window: Duration) -> Result<Self, AgentError> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let window_len = aggregate_window.max(Duration::from_secs(1));
+        let window = tokio::time::interval_at(tokio::time::Instant::now() + window_len, window_len);
+        let hup = signal(SignalKind::hangup()).map_err(AgentError::Signals)?;
+        Ok(Self {
+            tick,
+            window,
+            window_len,
+            hup,
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! Start-up, in the order that makes a failure safe: the policy is loaded
+//! before anything is attached (a broken one stops the agent with its
+//! file:line:column), the programs are attached and the process table
+//! seeded before the first record, and systemd hears READY only once the
+//! start record is durable.
+
+use std::{path::Path, sync::Arc};
+
+use serde_json::json;
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::watch,
+};
+use tracing::{error, info};
+
+use super::{
+    AgentError, Settings,
+    counters::Kernel,
+    governance::{Governance, GovernanceConfig, load_policy},
+    pipeline::Pipeline,
+    reader::ReadMode,
+    running::{Running, Timers},
+};
+use crate::{
+    decide::Decider,
+    ebpf::{self, loader::LoadOptions, tracefs::TracefsState},
+    enrich::Enricher,
+    error::error_chain,
+    event::Kind,
+    metrics::{Metrics, http::MetricsServer},
+    process::{ProcessTable, procfs},
+    record::RecordBuilder,
+    sink::Delivery,
+    sys::{
+        env::ProcessEnv,
+        host::{self, Clock, Host},
+        notify::{self, Notifier},
+    },
+};
+
+/// Parsing the kernel's BTF (twice: for our offsets and for aya's
+/// relocations) peaks at ~90 MiB of heap, all of it freed by now; glibc
+/// keeps freed heap mapped unless asked, which was most of the agent's
+/// resident memory for the rest of its life.
+fn release_startup_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Watching matters more than being watched: a taken port costs the
+/// endpoint (loudly), not the monitoring.
+async fn bind_metrics(cfg: &Settings) -> Option<MetricsServer> {
+    let addr = cfg.metrics_listen?;
+    match MetricsServer::bind(addr).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            error!("{}; running without /metrics and /status", error_chain(&e));
+            None
+        }
+    }
+}
+
+/// The process table, seeded from /proc: processes that started before
+/// the agent appear in ancestries.
+fn seeded_table(cfg: &Settings) -> ProcessTable {
+    let mut table = ProcessTable::new(
+        cfg.table_max,
+        u64::try_from(cfg.exit_grace.as_nanos()).unwrap_or(u64::MAX),
+        procfs::tick_ns(),
+    );
+    for entry in procfs::snapshot(Path::new("/proc")) {
+        table.insert(entry);
+    }
+    table
+}
+
+impl Running {
+    pub(super) async fn start(cfg: &Settings) -> Result<Self, AgentError> {
+        let metrics = Arc::new(Metrics::new());
+        let metrics_server = bind_metrics(cfg).await;
+        let metrics_addr = metrics_server.as_ref().and_then(|s| s.local_addr().ok());
+        let notifier = Arc::new(Notifier::from_env(&ProcessEnv).unwrap_or_else(|e| {
+            error!(error = %e, "systemd notifications disabled");
+            Notifier::disabled()
+        }));
+        // A broken policy stops the agent before anything is loaded.
+        let policy = Arc::new(load_policy(&cfg.policy_dirs)?);
+        let loaded = ebpf::load_and_attach(&LoadOptions {
+            ring_bytes: cfg.ring_bytes,
+            agent_tgid: std::process::id(),
+            enforce: cfg.enforce,
+        })?;
+        let mechanism = loaded.enforcer.mechanism();
+        let (kernel, ring, enforcer, attached, tracefs, mechanism_reason) = Kernel::split(loaded);
+        release_startup_heap();
+
+        let table = seeded_table(cfg);
+        let seeded = table.len();
+        let host = Host::detect();
+        let enricher = Enricher::for_host(cfg.ancestry_depth);
+        let builder = RecordBuilder::new(host.clone(), Clock::sample());
+        let mut p = Pipeline::new(table, enricher, builder);
+        p.set_protector(Box::new(enforcer));
+        p.set_metrics(Arc::clone(&metrics));
+        let (stop_control, control_stopped) = watch::channel(false);
+        let (mut gov, expired) = Governance::start(
+            &GovernanceConfig {
+                policy_dirs: cfg.policy_dirs.clone(),
+                grants_path: cfg.grants_path.clone(),
+                grants_max: cfg.grants_max,
+                control_socket: cfg.control_socket.clone(),
+            },
+            &policy,
+            async move {
+                let mut rx = control_stopped;
+                let _ = rx.changed().await;
+            },
+        )?;
+        *p.decider_mut() = Decider::new(Arc::clone(&policy), Some(gov.store()));
+        p.apply(gov.install(Arc::clone(&policy)));
+        let sink = Delivery::start(cfg.delivery.clone())?;
+        metrics.update_info(|i| {
+            i.kernel = host::kernel_release();
+            i.programs = attached.iter().map(ToString::to_string).collect();
+            i.sinks = sink.sink_names();
+            i.enforcement = mechanism.as_str().to_owned();
+        });
+
+        p.note(
+            host::boottime_ns(),
+            Kind::Agent,
+            json!({
+                "event": "started",
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "kernel": host::kernel_release(),
+                "programs": attached,
+                "tracefs": match &tracefs {
+                    TracefsState::AlreadyMounted(_) => "present",
+                    TracefsState::MountedByUs(_) => "mounted by debugmon",
+                },
+                "ring_bytes": cfg.ring_bytes,
+                "enforcement": {
+                    "mechanism": mechanism.as_str(),
+                    "reason": mechanism_reason,
+                },
+                "processes_seeded": seeded,
+                "policy": {
+                    "hash": policy.content_hash(),
+                    "rules": policy.rule_count(),
+                    "dirs": cfg.policy_dirs,
+                    "kernel_notes": gov.kernel_notes(),
+                },
+                "metrics": metrics_addr.map(|a| a.to_string()),
+                "public_key": sink.public_key(),
+            }),
+        );
+        p.apply(expired);
+        sink.send(p.take_batch()).await?;
+        // systemd (Type=notify) counts the service as started only now: every
+        // program is attached and the start record is out.
+        sink.flushed().await?;
+        let serving = metrics_server.map(|s| s.serve(Arc::clone(&metrics)));
+        if let Some(addr) = metrics_addr {
+            info!(%addr, "metrics at http://{addr}/metrics, status at http://{addr}/status");
+        }
+        notifier.ready(&format!("{} programs attached", attached.len()));
+        let watchdog = notify::watchdog_interval(&ProcessEnv)
+            .filter(|_| notifier.is_enabled())
+            .map(|every| notify::spawn_watchdog(Arc::clone(&notifier), every));
+        info!(
+            programs = attached.len(),
+            host = %host.name,
+            processes = seeded,
+            "ready: {} programs attached, records go to {}",
+            attached.len(),
+            sink.sink_names().join(", ")
+        );
+        // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
+        // for as long as the RingBuf lives inside the AsyncFd.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| AgentError::Poll(e.into()))?;
+        let mut a = Self {
+            ring,
+            reader: ReadMode::START,
+            timers: Timers::new(cfg.aggregate_window)?,
+            kernel,
+            p,
+            sink,
+            gov,
+            metrics,
+            notifier,
+            programs: attached.len(),
+            last_events: 0,
+            stop_control,
+            _serving: serving,
+            _watchdog: watchdog,
+        };
+        a.sleep_on_wake()?;
+        Ok(a)
+    }
+}

@@ -1,0 +1,64 @@
+//! Reading the stream back (`debugmon verify`): every message of a
+//! subject, with an ephemeral ordered consumer, in stream order, until none
+//! is pending.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use futures::StreamExt;
+
+use super::{NatsConfig, NatsError, connect, jetstream};
+
+/// How long to wait for a message before concluding the stream has no
+/// more for the subject (the `pending` count normally ends the read).
+const IDLE: Duration = Duration::from_secs(3);
+
+/// Hands every message's payload of `subject` to `each`, in stream order;
+/// returns how many there were.
+pub async fn read_subject(
+    cfg: &NatsConfig,
+    subject: &str,
+    mut each: impl FnMut(&[u8]),
+) -> Result<u64, NatsError> {
+    let client = connect(cfg).await?;
+    let js = jetstream(cfg, client);
+    let name = cfg.stream.name.clone();
+    let consumer_err = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Consumer {
+        name: name.clone(),
+        source: e,
+    };
+    let mut stream = js
+        .get_stream(&name)
+        .await
+        .map_err(|e| consumer_err(Box::new(e)))?;
+    let info = stream.info().await.map_err(|e| consumer_err(Box::new(e)))?;
+    if info.state.messages == 0 {
+        return Ok(0);
+    }
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| consumer_err(Box::new(e)))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| consumer_err(Box::new(e)))?;
+    let mut n = 0;
+    loop {
+        let Ok(next) = tokio::time::timeout(IDLE, messages.next()).await else {
+            break;
+        };
+        let Some(msg) = next else { break };
+        let msg = msg.map_err(|e| consumer_err(Box::new(e)))?;
+        each(&msg.payload);
+        n += 1;
+        if msg.info().is_ok_and(|i| i.pending == 0) {
+            break;
+        }
+    }
+    Ok(n)
+}
