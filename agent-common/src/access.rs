@@ -38,6 +38,13 @@ pub enum AccessKind {
     LsmPerf = 13,
     /// BPF-LSM `bpf` denial; `request` = bpf command.
     LsmBpf = 14,
+    /// A traced task exec'd a protected program: refused (BPF-LSM) or
+    /// killed before it ran. The event's task is the tracee; `arg` = the
+    /// tracer's tgid (the actor of the record).
+    ExecTraced = 15,
+    /// `bpf(cmd)` on one of the agent's own objects by id: `request` = cmd,
+    /// `arg` = the object's [`ObjectKey`](crate::ObjectKey) as `kind << 32 | id`.
+    AgentObject = 16,
 }
 
 impl AccessKind {
@@ -57,6 +64,8 @@ impl AccessKind {
             12 => Some(Self::LsmKill),
             13 => Some(Self::LsmPerf),
             14 => Some(Self::LsmBpf),
+            15 => Some(Self::ExecTraced),
+            16 => Some(Self::AgentObject),
             _ => None,
         }
     }
@@ -73,6 +82,13 @@ pub mod access_flags {
     /// The open was an io_uring request (IORING_OP_OPENAT/OPENAT2), seen
     /// at its completion.
     pub const IO_URING: u32 = 1 << 3;
+    /// Kernel-internal, never sent: kill the actor when the parked
+    /// syscall returns successfully, under rule `rule`.
+    pub const KILL_AT_EXIT: u32 = 1 << 4;
+    /// Seen as the target's memory was about to be read or written (its
+    /// address space locked by the actor), not when the file was opened:
+    /// whatever way the file was opened, passed or reached.
+    pub const AT_ACCESS: u32 = 1 << 5;
 }
 
 /// One process acting on another: ptrace, process memory, profiling, bpf.

@@ -1,7 +1,24 @@
-//! The kernel's decision maps: compiled deny rules, exemptions, grants,
-//! executables whose exec is denied, and the mechanism in force.
+//! The kernel's decision maps: compiled deny rules, the identities and
+//! processes they protect, exemptions, grants, executables whose exec is
+//! denied, the agent's own BPF objects, and the mechanism in force.
+//!
+//! Rules live in two banks of slots ([`KRULES_BANK`](crate::KRULES_BANK)
+//! each): a policy load writes the bank not in use, then flips
+//! [`enforce_slot::BANK`], then removes the old bank's entries, so no
+//! moment passes with half a policy or none.
 
-/// Enforcement mechanism in force, slot 0 of [`ENFORCE_MAP`](crate::ENFORCE_MAP).
+/// Slots of [`ENFORCE_MAP`](crate::ENFORCE_MAP).
+pub mod enforce_slot {
+    /// The [`enforce_mode`](super::enforce_mode) in force.
+    pub const MODE: u32 = 0;
+    /// The rule bank in use (0 or 1).
+    pub const BANK: u32 = 1;
+    /// `KINDS + bank`: which identities that bank protects, as
+    /// `1 << id_kind` bits (identity work nobody asked for is skipped).
+    pub const KINDS: u32 = 2;
+}
+
+/// Enforcement mechanism in force, slot [`enforce_slot::MODE`] of [`ENFORCE_MAP`](crate::ENFORCE_MAP).
 pub mod enforce_mode {
     /// Observe only.
     pub const OFF: u32 = 0;
@@ -52,6 +69,111 @@ pub mod krule_flags {
     pub const ACTOR_ONLY: u32 = 1 << 2;
 }
 
+/// A task as the actor of a syscall names it: the inode number of a pid
+/// namespace and the pid in it. A protected process has one key per
+/// thread and per namespace level it is visible in, so a thread id or a
+/// pid seen from inside a container finds it too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PidKey {
+    pub ns: u32,
+    pub nr: u32,
+}
+layout!(
+    PidKey,
+    8;
+    ns: u32,
+    nr: u32,
+);
+
+/// What the kernel knows of a protected process, under each of its
+/// [`PidKey`]s.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Protected {
+    /// Rule slot that protects it ([`SELF_PROTECTION`] for the agent).
+    pub slot: u32,
+    /// Host tgid: the process, whichever thread or namespace named it.
+    pub tgid: u32,
+    /// When the process started, in clock ticks since boot
+    /// (`start_boottime / tick`, as `/proc/PID/stat` gives it): pid-scoped
+    /// grants name the process, not a pid that may be reused.
+    pub start_tick: u64,
+    /// Hash of its systemd unit's name ([`unit_hash`]), 0 outside a unit.
+    pub unit: u64,
+}
+layout!(
+    Protected,
+    24;
+    slot: u32,
+    tgid: u32,
+    start_tick: u64,
+    unit: u64,
+);
+
+/// Rule slot of the agent's protection of itself.
+pub const SELF_PROTECTION: u32 = u32::MAX;
+
+/// An identity a rule protects, in one bank: a process running an
+/// executable (`kind` [`id_kind::EXE`], `value` its inode, `dev` its
+/// device), in a systemd unit ([`id_kind::UNIT`], `value` the
+/// [`unit_hash`] of its name, whichever cgroup id a restart gave it), or
+/// as a user ([`id_kind::UID`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IdentityKey {
+    pub bank: u32,
+    pub kind: u32,
+    pub value: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+layout!(
+    IdentityKey,
+    24;
+    bank: u32,
+    kind: u32,
+    value: u64,
+    dev: u32,
+    _pad: u32,
+);
+
+/// [`IdentityKey::kind`] values (and [`CommKey`], kind `COMM`).
+pub mod id_kind {
+    pub const EXE: u32 = 1;
+    pub const UNIT: u32 = 2;
+    pub const UID: u32 = 3;
+    pub const COMM: u32 = 4;
+}
+
+/// A protected comm, in one bank.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CommKey {
+    pub bank: u32,
+    pub comm: [u8; 16],
+}
+layout!(
+    CommKey,
+    20;
+    bank: u32,
+    comm: [u8; 16],
+);
+
+/// FNV-1a (64 bit) of a unit's name, as both sides compute it: the kernel
+/// over the cgroup's directory name, the agent over the unit a rule or
+/// grant names. 0 is kept for "no unit".
+pub const fn unit_hash(name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < name.len() && name[i] != 0 {
+        h ^= name[i] as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    if h == 0 { 1 } else { h }
+}
+
 /// Exemption of one actor (login uid, else uid) from one rule slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -69,10 +191,13 @@ layout!(
 /// Grant scope kinds in [`GrantKey::scope`].
 pub mod grant_scope {
     pub const ANY: u32 = 0;
-    /// `value` is a cgroup id (a systemd unit).
-    pub const CGROUP: u32 = 1;
-    /// `value` is a tgid.
-    pub const TGID: u32 = 2;
+    /// `value` is the [`unit_hash`](crate::unit_hash) of a systemd unit's
+    /// name: the grant follows the service across restarts.
+    pub const UNIT: u32 = 1;
+    /// `value` is a tgid and `start_tick` its process's start time (clock
+    /// ticks since boot): the grant ends with that process, never passes to
+    /// a reused pid.
+    pub const PROCESS: u32 = 2;
 }
 
 /// A grant for one actor (login uid, else uid) over one scope; the map value
@@ -83,28 +208,52 @@ pub struct GrantKey {
     pub uid: u32,
     pub scope: u32,
     pub value: u64,
+    pub start_tick: u64,
 }
 
 layout!(
     GrantKey,
-    16;
+    24;
     uid: u32,
     scope: u32,
     value: u64,
+    start_tick: u64,
 );
 
-/// Identity of an executable file: inode and device.
+/// A BPF object of the agent's (`kind` 1 program, 2 map, 3 link), by id:
+/// `bpf(*_GET_FD_BY_ID)` on one is an attempt to blind or rewrite the agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ObjectKey {
+    pub kind: u32,
+    pub id: u32,
+}
+layout!(
+    ObjectKey,
+    8;
+    kind: u32,
+    id: u32,
+);
+
+/// [`ObjectKey::kind`] values.
+pub mod object_kind {
+    pub const PROG: u32 = 1;
+    pub const MAP: u32 = 2;
+    pub const LINK: u32 = 3;
+}
+
+/// Identity of an executable file, inode and device, in one rule bank.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InodeKey {
     pub ino: u64,
     pub dev: u32,
-    pub _pad: u32,
+    pub bank: u32,
 }
 layout!(
     InodeKey,
     16;
     ino: u64,
     dev: u32,
-    _pad: u32,
+    bank: u32,
 );

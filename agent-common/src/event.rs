@@ -151,11 +151,18 @@ pub struct ExecEvent {
     pub comm: [u8; COMM_LEN],
     /// Controlling terminal name (`pts/3`), empty when none.
     pub tty: [u8; TTY_LEN],
+    /// The file the kernel runs (whatever path or name it was reached by):
+    /// inode, device (kernel `dev_t`), owner and mode.
+    pub exe_ino: u64,
+    pub exe_dev: u32,
+    pub exe_uid: u32,
+    pub exe_mode: u32,
+    pub _pad: u32,
 }
 
 layout!(
     ExecEvent,
-    152;
+    176;
     header: EventHeader,
     ppid: u32,
     old_pid: u32,
@@ -168,6 +175,11 @@ layout!(
     ns: NsIds,
     comm: [u8; COMM_LEN],
     tty: [u8; TTY_LEN],
+    exe_ino: u64,
+    exe_dev: u32,
+    exe_uid: u32,
+    exe_mode: u32,
+    _pad: u32,
 );
 
 /// Largest exec event on the wire.

@@ -25,24 +25,33 @@ pub const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
 /// Number of slots in [`LOST_MAP`]: one per [`EventKind`](crate::EventKind) discriminant, slot 0 unused.
 pub const LOST_SLOTS: u32 = 5;
 
+/// Array of [`KRule`](crate::KRule): two banks of [`KRULES_BANK`] slots.
 pub const KRULES_MAP: &str = "KRULES";
-
 pub const KRULES_MAX: u32 = 256;
-
-pub const PROTECT_TGID_MAP: &str = "PROTECT_TGID";
-
-pub const PROTECT_CGROUP_MAP: &str = "PROTECT_CGROUP";
-
+/// Slots per bank: bank `b` holds slots `b * KRULES_BANK ..`.
+pub const KRULES_BANK: u32 = KRULES_MAX / 2;
+/// Hash [`PidKey`](crate::PidKey) -> [`Protected`](crate::Protected): every
+/// thread of every protected process, at each pid namespace level it is
+/// seen in. Kept by the kernel at fork, exec and exit, and seeded by the
+/// agent for processes that were running before it.
+pub const PROTECT_MAP: &str = "PROTECT";
+pub const PROTECT_ENTRIES: u32 = 262_144;
+/// Hash [`IdentityKey`](crate::IdentityKey) -> slot: executables, units and
+/// users a rule protects.
+pub const PROTECT_ID_MAP: &str = "PROTECT_ID";
+/// Hash [`CommKey`](crate::CommKey) -> slot.
 pub const PROTECT_COMM_MAP: &str = "PROTECT_COMM";
-
 pub const EXEMPT_MAP: &str = "EXEMPT";
-
 pub const GRANTS_MAP: &str = "GRANTS";
-
 pub const EXEC_DENY_MAP: &str = "EXEC_DENY";
-
-/// Array map whose slot 0 holds the [`enforce_mode`](crate::enforce_mode) in force.
+/// Hash [`ObjectKey`](crate::ObjectKey) -> 1: the agent's own programs,
+/// maps and links.
+pub const AGENT_OBJECTS_MAP: &str = "AGENT_OBJECTS";
+pub const AGENT_OBJECTS_ENTRIES: u32 = 1024;
+/// Array map of the [`enforce_slot`](crate::enforce_slot) values.
 pub const ENFORCE_MAP: &str = "ENFORCE";
+/// Slots of [`ENFORCE_MAP`]: mode, bank, and the identity kinds of each bank.
+pub const ENFORCE_SLOTS: u32 = 4;
 
 /// LRU hash `AggKey -> u64`: calls after the first, which was sent at once.
 pub const AGG_MAP: &str = "AGG";

@@ -126,11 +126,48 @@ pub struct KernelOffsets {
     pub io_kiocb_res: u32,
     pub io_kiocb_cmd: u32,
     pub io_open_file_slot: u32,
+    /// Protection decided in the kernel: `mm_struct.exe_file` (the program
+    /// a task runs), `kernfs_node.name` and `.parent` (a cgroup's directory
+    /// name, for its systemd unit), `task_struct.ptrace` (flags: is it
+    /// traced) and `task_struct.parent` (its tracer, while traced).
+    pub mm_exe_file: u32,
+    pub kernfs_node_name: u32,
+    pub kernfs_node_parent: u32,
+    pub task_ptrace: u32,
+    pub task_parent: u32,
+    /// `inode.i_uid` and `inode.i_mode`: who owns the executable a process
+    /// runs, and who may write it.
+    pub inode_i_uid: u32,
+    pub inode_i_mode: u32,
+    /// Nanoseconds per clock tick (`USER_HZ`): process start times in the
+    /// protection maps are in ticks, as `/proc/PID/stat` gives them.
+    pub tick_ns: u32,
+    /// A foreign address space being locked (the last point before its
+    /// memory is read or written): `task_struct.flags` (kernel and
+    /// io_uring worker threads), `mm_struct.owner` (whose it is; absent
+    /// without CONFIG_MEMCG, and then this check is off), the io_uring
+    /// worker's request (`task_struct.worker_private` is its `io_worker`,
+    /// `io_worker.cur_work` the `io_kiocb.work` it runs, `io_kiocb.file`
+    /// the file), and the syscall the task is in (`pt_regs.orig_ax`).
+    pub task_flags: u32,
+    pub mm_owner: u32,
+    pub task_worker_private: u32,
+    pub io_worker_cur_work: u32,
+    pub io_kiocb_work: u32,
+    pub io_kiocb_file: u32,
+    pub pt_regs_syscall_nr: u32,
+    /// This architecture's numbers of the syscalls that read or write a
+    /// descriptor (read, pread64, readv, ...), in which a lock of another
+    /// process's address space is a read or write of its `mem` file.
+    pub sys_file_rw: [u32; 10],
+    /// ptrace, process_vm_readv, process_vm_writev: judged by their own
+    /// hooks, not at the lock.
+    pub sys_own_hook: [u32; 3],
 }
 
 layout!(
     KernelOffsets,
-    328;
+    440;
     task_pid: u32,
     task_tgid: u32,
     task_real_parent: u32,
@@ -208,6 +245,23 @@ layout!(
     io_kiocb_res: u32,
     io_kiocb_cmd: u32,
     io_open_file_slot: u32,
+    mm_exe_file: u32,
+    kernfs_node_name: u32,
+    kernfs_node_parent: u32,
+    task_ptrace: u32,
+    task_parent: u32,
+    inode_i_uid: u32,
+    inode_i_mode: u32,
+    tick_ns: u32,
+    task_flags: u32,
+    mm_owner: u32,
+    task_worker_private: u32,
+    io_worker_cur_work: u32,
+    io_kiocb_work: u32,
+    io_kiocb_file: u32,
+    pt_regs_syscall_nr: u32,
+    sys_file_rw: [u32; 10],
+    sys_own_hook: [u32; 3],
 );
 
 impl KernelOffsets {
@@ -290,5 +344,22 @@ impl KernelOffsets {
         io_kiocb_res: OFFSET_ABSENT,
         io_kiocb_cmd: OFFSET_ABSENT,
         io_open_file_slot: OFFSET_ABSENT,
+        mm_exe_file: OFFSET_ABSENT,
+        kernfs_node_name: OFFSET_ABSENT,
+        kernfs_node_parent: OFFSET_ABSENT,
+        task_ptrace: OFFSET_ABSENT,
+        task_parent: OFFSET_ABSENT,
+        inode_i_uid: OFFSET_ABSENT,
+        inode_i_mode: OFFSET_ABSENT,
+        tick_ns: 10_000_000,
+        task_flags: OFFSET_ABSENT,
+        mm_owner: OFFSET_ABSENT,
+        task_worker_private: OFFSET_ABSENT,
+        io_worker_cur_work: OFFSET_ABSENT,
+        io_kiocb_work: OFFSET_ABSENT,
+        io_kiocb_file: OFFSET_ABSENT,
+        pt_regs_syscall_nr: OFFSET_ABSENT,
+        sys_file_rw: [OFFSET_ABSENT; 10],
+        sys_own_hook: [OFFSET_ABSENT; 3],
     };
 }

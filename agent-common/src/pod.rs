@@ -9,3 +9,8 @@ unsafe impl aya::Pod for crate::KRule {}
 unsafe impl aya::Pod for crate::ExemptKey {}
 unsafe impl aya::Pod for crate::GrantKey {}
 unsafe impl aya::Pod for crate::InodeKey {}
+unsafe impl aya::Pod for crate::PidKey {}
+unsafe impl aya::Pod for crate::Protected {}
+unsafe impl aya::Pod for crate::IdentityKey {}
+unsafe impl aya::Pod for crate::CommKey {}
+unsafe impl aya::Pod for crate::ObjectKey {}

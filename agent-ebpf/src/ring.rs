@@ -13,8 +13,6 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 
-use crate::enforce::tgid_protected;
-
 #[map(name = "EVENTS")]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
@@ -56,16 +54,12 @@ pub(crate) fn wake_if_idle() -> u64 {
 }
 
 /// Output flags for a bookkeeping event (fork, exit): no wake-up, unless
-/// the ring is filling up or the process (or, for a fork, its parent) is
-/// protected by pid: the agent must add a protected parent's child to that
-/// list, or drop a dead pid from it, at once. Otherwise the agent's next
-/// read (its poll timer, the next record-making event's wake-up, or its
-/// 1 s tick) brings it along.
+/// the ring is filling up. The agent's next read (its poll timer, the next
+/// record-making event's wake-up, or its 1 s tick) brings it along; the
+/// kernel keeps protection current at fork and exit itself, so nothing
+/// waits on the agent hearing of them.
 #[inline(always)]
-pub(crate) fn lazy_wakeup(tgid: u32) -> u64 {
-    if tgid_protected(tgid) {
-        return BPF_RB_FORCE_WAKEUP;
-    }
+pub(crate) fn lazy_wakeup() -> u64 {
     let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
     let size = EVENTS.query(BPF_RB_RING_SIZE);
     if avail > size / 16 {

@@ -66,6 +66,21 @@ pub(crate) fn uring_offsets() -> (u32, u32) {
     }
 }
 
+/// `task_mm`, `task_flags` and `mm_owner` alone: the address-space hook
+/// runs on every lock of every process's memory map and needs only these
+/// to pass over a process locking its own.
+#[inline(always)]
+pub(crate) fn lock_offsets() -> (u32, u32, u32) {
+    // SAFETY: as in `offsets`.
+    unsafe {
+        (
+            read_volatile(&raw const OFFSETS.task_mm),
+            read_volatile(&raw const OFFSETS.task_flags),
+            read_volatile(&raw const OFFSETS.mm_owner),
+        )
+    }
+}
+
 #[inline(always)]
 pub(crate) fn current_pid_tgid() -> (u32, u32) {
     // SAFETY: helper without preconditions.
@@ -73,11 +88,25 @@ pub(crate) fn current_pid_tgid() -> (u32, u32) {
     (v as u32, (v >> 32) as u32)
 }
 
-/// True when the current task belongs to the agent itself.
+/// When `task` started, in clock ticks since boot (as `/proc/PID/stat`).
+#[inline(always)]
+pub(crate) fn start_tick(task: *const u8) -> u64 {
+    let off = offsets();
+    let ns = read_or_zero::<u64>(task, off.task_start_boottime);
+    ns / u64::from(off.tick_ns.max(1))
+}
+
+/// The agent's tgid (0 until the loader sets it).
+#[inline(always)]
+pub(crate) fn agent_tgid() -> u32 {
+    // SAFETY: a plain read of a static that lives in a read-only map.
+    unsafe { read_volatile(&raw const AGENT_TGID) }
+}
+
+/// True when `tgid` is the agent itself.
 #[inline(always)]
 pub(crate) fn is_agent(tgid: u32) -> bool {
-    // SAFETY: a plain read of a static that lives in a read-only map.
-    let agent = unsafe { read_volatile(&raw const AGENT_TGID) };
+    let agent = agent_tgid();
     agent != 0 && agent == tgid
 }
 

@@ -74,6 +74,7 @@ fn exec(pid: u32, t: u64) -> Vec<u8> {
         argv: vec![b"/bin/true".to_vec(), b"dmb-nonce-0-12345".to_vec()],
         argv_truncated: false,
         argv_total_len: 28,
+        exe_file: Default::default(),
         cwd: Some(b"/srv/app".to_vec()),
     }))
 }

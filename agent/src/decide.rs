@@ -9,7 +9,7 @@
 //! for the runtime to record as used.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -52,20 +52,24 @@ pub struct PolicyDetail {
     pub via: Option<String>,
     pub access: Option<String>,
     pub prog_type: Option<String>,
+    /// `ok` or the errno name, when the call's result is known.
+    pub result: Option<String>,
 }
 
-/// Rule slot the kernel reports for the agent's own protection.
-pub const SELF_PROTECTION_SLOT: u32 = u32::MAX;
+pub use agent_common::SELF_PROTECTION as SELF_PROTECTION_SLOT;
 
 pub struct Decider {
     set: Arc<PolicySet>,
     grants: Option<Arc<Mutex<GrantStore>>>,
-    /// Names of the kernel's rule slots, in slot order.
-    kernel_slots: Vec<String>,
+    /// Names of the kernel's rule slots (both banks: events decided by the
+    /// bank a policy load replaced may still be on their way).
+    kernel_slots: HashMap<u32, String>,
     /// The same names, for lookups by name.
     kernel_rules: HashSet<String>,
     mechanism: Mechanism,
     folder: AlertFolder,
+    /// The agent's own pid: what it protects without a rule.
+    agent_pid: u32,
     /// Grant ids access decisions relied on since the last
     /// [`Decider::take_grant_uses`].
     grant_uses: Vec<String>,
@@ -88,6 +92,7 @@ fn policy_actor(a: &Actor) -> policy::event::Actor {
             src_port: Some(s.src_port),
         }),
         exe: Some(a.exe.clone()),
+        exe_trusted: Some(a.exe_trusted),
         comm: Some(a.comm.clone()),
         argv: a.argv.clone(),
         cwd: a.cwd.clone(),
@@ -99,6 +104,7 @@ fn policy_actor(a: &Actor) -> policy::event::Actor {
 fn policy_target(t: &Target) -> policy::event::Target {
     policy::event::Target {
         pid: Some(t.pid),
+        start_ns: t.start_ns,
         comm: t.comm.clone(),
         exe: t.exe.clone(),
         uid: t.uid,
@@ -113,10 +119,11 @@ impl Decider {
         Self {
             set,
             grants,
-            kernel_slots: Vec::new(),
+            kernel_slots: HashMap::new(),
             kernel_rules: HashSet::new(),
             mechanism: Mechanism::Off,
             folder: AlertFolder::new(Duration::from_secs(60)),
+            agent_pid: std::process::id(),
             grant_uses: Vec::new(),
         }
     }
@@ -136,11 +143,14 @@ impl Decider {
         self.set = set;
     }
 
-    /// The deny rules the kernel holds, by slot, and the mechanism that
-    /// enforces them.
-    pub fn set_kernel(&mut self, slots: Vec<String>, mechanism: Mechanism) {
-        self.kernel_rules = slots.iter().cloned().collect();
-        self.kernel_slots = slots;
+    /// The deny rules the kernel now holds, by slot (one bank's worth;
+    /// the other bank's names stay for events it decided), and the
+    /// mechanism that enforces them.
+    pub fn set_kernel(&mut self, slots: Vec<(u32, String)>, mechanism: Mechanism) {
+        self.kernel_rules = slots.iter().map(|(_, n)| n.clone()).collect();
+        for (slot, name) in slots {
+            self.kernel_slots.insert(slot, name);
+        }
         self.mechanism = mechanism;
     }
 
@@ -164,9 +174,18 @@ impl Decider {
         target: Option<&Target>,
         detail: PolicyDetail,
     ) -> Option<Verdict> {
-        let v = self
-            .kernel_verdict(enforcement, slot)
-            .or_else(|| self.decide(kind, actor, target, detail));
+        let tamper = kind == Kind::Agent;
+        let on_agent = target.is_some_and(|t| t.pid == self.agent_pid)
+            && matches!(kind, Kind::Ptrace | Kind::MemAccess)
+            && detail.via.as_deref() != Some("proc_environ");
+        let result = detail.result.clone();
+        let v = self.kernel_verdict(enforcement, slot).or_else(|| {
+            if on_agent {
+                return Some(self.self_protection(result.as_deref()));
+            }
+            self.decide(kind, actor, target, detail)
+                .or_else(|| tamper.then(Self::tamper_alert))
+        });
         if let Some(g) = v.as_ref().and_then(|v| v.grant_id.clone()) {
             self.grant_uses.push(g);
         }
@@ -174,28 +193,82 @@ impl Decider {
     }
 
     /// A denial the kernel made: `enforcement` says how, `slot` which rule.
+    /// It carries that rule's severity and title, whichever mechanism
+    /// acted.
     fn kernel_verdict(&self, enforcement: Enforcement, slot: Option<u32>) -> Option<Verdict> {
-        let enforced = match enforcement {
+        let (enforced, how) = match enforcement {
             Enforcement::None => return None,
-            Enforcement::DeniedLsm => "lsm",
-            Enforcement::Killed => "kill",
+            Enforcement::DeniedLsm => ("lsm", "refused in the kernel (BPF-LSM) before it happened"),
+            Enforcement::Killed => (
+                "kill",
+                "actor killed by the kill fallback as the syscall returned (no BPF-LSM here)",
+            ),
         };
-        let rule = match slot {
-            Some(SELF_PROTECTION_SLOT) => Some("self-protection".to_owned()),
-            Some(slot) => self.kernel_slots.get(slot as usize).cloned(),
-            None => None,
+        let (rule, severity, title) = match slot {
+            Some(SELF_PROTECTION_SLOT) => (
+                Some("self-protection".to_owned()),
+                "critical".to_owned(),
+                "the agent protects itself from debugging, signals and bpf()".to_owned(),
+            ),
+            Some(slot) => {
+                let name = self.kernel_slots.get(&slot).cloned();
+                let info = name
+                    .as_deref()
+                    .and_then(|n| self.set.rules().find(|r| r.name == n));
+                let info = info.as_ref();
+                let severity = info.map_or("high", |r| r.severity.as_str()).to_owned();
+                let title = info
+                    .and_then(|r| r.title)
+                    .or(name.as_deref())
+                    .unwrap_or("a kernel rule")
+                    .to_owned();
+                (name, severity, title)
+            }
+            None => (None, "high".to_owned(), "a kernel rule".to_owned()),
         };
         Some(Verdict {
             action: "deny",
             enforced: Some(enforced),
-            severity: Some("high".to_owned()),
-            reason: Some(match enforced {
-                "lsm" => "refused in the kernel (BPF-LSM) before it happened".to_owned(),
-                _ => "actor killed at the syscall's entry (no BPF-LSM on this kernel)".to_owned(),
-            }),
+            severity: Some(severity),
+            reason: Some(format!("{title}: {how}")),
             rule,
             grant_id: None,
         })
+    }
+
+    /// An attempt to debug or read the agent that the kernel's own
+    /// protection did not answer (the kernel refused it first, or
+    /// enforcement is off): an alert, never only a record, whatever the
+    /// policy says.
+    fn self_protection(&self, result: Option<&str>) -> Verdict {
+        let how = match (self.mechanism, result) {
+            (Mechanism::Off, _) => "not enforced: enforcement is off".to_owned(),
+            (_, Some(err)) if err != "ok" => format!("the kernel refused it on its own ({err})"),
+            _ => "the kernel did not act on it".to_owned(),
+        };
+        Verdict {
+            action: "alert",
+            enforced: None,
+            severity: Some("critical".to_owned()),
+            reason: Some(format!("an attempt to debug or read the agent ({how})")),
+            rule: Some("self-protection".to_owned()),
+            grant_id: None,
+        }
+    }
+
+    /// An attempt on the agent itself that nothing refused (enforcement
+    /// off): still an alert, never only a record.
+    fn tamper_alert() -> Verdict {
+        Verdict {
+            action: "alert",
+            enforced: None,
+            severity: Some("critical".to_owned()),
+            reason: Some(
+                "an attempt on the agent itself (not enforced: enforcement is off)".to_owned(),
+            ),
+            rule: Some("self-protection".to_owned()),
+            grant_id: None,
+        }
     }
 
     /// The policy's verdict on an event, `None` when no rule matched
@@ -217,6 +290,7 @@ impl Decider {
                 via: detail.via,
                 access: detail.access,
                 prog_type: detail.prog_type,
+                result: detail.result,
             },
         };
         let guard = self.grants.as_ref().map(|g| g.lock());
@@ -232,24 +306,21 @@ impl Decider {
         };
         let d = self.set.evaluate(&ev, &ctx);
         d.rule?;
-        // Under BPF-LSM the kernel refused a kernel rule's action, whichever
-        // hook reported it, except an `environ` read: the LSM refuses only
-        // PTRACE_MODE_ATTACH accesses, and environ is a READ. Under the kill
-        // fallback, a kill comes with the event itself (the kernel's
-        // decision, which never reaches here): an event that gets here was
-        // not acted on (the fallback kills only ptrace, process_vm_* and
-        // opens of `mem`), and must not be recorded as enforced.
-        let enforced = (d.action == Action::Deny
-            && self.mechanism == Mechanism::Lsm
-            && ev.detail.via.as_deref() != Some("proc_environ")
-            && d.rule.is_some_and(|r| self.kernel_rules.contains(r)))
-        .then_some("lsm");
-        let reason = match (d.action, enforced, self.mechanism) {
-            (Action::Deny, None, Mechanism::Lsm | Mechanism::Kill) => format!(
+        // Whether the kernel acted comes with the event itself (a refusal
+        // written on it, or a kill): an event that gets here was not acted
+        // on, and its record must not say it was.
+        let enforced = None;
+        let reason = match (d.action, self.mechanism) {
+            (Action::Deny, Mechanism::Lsm | Mechanism::Kill)
+                if d.rule.is_some_and(|r| self.kernel_rules.contains(r)) =>
+            {
+                format!("{} ({})", d.reason, not_enforced_note(&ev))
+            }
+            (Action::Deny, Mechanism::Lsm | Mechanism::Kill) => format!(
                 "{} (not enforced: the kernel does not act on this here; alerted instead)",
                 d.reason
             ),
-            (Action::Deny, None, _) => format!(
+            (Action::Deny, _) => format!(
                 "{} (not enforced: the kernel cannot decide this rule here; alerted instead)",
                 d.reason
             ),
@@ -269,5 +340,16 @@ impl Decider {
             reason: Some(reason),
             grant_id: d.grant_id.map(str::to_owned),
         })
+    }
+}
+
+/// Why a kernel rule's deny was not enforced, from how the call ended.
+fn not_enforced_note(ev: &PolicyEvent) -> String {
+    match ev.detail.result.as_deref() {
+        Some("ok") => {
+            "not enforced: the kernel did not act on this one, and it went through".into()
+        }
+        None => "not enforced: the kernel did not act on this one".into(),
+        Some(err) => format!("not enforced: the kernel refused it on its own ({err})"),
     }
 }

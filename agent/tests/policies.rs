@@ -59,7 +59,7 @@ impl GrantLookup for Grants {
 fn actor(user: &str, uid: u32, comm: &str) -> String {
     format!(
         r#"{{"pid":4242,"uid":{uid},"euid":{uid},"auid":{uid},"user":"{user}","login_user":"{user}",
-        "comm":"{comm}","exe":"/usr/bin/{comm}","groups":[]}}"#
+        "comm":"{comm}","exe":"/usr/bin/{comm}","exe_trusted":true,"groups":[]}}"#
     )
 }
 
@@ -96,6 +96,7 @@ fn shipped_policies_decide_the_table() {
         reason: "INC-1".into(),
         created: t0,
         expires: t0 + chrono::Duration::hours(1),
+        start_tick: None,
     }]);
 
     let bob = actor("bob", 1001, "gdb");
@@ -113,7 +114,8 @@ fn shipped_policies_decide_the_table() {
         ("db with grant", ptrace(&carl, &pg, "PTRACE_ATTACH"), Action::Allow, Some("attach-to-database")),
         ("db by oncall", ptrace(&ann, &pg, "PTRACE_ATTACH"), Action::Allow, None),
         ("sshd", ptrace(sudo_gdb, &target("sshd", 0, "ssh.service"), "PTRACE_ATTACH"), Action::Deny, Some("attach-to-sshd")),
-        ("agent, even oncall", ptrace(&ann, &target("debugmon", 0, "debugmon.service"), "PTRACE_ATTACH"), Action::Deny, Some("attach-to-agent")),
+        // The agent protects itself without a rule; a namesake is nobody.
+        ("a process named debugmon", ptrace(&ann, &target("debugmon", 1002, "app.service"), "PTRACE_ATTACH"), Action::Allow, None),
         ("other user", ptrace(&bob, &alice_app, "PTRACE_ATTACH"), Action::Alert, Some("debugger-other-user")),
         ("own process", ptrace(&bob, &bob_app, "PTRACE_ATTACH"), Action::Allow, None),
         ("vm write", mem(&bob, &alice_app, "process_vm_writev", "write"), Action::Alert, Some("process-memory-write")),
@@ -123,11 +125,14 @@ fn shipped_policies_decide_the_table() {
         ("peek own", ptrace(&bob, &bob_app, "PTRACE_PEEKDATA"), Action::Allow, None),
         ("traceme", format!(r#"{{"kind":"ptrace","actor":{},"detail":{{"ptrace_request":"PTRACE_TRACEME"}}}}"#, actor("bob", 1001, "packed")), Action::Alert, Some("anti-debug-traceme")),
         ("traceme from gdb", format!(r#"{{"kind":"ptrace","actor":{bob},"detail":{{"ptrace_request":"PTRACE_TRACEME"}}}}"#), Action::Allow, None),
+        ("traceme from a copy named gdb", r#"{"kind":"ptrace","actor":{"uid":1001,"user":"bob","comm":"gdb","exe":"/tmp/gdb","exe_trusted":false},"detail":{"ptrace_request":"PTRACE_TRACEME"}}"#.into(), Action::Alert, Some("anti-debug-traceme")),
+        ("traceme from gdb bind-mounted by a user", r#"{"kind":"ptrace","actor":{"uid":1001,"user":"bob","comm":"gdb","exe":"/usr/bin/gdb","exe_trusted":false},"detail":{"ptrace_request":"PTRACE_TRACEME"}}"#.into(), Action::Alert, Some("anti-debug-traceme")),
         ("sudo gdb", format!(r#"{{"kind":"exec","actor":{sudo_gdb},"detail":{{"debugger":"gdb"}}}}"#), Action::Alert, Some("debugger-via-sudo")),
         ("strace", format!(r#"{{"kind":"exec","actor":{},"detail":{{"debugger":"strace"}}}}"#, actor("bob", 1001, "strace")), Action::Alert, Some("debugger-exec")),
         ("plain exec", format!(r#"{{"kind":"exec","actor":{}}}"#, actor("bob", 1001, "ls")), Action::Allow, None),
         ("perf", format!(r#"{{"kind":"perf_attach","actor":{},"target":{alice_app}}}"#, actor("bob", 1001, "perf")), Action::Alert, Some("perf-outside-allowlist")),
-        ("bpf by systemd", r#"{"kind":"bpf","actor":{"uid":0,"exe":"/usr/lib/systemd/systemd","comm":"systemd"},"detail":{"prog_type":"cgroup_skb"}}"#.into(), Action::Allow, None),
+        ("bpf by systemd", r#"{"kind":"bpf","actor":{"uid":0,"exe":"/usr/lib/systemd/systemd","exe_trusted":true,"comm":"systemd"},"detail":{"prog_type":"cgroup_skb"}}"#.into(), Action::Allow, None),
+        ("bpf by a fake debugmon", r#"{"kind":"bpf","actor":{"uid":0,"exe":"/tmp/debugmon","exe_trusted":false,"comm":"debugmon"},"detail":{"prog_type":"kprobe"}}"#.into(), Action::Alert, Some("bpf-outside-allowlist")),
         ("bpf by other", r#"{"kind":"bpf","actor":{"uid":0,"exe":"/tmp/x","comm":"x"},"detail":{"prog_type":"kprobe"}}"#.into(), Action::Alert, Some("bpf-outside-allowlist")),
         ("fd theft", mem(&bob, &alice_app, "pidfd_getfd", "read"), Action::Alert, Some("fd-theft")),
     ];

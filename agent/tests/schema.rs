@@ -112,6 +112,12 @@ fn exec_info() -> ExecInfo {
         argv: vec![b"gdb".to_vec(), b"-p".to_vec(), b"1".to_vec()],
         argv_truncated: false,
         argv_total_len: 9,
+        exe_file: agent::event::ExeFile {
+            ino: 42,
+            dev: 8,
+            uid: 0,
+            mode: 0o100755,
+        },
         cwd: Some(b"/srv/\xffapp".to_vec()),
     }
 }
@@ -162,6 +168,7 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
         count: 1,
         aggregate: false,
         io_uring: true,
+        at_access: true,
         target_host_pid: Some(40),
         ppid: 1,
         creds: Creds::default(),

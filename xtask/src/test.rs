@@ -112,7 +112,9 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
                 .args(["test", "--locked", "-p", "integration-test"])
                 // vm_enforce needs BPF-LSM: it runs inside `vm-test` below.
                 .args(["--test", "exec", "--test", "coverage", "--test", "ops"])
-                .args(["--test", "enforce", "--test", "delivery"])
+                .args([
+                    "--test", "enforce", "--test", "delivery", "--test", "evasion",
+                ])
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),
         )?;

@@ -28,6 +28,11 @@ use crate::{
     },
 };
 
+#[inline(always)]
+fn mm_of(task: *const u8, off: &agent_common::KernelOffsets) -> *const u8 {
+    read_or_zero::<*const u8>(task, off.task_mm)
+}
+
 // Both caps are powers of two, which lets a mask prove bounds to the verifier.
 const _: () = assert!(FILENAME_CAP.is_power_of_two() && ARGV_CAP.is_power_of_two());
 
@@ -79,6 +84,15 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     // SAFETY: helper without preconditions.
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     ev.comm = current_comm();
+    // The file that runs, by identity: no path or name a user can choose.
+    let exe_file = read_or_zero::<*const u8>(mm_of(task, &off), off.mm_exe_file);
+    let inode = read_or_zero::<*const u8>(exe_file, off.file_f_inode);
+    ev.exe_ino = read_or_zero::<u64>(inode, off.inode_i_ino);
+    let sb = read_or_zero::<*const u8>(inode, off.inode_i_sb);
+    ev.exe_dev = read_or_zero::<u32>(sb, off.sb_s_dev);
+    ev.exe_uid = read_or_zero::<u32>(inode, off.inode_i_uid);
+    ev.exe_mode = u32::from(read_or_zero::<u16>(inode, off.inode_i_mode));
+    ev._pad = 0;
 
     // Path of the executed file: a `__data_loc` field whose low 16 bits are
     // the string's offset inside the tracepoint record.

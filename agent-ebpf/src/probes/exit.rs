@@ -53,6 +53,6 @@ fn try_exit(pid: u32, tgid: u32) -> Result<(), i64> {
         _pad: 0,
     };
     EVENTS
-        .output::<ExitEvent>(&ev, lazy_wakeup(tgid))
+        .output::<ExitEvent>(&ev, lazy_wakeup())
         .map_err(i64::from)
 }

@@ -62,6 +62,6 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         comm: current_comm(),
     };
     EVENTS
-        .output::<ForkEvent>(&ev, lazy_wakeup(parent_tgid))
+        .output::<ForkEvent>(&ev, lazy_wakeup())
         .map_err(i64::from)
 }

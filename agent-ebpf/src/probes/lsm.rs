@@ -1,57 +1,109 @@
 //! BPF-LSM hooks: the decision is made here, synchronously, before the
-//! action happens; a denial returns -EPERM and is reported as an event
-//! naming the rule slot. Only loaded where the kernel runs the `bpf` LSM
-//! (see the loader); elsewhere the syscall-entry fallback applies.
+//! action happens; a denial returns -EPERM. When the syscall that met the
+//! refusal was parked by its hook, the refusal is written on that event,
+//! which goes out once, with the syscall's result; otherwise the hook sends
+//! an event of its own, naming the rule slot. Only loaded where the kernel
+//! runs the `bpf` LSM (see the loader); elsewhere the syscall hooks'
+//! fallback applies.
 //!
-//! Self-protection: ptrace of the agent and signals to it are refused for
-//! everyone but the agent itself, pid 1 (so `systemctl stop` works) and the
-//! kernel.
+//! Self-protection: ptrace of the agent, signals to it and bpf() on its
+//! programs, maps and links are refused for everyone but the agent itself,
+//! pid 1 for signals (so `systemctl stop` works) and the kernel.
 
-use agent_common::{AccessKind, Enforcement, ops};
-use aya_ebpf::{macros::lsm, programs::LsmContext};
+use agent_common::{AccessKind, Enforcement, Protected, SELF_PROTECTION, ops};
+use aya_ebpf::{helpers::generated::bpf_get_current_task, macros::lsm, programs::LsmContext};
 
 use crate::{
-    enforce::{NO_SLOT, decide_actor, decide_exec, decide_target},
-    probes::access::event::{deny_event, report_denial},
-    task::{current_pid_tgid, is_agent, offsets, read_or_zero},
+    enforce::{
+        self, NO_SLOT,
+        identity::{self, Identity},
+        protect,
+    },
+    probes::access::{
+        event::{deny_event, note_refusal, report_denial},
+        fallback::{actor_uid, uid_of},
+        perf_bpf::object_of,
+    },
+    task::{agent_tgid, current_pid_tgid, is_agent, offsets, read_or_zero, start_tick},
 };
 
 const EPERM: i32 = 1;
 /// `PTRACE_MODE_ATTACH`: attach, process_vm_*, /proc/<pid>/mem, pidfd_getfd.
 const PTRACE_MODE_ATTACH: u32 = 0x02;
-/// Slot reported for self-protection denials.
-pub(crate) const SELF_PROTECTION: u32 = u32::MAX;
 /// `SEND_SIG_PRIV`: a signal the kernel itself sends.
 const SEND_SIG_PRIV: u64 = 1;
+/// `task_struct.ptrace & PT_PTRACED`: the task has a tracer.
+const PT_PTRACED: u32 = 1;
+
+/// The protected process `task` is part of: from the map the kernel keeps,
+/// or, for a process the map does not hold, from what it is.
+#[inline(always)]
+fn protection(task: *const u8) -> Option<Protected> {
+    if let Some(p) = protect::of_task(task) {
+        return Some(p);
+    }
+    if !identity::any() {
+        return None;
+    }
+    let off = offsets();
+    let (ino, dev) = identity::exe_of(task);
+    let unit = identity::unit_of(task);
+    let id = Identity {
+        ino,
+        dev,
+        comm: read_or_zero::<[u8; 16]>(task, off.task_comm),
+        unit,
+        uid: uid_of(task),
+    };
+    match identity::slot_of(&id) {
+        NO_SLOT => None,
+        slot => Some(Protected {
+            slot,
+            tgid: read_or_zero::<u32>(task, off.task_tgid),
+            start_tick: start_tick(task),
+            unit,
+        }),
+    }
+}
+
+/// Refuses: on the parked syscall event if there is one, else in an event
+/// of its own made by `event`.
+#[inline(always)]
+fn refuse(slot: u32, event: impl FnOnce()) -> i32 {
+    if !note_refusal(slot) {
+        event();
+    }
+    -EPERM
+}
 
 #[lsm(hook = "ptrace_access_check")]
 pub(crate) fn lsm_ptrace_access_check(ctx: LsmContext) -> i32 {
     let child: *const u8 = ctx.arg(0);
     let mode: u32 = ctx.arg(1);
     let (_, tgid) = current_pid_tgid();
-    if is_agent(tgid) {
+    if is_agent(tgid) || mode & PTRACE_MODE_ATTACH == 0 {
         return 0;
     }
     let off = offsets();
     let target = read_or_zero::<u32>(child, off.task_tgid);
-    let slot = if is_agent(target) && mode & PTRACE_MODE_ATTACH != 0 {
+    let slot = if is_agent(target) {
         SELF_PROTECTION
-    } else if mode & PTRACE_MODE_ATTACH != 0 {
-        decide_target(child, target, ops::ATTACH)
     } else {
-        NO_SLOT
-    };
-    match slot {
-        NO_SLOT => 0,
-        slot => {
-            let mut ev = deny_event(AccessKind::LsmAccess, target, slot, Enforcement::DeniedLsm);
-            if let Some(e) = ev.as_deref_mut() {
-                e.request = u64::from(mode);
-            }
-            report_denial(ev);
-            -EPERM
+        match protection(child) {
+            Some(p) => enforce::decide(&p, ops::ATTACH, actor_uid()),
+            None => NO_SLOT,
         }
+    };
+    if slot == NO_SLOT {
+        return 0;
     }
+    refuse(slot, || {
+        let mut ev = deny_event(AccessKind::LsmAccess, target, slot, Enforcement::DeniedLsm);
+        if let Some(e) = ev.as_deref_mut() {
+            e.request = u64::from(mode);
+        }
+        report_denial(ev);
+    })
 }
 
 #[lsm(hook = "ptrace_traceme")]
@@ -61,19 +113,22 @@ pub(crate) fn lsm_ptrace_traceme(_ctx: LsmContext) -> i32 {
         return 0;
     }
     // SAFETY: helper without preconditions.
-    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() } as *const u8;
-    match decide_target(task, tgid, ops::TRACEME) {
-        NO_SLOT => 0,
-        slot => {
-            report_denial(deny_event(
-                AccessKind::LsmTraceme,
-                0,
-                slot,
-                Enforcement::DeniedLsm,
-            ));
-            -EPERM
-        }
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let slot = match protection(task) {
+        Some(p) => enforce::decide(&p, ops::TRACEME, actor_uid()),
+        None => NO_SLOT,
+    };
+    if slot == NO_SLOT {
+        return 0;
     }
+    refuse(slot, || {
+        report_denial(deny_event(
+            AccessKind::LsmTraceme,
+            0,
+            slot,
+            Enforcement::DeniedLsm,
+        ));
+    })
 }
 
 #[lsm(hook = "bprm_check_security")]
@@ -89,17 +144,78 @@ pub(crate) fn lsm_bprm_check_security(ctx: LsmContext) -> i32 {
     let ino = read_or_zero::<u64>(inode, off.inode_i_ino);
     let sb = read_or_zero::<*const u8>(inode, off.inode_i_sb);
     let dev = read_or_zero::<u32>(sb, off.sb_s_dev);
-    match decide_exec(ino, dev) {
-        NO_SLOT => 0,
+    match enforce::decide_exec(ino, dev, actor_uid()) {
+        NO_SLOT => {}
         slot => {
             let mut ev = deny_event(AccessKind::LsmExec, 0, slot, Enforcement::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.arg = ino;
             }
             report_denial(ev);
-            -EPERM
+            return -EPERM;
         }
     }
+    traced_exec(file, ino, dev, tgid)
+}
+
+/// A traced task exec'ing a protected program would hand its tracer a
+/// protected process that no attach was checked for: refused, unless the
+/// tracer may debug it (exempt, or granted).
+#[inline(always)]
+fn traced_exec(file: *const u8, ino: u64, dev: u32, tgid: u32) -> i32 {
+    if !identity::any() {
+        return 0;
+    }
+    let off = offsets();
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    if read_or_zero::<u32>(task, off.task_ptrace) & PT_PTRACED == 0 {
+        return 0;
+    }
+    // The comm the new program will have is its file's name here (a
+    // symlink's own name is what a comm rule would see after the exec).
+    let dentry = read_or_zero::<*const u8>(file, off.file_f_path_dentry);
+    let name = read_or_zero::<*const u8>(dentry, off.dentry_name);
+    let mut comm = [0u8; 16];
+    // SAFETY: the helper bounds the copy by the buffer and checks the source.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel_str(
+            comm.as_mut_ptr().cast(),
+            16,
+            name.cast(),
+        );
+    }
+    let unit = identity::unit_of(task);
+    let id = Identity {
+        ino,
+        dev,
+        comm,
+        unit,
+        uid: uid_of(task),
+    };
+    let slot = identity::slot_of(&id);
+    if slot == NO_SLOT {
+        return 0;
+    }
+    let tracer = read_or_zero::<*const u8>(task, off.task_parent);
+    let p = Protected {
+        slot,
+        tgid,
+        start_tick: start_tick(task),
+        unit,
+    };
+    let slot = enforce::decide(&p, ops::ATTACH, uid_of(tracer));
+    if slot == NO_SLOT {
+        return 0;
+    }
+    let mut ev = deny_event(AccessKind::ExecTraced, tgid, slot, Enforcement::DeniedLsm);
+    if let Some(e) = ev.as_deref_mut() {
+        e.arg = u64::from(read_or_zero::<u32>(tracer, off.task_tgid));
+        e.target_host_pid = tgid;
+        e.flags2 |= agent_common::access_flags::TARGET_RESOLVED;
+    }
+    report_denial(ev);
+    -EPERM
 }
 
 #[lsm(hook = "task_kill")]
@@ -135,16 +251,15 @@ pub(crate) fn lsm_perf_event_open(ctx: LsmContext) -> i32 {
         return 0;
     }
     let kind: i32 = ctx.arg(1);
-    match decide_actor(ops::PERF) {
+    match enforce::decide_actor(ops::PERF, actor_uid()) {
         NO_SLOT => 0,
-        slot => {
+        slot => refuse(slot, || {
             let mut ev = deny_event(AccessKind::LsmPerf, 0, slot, Enforcement::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.request = kind as u64;
             }
             report_denial(ev);
-            -EPERM
-        }
+        }),
     }
 }
 
@@ -155,20 +270,40 @@ pub(crate) fn lsm_bpf(ctx: LsmContext) -> i32 {
         return 0;
     }
     let cmd: i32 = ctx.arg(0);
+    let attr: *const u8 = ctx.arg(1);
+    if let Some(kind) = object_of(cmd as u64) {
+        // The kernel's copy of bpf_attr: the object's id comes first.
+        let id = read_or_zero::<u32>(attr, 0);
+        if !enforce::agent_object(kind, id) {
+            return 0;
+        }
+        return refuse(SELF_PROTECTION, || {
+            let mut ev = deny_event(
+                AccessKind::AgentObject,
+                agent_tgid(),
+                SELF_PROTECTION,
+                Enforcement::DeniedLsm,
+            );
+            if let Some(e) = ev.as_deref_mut() {
+                e.request = cmd as u64;
+                e.arg = u64::from(kind) << 32 | u64::from(id);
+            }
+            report_denial(ev);
+        });
+    }
     // Only program loads are policy's business; other commands (map
     // lookups, object queries) are what every BPF tool and systemd do.
     if cmd != 5 {
         return 0;
     }
-    match decide_actor(ops::BPF) {
+    match enforce::decide_actor(ops::BPF, actor_uid()) {
         NO_SLOT => 0,
-        slot => {
+        slot => refuse(slot, || {
             let mut ev = deny_event(AccessKind::LsmBpf, 0, slot, Enforcement::DeniedLsm);
             if let Some(e) = ev.as_deref_mut() {
                 e.request = cmd as u64;
             }
             report_denial(ev);
-            -EPERM
-        }
+        }),
     }
 }

@@ -1,9 +1,11 @@
 //! One module per hook family; each program is named `<event>_<hook>`:
 //! process lifecycle (`exec`, `fork`, `exit`), one process reaching into
-//! another (`access`, by vector), and the BPF-LSM hooks (`lsm`).
+//! another (`access`, by vector), the BPF-LSM hooks (`lsm`), and keeping
+//! the protected processes current at fork, exec and exit (`protect`).
 
 pub(crate) mod access;
 mod exec;
 mod exit;
 mod fork;
 mod lsm;
+mod protect;

@@ -119,6 +119,20 @@ impl KernelBtf {
         Ok(None)
     }
 
+    /// The offset of the first of `members` the struct has (a member the
+    /// kernel renamed); one must exist.
+    pub fn first_of(&self, strukt: &str, members: &[&str]) -> Result<u32, BtfError> {
+        for m in members {
+            if let Some(off) = self.member_offset(strukt, m)? {
+                return Ok(off);
+            }
+        }
+        Err(BtfError::NoMember {
+            strukt: strukt.to_owned(),
+            member: members.join(" or "),
+        })
+    }
+
     /// Size in bytes of struct `name`.
     pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
         let s = self.find_struct(name)?;
@@ -148,6 +162,17 @@ impl KernelBtf {
     fn syscall_args(&self) -> Result<[u32; 6], BtfError> {
         let base = self.required("pt_regs", "regs")?;
         Ok([0, 1, 2, 3, 4, 5].map(|i| base + 8 * i))
+    }
+
+    /// Where `struct pt_regs` keeps the number of the syscall in progress.
+    #[cfg(target_arch = "x86_64")]
+    fn syscall_nr(&self) -> Result<u32, BtfError> {
+        self.required("pt_regs", "orig_ax")
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    fn syscall_nr(&self) -> Result<u32, BtfError> {
+        self.required("pt_regs", "syscallno")
     }
 
     /// All struct offsets the programs need. Tracepoint offsets are filled
@@ -258,6 +283,44 @@ impl KernelBtf {
             io_kiocb_res: nested("io_kiocb", "cqe", "io_cqe", "res")?,
             io_kiocb_cmd: opt("io_kiocb", "cmd")?,
             io_open_file_slot: opt("io_open", "file_slot")?,
+            // Protection decided in the kernel at fork, exec and exit.
+            mm_exe_file: self.required("mm_struct", "exe_file")?,
+            // Renamed `__name` and `__parent` in 6.15 (read under RCU since).
+            kernfs_node_name: self.first_of("kernfs_node", &["name", "__name"])?,
+            kernfs_node_parent: self.first_of("kernfs_node", &["parent", "__parent"])?,
+            task_ptrace: self.required("task_struct", "ptrace")?,
+            task_parent: self.required("task_struct", "parent")?,
+            inode_i_uid: self.required("inode", "i_uid")?,
+            inode_i_mode: self.required("inode", "i_mode")?,
+            // Set by the loader from the running system (sysconf).
+            tick_ns: 0,
+            task_flags: self.required("task_struct", "flags")?,
+            // CONFIG_MEMCG: without it, accesses are judged at the open only.
+            mm_owner: opt("mm_struct", "owner")?,
+            task_worker_private: opt("task_struct", "worker_private")?,
+            io_worker_cur_work: opt("io_worker", "cur_work")?,
+            io_kiocb_work: opt("io_kiocb", "work")?,
+            io_kiocb_file: opt("io_kiocb", "file")?,
+            pt_regs_syscall_nr: self.syscall_nr()?,
+            sys_file_rw: [
+                libc::SYS_read,
+                libc::SYS_write,
+                libc::SYS_readv,
+                libc::SYS_writev,
+                libc::SYS_pread64,
+                libc::SYS_pwrite64,
+                libc::SYS_preadv,
+                libc::SYS_pwritev,
+                libc::SYS_preadv2,
+                libc::SYS_pwritev2,
+            ]
+            .map(|n| n as u32),
+            sys_own_hook: [
+                libc::SYS_ptrace,
+                libc::SYS_process_vm_readv,
+                libc::SYS_process_vm_writev,
+            ]
+            .map(|n| n as u32),
         })
     }
 }
@@ -330,6 +393,11 @@ mod tests {
             ("io_kiocb_res", off.io_kiocb_res),
             ("io_kiocb_cmd", off.io_kiocb_cmd),
             ("io_open_file_slot", off.io_open_file_slot),
+            ("mm_owner", off.mm_owner),
+            ("task_worker_private", off.task_worker_private),
+            ("io_worker_cur_work", off.io_worker_cur_work),
+            ("io_kiocb_work", off.io_kiocb_work),
+            ("io_kiocb_file", off.io_kiocb_file),
         ] {
             assert_ne!(v, OFFSET_ABSENT, "{name} on {release}");
         }

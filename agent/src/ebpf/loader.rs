@@ -1,16 +1,17 @@
 //! Loads the embedded eBPF object, hands it the kernel layout it needs and
-//! the agent's own tgid, and attaches every program in [`PROBES`]. A required
-//! probe that fails is fatal at start; an optional one is logged and skipped.
+//! the agent's own tgid, and attaches every program the probe tables list
+//! ([`super::probes`]). A required probe that fails is fatal at start; an
+//! optional one is logged and skipped.
 
 use std::path::Path;
 
 use agent_common::{
     AGENT_TGID_GLOBAL, AGG_MAP, AggKey, DEFAULT_RING_BYTES, EVENTS_MAP, KernelOffsets, LOST_MAP,
-    OFFSETS_GLOBAL, READER_IDLE_MAP,
+    OFFSETS_GLOBAL, ObjectKey, READER_IDLE_MAP,
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, FEntry, FExit, Lsm, ProgramError, TracePoint},
 };
 use thiserror::Error;
@@ -19,178 +20,10 @@ use tracing::{info, warn};
 use super::{
     btf::{BtfError, KernelBtf, VMLINUX_BTF},
     enforce::{EnforceError, Enforcer, Mechanism, mechanism},
+    probes::{Hook, LSM_PROBES, PROBES, Probe, SYSCALL_PREFIX, SYSCALL_PROBES},
     tracefs::{self, TracefsError, TracefsState},
 };
 use crate::error::error_chain;
-
-/// How a program is attached.
-#[derive(Debug, Clone, Copy)]
-pub enum Hook {
-    /// Classic tracepoint (needs tracefs).
-    TracePoint {
-        category: &'static str,
-        name: &'static str,
-    },
-    /// BTF-typed raw tracepoint (needs kernel BTF, no tracefs).
-    BtfTracePoint { name: &'static str },
-    /// fentry (with `exit`, fexit) on the function implementing syscall
-    /// `name` (`__x64_sys_<name>`): needs BPF trampolines.
-    Syscall { name: &'static str, exit: bool },
-    /// The `syscalls/sys_enter_<name>` (with `exit`, `sys_exit_<name>`)
-    /// tracepoint: needs tracefs and CONFIG_FTRACE_SYSCALLS.
-    SyscallTracePoint { name: &'static str, exit: bool },
-}
-
-/// Prefix of the functions the kernel's syscall table calls.
-#[cfg(target_arch = "x86_64")]
-const SYSCALL_PREFIX: &str = "__x64_sys_";
-#[cfg(target_arch = "aarch64")]
-const SYSCALL_PREFIX: &str = "__arm64_sys_";
-
-/// A syscall hook: the fentry/fexit program, and its tracepoint twin for
-/// kernels that refuse BPF trampolines. The tracepoint is the fallback
-/// because enabling any `syscalls/sys_*` tracepoint sends every syscall of
-/// every process through the syscall-tracing slow path (measured on this
-/// project's 6.18 host: +60 ns per syscall, +18 % for a syscall-bound
-/// loop); a trampoline costs only the hooked syscall.
-#[derive(Debug, Clone, Copy)]
-pub struct SyscallProbe {
-    pub fentry: &'static str,
-    pub tracepoint: &'static str,
-    /// Syscall name (`openat`).
-    pub name: &'static str,
-    /// Hooks the return (fexit, `sys_exit_*`) instead of the entry.
-    pub exit: bool,
-}
-
-impl SyscallProbe {
-    fn preferred(&self) -> Probe {
-        Probe {
-            program: self.fentry,
-            hook: Hook::Syscall {
-                name: self.name,
-                exit: self.exit,
-            },
-            required: false,
-        }
-    }
-
-    fn fallback(&self) -> Probe {
-        Probe {
-            program: self.tracepoint,
-            hook: Hook::SyscallTracePoint {
-                name: self.name,
-                exit: self.exit,
-            },
-            required: false,
-        }
-    }
-}
-
-/// One program of the object and how to attach it.
-#[derive(Debug, Clone, Copy)]
-pub struct Probe {
-    pub program: &'static str,
-    pub hook: Hook,
-    /// A required probe failing to attach stops the agent at start.
-    pub required: bool,
-}
-
-/// The programs of the object. Kernel compatibility lives here, as data:
-/// the sched hooks exist since 4.x; tp_btf needs 5.5 and BTF. The syscall
-/// hooks are in [`SYSCALL_PROBES`].
-pub const PROBES: &[Probe] = &[
-    Probe {
-        program: "exec_sched_process_exec",
-        hook: Hook::TracePoint {
-            category: "sched",
-            name: "sched_process_exec",
-        },
-        required: true,
-    },
-    Probe {
-        program: "fork_sched_process_fork",
-        hook: Hook::BtfTracePoint {
-            name: "sched_process_fork",
-        },
-        required: true,
-    },
-    Probe {
-        program: "exit_sched_process_exit",
-        hook: Hook::TracePoint {
-            category: "sched",
-            name: "sched_process_exit",
-        },
-        required: true,
-    },
-    // Opens of another process's memory through io_uring, which no
-    // syscall hook sees. A BTF tracepoint: it gets the request as it is,
-    // where a classic one first copies the record (~150 ns per
-    // completion, measured with NOPs, against ~75 ns for the NOP itself).
-    Probe {
-        program: "uring_io_uring_complete",
-        hook: Hook::BtfTracePoint {
-            name: "io_uring_complete",
-        },
-        required: false,
-    },
-];
-
-/// The syscall hooks. An exit hook comes before its entry hook: an entry
-/// that parks an event for its exit then never runs, even for a moment at
-/// start, before that exit is in place. A kernel with neither trampolines
-/// nor syscall tracepoints (CONFIG_FTRACE_SYSCALLS) loses that vector,
-/// with a warning, not the agent.
-pub const SYSCALL_PROBES: &[SyscallProbe] = &[
-    sys("fexit_ptrace", "ptrace_sys_exit_ptrace", "ptrace", true),
-    sys("fentry_ptrace", "ptrace_sys_enter_ptrace", "ptrace", false),
-    sys(
-        "fentry_process_vm_readv",
-        "mem_sys_enter_process_vm_readv",
-        "process_vm_readv",
-        false,
-    ),
-    sys(
-        "fentry_process_vm_writev",
-        "mem_sys_enter_process_vm_writev",
-        "process_vm_writev",
-        false,
-    ),
-    sys("fexit_openat", "mem_sys_exit_openat", "openat", true),
-    sys("fentry_openat", "mem_sys_enter_openat", "openat", false),
-    sys("fexit_open", "mem_sys_exit_open", "open", true),
-    sys("fentry_open", "mem_sys_enter_open", "open", false),
-    sys("fexit_openat2", "mem_sys_exit_openat2", "openat2", true),
-    sys("fentry_openat2", "mem_sys_enter_openat2", "openat2", false),
-    sys(
-        "fentry_pidfd_getfd",
-        "mem_sys_enter_pidfd_getfd",
-        "pidfd_getfd",
-        false,
-    ),
-    sys(
-        "fentry_perf_event_open",
-        "perf_sys_enter_perf_event_open",
-        "perf_event_open",
-        false,
-    ),
-    sys("fexit_bpf", "bpf_sys_exit_bpf", "bpf", true),
-    sys("fentry_bpf", "bpf_sys_enter_bpf", "bpf", false),
-];
-
-const fn sys(
-    fentry: &'static str,
-    tracepoint: &'static str,
-    name: &'static str,
-    exit: bool,
-) -> SyscallProbe {
-    SyscallProbe {
-        fentry,
-        tracepoint,
-        name,
-        exit,
-    }
-}
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -215,17 +48,6 @@ pub enum LoadError {
         source: ProgramError,
     },
 }
-
-/// BPF-LSM programs and their hooks. All are needed for the `lsm`
-/// mechanism: a partial set would deny some vectors and silently not others.
-pub const LSM_PROBES: &[(&str, &str)] = &[
-    ("lsm_ptrace_access_check", "ptrace_access_check"),
-    ("lsm_ptrace_traceme", "ptrace_traceme"),
-    ("lsm_bprm_check_security", "bprm_check_security"),
-    ("lsm_task_kill", "task_kill"),
-    ("lsm_perf_event_open", "perf_event_open"),
-    ("lsm_bpf", "bpf"),
-];
 
 /// Options for [`load_and_attach`].
 #[derive(Debug, Clone)]
@@ -266,6 +88,8 @@ pub struct Loaded {
     pub enforcer: Enforcer,
     /// Why this mechanism (for the start record and `status`).
     pub mechanism_reason: String,
+    /// The agent's own programs, maps and links, by id.
+    pub objects: Vec<ObjectKey>,
 }
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/debugmon-ebpf"));
@@ -296,6 +120,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     };
     offsets.tp_sys_enter_args = tp_offset("sys_enter_ptrace", "request");
     offsets.tp_sys_exit_ret = tp_offset("sys_exit_ptrace", "ret");
+    offsets.tick_ns = u32::try_from(crate::sys::host::tick_ns()).unwrap_or(10_000_000);
     if offsets.task_loginuid == agent_common::OFFSET_ABSENT {
         warn!("kernel built without CONFIG_AUDIT: records carry no auid or session id");
     }
@@ -357,10 +182,11 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     match mechanism {
         Mechanism::Lsm => info!("enforcement: BPF-LSM ({mechanism_reason})"),
         Mechanism::Kill => warn!(
-            "enforcement: fallback, actors of denied actions are killed at syscall entry ({mechanism_reason})"
+            "enforcement: kill fallback, the actor of a denied action is killed when the action succeeds, before it can use it ({mechanism_reason})"
         ),
         Mechanism::Off => warn!("enforcement: off ({mechanism_reason}); observing only"),
     }
+    let objects = own_objects(&ebpf);
     let enforcer = Enforcer::new(&mut ebpf, mechanism)?;
 
     let ring = RingBuf::try_from(
@@ -388,6 +214,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         offsets,
         enforcer,
         mechanism_reason,
+        objects,
     })
 }
 
@@ -498,6 +325,58 @@ fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, probe: &Probe) -> Result<(), LoadErro
         }
     }
     Ok(())
+}
+
+/// The ids of every program, map and link of the object, as `bpf()` names
+/// them: reaching for one by id is reaching for the agent's instruments.
+/// An id the kernel will not tell is skipped (logged).
+fn own_objects(ebpf: &Ebpf) -> Vec<ObjectKey> {
+    use agent_common::object_kind;
+    let mut out = Vec::new();
+    let mut progs = Vec::new();
+    for (name, prog) in ebpf.programs() {
+        match prog.info() {
+            Ok(i) => {
+                progs.push(i.id());
+                out.push(ObjectKey {
+                    kind: object_kind::PROG,
+                    id: i.id(),
+                });
+            }
+            // A program that is not loaded (an unused fallback) has no id.
+            Err(e) => tracing::debug!(program = name, error = %error_chain(&e), "no program id"),
+        }
+    }
+    for (name, map) in ebpf.maps() {
+        let info = match map {
+            Map::Array(m)
+            | Map::HashMap(m)
+            | Map::LruHashMap(m)
+            | Map::PerCpuArray(m)
+            | Map::PerCpuHashMap(m)
+            | Map::PerCpuLruHashMap(m)
+            | Map::RingBuf(m) => m.info(),
+            _ => continue,
+        };
+        match info {
+            Ok(i) => out.push(ObjectKey {
+                kind: object_kind::MAP,
+                id: i.id(),
+            }),
+            Err(e) => {
+                warn!(map = name, error = %error_chain(&e), "no map id: bpf() on it is not watched")
+            }
+        }
+    }
+    for link in aya::programs::loaded_links().flatten() {
+        if progs.contains(&link.program_id()) {
+            out.push(ObjectKey {
+                kind: object_kind::LINK,
+                id: link.id(),
+            });
+        }
+    }
+    out
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK. Failing to raise

@@ -1,11 +1,12 @@
 //! Everything that touches the kernel's BPF interface: resolving kernel
 //! layouts ([`btf`], [`tracefs`]), loading and attaching the programs
-//! ([`loader`], whose tables say which program goes on which hook), and the
+//! ([`loader`]; [`probes`] says which program goes on which hook), and the
 //! decision maps enforcement reads ([`enforce`]).
 
 pub mod btf;
 pub mod enforce;
 pub mod loader;
+pub mod probes;
 pub mod tracefs;
 
 pub use loader::{LoadError, Loaded, load_and_attach};

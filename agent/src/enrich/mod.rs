@@ -4,6 +4,7 @@
 //! every record and for the target of an access.
 
 pub mod cgroups;
+pub mod exe;
 pub mod session;
 pub mod text;
 
@@ -18,7 +19,7 @@ pub use self::{
     text::{Escapes, render},
 };
 use crate::{
-    event::{AccessInfo, ExecInfo},
+    event::{AccessInfo, ExeFile, ExecInfo},
     process::{ProcessEntry, ProcessTable},
     sys::users::UserDb,
 };
@@ -69,6 +70,9 @@ pub struct Actor {
     pub euid: u32,
     pub euser: Option<String>,
     pub exe: String,
+    /// The path is the file the kernel runs, and only root could have put
+    /// it there (docs/records.md): what an exemption by `exe` requires.
+    pub exe_trusted: bool,
     pub gid: u32,
     pub groups: Vec<String>,
     pub login_user: Option<String>,
@@ -136,6 +140,8 @@ pub struct ActorFacts<'a> {
     pub ns: NsIds,
     pub comm: &'a [u8],
     pub exe: &'a [u8],
+    /// The file the kernel runs, when known.
+    pub exe_file: Option<ExeFile>,
     pub argv: &'a [Vec<u8>],
     pub tty: &'a [u8],
     /// The cwd the kernel walked at an exec; `None`: read `/proc/PID/cwd`.
@@ -154,9 +160,46 @@ impl<'a> ActorFacts<'a> {
             ns: e.ns,
             comm: &e.comm,
             exe: &e.filename,
+            exe_file: Some(e.exe_file),
             argv: &e.argv,
             tty: &e.tty,
             cwd: e.cwd.as_deref(),
+        }
+    }
+
+    /// A process known only from the table (the tracer of a traced exec):
+    /// pid alone when the table does not know it.
+    pub fn of_entry(pid: u32, entry: Option<&'a ProcessEntry>) -> Self {
+        const NO_ARGV: &[Vec<u8>] = &[];
+        match entry {
+            Some(e) => Self {
+                pid,
+                ppid: e.ppid,
+                start_ns: e.start_ns,
+                creds: e.creds,
+                cgroup_id: e.cgroup_id,
+                ns: e.ns,
+                comm: &e.comm,
+                exe: &e.exe,
+                exe_file: Some(e.exe_file),
+                argv: &e.argv,
+                tty: &e.tty,
+                cwd: None,
+            },
+            None => Self {
+                pid,
+                ppid: 0,
+                start_ns: 0,
+                creds: Creds::default(),
+                cgroup_id: 0,
+                ns: NsIds::default(),
+                comm: &[],
+                exe: &[],
+                exe_file: None,
+                argv: NO_ARGV,
+                tty: &[],
+                cwd: None,
+            },
         }
     }
 
@@ -173,6 +216,7 @@ impl<'a> ActorFacts<'a> {
             ns: a.ns,
             comm: &a.comm,
             exe: entry.map_or(&[][..], |e| &e.exe),
+            exe_file: entry.map(|e| e.exe_file),
             argv: entry.map_or(NO_ARGV, |e| &e.argv),
             tty: entry.map_or(&[][..], |e| &e.tty),
             // The actor may have changed directory since its exec.
@@ -194,6 +238,7 @@ pub struct Enricher {
     /// The host's pid namespace (the agent's own): pids named there are host pids.
     host_pid_ns: u32,
     proc_root: std::path::PathBuf,
+    exes: exe::ExeResolver,
 }
 
 impl Enricher {
@@ -212,6 +257,7 @@ impl Enricher {
             ancestry_depth,
             host_pid_ns,
             proc_root: proc_root.to_path_buf(),
+            exes: exe::ExeResolver::default(),
         }
     }
 
@@ -279,6 +325,13 @@ impl Enricher {
             .chain(ancestors.iter().map(|a| (a.pid, a.start_ns)))
             .collect();
         let ssh = self.sessions.ssh(f.creds.sessionid, &lineage);
+        let exe = match f.exe_file {
+            Some(file) => self.exes.view(f.exe, f.cwd, file),
+            None => exe::ExeView {
+                real: None,
+                trusted: false,
+            },
+        };
         let (cgroup, unit, container_id) = self.unit_container(f.cgroup_id, f.pid);
         let user = self.user(f.creds.uid);
         let groups = user
@@ -301,7 +354,8 @@ impl Enricher {
             session_id: audit_id(f.creds.sessionid),
             tty: (!f.tty.is_empty()).then(|| esc.text("tty", f.tty)),
             ssh,
-            exe: esc.text("exe", f.exe),
+            exe: esc.text("exe", exe.real.as_deref().unwrap_or(f.exe)),
+            exe_trusted: exe.trusted,
             comm: esc.text("comm", f.comm),
             argv: f.argv.iter().map(|a| esc.text("argv", a)).collect(),
             cwd: match f.cwd {

@@ -45,10 +45,49 @@ pub struct ExecInfo {
     pub argv_truncated: bool,
     /// Size of the whole argv area in the process, copied or not.
     pub argv_total_len: u32,
+    /// The file the kernel runs, by identity.
+    pub exe_file: ExeFile,
     /// Working directory as the kernel walked it at the exec, with
     /// ` (deleted)` appended as `readlink` does; `None` when the walk did
     /// not finish (the agent then reads `/proc/PID/cwd`).
     pub cwd: Option<Vec<u8>>,
+}
+
+/// An executable file as the kernel knows it: inode and kernel device (what
+/// it is), owner and mode (who could have changed it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExeFile {
+    pub ino: u64,
+    pub dev: u32,
+    pub uid: u32,
+    pub mode: u32,
+}
+
+/// Kernel `dev_t` (as in `super_block.s_dev`: major << 20 | minor) of a
+/// userspace `st_dev`.
+pub fn kernel_dev(st_dev: u64) -> u32 {
+    let major = libc::major(st_dev);
+    let minor = libc::minor(st_dev);
+    (major << 20) | minor
+}
+
+impl ExeFile {
+    /// The file `m` describes, as the kernel would report it.
+    pub fn of(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self {
+            ino: m.ino(),
+            dev: kernel_dev(m.dev()),
+            uid: m.uid(),
+            mode: m.mode(),
+        }
+    }
+
+    /// Owned by root and writable by nobody else: only root could have put
+    /// this program there.
+    pub fn root_owned(&self) -> bool {
+        self.ino != 0 && self.uid == 0 && self.mode & 0o022 == 0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,8 +133,11 @@ pub struct AccessInfo {
     pub count: u64,
     /// True for a periodic aggregate of repeats (the first call was its own event).
     pub aggregate: bool,
-    /// The open was an io_uring request, seen at its completion.
+    /// The open (or, with `at_access`, the read or write) was an io_uring
+    /// request.
     pub io_uring: bool,
+    /// Seen as the memory was about to be read or written, not at the open.
+    pub at_access: bool,
     /// Host pid of the target when the kernel resolved it.
     pub target_host_pid: Option<u32>,
     pub ppid: u32,

@@ -27,6 +27,8 @@ pub enum GrantError {
     TooLong { requested: String, max: String },
     #[error("{0} must not be empty")]
     Empty(&'static str),
+    #[error("no process {0} to grant access to")]
+    NoProcess(u32),
     #[error("no active grant with id `{0}`")]
     UnknownGrant(String),
     #[error("cannot {what} {path}")]

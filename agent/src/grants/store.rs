@@ -77,6 +77,15 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GrantEr
     }
 }
 
+/// Start time (clock ticks since boot) of process `pid` now.
+fn process_start(pid: u32) -> Result<u64, GrantError> {
+    std::fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|b| crate::process::procfs::parse_stat(&b))
+        .map(|s| s.start_ticks)
+        .ok_or(GrantError::NoProcess(pid))
+}
+
 impl GrantStore {
     /// Loads `path` (missing: no grants). Grants that expired while the
     /// agent was down are dropped and returned as `expired` events.
@@ -136,6 +145,11 @@ impl GrantStore {
                 requested: format_duration(dur),
                 max: format_duration(self.max),
             })?;
+        // A pid grant is for the process that has the pid now.
+        let start_tick = match &target {
+            GrantTarget::Pid(pid) => Some(process_start(*pid)?),
+            _ => None,
+        };
         let grant = Grant {
             id: new_id(created, &self.path)?,
             user: user.to_owned(),
@@ -143,6 +157,7 @@ impl GrantStore {
             reason: reason.to_owned(),
             created,
             expires,
+            start_tick,
         };
         self.grants.push(grant.clone());
         if let Err(e) = self.save() {
@@ -267,7 +282,7 @@ impl GrantLookup for GrantStore {
         let now = self.clock.now();
         self.grants
             .iter()
-            .find(|g| g.user == user && g.expires > now && g.target.covers(target))
+            .find(|g| g.user == user && g.expires > now && g.covers(target))
     }
 }
 

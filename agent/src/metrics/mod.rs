@@ -35,7 +35,7 @@ use crate::event::Kind;
 
 /// `kind` label values of `debugmon_events_total`: the kernel event, and for
 /// accesses the syscall family.
-pub const EVENT_KINDS: [&str; 17] = [
+pub const EVENT_KINDS: [&str; 19] = [
     "exec",
     "fork",
     "exit",
@@ -53,6 +53,8 @@ pub const EVENT_KINDS: [&str; 17] = [
     "lsm_task_kill",
     "lsm_perf_event_open",
     "lsm_bpf",
+    "exec_traced",
+    "agent_object",
 ];
 
 /// `kind` label values of `debugmon_records_total`: the record kinds
@@ -105,6 +107,8 @@ impl EventLabel {
                 AccessKind::LsmKill => 14,
                 AccessKind::LsmPerf => 15,
                 AccessKind::LsmBpf => 16,
+                AccessKind::ExecTraced => 17,
+                AccessKind::AgentObject => 18,
             },
         }
     }

@@ -409,7 +409,11 @@ impl PolicySet {
         if facts.any(Source::Person, &u.users) {
             return Outcome::Exempt(Exemption::User);
         }
-        if facts.any(Source::ActorExe, &u.exe) {
+        // An exemption by program holds only for the program the kernel
+        // runs, root's and writable only by root: a copy or a namesake in
+        // a user's directory, or a file bind-mounted over the path in a
+        // private namespace, is not exempt.
+        if facts.ev.actor.exe_trusted == Some(true) && facts.any(Source::ActorExe, &u.exe) {
             return Outcome::Exempt(Exemption::Exe);
         }
         if facts.any(Source::ActorComm, &u.comm) {

@@ -28,6 +28,9 @@ pub struct Actor {
     pub tty: Option<String>,
     pub ssh: Option<Ssh>,
     pub exe: Option<String>,
+    /// The exe path is the kernel's file and only root could have put it
+    /// there (required by exemptions by `exe`).
+    pub exe_trusted: Option<bool>,
     pub comm: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub argv: Vec<String>,
@@ -47,6 +50,8 @@ impl Actor {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Target {
     pub pid: Option<u32>,
+    /// Boot-time ns the process started (names it across pid reuse).
+    pub start_ns: Option<u64>,
     pub comm: Option<String>,
     pub exe: Option<String>,
     pub uid: Option<u32>,
@@ -63,6 +68,8 @@ pub struct Detail {
     pub via: Option<String>,
     pub access: Option<String>,
     pub prog_type: Option<String>,
+    /// `ok` or the errno name of the call, when known.
+    pub result: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -93,6 +93,28 @@ pub struct Grant {
     pub reason: String,
     pub created: DateTime<Utc>,
     pub expires: DateTime<Utc>,
+    /// For a `pid:N` grant: when that process started, in clock ticks since
+    /// boot, taken when the grant was made. The grant covers that process
+    /// only, never a later one that reuses the pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_tick: Option<u64>,
+}
+
+impl Grant {
+    /// Whether this grant covers `target` (see [`GrantTarget::covers`]),
+    /// holding a pid grant to the process it was made for.
+    pub fn covers(&self, target: Option<&Target>) -> bool {
+        if !self.target.covers(target) {
+            return false;
+        }
+        match (&self.target, self.start_tick, target) {
+            (GrantTarget::Pid(_), Some(start), Some(t)) => {
+                let tick = crate::sys::host::tick_ns().max(1);
+                t.start_ns.is_some_and(|ns| ns / tick == start)
+            }
+            _ => true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ fn bobs_grant() -> OneGrant {
         reason: "INC-1".into(),
         created: t0,
         expires: t0 + chrono::Duration::hours(2),
+        start_tick: None,
     })
 }
 

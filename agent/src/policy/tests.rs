@@ -273,6 +273,7 @@ fn grant(user: &str, target: &str) -> OneGrant {
         reason: "INC-1".into(),
         created: t0,
         expires: t0 + chrono::Duration::hours(2),
+        start_tick: None,
     })
 }
 
@@ -282,13 +283,17 @@ fn exemptions_by_role_user_exe_comm_and_grant() {
     for (unless, exempt) in [
         ("{ role: [oncall] }", false),
         ("{ users: [bob] }", true),
-        ("{ exe: [gdb] }", true),
+        // `e` does not say its program is trusted: no exemption by exe.
+        ("{ exe: [gdb] }", false),
         ("{ comm: [strace] }", false),
         ("{ grant: true }", false),
     ] {
         let s = one_rule("ptrace_attach", &format!("unless: {unless}"));
         assert_eq!(decided(&s, &e).is_none(), exempt, "{unless}");
     }
+    let trusted = ev(&ATTACH.replace(r#""euid":1001"#, r#""euid":1001,"exe_trusted":true"#));
+    let s = one_rule("ptrace_attach", "unless: { exe: [gdb] }");
+    assert!(decided(&s, &trusted).is_none(), "a trusted gdb is exempt");
     let s = set("
 rules:
   - { name: db, on: [ptrace_attach], target: { comm: [postgres] }, unless: { grant: true }, action: deny }

@@ -11,14 +11,8 @@ use std::{
 use agent_common::{Creds, NsIds};
 
 use super::table::ProcessEntry;
-
-/// Nanoseconds per clock tick (`/proc/<pid>/stat` start times are in ticks).
-pub fn tick_ns() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
-    1_000_000_000 / hz
-}
+use crate::event::ExeFile;
+pub use crate::sys::host::tick_ns;
 
 /// Parsed fields of `/proc/<pid>/stat`.
 #[derive(Debug, PartialEq, Eq)]
@@ -165,6 +159,9 @@ pub fn snapshot(proc_root: &Path) -> Vec<ProcessEntry> {
         e.notable = true;
         e.comm = stat.comm.into();
         e.exe = exe.into();
+        e.exe_file = fs::metadata(path.join("exe"))
+            .map(|m| ExeFile::of(&m))
+            .unwrap_or_default();
         e.argv = argv;
         e.creds = creds;
         e.cgroup_id = cgroup_id(&path);

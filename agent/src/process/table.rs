@@ -15,7 +15,7 @@ use std::{
 
 use agent_common::{Creds, NsIds};
 
-use crate::event::{ExecInfo, ExitInfo, ForkInfo};
+use crate::event::{ExeFile, ExecInfo, ExitInfo, ForkInfo};
 
 /// One process as the table knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub struct ProcessEntry {
     pub cgroup_id: u64,
     pub ns: NsIds,
     pub tty: Arc<[u8]>,
+    /// The file the process runs, as the kernel knows it.
+    pub exe_file: ExeFile,
     /// `CLOCK_BOOTTIME` ns of the exit, once it happened.
     pub exited_ns: Option<u64>,
     /// Seen in /proc at start, or the actor of an access record: kept the
@@ -60,6 +62,7 @@ impl ProcessEntry {
             cgroup_id: 0,
             ns: NsIds::default(),
             tty: Arc::default(),
+            exe_file: ExeFile::default(),
             exited_ns: None,
             notable: false,
             children: 0,
@@ -222,6 +225,7 @@ impl ProcessTable {
             e.argv = p.argv.clone();
             e.tty = p.tty.clone();
             e.comm = p.comm.clone();
+            e.exe_file = p.exe_file;
         } else {
             e.comm = f.comm.as_slice().into();
         }
@@ -243,6 +247,7 @@ impl ProcessTable {
             cgroup_id: e.cgroup_id,
             ns: e.ns,
             tty: e.tty.as_slice().into(),
+            exe_file: e.exe_file,
             exited_ns: None,
             notable: false,
             children: 0,
@@ -398,6 +403,7 @@ mod tests {
             argv: vec![comm.as_bytes().to_vec()],
             argv_truncated: false,
             argv_total_len: 0,
+            exe_file: Default::default(),
             cwd: None,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use agent_common::{AccessKind, flags};
+use agent_common::{AccessKind, Enforcement, flags};
 use serde::Serialize;
 
 use super::names;
@@ -58,6 +58,20 @@ pub struct AccessDetail {
     pub signal: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<&'static str>,
+    /// The bpf() command of an attempt on the agent's own objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpf_cmd: Option<Cow<'static, str>>,
+    /// The agent object it named: `prog 12`, `map 40`, `link 7`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// Pid of the tracer of a traced task (exec under a tracer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracer_pid: Option<u32>,
+    /// Present (true) when the access was seen as the memory was about to
+    /// be read or written (whatever way the file was opened), not when
+    /// the file was opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_access: Option<bool>,
     /// `ok` or the errno name, when the syscall's result is known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Cow<'static, str>>,
@@ -161,6 +175,7 @@ pub fn access_detail(a: &AccessInfo) -> (Kind, AccessDetail) {
             // O_WRONLY (1) or O_RDWR (2) open for writing.
             d.access = rw(a.request & 3 != 0);
             d.io_uring = a.io_uring.then_some(true);
+            d.at_access = a.at_access.then_some(true);
             Kind::MemAccess
         }
         AccessKind::PidfdGetfd => {
@@ -197,6 +212,31 @@ pub fn access_detail(a: &AccessInfo) -> (Kind, AccessDetail) {
             d.lsm_hook = Some("bprm_check_security");
             Kind::Exec
         }
+        AccessKind::ExecTraced => {
+            // A traced task exec'd a protected program: the tracer is the
+            // actor (the pipeline swaps it in), the new process the target.
+            d.event = Some("exec_under_trace");
+            d.tracer_pid = Some(a.arg as u32);
+            if a.enforcement == Enforcement::DeniedLsm {
+                d.lsm_hook = Some("bprm_check_security");
+            }
+            Kind::Ptrace
+        }
+        AccessKind::AgentObject => {
+            d.event = Some("tamper");
+            d.bpf_cmd = Some(names::bpf_cmd(a.request));
+            let kind = match (a.arg >> 32) as u32 {
+                agent_common::object_kind::PROG => "prog",
+                agent_common::object_kind::MAP => "map",
+                agent_common::object_kind::LINK => "link",
+                _ => "object",
+            };
+            d.object = Some(format!("{kind} {}", a.arg as u32));
+            if a.enforcement == Enforcement::DeniedLsm {
+                d.lsm_hook = Some("bpf");
+            }
+            Kind::Agent
+        }
         AccessKind::LsmKill => {
             d.lsm_hook = Some("task_kill");
             d.signal = Some(a.request as i32);
@@ -213,6 +253,21 @@ pub fn access_detail(a: &AccessInfo) -> (Kind, AccessDetail) {
             Kind::Bpf
         }
     };
+    // A syscall event BPF-LSM refused on its way (the hook wrote the
+    // refusal on the parked event): name the hook, as its own events do.
+    if a.enforcement == Enforcement::DeniedLsm && d.lsm_hook.is_none() {
+        d.lsm_hook = match a.access {
+            AccessKind::Ptrace if a.request == 0 => Some("ptrace_traceme"),
+            AccessKind::Ptrace
+            | AccessKind::VmReadv
+            | AccessKind::VmWritev
+            | AccessKind::ProcMem
+            | AccessKind::PidfdGetfd => Some("ptrace_access_check"),
+            AccessKind::PerfOpen => Some("perf_event_open"),
+            AccessKind::BpfProgLoad => Some("bpf"),
+            _ => None,
+        };
+    }
     (kind, d)
 }
 
@@ -249,6 +304,7 @@ impl AccessDetail {
             via: self.via.map(str::to_owned),
             access: self.access.map(str::to_owned),
             prog_type: self.prog_type.as_ref().map(|c| c.to_string()),
+            result: self.result.as_ref().map(|c| c.to_string()),
         }
     }
 }

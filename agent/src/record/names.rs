@@ -133,6 +133,27 @@ pub fn bpf_prog_type(t: u64) -> Cow<'static, str> {
     Cow::Borrowed(name)
 }
 
+/// `bpf(2)` commands by name (`BPF_MAP_GET_FD_BY_ID`).
+pub fn bpf_cmd(c: u64) -> Cow<'static, str> {
+    let name = match c {
+        0 => "BPF_MAP_CREATE",
+        1 => "BPF_MAP_LOOKUP_ELEM",
+        2 => "BPF_MAP_UPDATE_ELEM",
+        3 => "BPF_MAP_DELETE_ELEM",
+        5 => "BPF_PROG_LOAD",
+        7 => "BPF_OBJ_GET",
+        8 => "BPF_PROG_ATTACH",
+        9 => "BPF_PROG_DETACH",
+        13 => "BPF_PROG_GET_FD_BY_ID",
+        14 => "BPF_MAP_GET_FD_BY_ID",
+        28 => "BPF_LINK_CREATE",
+        30 => "BPF_LINK_GET_FD_BY_ID",
+        34 => "BPF_LINK_DETACH",
+        _ => return Cow::Owned(format!("BPF_CMD_{c}")),
+    };
+    Cow::Borrowed(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,7 @@ fn actor() -> Actor {
         ns: NsIds::default(),
         comm: b"echo",
         exe: b"/bin/echo",
+        exe_file: None,
         argv: &argv,
         tty: b"pts/1",
         cwd: Some(b"/"),

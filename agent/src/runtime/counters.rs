@@ -16,6 +16,16 @@ use crate::{
     record::LostCounts,
 };
 
+/// What start-up hands on from a loaded object besides [`Kernel`].
+pub(super) struct Handover {
+    pub(super) ring: RingBuf<MapData>,
+    pub(super) enforcer: Enforcer,
+    pub(super) attached: Vec<&'static str>,
+    pub(super) tracefs: TracefsState,
+    pub(super) mechanism_reason: String,
+    pub(super) objects: Vec<agent_common::ObjectKey>,
+}
+
 pub(super) struct Kernel {
     /// Owns the programs and their links: held, never read; dropping it
     /// detaches every program.
@@ -27,32 +37,25 @@ pub(super) struct Kernel {
 }
 
 impl Kernel {
-    /// Takes a loaded object apart: what the runtime keeps, the ring, the
-    /// enforcer for the pipeline, and what the start record reports.
-    pub(super) fn split(
-        l: Loaded,
-    ) -> (
-        Self,
-        RingBuf<MapData>,
-        Enforcer,
-        Vec<&'static str>,
-        TracefsState,
-        String,
-    ) {
+    /// Takes a loaded object apart: what the runtime keeps, and the rest
+    /// (the ring, the enforcer for the pipeline, what the start record
+    /// reports).
+    pub(super) fn split(l: Loaded) -> (Self, Handover) {
         let k = Self {
             _ebpf: l.ebpf,
             reader_idle: l.reader_idle,
             lost: l.lost,
             agg: l.agg,
         };
-        (
-            k,
-            l.ring,
-            l.enforcer,
-            l.attached,
-            l.tracefs,
-            l.mechanism_reason,
-        )
+        let rest = Handover {
+            ring: l.ring,
+            enforcer: l.enforcer,
+            attached: l.attached,
+            tracefs: l.tracefs,
+            mechanism_reason: l.mechanism_reason,
+            objects: l.objects,
+        };
+        (k, rest)
     }
 
     /// Asks the kernel to wake the agent at the next record-making event.

@@ -65,6 +65,10 @@ impl Running {
         }
         let effects = self.gov.poll_reload();
         self.p.apply(effects);
+        let effects = self.gov.poll_users();
+        self.p.apply(effects);
+        let effects = self.gov.poll_programs();
+        self.p.apply(effects);
         self.sink.send(self.p.take_batch()).await?;
         self.publish(lost);
         Ok(())

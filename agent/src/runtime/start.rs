@@ -4,7 +4,10 @@
 //! seeded before the first record, and systemd hears READY only once the
 //! start record is durable.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use serde_json::json;
 use tokio::{
@@ -15,7 +18,7 @@ use tracing::{error, info};
 
 use super::{
     AgentError, Settings,
-    counters::Kernel,
+    counters::{Handover, Kernel},
     governance::{Governance, GovernanceConfig, load_policy},
     pipeline::Pipeline,
     reader::ReadMode,
@@ -63,6 +66,24 @@ async fn bind_metrics(cfg: &Settings) -> Option<MetricsServer> {
     }
 }
 
+/// The agent's programs, maps and links by id, for the start record: what
+/// `bpf()` may not touch (and what `bpftool` shows as the agent's).
+fn objects_detail(objects: &[agent_common::ObjectKey]) -> serde_json::Value {
+    use agent_common::object_kind;
+    let ids = |kind| {
+        objects
+            .iter()
+            .filter(|o| o.kind == kind)
+            .map(|o| o.id)
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "programs": ids(object_kind::PROG),
+        "maps": ids(object_kind::MAP),
+        "links": ids(object_kind::LINK),
+    })
+}
+
 /// The process table, seeded from /proc: processes that started before
 /// the agent appear in ancestries.
 fn seeded_table(cfg: &Settings) -> ProcessTable {
@@ -94,8 +115,24 @@ impl Running {
             enforce: cfg.enforce,
         })?;
         let mechanism = loaded.enforcer.mechanism();
-        let (kernel, ring, enforcer, attached, tracefs, mechanism_reason) = Kernel::split(loaded);
+        let (kernel, h) = Kernel::split(loaded);
+        let Handover {
+            ring,
+            mut enforcer,
+            attached,
+            tracefs,
+            mechanism_reason,
+            objects,
+        } = h;
         release_startup_heap();
+        // The agent is protected by what it is, not by a name: its threads
+        // and its programs, maps and links.
+        if let Err(e) = enforcer
+            .protect_self(std::process::id())
+            .and_then(|()| enforcer.protect_objects(&objects))
+        {
+            error!(error = %error_chain(&e), "cannot protect the agent itself in the kernel");
+        }
 
         let table = seeded_table(cfg);
         let seeded = table.len();
@@ -112,6 +149,7 @@ impl Running {
                 grants_path: cfg.grants_path.clone(),
                 grants_max: cfg.grants_max,
                 control_socket: cfg.control_socket.clone(),
+                etc: PathBuf::from("/etc"),
             },
             &policy,
             async move {
@@ -154,6 +192,7 @@ impl Running {
                     "dirs": cfg.policy_dirs,
                     "kernel_notes": gov.kernel_notes(),
                 },
+                "bpf_objects": objects_detail(&objects),
                 "metrics": metrics_addr.map(|a| a.to_string()),
                 "public_key": sink.public_key(),
             }),

@@ -60,6 +60,15 @@ pub fn boottime_ns() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
 }
 
+/// Nanoseconds per clock tick (`USER_HZ`): `/proc/<pid>/stat` gives start
+/// times in ticks, and the kernel's protection maps keep them so.
+pub fn tick_ns() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
+    1_000_000_000 / hz
+}
+
 /// Maps boot-time stamps to wall-clock time. Re-sampled periodically so a
 /// stepped wall clock (NTP) is followed.
 #[derive(Debug, Clone, Copy)]

@@ -84,19 +84,26 @@ impl UserDb {
         db
     }
 
-    /// Re-reads the files if they changed since the last read.
-    pub fn refresh(&mut self) {
+    /// Checks the files on every [`Self::refresh`], not at most every 2 s.
+    #[cfg(test)]
+    pub fn check_always(&mut self) {
+        self.recheck = Duration::ZERO;
+    }
+
+    /// Re-reads the files if they changed since the last read: true when
+    /// they were re-read.
+    pub fn refresh(&mut self) -> bool {
         let now = Instant::now();
         if self
             .last_check
             .is_some_and(|t| now.duration_since(t) < self.recheck)
         {
-            return;
+            return false;
         }
         self.last_check = Some(now);
         let stamp = (mtime(&self.passwd), mtime(&self.group));
         if stamp == self.stamp && self.stamp != (None, None) {
-            return;
+            return false;
         }
         let mut db = Db::default();
         if let Ok(t) = fs::read_to_string(&self.passwd) {
@@ -107,6 +114,7 @@ impl UserDb {
         }
         self.db = db;
         self.stamp = stamp;
+        true
     }
 
     pub fn user(&self, uid: u32) -> Option<&str> {

@@ -437,3 +437,27 @@ pub fn own_auid() -> Value {
         Value::from(v)
     }
 }
+
+/// Name of the person the kernel and policy see for this process: the
+/// login user if set, else the user.
+pub fn own_user() -> String {
+    let auid: u64 = std::fs::read_to_string("/proc/self/loginuid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: getuid has no preconditions.
+    let uid = if auid == u64::from(u32::MAX) {
+        u64::from(unsafe { libc::getuid() })
+    } else {
+        auid
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2].parse::<u64>().ok() == Some(uid)).then(|| f[0].to_owned())
+        })
+        .expect("our uid is in /etc/passwd")
+}

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_test::{Agent, agent_bin, nonce, uring_open_in_child};
+use integration_test::{Agent, agent_bin, nonce, own_user, uring_open_in_child};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -185,32 +185,9 @@ fn denial<'a>(r: &'a Value, target: u32, rule: &str) -> Option<&'a Value> {
         .then_some(r)
 }
 
-/// Name of the person the kernel and policy see for this process.
-fn me() -> String {
-    let auid: u64 = std::fs::read_to_string("/proc/self/loginuid")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // SAFETY: getuid has no preconditions.
-    let uid = if auid == u64::from(u32::MAX) {
-        u64::from(unsafe { libc::getuid() })
-    } else {
-        auid
-    };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 2 && f[2].parse::<u64>().ok() == Some(uid)).then(|| f[0].to_owned())
-        })
-        .expect("our uid is in /etc/passwd")
-}
-
 fn grant(agent: &Agent, target: &str, secs: u64) -> String {
     let out = Command::new(agent_bin())
-        .args(["grant", "--user", &me(), "--target", target])
+        .args(["grant", "--user", &own_user(), "--target", target])
         .args(["--for", &format!("{secs}s"), "--reason", "TEST-1"])
         .arg("--socket")
         .arg(agent.state.join("control.sock"))

@@ -17,7 +17,7 @@ use crate::{
 /// in per-CPU scratch space: the BPF stack (512 bytes) cannot hold it next
 /// to the hooks' own locals.
 #[inline(always)]
-pub(super) fn new_event(
+pub(crate) fn new_event(
     pid: u32,
     tgid: u32,
     access: AccessKind,
@@ -83,7 +83,7 @@ pub(crate) fn report_denial(ev: Option<&'static mut AccessEvent>) {
 }
 
 #[inline(always)]
-pub(super) fn emit(ev: &AccessEvent) {
+pub(crate) fn emit(ev: &AccessEvent) {
     if EVENTS.output::<AccessEvent>(ev, wake_if_idle()).is_err() {
         count_lost(EventKind::Access);
     }
@@ -122,15 +122,37 @@ pub(super) fn park(pid: u32, ev: &AccessEvent) {
     }
 }
 
-/// Sends the parked event of this thread with the syscall's return value
-/// (without one when it is unknown), after `amend` has had its say;
-/// false when nothing was parked.
+/// Like [`aggregate`], but a first occurrence is parked until its syscall
+/// returns instead of sent at once, so its record carries the result (and
+/// a BPF-LSM refusal on the way).
 #[inline(always)]
-pub(super) fn unpark(ret: Option<i64>, amend: impl FnOnce(&mut AccessEvent)) -> bool {
-    let (pid, _) = current_pid_tgid();
-    let Some(ev) = PENDING.get_ptr_mut(pid) else {
-        return false;
+pub(super) fn aggregate_or_park(pid: u32, ev: &AccessEvent) {
+    let key = AggKey {
+        actor_tgid: ev.header.tgid,
+        target_pid: ev.target_pid,
+        access: ev.access,
+        _pad: 0,
+        request: ev.request,
     };
+    if let Some(v) = AGG.get_ptr_mut(key) {
+        // SAFETY: as in `aggregate`.
+        unsafe { *v += 1 };
+        return;
+    }
+    if AGG.insert(key, 0, u64::from(BPF_NOEXIST)).is_ok() {
+        park(pid, ev);
+    } else if let Some(v) = AGG.get_ptr_mut(key) {
+        // SAFETY: as in `aggregate`.
+        unsafe { *v += 1 };
+    }
+}
+
+/// This thread's parked event, with the syscall's return value filled in
+/// when it is known. It stays parked until [`unpark`].
+#[inline(always)]
+pub(super) fn parked(ret: Option<i64>) -> Option<&'static mut AccessEvent> {
+    let (pid, _) = current_pid_tgid();
+    let ev = PENDING.get_ptr_mut(pid)?;
     // SAFETY: a map value pointer, valid while the program runs; only this
     // thread parks under its own id.
     let ev = unsafe { &mut *ev };
@@ -138,13 +160,27 @@ pub(super) fn unpark(ret: Option<i64>, amend: impl FnOnce(&mut AccessEvent)) -> 
         ev.ret = ret;
         ev.flags2 |= access_flags::HAS_RET;
     }
-    amend(ev);
-    emit(ev);
-    let _ = PENDING.remove(pid);
-    true
+    Some(ev)
 }
 
+/// Drops this thread's parked event (after it was sent).
 #[inline(always)]
-pub(super) fn send_parked(ret: Option<i64>) {
-    unpark(ret, |_| ());
+pub(super) fn unpark() {
+    let (pid, _) = current_pid_tgid();
+    let _ = PENDING.remove(pid);
+}
+
+/// A BPF-LSM hook refused the syscall this thread is in: says so on its
+/// parked event, which then goes out once, with the result. False when
+/// nothing is parked (the hook then sends an event of its own).
+#[inline(always)]
+pub(crate) fn note_refusal(slot: u32) -> bool {
+    match parked(None) {
+        Some(ev) => {
+            ev.enforcement = Enforcement::DeniedLsm as u32;
+            ev.rule = slot;
+            true
+        }
+        None => false,
+    }
 }

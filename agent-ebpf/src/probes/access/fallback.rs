@@ -1,69 +1,115 @@
-//! Enforcement where BPF-LSM is missing: the actor of a denied access is
-//! killed at the syscall's entry (an open found at its exit: as it
-//! returns), decided from the same maps as the LSM hooks.
+//! Enforcement by the syscall hooks: where BPF-LSM is missing (and, for
+//! what no LSM hook sees, everywhere), the actor of a denied access is
+//! killed as the syscall returns, and only when the syscall succeeded. A
+//! call the kernel itself refused (an unprivileged user, a missing target)
+//! is recorded as the attempt it was, counted per actor and target, and
+//! nobody is killed for it. Decided from the same maps as the LSM hooks.
+//!
+//! Killing on the way out is as safe as killing on the way in: a pending
+//! SIGKILL is taken before the task runs another user instruction, and
+//! the syscall ran either way (a tracepoint cannot cancel it).
 
-use agent_common::{AccessEvent, Enforcement, enforce_mode};
-use aya_ebpf::helpers::generated::bpf_send_signal;
+use agent_common::{AccessEvent, Enforcement, Protected, access_flags, enforce_mode};
+use aya_ebpf::helpers::generated::{bpf_get_current_task, bpf_send_signal};
 
-use super::event::emit;
-use crate::enforce;
+use super::event::{aggregate, emit, parked, unpark};
+use crate::{
+    enforce::{self, NO_SLOT},
+    task::{offsets, read_creds},
+};
 
 const SIGKILL: u32 = 9;
 
-/// Fallback for rules on the actor alone (perf, bpf).
+/// The person behind the current task: its login uid if set, else its uid
+/// (grants and exemptions follow the person, through sudo).
 #[inline(always)]
-pub(super) fn kill_fallback_actor(ev: &mut AccessEvent, op: u32) -> bool {
-    if enforce::mode() != enforce_mode::KILL {
-        return false;
-    }
-    match enforce::decide_actor(op) {
-        enforce::NO_SLOT => false,
-        slot => kill_actor(ev, slot),
+pub(crate) fn actor_uid() -> u32 {
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    uid_of(task)
+}
+
+/// The login uid of `task` if set, else its uid.
+#[inline(always)]
+pub(crate) fn uid_of(task: *const u8) -> u32 {
+    let off = offsets();
+    let mut fl = 0;
+    let c = read_creds(task, &off, &mut fl);
+    if c.auid != u32::MAX { c.auid } else { c.uid }
+}
+
+/// Whether the syscall hooks enforce: always under the kill fallback, and
+/// under BPF-LSM for what no LSM hook sees (`lsm_blind`).
+#[inline(always)]
+pub(super) fn hooks_enforce(lsm_blind: bool) -> bool {
+    match enforce::mode() {
+        enforce_mode::KILL => true,
+        enforce_mode::LSM => lsm_blind,
+        _ => false,
     }
 }
 
-/// Kills the current process and reports it with the deciding rule.
+/// The rule that denies `op` on `p` to the current actor, or [`NO_SLOT`].
 #[inline(always)]
-pub(super) fn kill_actor(ev: &mut AccessEvent, slot: u32) -> bool {
-    mark_killed(ev, slot);
-    emit(ev);
-    true
+pub(super) fn denied(p: &Option<Protected>, op: u32) -> u32 {
+    match p {
+        Some(p) => enforce::decide(p, op, actor_uid()),
+        None => NO_SLOT,
+    }
+}
+
+/// The rule that denies `op` to the current actor whatever the target
+/// (perf, bpf), or [`NO_SLOT`].
+#[inline(always)]
+pub(super) fn denied_actor(op: u32) -> u32 {
+    enforce::decide_actor(op, actor_uid())
+}
+
+/// Marks a parked event: kill the actor at the syscall's return if it
+/// succeeded, under rule `slot`.
+#[inline(always)]
+pub(super) fn kill_if_done(ev: &mut AccessEvent, slot: u32) {
+    ev.rule = slot;
+    ev.flags2 |= access_flags::KILL_AT_EXIT;
 }
 
 /// Kills the current process; `ev` says so, for the caller to send.
 #[inline(always)]
-pub(super) fn mark_killed(ev: &mut AccessEvent, slot: u32) {
+pub(crate) fn mark_killed(ev: &mut AccessEvent, slot: u32) {
     // SAFETY: helper without preconditions; signals the current process.
     unsafe { bpf_send_signal(SIGKILL) };
     ev.rule = slot;
     ev.enforcement = Enforcement::Killed as u32;
 }
 
-/// Fallback enforcement where BPF-LSM is unavailable: the actor is killed at
-/// the syscall's entry (an open found at its exit: as it returns), so no
-/// result of the syscall ever reaches it. The
-/// syscall itself still runs (a tracepoint cannot cancel it): an attach may
-/// stop the target before the tracer dies and is detached, which is why the
-/// agent resumes targets its kills left stopped.
+/// Sends this thread's parked event with the syscall's return value, after
+/// `amend` has had its say, killing the actor first when the event was
+/// marked with [`kill_if_done`] and the call went through (or its result
+/// cannot be read: then enforcement wins). False when nothing was parked.
 #[inline(always)]
-pub(super) fn kill_fallback(ev: &mut AccessEvent, target_tgid: u32, op: u32) -> bool {
-    kill_unsent(ev, target_tgid, op) && {
+pub(super) fn settle(ret: Option<i64>, amend: impl FnOnce(&mut AccessEvent)) -> bool {
+    let Some(ev) = parked(ret) else {
+        return false;
+    };
+    amend(ev);
+    if ev.flags2 & access_flags::KILL_AT_EXIT != 0 {
+        ev.flags2 &= !access_flags::KILL_AT_EXIT;
+        if ret.is_none_or(|r| r >= 0) {
+            mark_killed(ev, ev.rule);
+            emit(ev);
+        } else {
+            // Refused by the kernel on its own: an attempt, counted.
+            ev.rule = 0;
+            aggregate(ev);
+        }
+    } else {
         emit(ev);
-        true
     }
+    unpark();
+    true
 }
 
-/// [`kill_fallback`] without sending the event.
 #[inline(always)]
-pub(super) fn kill_unsent(ev: &mut AccessEvent, target_tgid: u32, op: u32) -> bool {
-    if enforce::mode() != enforce_mode::KILL {
-        return false;
-    }
-    match enforce::decide_target(core::ptr::null(), target_tgid, op) {
-        enforce::NO_SLOT => false,
-        slot => {
-            mark_killed(ev, slot);
-            true
-        }
-    }
+pub(super) fn send_parked(ret: Option<i64>) {
+    settle(ret, |_| ());
 }

@@ -1,19 +1,22 @@
 //! Another process's memory and descriptors: process_vm_readv/writev and
-//! pidfd_getfd.
+//! pidfd_getfd. A first occurrence is sent at the syscall's exit, with its
+//! result (and a BPF-LSM refusal, if there was one); repeats are counted.
 
 use agent_common::{AccessKind, EventKind, access_flags, ops};
 use aya_ebpf::{
-    macros::{fentry, tracepoint},
-    programs::{FEntryContext, TracePointContext},
+    macros::{fentry, fexit, tracepoint},
+    programs::{FEntryContext, FExitContext, TracePointContext},
 };
 
 use super::{
     Args,
-    event::{aggregate, emit, new_event},
-    fallback::kill_fallback,
+    event::{aggregate_or_park, new_event, park},
+    exit_ret,
+    fallback::{denied, hooks_enforce, kill_if_done, send_parked},
     procfs::fd_file,
 };
 use crate::{
+    enforce::{NO_SLOT, protect},
     ring::count_lost,
     task::{current_pid_tgid, is_agent, offsets, read_field},
 };
@@ -28,12 +31,23 @@ fn vm_access(a: Args, kind: AccessKind) {
         count_lost(EventKind::Access);
         return;
     };
-    let Some(ev) = new_event(pid, tgid, kind, target as u32) else {
+    let target = target as u32;
+    let Some(ev) = new_event(pid, tgid, kind, target) else {
         count_lost(EventKind::Access);
         return;
     };
-    if !kill_fallback(ev, target as u32, ops::ATTACH) {
-        aggregate(ev);
+    let p = protect::named(target);
+    if let Some(p) = &p {
+        ev.target_host_pid = p.tgid;
+        ev.flags2 |= access_flags::TARGET_RESOLVED;
+    }
+    // BPF-LSM refuses these in `ptrace_access_check` (through mm_access).
+    let slot = denied(&p, ops::ATTACH);
+    if slot != NO_SLOT && hooks_enforce(false) {
+        kill_if_done(ev, slot);
+        park(pid, ev);
+    } else {
+        aggregate_or_park(pid, ev);
     }
 }
 
@@ -42,6 +56,12 @@ fn mem_sys_enter_process_vm_readv_body(a: Args) -> u32 {
     vm_access(a, AccessKind::VmReadv);
     0
 }
+
+syscall_exit!(
+    send_parked,
+    mem_sys_exit_process_vm_readv = "sys_exit_process_vm_readv",
+    fexit_process_vm_readv
+);
 
 syscall_entry!(
     mem_sys_enter_process_vm_readv_body,
@@ -54,6 +74,12 @@ fn mem_sys_enter_process_vm_writev_body(a: Args) -> u32 {
     vm_access(a, AccessKind::VmWritev);
     0
 }
+
+syscall_exit!(
+    send_parked,
+    mem_sys_exit_process_vm_writev = "sys_exit_process_vm_writev",
+    fexit_process_vm_writev
+);
 
 syscall_entry!(
     mem_sys_enter_process_vm_writev_body,
@@ -76,17 +102,30 @@ fn mem_sys_enter_pidfd_getfd_body(a: Args) -> u32 {
         return 0;
     };
     ev.arg = targetfd;
+    let mut p = None;
     if let Some(host_pid) = pidfd_to_pid(pidfd as u32) {
         ev.target_pid = host_pid;
         ev.target_host_pid = host_pid;
         ev.flags2 |= access_flags::TARGET_RESOLVED;
-        if kill_fallback(ev, host_pid, ops::ATTACH) {
-            return 0;
+        p = protect::host_named(host_pid);
+        if let Some(p) = &p {
+            // The pidfd may name a thread: the record names its process.
+            ev.target_host_pid = p.tgid;
         }
     }
-    emit(ev);
+    let slot = denied(&p, ops::ATTACH);
+    if slot != NO_SLOT && hooks_enforce(false) {
+        kill_if_done(ev, slot);
+    }
+    park(pid, ev);
     0
 }
+
+syscall_exit!(
+    send_parked,
+    mem_sys_exit_pidfd_getfd = "sys_exit_pidfd_getfd",
+    fexit_pidfd_getfd
+);
 
 syscall_entry!(
     mem_sys_enter_pidfd_getfd_body,

@@ -13,7 +13,9 @@
 //! what was opened at its exit, which catches every other way to the same
 //! file (relative paths, dirfds, symlinks, `/proc/<pid>/task/<tid>/`).
 //! io_uring opens are judged the same way, by the opened file, when their
-//! completion is posted.
+//! completion is posted. And every read or write of a process's `mem` or
+//! `environ` is judged once more as it happens, at the lock of the
+//! target's address space, whatever way the file was opened or reached.
 //!
 //! Flood control happens here, not in userspace: high-rate accesses
 //! (PEEK/POKE and register requests, process_vm_*, perf opens) send their
@@ -24,6 +26,8 @@
 //! - `fallback`: the kill fallback where BPF-LSM is missing
 //! - `ptrace`, `memory` (process_vm_*, pidfd_getfd), `procfs` (opens of
 //!   `mem` and `environ`), `perf_bpf`, `io_uring`: one module per vector
+//! - `address_space`: reads and writes of `mem` and `environ` as they
+//!   happen
 
 use agent_common::OFFSET_ABSENT;
 use aya_ebpf::{
@@ -114,10 +118,11 @@ pub(super) fn exit_ret(ctx: &TracePointContext) -> Option<i64> {
     unsafe { ctx.read_at::<i64>(tp_sys_offsets().1 as usize) }.ok()
 }
 
+mod address_space;
 pub(crate) mod event;
-mod fallback;
+pub(crate) mod fallback;
 mod io_uring;
 mod memory;
-mod perf_bpf;
+pub(crate) mod perf_bpf;
 mod procfs;
 mod ptrace;

@@ -1,7 +1,10 @@
-//! perf_event_open on another process and bpf program loads: the rules on
-//! them are on the actor alone.
+//! perf_event_open on another process, bpf program loads, and bpf() on the
+//! agent's own objects. The rules on perf and bpf are on the actor alone
+//! (there is no target process to protect); a `*_GET_FD_BY_ID` on one of
+//! the agent's programs, maps or links is someone reaching for the agent's
+//! own instruments.
 
-use agent_common::{AccessKind, EventKind, ops};
+use agent_common::{AccessKind, EventKind, SELF_PROTECTION, object_kind, ops};
 use aya_ebpf::{
     helpers::bpf_probe_read_user,
     macros::{fentry, fexit, tracepoint},
@@ -10,18 +13,40 @@ use aya_ebpf::{
 
 use super::{
     Args,
-    event::{aggregate, new_event, park, send_parked},
+    event::{aggregate, aggregate_or_park, new_event, park},
     exit_ret,
-    fallback::kill_fallback_actor,
+    fallback::{denied_actor, hooks_enforce, kill_if_done, send_parked},
 };
 use crate::{
+    enforce::{self, NO_SLOT, protect},
     ring::count_lost,
-    task::{current_pid_tgid, is_agent},
+    task::{agent_tgid, current_pid_tgid, is_agent},
 };
 
 const BPF_PROG_LOAD: u64 = 5;
+const BPF_PROG_GET_FD_BY_ID: u64 = 13;
+const BPF_MAP_GET_FD_BY_ID: u64 = 14;
+const BPF_LINK_GET_FD_BY_ID: u64 = 30;
+
+/// The agent object a `bpf(cmd)` with this command names by id, if it is
+/// one of those commands: (object kind, id at the start of `bpf_attr`).
+#[inline(always)]
+pub(crate) fn object_of(cmd: u64) -> Option<u32> {
+    match cmd {
+        BPF_PROG_GET_FD_BY_ID => Some(object_kind::PROG),
+        BPF_MAP_GET_FD_BY_ID => Some(object_kind::MAP),
+        BPF_LINK_GET_FD_BY_ID => Some(object_kind::LINK),
+        _ => None,
+    }
+}
 
 syscall_exit!(send_parked, bpf_sys_exit_bpf = "sys_exit_bpf", fexit_bpf);
+
+syscall_exit!(
+    send_parked,
+    perf_sys_exit_perf_event_open = "sys_exit_perf_event_open",
+    fexit_perf_event_open
+);
 
 #[inline(always)]
 fn perf_sys_enter_perf_event_open_body(a: Args) -> u32 {
@@ -38,21 +63,28 @@ fn perf_sys_enter_perf_event_open_body(a: Args) -> u32 {
     if target == 0 {
         return 0;
     }
-    let Some(ev) = new_event(
-        pid,
-        tgid,
-        AccessKind::PerfOpen,
-        if target > 0 { target as u32 } else { 0 },
-    ) else {
+    let named = if target > 0 { target as u32 } else { 0 };
+    let Some(ev) = new_event(pid, tgid, AccessKind::PerfOpen, named) else {
         count_lost(EventKind::Access);
         return 0;
     };
+    if named != 0
+        && let Some(p) = protect::named(named)
+    {
+        ev.target_host_pid = p.tgid;
+        ev.flags2 |= agent_common::access_flags::TARGET_RESOLVED;
+    }
     // SAFETY: the helper checks the user address; perf_event_attr.type is the first u32.
     ev.request =
         u64::from(unsafe { bpf_probe_read_user::<u32>(attr as *const u32) }.unwrap_or(u32::MAX));
     ev.arg = u64::from(cpu as u32);
-    if !kill_fallback_actor(ev, ops::PERF) {
-        aggregate(ev);
+    // BPF-LSM refuses these in its `perf_event_open` hook.
+    let slot = denied_actor(ops::PERF);
+    if slot != NO_SLOT && hooks_enforce(false) {
+        kill_if_done(ev, slot);
+        park(pid, ev);
+    } else {
+        aggregate_or_park(pid, ev);
     }
     0
 }
@@ -73,6 +105,27 @@ fn bpf_sys_enter_bpf_body(a: Args) -> u32 {
         count_lost(EventKind::Access);
         return 0;
     };
+    if let Some(kind) = object_of(cmd) {
+        // SAFETY: the helper checks the user address; every *_GET_FD_BY_ID
+        // has the object's id first in bpf_attr.
+        let id = unsafe { bpf_probe_read_user::<u32>(attr as *const u32) }.unwrap_or(0);
+        if !enforce::agent_object(kind, id) {
+            return 0;
+        }
+        let Some(ev) = new_event(pid, tgid, AccessKind::AgentObject, agent_tgid()) else {
+            count_lost(EventKind::Access);
+            return 0;
+        };
+        ev.request = cmd;
+        ev.arg = u64::from(kind) << 32 | u64::from(id);
+        if hooks_enforce(false) {
+            kill_if_done(ev, SELF_PROTECTION);
+            park(pid, ev);
+        } else {
+            aggregate(ev);
+        }
+        return 0;
+    }
     if cmd != BPF_PROG_LOAD {
         return 0;
     }
@@ -87,9 +140,12 @@ fn bpf_sys_enter_bpf_body(a: Args) -> u32 {
     // SAFETY: as above.
     ev.name = unsafe { bpf_probe_read_user::<[u8; 16]>((attr + 48) as *const [u8; 16]) }
         .unwrap_or([0; 16]);
-    if !kill_fallback_actor(ev, ops::BPF) {
-        park(pid, ev);
+    // BPF-LSM refuses these in its `bpf` hook.
+    let slot = denied_actor(ops::BPF);
+    if slot != NO_SLOT && hooks_enforce(false) {
+        kill_if_done(ev, slot);
     }
+    park(pid, ev);
     0
 }
 

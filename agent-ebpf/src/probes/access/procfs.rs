@@ -12,11 +12,12 @@ use aya_ebpf::{
 
 use super::{
     Args,
-    event::{emit, new_event, park, unpark},
+    event::{emit, new_event, park},
     exit_ret,
-    fallback::{kill_fallback, kill_unsent},
+    fallback::{denied, hooks_enforce, kill_if_done, mark_killed, settle},
 };
 use crate::{
+    enforce::{NO_SLOT, protect},
     ring::count_lost,
     task::{current_pid_tgid, is_agent, offsets, read_field},
 };
@@ -99,13 +100,9 @@ fn proc_open(path: u64, flags: u64) {
         return;
     };
     ev.request = flags & O_ACCMODE;
-    // /proc/<pid>/mem is a PTRACE_MODE_ATTACH access; environ only READ.
-    // A process may read its own memory, as the kernel allows.
-    if kind == AccessKind::ProcMem && target != tgid {
-        kill_unsent(ev, target, ops::ATTACH);
-    }
-    // Sent at the exit with the result; the exit then knows this open was
-    // reported and does not report the file a second time.
+    // Sent at the exit with the result, and judged there by the file it
+    // opened; the exit then knows this open was reported and does not
+    // report the file a second time.
     park(pid, ev);
 }
 
@@ -128,20 +125,16 @@ fn proc_open_exit(ret: Option<i64>) {
         }
         _ => None,
     };
-    let parked = unpark(ret, |ev| {
+    let parked = settle(ret, |ev| {
         let parked_open =
             ev.access == AccessKind::ProcMem as u32 || ev.access == AccessKind::ProcEnviron as u32;
         if let (true, Some(((kind, target, _), _))) = (parked_open, opened) {
             // The file says whose it is: the number in the path may have
-            // been a thread's, which the entry's rule lookup (by process)
-            // did not find.
+            // been a thread's, or a pid in another namespace.
             ev.target_host_pid = target;
             ev.flags2 |= access_flags::TARGET_RESOLVED;
-            if kind == AccessKind::ProcMem
-                && target != tgid
-                && ev.enforcement == Enforcement::None as u32
-            {
-                kill_unsent(ev, target, ops::ATTACH);
+            if kind == AccessKind::ProcMem && target != tgid {
+                judge_mem_open(ev, target);
             }
         }
     });
@@ -176,14 +169,35 @@ pub(super) fn report_opened(
     ev.ret = fd;
     ev.target_host_pid = target;
     ev.flags2 = access_flags::HAS_RET | access_flags::TARGET_RESOLVED | flags;
-    // Killed as the open returns. Like the kill at entry, this is after
-    // the fact: the descriptor exists by then, and another thread of the
-    // actor that guesses it could use it before the kill lands. BPF-LSM
-    // refuses the open itself.
-    if kind == AccessKind::ProcMem && kill_fallback(ev, target, ops::ATTACH) {
-        return;
+    // Killed as the open returns: the descriptor exists by then, and
+    // another thread of the actor that guesses it could use it before the
+    // kill lands. BPF-LSM refuses the open itself.
+    if kind == AccessKind::ProcMem {
+        judge_mem_open(ev, target);
+        if ev.flags2 & access_flags::KILL_AT_EXIT != 0 {
+            ev.flags2 &= !access_flags::KILL_AT_EXIT;
+            mark_killed(ev, ev.rule);
+        }
     }
     emit(ev);
+}
+
+/// A successful open of process `target`'s memory (a PTRACE_MODE_ATTACH
+/// access; `environ` is only READ): marks `ev` for the kill when a rule
+/// denies it and the syscall hooks enforce it.
+#[inline(always)]
+fn judge_mem_open(ev: &mut agent_common::AccessEvent, target: u32) {
+    if ev.enforcement != Enforcement::None as u32 {
+        return; // BPF-LSM refused it already
+    }
+    let p = protect::host_named(target);
+    if let Some(p) = &p {
+        ev.target_host_pid = p.tgid;
+    }
+    let slot = denied(&p, ops::ATTACH);
+    if slot != NO_SLOT && hooks_enforce(false) {
+        kill_if_done(ev, slot);
+    }
 }
 
 /// Whether descriptor `fd` of the current task is a process's `mem` or
@@ -194,10 +208,19 @@ pub(super) fn opened_proc_file(
     off: &agent_common::KernelOffsets,
     fd: u32,
 ) -> Option<(AccessKind, u32, u64)> {
+    proc_file(off, fd_file(off, fd)?)
+}
+
+/// Whether `file` is a process's `mem` or `environ` file: as
+/// [`opened_proc_file`].
+#[inline(always)]
+pub(super) fn proc_file(
+    off: &agent_common::KernelOffsets,
+    file: *const u8,
+) -> Option<(AccessKind, u32, u64)> {
     if off.proc_inode_vfs_inode == OFFSET_ABSENT || off.task_pid_links == OFFSET_ABSENT {
         return None;
     }
-    let file = fd_file(off, fd)?;
     let dentry = read_field::<*const u8>(file, off.file_f_path_dentry).ok()?;
     // Every other open on the host ends at one of these two tests.
     let len = read_field::<u32>(dentry, off.dentry_name_len).ok()?;

@@ -1,19 +1,28 @@
-//! ptrace: every request, attaches sent with their result at the exit,
-//! the others once per tracer, target and request and then counted.
+//! ptrace: every request. Attaches are sent with their result at the
+//! syscall's exit; other requests once per tracer, target and request, then
+//! counted. The target is resolved to its process whichever thread id or
+//! namespace pid named it.
+//!
+//! BPF-LSM refuses attaches (`ptrace_access_check`), but no LSM hook sees
+//! the requests on a task already traced: a tracer that attached before
+//! its tracee became protected (by exec, fork or a policy load) is killed
+//! at its next request whatever the mechanism.
 
-use agent_common::{AccessKind, EventKind, ops};
+use agent_common::{AccessKind, EventKind, Protected, access_flags, ops};
 use aya_ebpf::{
+    helpers::generated::bpf_get_current_task,
     macros::{fentry, fexit, tracepoint},
     programs::{FEntryContext, FExitContext, TracePointContext},
 };
 
 use super::{
     Args,
-    event::{aggregate, new_event, park, send_parked},
+    event::{aggregate, new_event, park},
     exit_ret,
-    fallback::kill_fallback,
+    fallback::{denied, hooks_enforce, kill_if_done, send_parked},
 };
 use crate::{
+    enforce::{NO_SLOT, protect},
     ring::count_lost,
     task::{current_pid_tgid, is_agent},
 };
@@ -34,30 +43,32 @@ fn ptrace_sys_enter_ptrace_body(a: Args) -> u32 {
         count_lost(EventKind::Access);
         return 0;
     };
-    // Attaches are sent with their result; every other request (memory,
-    // registers, control) is sent once per tracer, target and request, then
-    // counted: `strace -f` issues one or more per syscall of the tracee.
+    let traceme = req == PTRACE_TRACEME;
     let attach = matches!(req, PTRACE_TRACEME | PTRACE_ATTACH | PTRACE_SEIZE);
-    let target = if req == PTRACE_TRACEME {
-        0
-    } else {
-        target as u32
-    };
+    let target = if traceme { 0 } else { target as u32 };
     let Some(ev) = new_event(pid, tgid, AccessKind::Ptrace, target) else {
         count_lost(EventKind::Access);
         return 0;
     };
     ev.request = req;
     ev.arg = a.arg(2).unwrap_or(0);
-    let (subject, op) = if req == PTRACE_TRACEME {
-        (tgid, ops::TRACEME)
+    let p: Option<Protected> = if traceme {
+        // SAFETY: helper without preconditions.
+        protect::of_task(unsafe { bpf_get_current_task() } as *const u8)
     } else {
-        (target, ops::ATTACH)
+        protect::named(target)
     };
-    if kill_fallback(ev, subject, op) {
-        return 0;
+    if !traceme && let Some(p) = &p {
+        ev.target_host_pid = p.tgid;
+        ev.flags2 |= access_flags::TARGET_RESOLVED;
     }
-    if attach {
+    let op = if traceme { ops::TRACEME } else { ops::ATTACH };
+    let slot = denied(&p, op);
+    // BPF-LSM decides attach, seize and traceme itself; nothing else.
+    if slot != NO_SLOT && hooks_enforce(!attach) {
+        kill_if_done(ev, slot);
+        park(pid, ev);
+    } else if attach {
         park(pid, ev);
     } else {
         aggregate(ev);

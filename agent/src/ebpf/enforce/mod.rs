@@ -1,17 +1,27 @@
 //! Enforcement in the kernel: which mechanism is in force ([`mechanism`]),
 //! and the decision maps the deny rules are compiled into. The kernel
-//! decides; this module only keeps the maps current. Everything the LSM
-//! hooks and the fallback decide from is written here: rule slots,
-//! protected comms, cgroups (units), executables and processes, exemptions
-//! and grants.
+//! decides; this module only keeps the maps current: rule slots, the
+//! identities they protect ([`identity`]), the processes that were running
+//! before ([`seed`]; the kernel keeps the rest current at fork, exec and
+//! exit), exemptions, grants, and the agent's own objects.
+//!
+//! A policy load never leaves a moment without a policy: the new rules go
+//! into the bank not in use, the bank is flipped in one map write, every
+//! protected process is moved to its new slot, and only then is the old
+//! bank emptied (a process still on an old slot meanwhile is decided by
+//! the old rule, which is still there).
 
+pub mod identity;
 pub mod mechanism;
+pub mod seed;
 
-use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
 
 use agent_common::{
-    ENFORCE_MAP, EXEC_DENY_MAP, EXEMPT_MAP, ExemptKey, GRANTS_MAP, GrantKey, InodeKey, KRULES_MAP,
-    KRULES_MAX, KRule, PROTECT_CGROUP_MAP, PROTECT_COMM_MAP, PROTECT_TGID_MAP, krule_flags,
+    AGENT_OBJECTS_MAP, CommKey, ENFORCE_MAP, EXEC_DENY_MAP, EXEMPT_MAP, ExemptKey, GRANTS_MAP,
+    GrantKey, IdentityKey, InodeKey, KRULES_BANK, KRULES_MAP, KRule, ObjectKey, PROTECT_COMM_MAP,
+    PROTECT_ID_MAP, PROTECT_MAP, PidKey, Protected, SELF_PROTECTION, enforce_slot, id_kind,
+    krule_flags,
 };
 use aya::{
     Ebpf,
@@ -20,6 +30,7 @@ use aya::{
 use thiserror::Error;
 
 pub use self::mechanism::Mechanism;
+use self::{identity::Identities, seed::ProcFacts};
 use crate::policy::kernel::KernelPolicy;
 
 #[derive(Debug, Error)]
@@ -32,7 +43,7 @@ pub enum EnforceError {
         #[source]
         source: MapError,
     },
-    #[error("the policy has {0} kernel rules; at most {KRULES_MAX} fit")]
+    #[error("the policy has {0} kernel rules; at most {KRULES_BANK} fit")]
     TooManyRules(usize),
 }
 
@@ -48,29 +59,19 @@ fn upd(map: &'static str) -> impl Fn(MapError) -> EnforceError {
     move |source| EnforceError::Update { map, source }
 }
 
-/// Kernel `dev_t` (as in `super_block.s_dev`: major << 20 | minor) of a
-/// userspace `st_dev`.
-pub fn kernel_dev(st_dev: u64) -> u32 {
-    let major = libc::major(st_dev);
-    let minor = libc::minor(st_dev);
-    (major << 20) | minor
-}
-
-fn comm_key(comm: &str) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    let b = comm.as_bytes();
-    let n = b.len().min(15);
-    k[..n].copy_from_slice(&b[..n]);
-    k
-}
-
-/// Empties a hash map (keys are collected first: deleting while iterating
-/// restarts the kernel's iteration).
-fn clear<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
+/// Removes every key of a hash map that `stale` says goes (keys are
+/// collected first: deleting while iterating restarts the kernel's walk).
+fn remove_where<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
     m: &mut HashMap<MapData, K, V>,
     name: &'static str,
+    stale: impl Fn(&K, &V) -> bool,
 ) -> Result<(), EnforceError> {
-    let keys: Vec<K> = m.keys().filter_map(Result::ok).collect();
+    let keys: Vec<K> = m
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, v)| stale(k, v))
+        .map(|(k, _)| k)
+        .collect();
     for k in keys {
         match m.remove(&k) {
             Ok(()) | Err(MapError::KeyNotFound) => {}
@@ -80,21 +81,28 @@ fn clear<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
     Ok(())
 }
 
+/// The bank a slot belongs to.
+fn bank_of(slot: u32) -> u32 {
+    slot / KRULES_BANK
+}
+
 pub struct Enforcer {
     mechanism: Mechanism,
-    mode: Array<MapData, u32>,
+    settings: Array<MapData, u32>,
     rules: Array<MapData, KRule>,
-    tgids: HashMap<MapData, u32, u32>,
-    cgroups: HashMap<MapData, u64, u32>,
-    comms: HashMap<MapData, [u8; 16], u32>,
+    protect: HashMap<MapData, PidKey, Protected>,
+    ids: HashMap<MapData, IdentityKey, u32>,
+    comms: HashMap<MapData, CommKey, u32>,
     exempt: HashMap<MapData, ExemptKey, u32>,
     grants: HashMap<MapData, GrantKey, u64>,
     exec: HashMap<MapData, InodeKey, u32>,
-    policy: KernelPolicy,
-    /// cgroup id -> slot, as installed (the fallback protects by tgid, so
-    /// userspace needs to know which processes the units cover).
-    cgroup_slots: std::collections::HashMap<u64, u32>,
-    comm_slots: std::collections::HashMap<String, u32>,
+    objects: HashMap<MapData, ObjectKey, u32>,
+    /// The bank in use.
+    bank: u32,
+    /// Its identity tables, for seeding.
+    identities: Identities,
+    /// The host's pid namespace inode.
+    host_ns: u32,
 }
 
 impl Enforcer {
@@ -102,20 +110,21 @@ impl Enforcer {
     pub fn new(ebpf: &mut Ebpf, mechanism: Mechanism) -> Result<Self, EnforceError> {
         let mut e = Self {
             mechanism,
-            mode: take(ebpf, ENFORCE_MAP)?,
+            settings: take(ebpf, ENFORCE_MAP)?,
             rules: take(ebpf, KRULES_MAP)?,
-            tgids: take(ebpf, PROTECT_TGID_MAP)?,
-            cgroups: take(ebpf, PROTECT_CGROUP_MAP)?,
+            protect: take(ebpf, PROTECT_MAP)?,
+            ids: take(ebpf, PROTECT_ID_MAP)?,
             comms: take(ebpf, PROTECT_COMM_MAP)?,
             exempt: take(ebpf, EXEMPT_MAP)?,
             grants: take(ebpf, GRANTS_MAP)?,
             exec: take(ebpf, EXEC_DENY_MAP)?,
-            policy: KernelPolicy::default(),
-            cgroup_slots: std::collections::HashMap::new(),
-            comm_slots: std::collections::HashMap::new(),
+            objects: take(ebpf, AGENT_OBJECTS_MAP)?,
+            bank: 0,
+            identities: Identities::default(),
+            host_ns: seed::host_pid_ns(Path::new("/proc")),
         };
-        e.mode
-            .set(0, mechanism.kernel_mode(), 0)
+        e.settings
+            .set(enforce_slot::MODE, mechanism.kernel_mode(), 0)
             .map_err(upd(ENFORCE_MAP))?;
         Ok(e)
     }
@@ -124,57 +133,76 @@ impl Enforcer {
         self.mechanism
     }
 
-    pub fn policy(&self) -> &KernelPolicy {
-        &self.policy
-    }
-
-    /// Replaces the kernel rules. `units` maps a unit name to the cgroup ids
-    /// of that unit now. Processes are re-protected by the caller afterwards
-    /// ([`Self::protect`]) from its process table.
-    pub fn install(
-        &mut self,
-        policy: KernelPolicy,
-        units: impl Fn(&str) -> Vec<u64>,
-    ) -> Result<(), EnforceError> {
-        if policy.rules.len() > KRULES_MAX as usize {
+    /// Installs `policy` without a gap (see the module doc). Returns the
+    /// names of its rules by slot, for the records of what they deny.
+    pub fn install(&mut self, policy: &KernelPolicy) -> Result<Vec<(u32, String)>, EnforceError> {
+        if policy.rules.len() > KRULES_BANK as usize {
             return Err(EnforceError::TooManyRules(policy.rules.len()));
         }
-        // Disable every slot first so no half-written rule is ever consulted.
-        for slot in 0..KRULES_MAX {
-            self.rules
-                .set(slot, KRule::default(), 0)
-                .map_err(upd(KRULES_MAP))?;
-        }
-        clear(&mut self.tgids, PROTECT_TGID_MAP)?;
-        clear(&mut self.cgroups, PROTECT_CGROUP_MAP)?;
-        clear(&mut self.comms, PROTECT_COMM_MAP)?;
-        clear(&mut self.exempt, EXEMPT_MAP)?;
-        clear(&mut self.exec, EXEC_DENY_MAP)?;
-        // One comm -> slot and one cgroup -> slot table, first rule wins,
-        // serve both the kernel maps (LSM) and userspace (the fallback's
-        // tgid list), so the two mechanisms never pick different rules.
-        self.comm_slots = policy.comms();
-        self.cgroup_slots.clear();
-        for (i, r) in policy.rules.iter().enumerate() {
-            let slot = u32::try_from(i).expect("invariant: bounded by KRULES_MAX");
-            for u in &r.target_units {
-                for id in units(u) {
-                    self.cgroup_slots.entry(id).or_insert(slot);
-                }
-            }
-        }
-        for (c, slot) in &self.comm_slots {
+        let old = self.bank;
+        let new = 1 - old;
+        let base = new * KRULES_BANK;
+        let running = seed::scan(Path::new("/proc"), self.host_ns)
+            .into_iter()
+            .filter_map(|f| f.exe)
+            .collect();
+        let mut ids = Identities::of(policy, base);
+        ids.keep_replaced(&self.identities, &running);
+        self.write_bank(policy, &ids, new)?;
+        // The flip: from here on, exec and fork decide by the new rules.
+        self.settings
+            .set(enforce_slot::BANK, new, 0)
+            .map_err(upd(ENFORCE_MAP))?;
+        self.bank = new;
+        self.identities = ids;
+        self.reseed(old)?;
+        self.drop_bank(old)?;
+        Ok(policy
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (base + i as u32, r.name.clone()))
+            .collect())
+    }
+
+    /// Writes `policy` into bank `bank`, which nothing reads yet.
+    fn write_bank(
+        &mut self,
+        policy: &KernelPolicy,
+        ids: &Identities,
+        bank: u32,
+    ) -> Result<(), EnforceError> {
+        let base = bank * KRULES_BANK;
+        for (c, slot) in &ids.comms {
+            let key = CommKey { bank, comm: *c };
             self.comms
-                .insert(comm_key(c), *slot, 0)
+                .insert(key, *slot, 0)
                 .map_err(upd(PROTECT_COMM_MAP))?;
         }
-        for (id, slot) in &self.cgroup_slots {
-            self.cgroups
-                .insert(*id, *slot, 0)
-                .map_err(upd(PROTECT_CGROUP_MAP))?;
+        let id_key = |kind, value, dev| IdentityKey {
+            bank,
+            kind,
+            value,
+            dev,
+            _pad: 0,
+        };
+        for ((ino, dev), slot) in &ids.exes {
+            self.ids
+                .insert(id_key(id_kind::EXE, *ino, *dev), *slot, 0)
+                .map_err(upd(PROTECT_ID_MAP))?;
+        }
+        for (hash, slot) in &ids.units {
+            self.ids
+                .insert(id_key(id_kind::UNIT, *hash, 0), *slot, 0)
+                .map_err(upd(PROTECT_ID_MAP))?;
+        }
+        for (uid, slot) in &ids.uids {
+            self.ids
+                .insert(id_key(id_kind::UID, u64::from(*uid), 0), *slot, 0)
+                .map_err(upd(PROTECT_ID_MAP))?;
         }
         for (i, r) in policy.rules.iter().enumerate() {
-            let slot = u32::try_from(i).expect("invariant: bounded by KRULES_MAX");
+            let slot = base + i as u32;
             for uid in &r.exempt_uids {
                 self.exempt
                     .insert(ExemptKey { slot, uid: *uid }, 1, 0)
@@ -182,18 +210,12 @@ impl Enforcer {
             }
             for p in &r.exec_paths {
                 // A listed debugger that is not installed has nothing to deny.
-                if let Ok(m) = std::fs::metadata(p) {
-                    let key = InodeKey {
-                        ino: m.ino(),
-                        dev: kernel_dev(m.dev()),
-                        _pad: 0,
-                    };
-                    self.exec.insert(key, slot, 0).map_err(upd(EXEC_DENY_MAP))?;
+                if let Some((ino, dev)) = identity::exe_identity(Path::new(p)) {
+                    self.exec
+                        .insert(InodeKey { ino, dev, bank }, slot, 0)
+                        .map_err(upd(EXEC_DENY_MAP))?;
                 }
             }
-        }
-        for (i, r) in policy.rules.iter().enumerate() {
-            let slot = u32::try_from(i).expect("invariant: bounded by KRULES_MAX");
             let mut flags = krule_flags::ENABLED;
             if r.honor_grants {
                 flags |= krule_flags::HONOR_GRANTS;
@@ -205,88 +227,126 @@ impl Enforcer {
                 .set(slot, KRule { ops: r.ops, flags }, 0)
                 .map_err(upd(KRULES_MAP))?;
         }
-        self.policy = policy;
+        self.settings
+            .set(enforce_slot::KINDS + bank, ids.kinds(), 0)
+            .map_err(upd(ENFORCE_MAP))
+    }
+
+    /// Moves every running process to its slot in the bank now in use, and
+    /// forgets those on `old`'s slots that nothing protects any more.
+    fn reseed(&mut self, old: u32) -> Result<(), EnforceError> {
+        // Scanned after the flip: a process started before it is either
+        // in this scan or on the old bank (below).
+        for f in seed::scan(Path::new("/proc"), self.host_ns) {
+            self.seed(&f)?;
+        }
+        // Entries still on the old bank: processes the scan missed (they
+        // started during it, from a parent still on the old bank). Decide
+        // them now, by their own facts.
+        let stale: Vec<u32> = self
+            .protect
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.slot != SELF_PROTECTION && bank_of(v.slot) == old)
+            .map(|(_, v)| v.tgid)
+            .collect();
+        for tgid in stale {
+            match seed::facts(Path::new("/proc"), tgid, self.host_ns) {
+                Some(f) => self.seed(&f)?,
+                None => remove_where(&mut self.protect, PROTECT_MAP, |_, v| v.tgid == tgid)?,
+            }
+        }
         Ok(())
     }
 
-    /// Rule slot protecting a process, by every condition the kernel maps
-    /// hold (the kill fallback only sees the tgid list, so all must count).
-    pub fn slot_for_process(&self, exe: &str, comm: &str, uid: u32, cgroup: u64) -> Option<u32> {
-        [
-            self.policy.slot_for_process(exe, uid),
-            self.comm_slots.get(comm).copied(),
-            self.cgroup_slots.get(&cgroup).copied(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+    /// Protects (or stops protecting) one process by its facts.
+    fn seed(&mut self, f: &ProcFacts) -> Result<(), EnforceError> {
+        match self.identities.slot_of(f) {
+            Some(slot) => {
+                let value = Protected {
+                    slot,
+                    tgid: f.tgid,
+                    start_tick: f.start_tick,
+                    unit: f.unit.unwrap_or(0),
+                };
+                for k in &f.keys {
+                    self.protect
+                        .insert(*k, value, 0)
+                        .map_err(upd(PROTECT_MAP))?;
+                }
+            }
+            None => {
+                for k in &f.keys {
+                    match self.protect.get(k, 0) {
+                        Ok(v) if v.slot != SELF_PROTECTION => match self.protect.remove(k) {
+                            Ok(()) | Err(MapError::KeyNotFound) => {}
+                            Err(e) => return Err(upd(PROTECT_MAP)(e)),
+                        },
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties bank `bank` once nothing refers to it.
+    fn drop_bank(&mut self, bank: u32) -> Result<(), EnforceError> {
+        remove_where(&mut self.comms, PROTECT_COMM_MAP, |k, _| k.bank == bank)?;
+        remove_where(&mut self.ids, PROTECT_ID_MAP, |k, _| k.bank == bank)?;
+        remove_where(&mut self.exempt, EXEMPT_MAP, |k, _| bank_of(k.slot) == bank)?;
+        remove_where(&mut self.exec, EXEC_DENY_MAP, |k, _| k.bank == bank)?;
+        for i in 0..KRULES_BANK {
+            self.rules
+                .set(bank * KRULES_BANK + i, KRule::default(), 0)
+                .map_err(upd(KRULES_MAP))?;
+        }
+        self.settings
+            .set(enforce_slot::KINDS + bank, 0, 0)
+            .map_err(upd(ENFORCE_MAP))
+    }
+
+    /// Protects the agent (process `tgid`, every thread) by its own
+    /// identity, not by any name a policy or another process could give.
+    /// Threads it starts later inherit this in the kernel.
+    pub fn protect_self(&mut self, tgid: u32) -> Result<(), EnforceError> {
+        let Some(f) = seed::facts(Path::new("/proc"), tgid, self.host_ns) else {
+            return Ok(());
+        };
+        let value = Protected {
+            slot: SELF_PROTECTION,
+            tgid,
+            start_tick: f.start_tick,
+            unit: f.unit.unwrap_or(0),
+        };
+        for k in &f.keys {
+            self.protect
+                .insert(*k, value, 0)
+                .map_err(upd(PROTECT_MAP))?;
+        }
+        Ok(())
+    }
+
+    /// Marks the agent's own programs, maps and links: `bpf(*_GET_FD_BY_ID)`
+    /// on one is an attempt on the agent.
+    pub fn protect_objects(&mut self, objects: &[ObjectKey]) -> Result<(), EnforceError> {
+        for o in objects {
+            self.objects
+                .insert(*o, 1, 0)
+                .map_err(upd(AGENT_OBJECTS_MAP))?;
+        }
+        Ok(())
     }
 
     /// Replaces every grant in the kernel map with `grants` (key, expiry in
     /// CLOCK_BOOTTIME ns).
     pub fn set_grants(&mut self, grants: &[(GrantKey, u64)]) -> Result<(), EnforceError> {
-        clear(&mut self.grants, GRANTS_MAP)?;
+        let keep: std::collections::HashSet<GrantKey> = grants.iter().map(|(k, _)| *k).collect();
         for (k, expiry) in grants {
             self.grants
                 .insert(*k, *expiry, 0)
                 .map_err(upd(GRANTS_MAP))?;
         }
-        Ok(())
-    }
-
-    /// Marks a running process as protected by rule `slot`.
-    pub fn protect(&mut self, tgid: u32, slot: u32) -> Result<(), EnforceError> {
-        self.tgids
-            .insert(tgid, slot, 0)
-            .map_err(upd(PROTECT_TGID_MAP))
-    }
-
-    /// Forgets a process (it exited, or execed into something unprotected).
-    pub fn unprotect(&mut self, tgid: u32) -> Result<(), EnforceError> {
-        match self.tgids.remove(&tgid) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(upd(PROTECT_TGID_MAP)(e)),
-        }
-    }
-
-    /// Grants `uid` (login uid, else uid) access over `scope`/`value` until
-    /// `expiry_boot_ns` (CLOCK_BOOTTIME): the kernel stops honouring it then.
-    pub fn grant(
-        &mut self,
-        uid: u32,
-        scope: u32,
-        value: u64,
-        expiry_boot_ns: u64,
-    ) -> Result<(), EnforceError> {
-        self.grants
-            .insert(GrantKey { uid, scope, value }, expiry_boot_ns, 0)
-            .map_err(upd(GRANTS_MAP))
-    }
-
-    pub fn revoke(&mut self, uid: u32, scope: u32, value: u64) -> Result<(), EnforceError> {
-        match self.grants.remove(&GrantKey { uid, scope, value }) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(upd(GRANTS_MAP)(e)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_dev_encoding() {
-        // /dev/sda1 is 8:1 -> kernel 8 << 20 | 1.
-        assert_eq!(kernel_dev(libc::makedev(8, 1)), (8 << 20) | 1);
-        assert_eq!(kernel_dev(libc::makedev(259, 3)), (259 << 20) | 3);
-    }
-
-    #[test]
-    fn comm_keys_are_nul_padded_and_cut_at_15() {
-        assert_eq!(&comm_key("gdb")[..4], b"gdb\0");
-        let long = comm_key("a-very-long-command-name");
-        assert_eq!(&long[..15], b"a-very-long-com");
-        assert_eq!(long[15], 0);
+        remove_where(&mut self.grants, GRANTS_MAP, |k, _| !keep.contains(k))
     }
 }

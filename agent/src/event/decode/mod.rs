@@ -10,7 +10,7 @@ use agent_common::{
 };
 use thiserror::Error;
 
-use super::model::{AccessInfo, Event, ExecInfo, ExitInfo, ForkInfo};
+use super::model::{AccessInfo, Event, ExeFile, ExecInfo, ExitInfo, ForkInfo};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -156,6 +156,7 @@ fn decode_access(bytes: &[u8]) -> Result<AccessInfo, DecodeError> {
         count: u64::from(a.count),
         aggregate: a.flags2 & access_flags::AGGREGATE != 0,
         io_uring: a.flags2 & access_flags::IO_URING != 0,
+        at_access: a.flags2 & access_flags::AT_ACCESS != 0,
         target_host_pid: (a.flags2 & access_flags::TARGET_RESOLVED != 0)
             .then_some(a.target_host_pid),
         ppid: a.ppid,
@@ -212,6 +213,12 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecInfo, DecodeError> {
         argv: split_argv(&payload[fl..fl + al]),
         argv_truncated: e.header.flags & flags::ARGV_TRUNCATED != 0,
         argv_total_len: e.argv_total_len,
+        exe_file: ExeFile {
+            ino: e.exe_ino,
+            dev: e.exe_dev,
+            uid: e.exe_uid,
+            mode: e.exe_mode,
+        },
         cwd,
     })
 }
@@ -265,6 +272,11 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 ns: e.ns,
                 comm: comm_array(&e.comm),
                 tty: fixed::<TTY_LEN>(&e.tty),
+                exe_ino: e.exe_file.ino,
+                exe_dev: e.exe_file.dev,
+                exe_uid: e.exe_file.uid,
+                exe_mode: e.exe_file.mode,
+                _pad: 0,
             };
             let mut out = as_bytes(&fixed).to_vec();
             out.extend_from_slice(&e.filename);

@@ -39,6 +39,12 @@ fn exec() -> ExecInfo {
         argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec(), b"".to_vec()],
         argv_truncated: false,
         argv_total_len: 14,
+        exe_file: ExeFile {
+            ino: 42,
+            dev: 8 << 20 | 1,
+            uid: 0,
+            mode: 0o100755,
+        },
         cwd: None,
     }
 }
@@ -191,6 +197,7 @@ fn access_round_trip_every_kind() {
             count: 1,
             aggregate: false,
             io_uring: true,
+            at_access: false,
             target_host_pid: Some(1099),
             ppid: 2,
             creds: creds(),

@@ -62,21 +62,17 @@ rules:
     action: allow
 "#;
 
-/// Kernel maps the golden run does not need: it protects the database.
+/// Kernel maps the golden run does not need (kernel decisions come with
+/// the events).
 struct NoKernel;
 
 impl Protector for NoKernel {
-    fn slot_for(&self, e: &ProcessEntry) -> Option<u32> {
-        (&*e.comm == b"postgres").then_some(0)
-    }
-    fn protect(&mut self, _: u32, _: u32) {}
-    fn unprotect(&mut self, _: u32) {}
-    fn install(
-        &mut self,
-        _: KernelPolicy,
-        _: &dyn Fn(&str) -> Vec<u64>,
-    ) -> Result<(), EnforceError> {
-        Ok(())
+    fn install(&mut self, p: &KernelPolicy) -> Result<Vec<(u32, String)>, EnforceError> {
+        Ok(p.rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u32, r.name.clone()))
+            .collect())
     }
     fn set_grants(&mut self, _: &[(agent_common::GrantKey, u64)]) -> Result<(), EnforceError> {
         Ok(())
@@ -156,6 +152,7 @@ fn exec(pid: u32, ppid: u32, uid: u32, path: &[u8], argv: &[&[u8]], fl: u32) -> 
         argv: argv.iter().map(|a| a.to_vec()).collect(),
         argv_truncated: fl & flags::ARGV_TRUNCATED != 0,
         argv_total_len: argv.iter().map(|a| a.len() as u32 + 1).sum(),
+        exe_file: Default::default(),
         cwd: Some(b"/home/alice".to_vec()),
     })
 }
@@ -190,6 +187,7 @@ fn access(actor: u32, uid: u32, kind: AccessKind, target: u32, request: u64) -> 
         count: 1,
         aggregate: false,
         io_uring: false,
+        at_access: false,
         target_host_pid: None,
         ppid: 30,
         creds: creds(uid, uid),
@@ -229,6 +227,7 @@ fn accesses() -> Vec<AccessInfo> {
         // /proc/50/mem opened for writing through io_uring.
         AccessInfo {
             io_uring: true,
+            at_access: false,
             ret: Some(3),
             ..gdb(K::ProcMem, 50, 2)
         },
@@ -318,7 +317,7 @@ fn pipeline(etc: &Path, grants: &Path) -> Pipeline {
     assert!(expired.is_empty());
     let mut decider = Decider::new(Arc::clone(&set), Some(Arc::new(Mutex::new(store))));
     decider.set_kernel(
-        vec!["protect-db".to_owned(), "no-bpf".to_owned()],
+        vec![(0, "protect-db".to_owned()), (1, "no-bpf".to_owned())],
         Mechanism::Kill,
     );
     *p.decider_mut() = decider;

@@ -82,33 +82,29 @@ impl Pipeline {
         }
     }
 
-    /// Installs the protector and protects every known process that a
-    /// kernel rule covers.
+    /// Installs the protector (the kernel's decision maps).
     pub fn set_protector(&mut self, p: Box<dyn Protector + Send>) {
-        self.protection.set(p, &self.table);
+        self.protection.set(p);
     }
 
     /// Installs a policy: the set into the decider, its kernel part into
-    /// the kernel maps (re-protecting every known process).
+    /// the kernel maps (which re-protect every running process).
     pub fn install_policy(
         &mut self,
         set: Arc<PolicySet>,
         kernel: KernelPolicy,
     ) -> Result<(), EnforceError> {
-        let names: Vec<String> = kernel.rules.iter().map(|r| r.name.clone()).collect();
-        let r = self
-            .protection
-            .install(kernel, &self.table, &mut self.enricher);
         let mechanism = self.protection.mechanism();
         self.decider.replace_set(set);
+        let names = self.protection.install(&kernel)?;
         self.decider.set_kernel(names, mechanism);
-        r
+        Ok(())
     }
 
     /// Gives the kernel the live grants.
     pub fn set_kernel_grants(&mut self, grants: &[Grant]) {
         self.protection
-            .set_grants(grants, &self.table, &mut self.enricher);
+            .set_grants(grants, &self.table, &self.enricher);
     }
 
     pub fn decider_mut(&mut self) -> &mut Decider {
@@ -165,20 +161,17 @@ impl Pipeline {
                 self.stats.exec += 1;
                 self.metrics.event(&EventLabel::Exec);
                 self.table.on_exec(&e);
-                self.protection.sync(e.tgid, &self.table);
                 self.exec(&e);
             }
             Event::Fork(f) => {
                 self.stats.fork += 1;
                 self.metrics.event(&EventLabel::Fork);
                 self.table.on_fork(&f);
-                self.protection.sync(f.pid, &self.table);
             }
             Event::Exit(x) => {
                 self.stats.exit += 1;
                 self.metrics.event(&EventLabel::Exit);
                 self.table.on_exit(&x);
-                self.protection.sync(x.pid, &self.table);
             }
             Event::Access(a) => {
                 self.stats.access += 1;
@@ -223,14 +216,23 @@ impl Pipeline {
     /// The record of an access (ptrace, mem_access, perf_attach, bpf),
     /// unless the actor named itself.
     fn access(&mut self, a: &AccessInfo, window_s: Option<u64>) {
-        if is_self_access(a) {
+        // The tracer of a traced exec is its actor; the event's task (the
+        // tracee) is its target.
+        let actor_pid = match a.access {
+            AccessKind::ExecTraced => a.arg as u32,
+            _ => a.tgid,
+        };
+        if a.access != AccessKind::ExecTraced && is_self_access(a) {
             self.stats.self_access += 1;
             return;
         }
-        self.table.mark_notable(a.tgid);
+        self.table.mark_notable(actor_pid);
         let mut esc = Escapes(Vec::new());
         let target = self.enricher.access_target(a, &self.table, &mut esc);
-        let facts = ActorFacts::of_access(a, self.table.get(a.tgid));
+        let facts = match a.access {
+            AccessKind::ExecTraced => ActorFacts::of_entry(actor_pid, self.table.get(actor_pid)),
+            _ => ActorFacts::of_access(a, self.table.get(a.tgid)),
+        };
         let actor = self.enricher.actor(&facts, &self.table, &mut esc);
         let (kind, mut detail): (Kind, AccessDetail) = access_detail(a);
         if a.access == AccessKind::BpfProgLoad {
@@ -293,6 +295,7 @@ impl Pipeline {
                 count: delta,
                 aggregate: true,
                 io_uring: false,
+                at_access: false,
                 target_host_pid: None,
                 ppid: actor.ppid,
                 creds: actor.creds,

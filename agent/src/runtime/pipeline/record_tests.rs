@@ -76,6 +76,7 @@ fn exec(filename: &[u8], argv: Vec<Vec<u8>>, fl: u32) -> ExecInfo {
         argv,
         argv_truncated: fl & flags::ARGV_TRUNCATED != 0,
         argv_total_len: 10,
+        exe_file: Default::default(),
         cwd: None,
     }
 }
@@ -95,6 +96,7 @@ fn access(kind: AccessKind, target: u32, request: u64) -> AccessInfo {
         count: 1,
         aggregate: false,
         io_uring: false,
+        at_access: false,
         target_host_pid: None,
         ppid: 20,
         creds: Creds::default(),
@@ -187,6 +189,7 @@ fn mem_access_kinds_tell_read_from_write() {
     // An open through io_uring says so.
     let a = AccessInfo {
         io_uring: true,
+        at_access: false,
         ..access(AccessKind::ProcMem, 40, 0)
     };
     let v = record(&mut p, Event::Access(a));
@@ -214,7 +217,7 @@ fn perf_and_bpf_records() {
 fn kernel_denials_carry_the_rule_and_the_mechanism() {
     let mut p = pipeline();
     p.decider_mut()
-        .set_kernel(vec!["attach-to-database".into()], Mechanism::Off);
+        .set_kernel(vec![(0, "attach-to-database".into())], Mechanism::Off);
     let mut a = access(AccessKind::LsmAccess, 40, 2);
     a.enforcement = Enforcement::DeniedLsm;
     a.rule = Some(0);
@@ -241,26 +244,36 @@ fn a_deny_is_recorded_as_enforced_only_where_the_kernel_acted() {
     )])
     .unwrap();
     let set = Arc::new(set);
-    let rec = |kind: AccessKind, mechanism: Mechanism| {
+    let rec = |a: AccessInfo, mechanism: Mechanism| {
         let mut p = pipeline();
         *p.decider_mut() = Decider::new(Arc::clone(&set), None);
         p.decider_mut()
-            .set_kernel(vec!["no-echo".to_owned()], mechanism);
-        record(&mut p, Event::Access(access(kind, 40, 0)))
+            .set_kernel(vec![(0, "no-echo".to_owned())], mechanism);
+        record(&mut p, Event::Access(a))
     };
-    // BPF-LSM refused the mem open in the kernel.
-    let v = rec(AccessKind::ProcMem, Mechanism::Lsm);
+    // BPF-LSM refused the mem open: the kernel wrote it on the event, with
+    // the rule's slot, and the record carries that rule's severity.
+    let refused = AccessInfo {
+        enforcement: Enforcement::DeniedLsm,
+        rule: Some(0),
+        ret: Some(-13),
+        ..access(AccessKind::ProcMem, 40, 0)
+    };
+    let v = rec(refused, Mechanism::Lsm);
     assert_eq!(v["decision"]["action"], "deny", "{v}");
     assert_eq!(v["decision"]["enforced"], "lsm", "{v}");
-    // Neither mechanism acts on an environ read (the LSM refuses only
-    // PTRACE_MODE_ATTACH accesses); and a kill by the fallback comes with
-    // the kernel's own decision, so an event without one was not acted on.
+    assert_eq!(v["decision"]["severity"], "high", "{v}");
+    assert_eq!(v["detail"]["lsm_hook"], "ptrace_access_check", "{v}");
+    // Without the kernel's word on the event, nothing was enforced, under
+    // either mechanism, whatever the rule says: an environ read (no
+    // mechanism acts on a READ access), or a mem open the kernel let by.
     for (kind, mechanism) in [
         (AccessKind::ProcEnviron, Mechanism::Lsm),
         (AccessKind::ProcEnviron, Mechanism::Kill),
         (AccessKind::ProcMem, Mechanism::Kill),
+        (AccessKind::ProcMem, Mechanism::Lsm),
     ] {
-        let v = rec(kind, mechanism);
+        let v = rec(access(kind, 40, 0), mechanism);
         assert_eq!(v["decision"]["action"], "deny", "{v}");
         assert!(v["decision"]["enforced"].is_null(), "{v}");
         let reason = v["decision"]["reason"].as_str().unwrap();

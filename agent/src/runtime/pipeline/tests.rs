@@ -73,6 +73,7 @@ fn exec(pid: u32, ppid: u32, path: &str) -> Vec<u8> {
         argv: vec![path.as_bytes().to_vec()],
         argv_truncated: false,
         argv_total_len: 0,
+        exe_file: Default::default(),
         cwd: None,
     }))
 }
@@ -173,6 +174,7 @@ fn access_to_oneself_is_not_a_record() {
         count: 1,
         aggregate: false,
         io_uring: false,
+        at_access: false,
         target_host_pid: None,
         ppid: 1,
         creds: Creds::default(),

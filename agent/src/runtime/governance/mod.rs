@@ -9,7 +9,7 @@
 
 use std::{
     collections::HashSet,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -49,6 +49,8 @@ pub struct GovernanceConfig {
     pub grants_path: PathBuf,
     pub grants_max: Duration,
     pub control_socket: PathBuf,
+    /// Where passwd and group are (`/etc`).
+    pub etc: PathBuf,
 }
 
 /// What governance asks of the pipeline, in order.
@@ -75,6 +77,13 @@ pub struct Governance {
     /// Role and user names of the kernel rules, expanded to uids.
     users: UserDb,
     hash: String,
+    /// The installed policy and what the kernel was given for it: its
+    /// user and role names are compiled to uids, which go stale when
+    /// /etc/passwd or /etc/group change.
+    installed: Option<(Arc<PolicySet>, KernelPolicy)>,
+    /// The programs its kernel rules name, as the kernel knows them: by
+    /// inode, which a package upgrade replaces under the same path.
+    programs: Vec<(String, Option<(u64, u64)>)>,
     /// Why the last installed policy's deny rules could not all be decided
     /// in the kernel.
     kernel_notes: Vec<String>,
@@ -115,8 +124,10 @@ impl Governance {
             grants,
             events: rx,
             used: HashSet::new(),
-            users: UserDb::new(Path::new("/etc")),
+            users: UserDb::new(&cfg.etc),
             hash: set.content_hash().to_owned(),
+            installed: None,
+            programs: Vec::new(),
             kernel_notes: Vec::new(),
         };
         Ok((gov, expired.iter().map(grant_record).collect()))
@@ -142,6 +153,8 @@ impl Governance {
         }
         self.kernel_notes = notes;
         self.hash = set.content_hash().to_owned();
+        self.programs = programs(&kernel);
+        self.installed = Some((Arc::clone(&set), kernel.clone()));
         let mut effects = vec![Effect::Install { set, kernel }];
         effects.extend(self.live_grants());
         effects
@@ -188,6 +201,58 @@ impl Governance {
                 }]
             }
         }
+    }
+
+    /// Installs the policy again when a change to the user or group
+    /// database changed the uids its kernel rules name (a user added to
+    /// an exempt role, a protected user's uid reassigned), so the kernel
+    /// never decides by a stale list.
+    pub fn poll_users(&mut self) -> Vec<Effect> {
+        if !self.users.refresh() {
+            return Vec::new();
+        }
+        let Some((set, old)) = self.installed.clone() else {
+            return Vec::new();
+        };
+        let (kernel, _) = kernel_policy(&set, &self.users);
+        if kernel == old {
+            return Vec::new();
+        }
+        self.reinstall(set, "users or groups changed".to_owned())
+    }
+
+    /// Installs the policy again when a program its kernel rules name was
+    /// replaced (a package upgrade writes a new inode under the old path),
+    /// so the kernel still knows it when it next runs.
+    pub fn poll_programs(&mut self) -> Vec<Effect> {
+        let Some((set, kernel)) = self.installed.clone() else {
+            return Vec::new();
+        };
+        let now = programs(&kernel);
+        let changed: Vec<&str> = now
+            .iter()
+            .zip(&self.programs)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.0.as_str())
+            .collect();
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        let reason = format!("programs replaced: {}", changed.join(", "));
+        self.reinstall(set, reason)
+    }
+
+    fn reinstall(&mut self, set: Arc<PolicySet>, reason: String) -> Vec<Effect> {
+        tracing::info!(hash = %self.hash, %reason, "kernel rules reinstalled");
+        let mut effects = self.install(set);
+        effects.push(Effect::Record {
+            kind: Kind::Policy,
+            detail: json!({
+                "event": "reinstalled", "hash": self.hash, "reason": reason,
+                "kernel_notes": self.kernel_notes,
+            }),
+        });
+        effects
     }
 
     /// Control-socket events and expiries since the last call.
@@ -243,3 +308,20 @@ impl Governance {
         Some(Effect::Grants(s.list().into_iter().cloned().collect()))
     }
 }
+
+/// Every program path `kernel` names, with its (inode, device) now.
+fn programs(kernel: &KernelPolicy) -> Vec<(String, Option<(u64, u64)>)> {
+    use std::os::unix::fs::MetadataExt as _;
+    kernel
+        .rules
+        .iter()
+        .flat_map(|r| r.target_exes.iter().chain(&r.exec_paths))
+        .map(|p| {
+            let id = std::fs::metadata(p).ok().map(|m| (m.ino(), m.dev()));
+            (p.clone(), id)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

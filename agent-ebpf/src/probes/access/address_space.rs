@@ -1,0 +1,180 @@
+//! The last point before another process's memory is read or written,
+//! whatever way the reader got there: the reader locking the target's
+//! address space (`mmap_lock_start_locking`), which every read or write
+//! of `/proc/<pid>/mem` does before a byte moves.
+//!
+//! The open hooks judge an open when they see it; this one judges the
+//! access when it happens, so a file opened where no hook looks still
+//! meets a decision before it is used: an io_uring open into a fixed file
+//! slot, one whose completion was skipped (IOSQE_CQE_SKIP_SUCCESS) or
+//! overflowed, on a task-deferred or polled ring, a descriptor passed
+//! over a socket or inherited. io_uring runs every read of a procfs file
+//! in one of its worker threads (such files cannot be read without
+//! blocking), whose current request names the file.
+//!
+//! A kill sent here lands before the copy: the kernel checks for a fatal
+//! signal before it pins each page of the target, so the read or write
+//! fails with nothing moved. ptrace and process_vm_* lock the target too;
+//! their own hooks judge them, with their result.
+//!
+//! The target is found from the address space's owner (CONFIG_MEMCG); a
+//! kernel without it has this check off, and the open hooks alone decide.
+
+use agent_common::{
+    AccessKind, EventKind, KernelOffsets, OFFSET_ABSENT, Protected, access_flags, ops,
+};
+use aya_ebpf::{
+    helpers::generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_task_pt_regs},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+
+use super::{
+    event::{aggregate, emit, new_event},
+    fallback::{denied, hooks_enforce, mark_killed},
+    procfs::{fd_file, proc_file},
+};
+use crate::{
+    enforce::{NO_SLOT, protect},
+    ring::count_lost,
+    task::{current_pid_tgid, is_agent, lock_offsets, offsets, read_field, read_or_zero},
+};
+
+/// `PF_IO_WORKER`: an io_uring worker (or SQPOLL) thread of a process.
+const PF_IO_WORKER: u32 = 0x10;
+/// `PF_KTHREAD`: a kernel thread (reclaim, compaction, khugepaged).
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+#[btf_tracepoint(function = "mmap_lock_start_locking")]
+pub(crate) fn mem_mmap_lock_start_locking(ctx: BtfTracePointContext) -> u32 {
+    foreign_lock(ctx.arg(0));
+    0
+}
+
+#[inline(always)]
+fn foreign_lock(mm: *const u8) {
+    let (task_mm, task_flags, mm_owner) = lock_offsets();
+    if mm_owner == OFFSET_ABSENT {
+        return;
+    }
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // Nearly every lock on the host is a process locking its own map and
+    // ends here.
+    if read_or_zero::<*const u8>(task, task_mm) == mm {
+        return;
+    }
+    let flags = read_or_zero::<u32>(task, task_flags);
+    if flags & PF_KTHREAD != 0 {
+        return;
+    }
+    let owner = read_or_zero::<*const u8>(mm, mm_owner);
+    if owner.is_null() {
+        return;
+    }
+    let Some(p) = protect::of_task(owner) else {
+        return;
+    };
+    let (pid, tgid) = current_pid_tgid();
+    if is_agent(tgid) || p.tgid == tgid {
+        return;
+    }
+    let off = offsets();
+    let (file, uring) = if flags & PF_IO_WORKER != 0 {
+        (worker_file(&off, task), true)
+    } else {
+        match syscall_fd(&off) {
+            Some(fd) => (fd_file(&off, fd), false),
+            // Not a read or write of a descriptor: ptrace and process_vm_*
+            // (judged by their own hooks), or the kernel reading a few
+            // words for /proc/<pid>/cmdline and the like.
+            None => return,
+        }
+    };
+    let kind = match file.and_then(|f| proc_file(&off, f)) {
+        Some((kind, owner_tgid, accmode)) if owner_tgid == p.tgid => Some((kind, accmode)),
+        // A procfs file of some other kind (cmdline, maps): no memory.
+        Some(_) => return,
+        // A worker whose request cannot be read: judged as the memory
+        // access it most likely is. A syscall on a descriptor that is no
+        // mem or environ file is the kernel reading for its own reasons.
+        None if uring => None,
+        None => return,
+    };
+    judge(pid, tgid, &p, kind, uring);
+}
+
+/// The file of the io_uring request the current worker thread runs.
+#[inline(always)]
+fn worker_file(off: &KernelOffsets, task: *const u8) -> Option<*const u8> {
+    if off.task_worker_private == OFFSET_ABSENT
+        || off.io_worker_cur_work == OFFSET_ABSENT
+        || off.io_kiocb_work == OFFSET_ABSENT
+        || off.io_kiocb_file == OFFSET_ABSENT
+    {
+        return None;
+    }
+    let worker = read_field::<*const u8>(task, off.task_worker_private).ok()?;
+    let work = read_field::<*const u8>(worker, off.io_worker_cur_work).ok()?;
+    if work.is_null() {
+        return None;
+    }
+    let req = work.wrapping_sub(off.io_kiocb_work as usize);
+    let file = read_field::<*const u8>(req, off.io_kiocb_file).ok()?;
+    (!file.is_null()).then_some(file)
+}
+
+/// The descriptor the current syscall reads or writes, when it is one of
+/// the read/write family.
+#[inline(always)]
+fn syscall_fd(off: &KernelOffsets) -> Option<u32> {
+    if off.pt_regs_syscall_nr == OFFSET_ABSENT {
+        return None;
+    }
+    // SAFETY: helpers without preconditions; the task pointer is the
+    // BTF-typed current task the second one requires.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
+    let nr = read_field::<u64>(regs, off.pt_regs_syscall_nr).ok()? as u32;
+    let mut rw = false;
+    let mut i = 0;
+    while i < off.sys_file_rw.len() {
+        rw |= off.sys_file_rw[i] == nr;
+        i += 1;
+    }
+    if !rw {
+        return None;
+    }
+    read_field::<u64>(regs, off.sys_args[0])
+        .ok()
+        .map(|fd| fd as u32)
+}
+
+/// Records the access (the first per actor and target; repeats counted)
+/// or, where the syscall hooks enforce and a rule denies it, kills the
+/// actor before the memory moves. `kind` is the file's kind and access
+/// mode, unknown for a worker whose request could not be read.
+#[inline(always)]
+fn judge(pid: u32, tgid: u32, p: &Protected, kind: Option<(AccessKind, u64)>, uring: bool) {
+    let (kind, accmode) = kind.unwrap_or((AccessKind::ProcMem, 0));
+    let Some(ev) = new_event(pid, tgid, kind, p.tgid) else {
+        count_lost(EventKind::Access);
+        return;
+    };
+    ev.request = accmode;
+    ev.target_host_pid = p.tgid;
+    ev.flags2 = access_flags::TARGET_RESOLVED | access_flags::AT_ACCESS;
+    if uring {
+        ev.flags2 |= access_flags::IO_URING;
+    }
+    // As at the open: a process's memory is a PTRACE_MODE_ATTACH access,
+    // its environment only a READ one.
+    if kind == AccessKind::ProcMem {
+        let slot = denied(&Some(*p), ops::ATTACH);
+        if slot != NO_SLOT && hooks_enforce(false) {
+            mark_killed(ev, slot);
+            emit(ev);
+            return;
+        }
+    }
+    aggregate(ev);
+}
