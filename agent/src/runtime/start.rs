@@ -17,6 +17,7 @@ use super::{
     AgentError, Settings,
     counters::Kernel,
     governance::{Governance, GovernanceConfig, load_policy},
+    heartbeat::Cadence,
     pipeline::Pipeline,
     reader::ReadMode,
     running::{Running, Timers},
@@ -129,8 +130,9 @@ impl Running {
             i.enforcement = mechanism.as_str().to_owned();
         });
 
+        let started_ns = host::boottime_ns();
         p.note(
-            host::boottime_ns(),
+            started_ns,
             Kind::Agent,
             json!({
                 "event": "started",
@@ -155,6 +157,9 @@ impl Running {
                     "kernel_notes": gov.kernel_notes(),
                 },
                 "metrics": metrics_addr.map(|a| a.to_string()),
+                // Declared here, not only in the heartbeats: a run killed
+                // or frozen before its first heartbeat is still judged.
+                "heartbeat_s": cfg.heartbeat.map_or(0, |d| d.as_secs()),
                 "public_key": sink.public_key(),
             }),
         );
@@ -195,6 +200,7 @@ impl Running {
             notifier,
             programs: attached.len(),
             last_events: 0,
+            heartbeat: cfg.heartbeat.map(|every| Cadence::new(every, started_ns)),
             stop_control,
             _serving: serving,
             _watchdog: watchdog,
