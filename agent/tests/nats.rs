@@ -1,7 +1,8 @@
 //! Against a real nats-server (2.15, installed by `cargo xtask setup`):
 //! no record lost or duplicated across a NATS outage and an agent crash;
 //! tampering found by `verify`; TLS with the right and a wrong CA; a
-//! subject prefix followed by the sink, the stream, `verify` and `tail`.
+//! subject prefix followed by the sink, the stream, `verify` and `tail`;
+//! a host gone silent between heartbeats named by `verify` and `tail`.
 
 mod support;
 
@@ -439,5 +440,92 @@ async fn a_subject_prefix_moves_every_subject_and_a_stream_without_them_is_named
     ] {
         assert!(msg.contains(part), "names {part}: {msg}");
     }
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_silent_between_heartbeats_is_named_by_verify_and_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = NatsServer::start(port, &dir.path().join("js"), &[]);
+    let cfg = nats_cfg(port);
+
+    // Heartbeats every second for 5 s, nothing for 35 s (a frozen agent),
+    // then heartbeats again: seqs 1 (start), 2..=6, 7..=9.
+    let mut agent = Agent::start(dir.path());
+    let mut times = Vec::new();
+    for t in [1, 2, 3, 4, 5, 40, 41, 42] {
+        let mut m = record(
+            "agent",
+            t,
+            json!({"event": "heartbeat", "interval_s": 1, "uptime_s": t, "events": 0,
+                "records": t + 1, "lost": 0}),
+        );
+        let time = format!("2026-01-01T00:00:{t:02}.000000000Z");
+        m.insert("time".into(), Value::from(time.clone()));
+        m.insert("monotonic_ns".into(), Value::from(t * 1_000_000_000));
+        let sealed = agent.sealer.seal(m).unwrap();
+        assert_eq!(sealed.severity, None, "a heartbeat is not an alert");
+        agent.spool.append_batch(&[sealed]).unwrap();
+        times.push(time);
+    }
+    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone());
+    wait_until("the spool drained", Duration::from_secs(60), || {
+        agent.pending() == 0
+    })
+    .await;
+    sink.shutdown(Duration::from_secs(10)).await;
+
+    let report = run_verify(VerifyArgs {
+        source: VerifySource::Stream {
+            nats: Box::new(cfg.clone()),
+            subject: None,
+        },
+        keys: vec![],
+    })
+    .await
+    .unwrap();
+    assert!(!report.ok(), "{report}");
+    let host = &report.hosts["machine-1"];
+    assert_eq!(
+        host.problems,
+        [Problem::Silent {
+            from: 6,
+            to: 7,
+            seconds: 35,
+            interval_s: 1
+        }],
+        "{report}"
+    );
+    assert_eq!(host.last_heartbeat.as_ref().map(|b| b.seq), Some(9));
+
+    // tail replays the stream, then hears nothing: after 3 intervals (on
+    // its own clock) it names the host once, with its last record's time.
+    let mut out = Vec::new();
+    let args = TailArgs {
+        nats: cfg.clone(),
+        since: Some("1d".into()),
+        json: true,
+        ..TailArgs::default()
+    };
+    let printed = run_tail(&args, &mut out, tokio::time::sleep(Duration::from_secs(7)))
+        .await
+        .unwrap();
+    assert_eq!(printed, 9);
+    let lines: Vec<Value> = out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let silent: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("silent_host").is_some())
+        .collect();
+    assert_eq!(silent.len(), 1, "{lines:#?}");
+    assert_eq!(silent[0]["silent_host"], "test-host.example");
+    assert_eq!(silent[0]["last"], times.last().unwrap().as_str());
+    let seconds = silent[0]["seconds"].as_u64().unwrap();
+    assert!((3..=7).contains(&seconds), "{seconds}");
+    assert_eq!(lines.last(), Some(silent[0]), "after the records");
     server.stop();
 }

@@ -59,6 +59,9 @@ pub struct AgentSection {
     /// Enforce deny rules in the kernel (BPF-LSM, else the kill fallback)
     /// and protect the agent; `false` observes only.
     pub enforce: bool,
+    /// Seconds between `agent` heartbeat records, which make a stopped or
+    /// frozen agent visible in the stream as silence; 0 disables them.
+    pub heartbeat_secs: u64,
 }
 
 impl Default for AgentSection {
@@ -70,6 +73,7 @@ impl Default for AgentSection {
             exit_grace_secs: 10,
             table_max: 262_144,
             enforce: true,
+            heartbeat_secs: 5,
         }
     }
 }
@@ -325,6 +329,7 @@ impl Config {
             table_max: a.table_max,
             exit_grace: Duration::from_secs(a.exit_grace_secs),
             aggregate_window: Duration::from_secs(a.aggregate_window_secs),
+            heartbeat: (a.heartbeat_secs > 0).then(|| Duration::from_secs(a.heartbeat_secs)),
             metrics_listen: self.metrics.listen.parse().ok(),
             enforce: a.enforce,
             policy_dirs: self.policy.dirs.clone(),

@@ -221,6 +221,31 @@ fn empty_metrics_listen_disables_the_endpoint() {
 }
 
 #[test]
+fn heartbeat_is_set_by_file_and_environment_and_zero_turns_it_off() {
+    let run = Config::default().to_settings().unwrap();
+    assert_eq!(run.heartbeat, Some(std::time::Duration::from_secs(5)));
+    let c = load_text("[agent]\nheartbeat_secs = 30\n", &no_env()).unwrap();
+    assert_eq!(
+        c.to_settings().unwrap().heartbeat,
+        Some(std::time::Duration::from_secs(30))
+    );
+    let env = HashMap::from([("DEBUGMON_AGENT_HEARTBEAT_SECS".to_owned(), "0".to_owned())]);
+    let c = load_text("[agent]\nheartbeat_secs = 30\n", &env).unwrap();
+    assert_eq!(c.to_settings().unwrap().heartbeat, None);
+    let env = HashMap::from([(
+        "DEBUGMON_AGENT_HEARTBEAT_SECS".to_owned(),
+        "7200".to_owned(),
+    )]);
+    let msg = load_text("", &env).unwrap_err().to_string();
+    assert!(
+        msg.starts_with(
+            "environment variable DEBUGMON_AGENT_HEARTBEAT_SECS: agent.heartbeat_secs: 7200"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
 fn printout_parses_back() {
     let printed = Config::default().to_toml().unwrap();
     let back: Config = toml::from_str(&printed).unwrap();

@@ -90,6 +90,14 @@ impl Config {
         );
         c.range("agent.exit_grace_secs", a.exit_grace_secs, 1, 3600);
         c.range("agent.table_max", a.table_max, 1024, 16 << 20);
+        // 0 switches heartbeats off; an hour is the longest silence a
+        // reader can be asked to wait out before calling a host silent.
+        c.check(a.heartbeat_secs <= 3600, "agent.heartbeat_secs", || {
+            format!(
+                "{} is out of range: must be 0 (off) or between 1 and 3600",
+                a.heartbeat_secs
+            )
+        });
 
         for d in &self.policy.dirs {
             c.absolute("policy.dirs", d);
@@ -292,6 +300,20 @@ mod tests {
         assert_eq!(keys(&c), ["sinks.stdout"]);
         c.nats.enabled = true;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn heartbeat_is_off_or_up_to_an_hour() {
+        let mut c = Config::default();
+        for ok in [0, 1, 5, 3600] {
+            c.agent.heartbeat_secs = ok;
+            c.validate().unwrap();
+        }
+        c.agent.heartbeat_secs = 3601;
+        let p = c.validate().unwrap_err();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "agent.heartbeat_secs");
+        assert!(p[0].reason.contains("0 (off)"), "{}", p[0].reason);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The agent's periodic work beside the ring: once a second (lost counts,
 //! reaping, the kill fallback's stopped targets, grants, policy reloads,
-//! metrics and the systemd status line), once per aggregate window
-//! (repeated accesses), and on SIGHUP (reload now).
+//! the heartbeat when it is due, metrics and the systemd status line),
+//! once per aggregate window (repeated accesses), and on SIGHUP (reload
+//! now).
 
 use tracing::info;
 
 use super::{AgentError, running::Running};
 use crate::{
+    event::Kind,
     record::LostCounts,
     sys::host::{self, Clock},
 };
@@ -69,9 +71,22 @@ impl Running {
         self.p.apply(effects);
         let effects = self.gov.poll_programs();
         self.p.apply(effects);
+        self.heartbeat(now, lost);
         self.sink.send(self.p.take_batch()).await?;
         self.publish(lost);
         Ok(())
+    }
+
+    /// A heartbeat record, when one is due. It goes out with this tick's
+    /// other records, through the delivery stage that seals them all.
+    fn heartbeat(&mut self, now: u64, lost: LostCounts) {
+        let Some(cadence) = self.heartbeat.as_mut() else {
+            return;
+        };
+        if cadence.due(now) {
+            let detail = cadence.detail(now, &self.p.stats(), lost);
+            self.p.note(now, Kind::Agent, detail);
+        }
     }
 
     pub(super) async fn on_hangup(&mut self) -> Result<(), AgentError> {

@@ -1,12 +1,14 @@
 //! The running agent: start up ([`start`]), then move events from the ring
 //! buffer through the [`pipeline`] to the sinks ([`ring`], paced by
 //! [`reader`]), with the periodic work beside it ([`housekeeping`]: lost
-//! counts, aggregates, grants, reloads, metrics), until told to stop; then
+//! counts, aggregates, grants, reloads, metrics, the [`heartbeat`]), until
+//! told to stop; then
 //! drain what the kernel already queued, detach and flush ([`shutdown`]).
 //! Policy and grants change through [`governance`].
 
 mod counters;
 pub mod governance;
+mod heartbeat;
 mod housekeeping;
 pub mod pipeline;
 pub mod reader;
@@ -42,6 +44,8 @@ pub struct Settings {
     pub aggregate_window: Duration,
     /// Enforce deny rules and protect the agent when the kernel allows it.
     pub enforce: bool,
+    /// How often an `agent` heartbeat record goes out; `None`: never.
+    pub heartbeat: Option<Duration>,
     /// Policy directories (`*.yaml`, in order), grants file, their longest
     /// duration, and the root-only control socket.
     pub policy_dirs: Vec<std::path::PathBuf>,
@@ -63,6 +67,7 @@ impl Default for Settings {
             exit_grace: Duration::from_secs(10),
             aggregate_window: Duration::from_secs(5),
             enforce: true,
+            heartbeat: Some(Duration::from_secs(5)),
             policy_dirs: vec![std::path::PathBuf::from("/etc/debugmon/policies.d")],
             grants_path: std::path::PathBuf::from("/var/lib/debugmon/grants.json"),
             grants_max: Duration::from_secs(4 * 3600),

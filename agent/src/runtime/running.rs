@@ -14,7 +14,8 @@ use tokio::{
 };
 
 use super::{
-    AgentError, counters::Kernel, governance::Governance, pipeline::Pipeline, reader::ReadMode,
+    AgentError, counters::Kernel, governance::Governance, heartbeat::Cadence, pipeline::Pipeline,
+    reader::ReadMode,
 };
 use crate::{
     metrics::{Metrics, http::Serving},
@@ -48,6 +49,8 @@ pub(super) struct Running {
     pub(super) programs: usize,
     /// Events handled at the last status line.
     pub(super) last_events: u64,
+    /// When heartbeat records are due; `None`: heartbeats are off.
+    pub(super) heartbeat: Option<Cadence>,
     /// Tells the control socket to stop serving.
     pub(super) stop_control: watch::Sender<bool>,
     pub(super) _serving: Option<Serving>,

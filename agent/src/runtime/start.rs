@@ -20,6 +20,7 @@ use super::{
     AgentError, Settings,
     counters::{Handover, Kernel},
     governance::{Governance, GovernanceConfig, load_policy},
+    heartbeat::Cadence,
     pipeline::Pipeline,
     reader::ReadMode,
     running::{Running, Timers},
@@ -167,8 +168,9 @@ impl Running {
             i.enforcement = mechanism.as_str().to_owned();
         });
 
+        let started_ns = host::boottime_ns();
         p.note(
-            host::boottime_ns(),
+            started_ns,
             Kind::Agent,
             json!({
                 "event": "started",
@@ -194,6 +196,9 @@ impl Running {
                 },
                 "bpf_objects": objects_detail(&objects),
                 "metrics": metrics_addr.map(|a| a.to_string()),
+                // Declared here, not only in the heartbeats: a run killed
+                // or frozen before its first heartbeat is still judged.
+                "heartbeat_s": cfg.heartbeat.map_or(0, |d| d.as_secs()),
                 "public_key": sink.public_key(),
             }),
         );
@@ -234,6 +239,7 @@ impl Running {
             notifier,
             programs: attached.len(),
             last_events: 0,
+            heartbeat: cfg.heartbeat.map(|every| Cadence::new(every, started_ns)),
             stop_control,
             _serving: serving,
             _watchdog: watchdog,

@@ -1,7 +1,8 @@
 //! Ops surface of the real agent: systemd notifications (READY only after
 //! the start record is out, watchdog pings, STOPPING on SIGTERM), the
-//! metrics endpoint moving with real execs, `debugmon status`, and
-//! configuration errors refusing the start with file:line:column.
+//! metrics endpoint moving with real execs, `debugmon status`,
+//! configuration errors refusing the start with file:line:column, and
+//! heartbeat records at the configured interval.
 
 use std::{
     io::{Read as _, Write as _},
@@ -330,5 +331,79 @@ fn a_taken_metrics_port_costs_the_endpoint_not_the_monitoring() {
                 .contains("running without /metrics and /status"),
         "{}",
         stopped.stderr
+    );
+}
+
+#[test]
+fn heartbeats_arrive_at_the_interval_with_the_counters() {
+    let agent = Agent::start_env(&[], &[("DEBUGMON_AGENT_HEARTBEAT_SECS", "1")]);
+    let started = agent.wait_for("start record", Duration::from_secs(5), |r| {
+        r["kind"] == "agent" && r["detail"]["event"] == "started"
+    });
+    assert_eq!(started["detail"]["heartbeat_s"], 1, "{started}");
+    let is_beat = |r: &Value| r["kind"] == "agent" && r["detail"]["event"] == "heartbeat";
+    agent.wait_for("a first heartbeat", Duration::from_secs(10), is_beat);
+    // Work between heartbeats, so the counters have something to show:
+    // one heartbeat before the barrier's exec, two after it.
+    agent.barrier();
+    let after = agent.matching(is_beat).len() + 2;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while agent.matching(is_beat).len() < after && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopped = agent.stop();
+    stopped.assert_clean();
+    let beats: Vec<&Value> = stopped.records.iter().filter(|r| is_beat(r)).collect();
+    assert!(beats.len() >= 3, "{} heartbeats: {beats:#?}", beats.len());
+    for b in &beats {
+        let d = &b["detail"];
+        assert_eq!(d["interval_s"], 1, "{b}");
+        for counter in ["uptime_s", "events", "records", "lost"] {
+            assert!(d[counter].is_u64(), "{counter} in {b}");
+        }
+        assert!(
+            b.get("decision").is_none(),
+            "a heartbeat is not an alert: {b}"
+        );
+        assert!(b["sig"].is_string(), "signed: {b}");
+    }
+    // About a second apart on the boot-time clock: on average, and none
+    // much later than its time (a busy tick can delay one a little).
+    let mono = |b: &Value| b["monotonic_ns"].as_u64().unwrap();
+    let (first, last) = (beats[0], beats[beats.len() - 1]);
+    let mean = (mono(last) - mono(first)) / (beats.len() as u64 - 1);
+    assert!(
+        (800_000_000..=1_500_000_000).contains(&mean),
+        "{mean} ns between heartbeats on average"
+    );
+    for w in beats.windows(2) {
+        let gap = mono(w[1]) - mono(w[0]);
+        assert!(
+            gap <= 3_000_000_000,
+            "{gap} ns between {} and {}",
+            w[0],
+            w[1]
+        );
+    }
+    // The counters are running totals: they never go back, and the
+    // barrier's exec shows between the first heartbeat and the last.
+    let n = |b: &Value, k: &str| b["detail"][k].as_u64().unwrap();
+    for w in beats.windows(2) {
+        for k in ["uptime_s", "events", "records", "lost"] {
+            assert!(n(w[1], k) >= n(w[0], k), "{k}: {} then {}", w[0], w[1]);
+        }
+    }
+    assert!(n(last, "events") > n(first, "events"), "{first} .. {last}");
+    assert!(
+        n(last, "uptime_s") > n(first, "uptime_s"),
+        "{first} .. {last}"
+    );
+    // `records` counts every record up to and including the heartbeat:
+    // between two heartbeats it moves as the seq does.
+    let seq = |b: &Value| b["seq"].as_u64().unwrap();
+    assert_eq!(
+        n(last, "records") - n(first, "records"),
+        seq(last) - seq(first),
+        "{first} .. {last}"
     );
 }

@@ -1,7 +1,9 @@
 //! Verification of sealed records, as `debugmon verify` runs it over a
 //! file, stdin or the JetStream stream: per host, it reports gaps, reorders, duplicates,
 //! edited records (hash mismatch), broken chain links (prev_hash) and bad
-//! signatures, with the seqs involved.
+//! signatures, with the seqs involved; and, for hosts that send heartbeats,
+//! the last one and any silence ([`silence`]): what a stopped or frozen
+//! agent leaves, since no chain can show records never written.
 //!
 //! Keys: `--key` (hex, repeatable) pins the public keys; without it each
 //! host's key comes from its `agent` started records
@@ -12,6 +14,7 @@
 //! and last seq so they can be compared with what is expected.
 
 mod report;
+mod silence;
 
 use std::{
     collections::BTreeMap,
@@ -20,11 +23,12 @@ use std::{
 
 use base64::Engine;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
-pub use report::{HostReport, Malformed, Problem, VerifyReport};
+pub use report::{Heartbeat, HostReport, Malformed, Problem, VerifyReport};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use self::silence::Mark;
 use super::{canonical, seal::GENESIS_HASH};
 
 #[derive(Debug, Error)]
@@ -70,6 +74,8 @@ struct Rec {
     /// `chain` member: (start, prev_seq, skipped range).
     declared_prev: Option<u64>,
     skipped: Option<(u64, u64)>,
+    /// Its time, boot and agent event, for silence.
+    mark: Mark,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +84,8 @@ struct HostState {
     arrivals: Vec<Rec>,
     /// (seq of the start record, hex key).
     keys: Vec<(u64, String)>,
+    /// The `boot_id`s seen, each once: records hold an index.
+    boots: Vec<String>,
     problems: Vec<Problem>,
 }
 
@@ -128,7 +136,13 @@ impl Verifier {
             return;
         }
         match parse(trimmed) {
-            Ok((host, name, rec, key)) => {
+            Ok(Parsed {
+                host,
+                name,
+                mut rec,
+                key,
+                boot_id,
+            }) => {
                 let h = self.hosts.entry(host).or_default();
                 if h.name.is_empty() {
                     h.name = name;
@@ -136,6 +150,7 @@ impl Verifier {
                 if let Some(k) = key {
                     h.keys.push((rec.seq, k));
                 }
+                rec.mark.boot = h.intern_boot(boot_id);
                 h.arrivals.push(rec);
             }
             Err(reason) => self.malformed.push(Malformed {
@@ -147,9 +162,16 @@ impl Verifier {
 
     /// Checks everything fed so far.
     pub fn finish(self) -> VerifyReport {
+        // Where the input ends, on wall time (the only clock hosts share):
+        // a host whose records stop well before it went silent.
+        let newest_ns = self
+            .hosts
+            .values()
+            .flat_map(|h| h.arrivals.iter().filter_map(|r| r.mark.time_ns))
+            .max();
         let mut hosts = BTreeMap::new();
         for (id, h) in self.hosts {
-            hosts.insert(id, check_host(h, &self.pinned));
+            hosts.insert(id, check_host(h, &self.pinned, newest_ns));
         }
         VerifyReport {
             hosts,
@@ -158,7 +180,28 @@ impl Verifier {
     }
 }
 
-type Parsed = (String, String, Rec, Option<String>);
+impl HostState {
+    fn intern_boot(&mut self, boot_id: String) -> u32 {
+        let i = match self.boots.iter().position(|b| *b == boot_id) {
+            Some(i) => i,
+            None => {
+                self.boots.push(boot_id);
+                self.boots.len() - 1
+            }
+        };
+        u32::try_from(i).unwrap_or(u32::MAX)
+    }
+}
+
+/// One line, parsed: the host's key (machine-id, else name) and name, the
+/// record, the public key of a start record, and the boot it came from.
+struct Parsed {
+    host: String,
+    name: String,
+    rec: Rec,
+    key: Option<String>,
+    boot_id: String,
+}
 
 fn parse(line: &[u8]) -> Result<Parsed, String> {
     let mut m: Map<String, Value> =
@@ -171,6 +214,7 @@ fn parse(line: &[u8]) -> Result<Parsed, String> {
         str_of(host, "id").unwrap_or_default(),
     );
     let host_key = if id.is_empty() { name.clone() } else { id };
+    let boot_id = str_of(host, "boot_id").unwrap_or_default();
     let seq = m.get("seq").and_then(Value::as_u64).ok_or("no seq")?;
     let hash = str_of(&m, "hash").ok_or_else(|| format!("seq {seq}: no hash"))?;
     let prev_hash = str_of(&m, "prev_hash").ok_or_else(|| format!("seq {seq}: no prev_hash"))?;
@@ -195,13 +239,20 @@ fn parse(line: &[u8]) -> Result<Parsed, String> {
         .flatten()
         .filter(|d| d.get("event").and_then(Value::as_str) == Some("started"))
         .and_then(|d| str_of(d, "public_key"));
+    let mark = Mark {
+        seq,
+        time_ns: silence::time_ns(&m),
+        monotonic_ns: m.get("monotonic_ns").and_then(Value::as_u64),
+        boot: 0,
+        agent: silence::agent_event(&m),
+    };
     m.remove("hash");
     m.remove("sig");
     let digest: [u8; 32] = Sha256::digest(canonical::to_vec(&Value::Object(m))).into();
-    Ok((
-        host_key,
+    Ok(Parsed {
+        host: host_key,
         name,
-        Rec {
+        rec: Rec {
             seq,
             hash,
             prev_hash,
@@ -209,12 +260,14 @@ fn parse(line: &[u8]) -> Result<Parsed, String> {
             sig,
             declared_prev,
             skipped,
+            mark,
         },
-        started_key,
-    ))
+        key: started_key,
+        boot_id,
+    })
 }
 
-fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
+fn check_host(mut h: HostState, pinned: &[VerifyingKey], newest_ns: Option<i64>) -> HostReport {
     let mut problems = std::mem::take(&mut h.problems);
     let mut notes = Vec::new();
     // Arrival order: duplicates, conflicts, reorders.
@@ -387,6 +440,8 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
     if let Some((from, to)) = run {
         problems.push(Problem::Unsigned { from, to });
     }
+    let marks: Vec<Mark> = ordered.iter().map(|r| r.mark).collect();
+    let last_heartbeat = judge_silence(&marks, newest_ns, &mut problems, &mut notes);
     problems.sort_by_key(Problem::seq);
     let mut seen_keys: Vec<String> = Vec::new();
     for (_, k) in h.keys {
@@ -400,9 +455,60 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey]) -> HostReport {
         first_seq: ordered.first().map(|r| r.seq),
         last_seq: ordered.last().map(|r| r.seq),
         keys: seen_keys,
+        last_heartbeat,
         problems,
         notes,
     }
+}
+
+/// Silence in `marks` (one host, seq order): the longest unexplained
+/// silence is a problem, any others a note, and so is a host silent at the
+/// end of the input. Returns the host's last heartbeat.
+fn judge_silence(
+    marks: &[Mark],
+    newest_ns: Option<i64>,
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
+) -> Option<Heartbeat> {
+    let judged = silence::judge(marks);
+    let longest = judged
+        .silences
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, s)| (s.seconds, std::cmp::Reverse(*i)));
+    if let Some((i, s)) = longest {
+        problems.push(Problem::Silent {
+            from: s.from_seq,
+            to: s.to_seq,
+            seconds: s.seconds,
+            interval_s: s.interval_s,
+        });
+        let others: Vec<String> = judged
+            .silences
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, s)| format!("{}s after seq {}", s.seconds, s.from_seq))
+            .collect();
+        if !others.is_empty() {
+            notes.push(format!(
+                "{} more silences longer than {} heartbeat intervals: {}",
+                others.len(),
+                silence::SILENT_AFTER,
+                others.join(", ")
+            ));
+        }
+    }
+    if let (Some(end), Some(newest)) = (&judged.open_end, newest_ns)
+        && let Some(note) = silence::end_note(end, newest)
+    {
+        notes.push(note);
+    }
+    judged.last_beat.map(|b| Heartbeat {
+        seq: b.seq,
+        time: b.time_ns.map(silence::rfc3339),
+        interval_s: b.interval_s,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! What `verify` found: per host, the problems (each with its seqs) and
-//! notes; `ok()` is false on any problem or malformed line, or when there
-//! was nothing to verify.
+//! What `verify` found: per host, the problems (each with its seqs), the
+//! last heartbeat and notes; `ok()` is false on any problem or malformed
+//! line, or when there was nothing to verify.
 
 use std::{collections::BTreeMap, fmt};
 
@@ -29,6 +29,15 @@ pub enum Problem {
     Unsigned { from: u64, to: u64 },
     /// No `--key` and no start record with `detail.public_key`.
     NoKey,
+    /// Nothing between seq `from` and seq `to` for `seconds`, more than
+    /// three heartbeat intervals, and no clean stop explains it: the agent
+    /// was stopped, frozen or killed.
+    Silent {
+        from: u64,
+        to: u64,
+        seconds: u64,
+        interval_s: u64,
+    },
 }
 
 impl Problem {
@@ -42,7 +51,8 @@ impl Problem {
             | Self::HashMismatch { seq }
             | Self::BrokenLink { seq, .. }
             | Self::BadSignature { seq }
-            | Self::Unsigned { from: seq, .. } => *seq,
+            | Self::Unsigned { from: seq, .. }
+            | Self::Silent { from: seq, .. } => *seq,
             Self::NoKey => 0,
         }
     }
@@ -74,6 +84,15 @@ impl fmt::Display for Problem {
                 f,
                 "no public key (pass --key, or include the agent start record)"
             ),
+            Self::Silent {
+                from,
+                to,
+                seconds,
+                interval_s,
+            } => write!(
+                f,
+                "silent: host went silent for {seconds}s between seq {from} and seq {to} (heartbeat every {interval_s}s; no clean stop)"
+            ),
         }
     }
 }
@@ -85,6 +104,15 @@ pub struct Malformed {
     pub reason: String,
 }
 
+/// A host's latest heartbeat record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heartbeat {
+    pub seq: u64,
+    /// Its `time` (RFC 3339); `None` when the record had none.
+    pub time: Option<String>,
+    pub interval_s: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostReport {
     pub name: String,
@@ -93,6 +121,8 @@ pub struct HostReport {
     pub last_seq: Option<u64>,
     /// Public keys announced by start records, in order.
     pub keys: Vec<String>,
+    /// `None`: the host sent none.
+    pub last_heartbeat: Option<Heartbeat>,
     pub problems: Vec<Problem>,
     pub notes: Vec<String>,
 }
@@ -140,6 +170,15 @@ impl fmt::Display for VerifyReport {
                 "host {} ({id}): {} records, {range}: {verdict}",
                 h.name, h.records
             )?;
+            if let Some(b) = &h.last_heartbeat {
+                writeln!(
+                    f,
+                    "  last heartbeat: seq {} at {} (every {}s)",
+                    b.seq,
+                    b.time.as_deref().unwrap_or("an unknown time"),
+                    b.interval_s
+                )?;
+            }
             for p in &h.problems {
                 writeln!(f, "  {p}")?;
             }

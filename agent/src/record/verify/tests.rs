@@ -340,3 +340,173 @@ fn a_group_signature_vouches_for_the_unsigned_records_before_it() {
     assert!(text.contains("broken chain: prev_hash of seq 8"), "{r}");
     assert!(text.contains("unsigned: seqs 6..=7"), "{r}");
 }
+
+/// Sealed records of one host at times `t` (seconds) on boot `boot`; the
+/// first is the start record (with the key and a 5 s heartbeat).
+fn timeline(
+    dir: &std::path::Path,
+    host: &str,
+    events: &[(&str, Value, u64, &str)],
+) -> Vec<Vec<u8>> {
+    const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let mut s = Sealer::open(&dir.join(host), &dir.join(format!("{host}.key"))).unwrap();
+    let pk = s.public_key_hex();
+    let mut lines = Vec::new();
+    for (i, (kind, detail, t, boot)) in events.iter().enumerate() {
+        let mut detail = detail.clone();
+        if i == 0 {
+            detail["public_key"] = Value::from(pk.clone());
+        }
+        let mut m = record(kind, host, detail);
+        m.insert(
+            "time".into(),
+            Value::from(silence::rfc3339((T0 + *t as i64) * 1_000_000_000)),
+        );
+        // Each boot's clock starts at its first record.
+        let boot_start = events.iter().find(|e| e.3 == *boot).map_or(0, |e| e.2);
+        m.insert(
+            "monotonic_ns".into(),
+            Value::from((t - boot_start + 1) * 1_000_000_000),
+        );
+        m.insert(
+            "host".into(),
+            json!({"name": host, "id": format!("id-{host}"), "boot_id": boot}),
+        );
+        lines.push(s.seal(m).unwrap().line);
+    }
+    lines
+}
+
+fn started(t: u64, boot: &'static str) -> (&'static str, Value, u64, &'static str) {
+    (
+        "agent",
+        json!({"event": "started", "heartbeat_s": 5}),
+        t,
+        boot,
+    )
+}
+
+fn beat(t: u64, boot: &'static str) -> (&'static str, Value, u64, &'static str) {
+    (
+        "agent",
+        json!({"event": "heartbeat", "interval_s": 5, "uptime_s": t, "events": 0, "records": 1, "lost": 0}),
+        t,
+        boot,
+    )
+}
+
+#[test]
+fn a_silent_host_fails_and_a_clean_restart_across_a_reboot_does_not() {
+    let d = tempfile::tempdir().unwrap();
+    let stopped = ("agent", json!({"event": "stopped"}), 70, "b1");
+    let events = vec![
+        started(0, "b1"),
+        beat(5, "b1"),
+        beat(10, "b1"),
+        beat(15, "b1"),
+        ("exec", json!({}), 16, "b1"),
+        // Frozen for 47 s.
+        beat(63, "b1"),
+        beat(68, "b1"),
+        stopped.clone(),
+        // Rebooted: a new boot's clock, compared on wall time.
+        started(400, "b2"),
+        beat(405, "b2"),
+    ];
+    let r = verify(&timeline(d.path(), "h", &events), &[]);
+    assert!(!r.ok(), "{r}");
+    let h = &r.hosts["id-h"];
+    assert_eq!(
+        h.problems,
+        [Problem::Silent {
+            from: 5,
+            to: 6,
+            seconds: 47,
+            interval_s: 5
+        }]
+    );
+    assert_eq!(
+        h.last_heartbeat,
+        Some(Heartbeat {
+            seq: 10,
+            time: Some("2026-01-01T00:06:45.000000000Z".into()),
+            interval_s: 5
+        })
+    );
+    let text = r.to_string();
+    assert!(
+        text.contains("host went silent for 47s between seq 5 and seq 6"),
+        "{text}"
+    );
+    assert!(
+        text.contains("last heartbeat: seq 10 at 2026-01-01T00:06:45.000000000Z (every 5s)"),
+        "{text}"
+    );
+
+    // Without the freeze, the clean stop and start explain the reboot.
+    let calm = vec![
+        started(0, "b1"),
+        beat(5, "b1"),
+        beat(10, "b1"),
+        ("agent", json!({"event": "stopped"}), 12, "b1"),
+        started(400, "b2"),
+        beat(405, "b2"),
+    ];
+    let r = verify(&timeline(d.path(), "calm", &calm), &[]);
+    assert!(r.ok(), "{r}");
+
+    // Killed instead of stopped: the reboot is silence, the longest one,
+    // and the freeze is still named in a note.
+    let mut killed = events.clone();
+    killed.retain(|e| e.1 != stopped.1);
+    let r = verify(&timeline(d.path(), "killed", &killed), &[]);
+    let h = &r.hosts["id-killed"];
+    assert_eq!(
+        h.problems,
+        [Problem::Silent {
+            from: 7,
+            to: 8,
+            seconds: 332,
+            interval_s: 5
+        }]
+    );
+    assert!(
+        h.notes
+            .iter()
+            .any(|n| n.contains("1 more silences") && n.contains("47s after seq 5")),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_host_silent_at_the_end_of_the_input_is_a_note() {
+    let d = tempfile::tempdir().unwrap();
+    let busy: Vec<_> = (0..=20)
+        .map(|i| {
+            if i == 0 {
+                started(0, "b")
+            } else {
+                beat(i * 5, "b")
+            }
+        })
+        .collect();
+    let quiet = vec![started(0, "b"), beat(5, "b"), beat(10, "b")];
+    let mut lines = timeline(d.path(), "busy", &busy);
+    lines.extend(timeline(d.path(), "quiet", &quiet));
+    let r = verify(&lines, &[]);
+    assert!(r.ok(), "a note, not a problem: {r}");
+    let notes = &r.hosts["id-quiet"].notes;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("silent at the end of the input")
+                && n.contains("seq 3 at 2026-01-01T00:00:10.000000000Z, is 90s older")),
+        "{r}"
+    );
+    assert!(r.hosts["id-busy"].notes.is_empty(), "{r}");
+    // Hosts without heartbeats are not judged at all.
+    let (plain, _) = chain(d.path(), "plain", 3);
+    let r = verify(&plain, &[]);
+    assert!(r.ok(), "{r}");
+    assert_eq!(r.hosts["id-plain"].last_heartbeat, None);
+}

@@ -1,7 +1,12 @@
 //! `debugmon tail`: follows records from the JetStream stream, from a
 //! point in time (`--since`) or live, filtered by host, kind or severity
 //! (`--alerts` reads the alert subjects), printing raw JSON or one human
-//! line per record.
+//! line per record; and a line for each host that went silent
+//! ([`silence`]), checked once a second whether records arrive or not.
+//! Heartbeats are `agent` records: with `--alerts` or another `--kind` the
+//! subject leaves them out, and no host is judged.
+
+pub mod silence;
 
 use std::{future::Future, io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -9,7 +14,9 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures::StreamExt;
 use serde_json::Value;
 use thiserror::Error;
+use tokio::time::MissedTickBehavior;
 
+use self::silence::Watch;
 use super::{nats::NatsFlags, runtime};
 use crate::{
     error::error_chain,
@@ -146,8 +153,23 @@ pub fn summary(v: &Value) -> String {
     out
 }
 
+/// Prints the hosts silent at `now`, each once per silence.
+fn print_silent<W: Write>(
+    watch: &mut Watch,
+    now: std::time::Instant,
+    json: bool,
+    out: &mut W,
+) -> Result<(), TailError> {
+    for s in watch.silent(now) {
+        writeln!(out, "{}", s.line(json)).map_err(TailError::Write)?;
+        out.flush().map_err(TailError::Write)?;
+    }
+    Ok(())
+}
+
 /// Prints matching records to `out` until `shutdown`, the limit, or the
-/// end of the connection. Returns how many were printed.
+/// end of the connection, and a line for each host that goes silent.
+/// Returns how many records were printed.
 pub async fn run_tail<W: Write>(
     args: &TailArgs,
     out: &mut W,
@@ -179,10 +201,18 @@ pub async fn run_tail<W: Write>(
         .map_err(|e| cerr(Box::new(e)))?;
     let mut messages = consumer.messages().await.map_err(|e| cerr(Box::new(e)))?;
     tokio::pin!(shutdown);
+    let mut watch = Watch::default();
+    // A silent host sends nothing that could wake the loop: a timer must.
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut printed = 0;
     while args.limit.is_none_or(|l| printed < l) {
         let msg = tokio::select! {
             () = &mut shutdown => break,
+            _ = check.tick() => {
+                print_silent(&mut watch, std::time::Instant::now(), args.json, out)?;
+                continue;
+            }
             m = messages.next() => m,
         };
         let Some(msg) = msg else { break };
@@ -199,6 +229,8 @@ pub async fn run_tail<W: Write>(
             tracing::warn!(subject = %msg.subject, "tail: message is not JSON; skipped");
             continue;
         };
+        // Filtered out or not, the record shows its host is alive.
+        watch.heard(&v, std::time::Instant::now());
         if !wanted(args, &v) {
             continue;
         }
