@@ -193,7 +193,31 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
         enforcement: Enforcement::Killed,
         rule: Some(u32::MAX),
     };
-    p.handle(&encode(&Event::Access(killed)));
+    p.handle(&encode(&Event::Access(killed.clone())));
+    // The kernel's own records: a BPF-LSM refusal with no syscall record
+    // of its own, a protected program exec'd under a tracer, a reach for
+    // the agent's maps.
+    for (access, request, arg, enforcement) in [
+        (AccessKind::LsmAccess, 2, 0, Enforcement::DeniedLsm),
+        (AccessKind::ExecTraced, 0, 7, Enforcement::Killed),
+        (
+            AccessKind::AgentObject,
+            14,
+            (1u64 << 32) | 40,
+            Enforcement::DeniedLsm,
+        ),
+    ] {
+        p.handle(&encode(&Event::Access(AccessInfo {
+            access,
+            request,
+            arg,
+            enforcement,
+            ret: None,
+            io_uring: false,
+            at_access: false,
+            ..killed.clone()
+        })));
+    }
     p.report_lost(
         9,
         LostCounts {
@@ -214,14 +238,19 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
     );
     let out = p.take_batch();
     let mut n = 0;
+    let mut events = Vec::new();
     for line in out.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
         let unsealed: Value = serde_json::from_slice(line).unwrap();
         assert!(!v.is_valid(&unsealed), "an unsealed record lacks hash/sig");
         let sealed = sealer.seal_builder_line(line).unwrap();
         let rec: Value = serde_json::from_slice(&sealed.line).unwrap();
         assert_valid(&v, &rec, &format!("sealed {}", rec["kind"]));
+        events.push(format!("{}/{}", rec["kind"], rec["detail"]["event"]));
         n += 1;
     }
-    assert_eq!(n, 6);
-    assert_eq!(sealer.next_seq(), 7);
+    assert_eq!(n, 9, "{events:?}");
+    for e in ["\"ptrace\"/\"exec_under_trace\"", "\"agent\"/\"tamper\""] {
+        assert!(events.iter().any(|x| x == e), "{e} in {events:?}");
+    }
+    assert_eq!(sealer.next_seq(), 10);
 }

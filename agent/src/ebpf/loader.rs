@@ -121,6 +121,13 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     offsets.tp_sys_enter_args = tp_offset("sys_enter_ptrace", "request");
     offsets.tp_sys_exit_ret = tp_offset("sys_exit_ptrace", "ret");
     offsets.tick_ns = u32::try_from(crate::sys::host::tick_ns()).unwrap_or(10_000_000);
+    if offsets.mm_owner == agent_common::OFFSET_ABSENT {
+        warn!(
+            "kernel built without CONFIG_MEMCG: reads and writes of another process's memory are \
+             judged when the file is opened, not as they happen (io_uring opens into fixed slots \
+             or with skipped completions go unseen; see docs/threat-model.md)"
+        );
+    }
     if offsets.task_loginuid == agent_common::OFFSET_ABSENT {
         warn!("kernel built without CONFIG_AUDIT: records carry no auid or session id");
     }

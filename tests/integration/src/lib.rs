@@ -349,7 +349,8 @@ impl Agent {
                 break s;
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
+                // Through pid 1 in the VM, where BPF-LSM refuses our own.
+                signal_agent(self.child.id(), libc::SIGKILL);
                 break self.child.wait().unwrap();
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -384,7 +385,9 @@ impl Drop for Agent {
     fn drop(&mut self) {
         // Only when a test panicked before stopping the agent.
         if self.reader.is_some() {
-            let _ = self.child.kill();
+            // Through pid 1 in the VM, where BPF-LSM refuses our own kill
+            // and a plain wait would never return.
+            signal_agent(self.child.id(), libc::SIGKILL);
             let _ = self.child.wait();
         }
         if let Some(d) = self.own_state.take() {

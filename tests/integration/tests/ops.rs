@@ -2,7 +2,8 @@
 //! the start record is out, watchdog pings, STOPPING on SIGTERM), the
 //! metrics endpoint moving with real execs, `debugmon status`,
 //! configuration errors refusing the start with file:line:column, and
-//! heartbeat records at the configured interval.
+//! heartbeat records at the configured interval, and their absence named
+//! by `verify` when the agent was stopped.
 
 use std::{
     io::{Read as _, Write as _},
@@ -13,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_test::{Agent, agent_bin, nonce, require_root};
+use integration_test::{Agent, agent_bin, nonce, require_root, signal_agent};
 use serde_json::Value;
 
 /// A scratch directory removed on drop.
@@ -406,4 +407,47 @@ fn heartbeats_arrive_at_the_interval_with_the_counters() {
         seq(last) - seq(first),
         "{first} .. {last}"
     );
+}
+
+#[test]
+fn a_stopped_agent_is_named_silent_by_verify() {
+    let agent = Agent::start_env(&[], &[("DEBUGMON_AGENT_HEARTBEAT_SECS", "1")]);
+    let is_beat = |r: &Value| r["kind"] == "agent" && r["detail"]["event"] == "heartbeat";
+    agent.wait_for("a first heartbeat", Duration::from_secs(10), is_beat);
+    // What root does to an agent it wants quiet (cgroup.freeze is the
+    // same stop, seen from the stream).
+    signal_agent(agent.pid(), libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(6));
+    signal_agent(agent.pid(), libc::SIGCONT);
+    let before = agent.matching(is_beat).len();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while agent.matching(is_beat).len() < before + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopped = agent.stop();
+    stopped.assert_clean();
+    let dir = Scratch::new("silent");
+    let file = dir.0.join("records.jsonl");
+    let lines: Vec<String> = stopped.records.iter().map(Value::to_string).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(agent_bin())
+        .args(["verify", "--json", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "verify passed a stopped agent: {text}"
+    );
+    // The silence is the one problem: the records themselves are intact.
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let hosts = report["hosts"].as_object().unwrap();
+    assert_eq!(hosts.len(), 1, "{text}");
+    let problems = hosts.values().next().unwrap()["problems"]
+        .as_array()
+        .unwrap();
+    assert_eq!(problems.len(), 1, "{text}");
+    assert_eq!(problems[0]["problem"], "silent", "{text}");
 }

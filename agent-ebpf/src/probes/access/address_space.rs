@@ -14,8 +14,11 @@
 //!
 //! A kill sent here lands before the copy: the kernel checks for a fatal
 //! signal before it pins each page of the target, so the read or write
-//! fails with nothing moved. ptrace and process_vm_* lock the target too;
-//! their own hooks judge them, with their result.
+//! fails with nothing moved. ptrace and process_vm_* lock the target too:
+//! their own hooks judge them and record them with their result, but a
+//! kill their entry decided on is sent here, before the copy, so neither a
+//! write (POKEDATA, process_vm_writev) lands in the target nor a read
+//! lands in memory the actor shares with an accomplice.
 //!
 //! The target is found from the address space's owner (CONFIG_MEMCG); a
 //! kernel without it has this check off, and the open hooks alone decide.
@@ -31,7 +34,7 @@ use aya_ebpf::{
 
 use super::{
     event::{aggregate, emit, new_event},
-    fallback::{denied, hooks_enforce, mark_killed},
+    fallback::{denied, hooks_enforce, kill_before_copy, mark_killed},
     procfs::{fd_file, proc_file},
 };
 use crate::{
@@ -83,12 +86,15 @@ fn foreign_lock(mm: *const u8) {
     let (file, uring) = if flags & PF_IO_WORKER != 0 {
         (worker_file(&off, task), true)
     } else {
-        match syscall_fd(&off) {
-            Some(fd) => (fd_file(&off, fd), false),
-            // Not a read or write of a descriptor: ptrace and process_vm_*
-            // (judged by their own hooks), or the kernel reading a few
-            // words for /proc/<pid>/cmdline and the like.
-            None => return,
+        match syscall(&off) {
+            Syscall::FileRw(fd) => (fd_file(&off, fd), false),
+            Syscall::OwnHook => {
+                kill_before_copy();
+                return;
+            }
+            // The kernel reading a few words for /proc/<pid>/cmdline and
+            // the like.
+            Syscall::Other => return,
         }
     };
     let kind = match file.and_then(|f| proc_file(&off, f)) {
@@ -124,29 +130,50 @@ fn worker_file(off: &KernelOffsets, task: *const u8) -> Option<*const u8> {
     (!file.is_null()).then_some(file)
 }
 
-/// The descriptor the current syscall reads or writes, when it is one of
-/// the read/write family.
+/// What the syscall the current task is in does with a foreign map.
+enum Syscall {
+    /// Reads or writes this descriptor (read, pread64, readv, ...).
+    FileRw(u32),
+    /// ptrace or process_vm_*: their own hooks parked an event.
+    OwnHook,
+    Other,
+}
+
 #[inline(always)]
-fn syscall_fd(off: &KernelOffsets) -> Option<u32> {
+fn syscall(off: &KernelOffsets) -> Syscall {
     if off.pt_regs_syscall_nr == OFFSET_ABSENT {
-        return None;
+        return Syscall::Other;
     }
     // SAFETY: helpers without preconditions; the task pointer is the
     // BTF-typed current task the second one requires.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
-    let nr = read_field::<u64>(regs, off.pt_regs_syscall_nr).ok()? as u32;
+    let Ok(nr) = read_field::<u64>(regs, off.pt_regs_syscall_nr) else {
+        return Syscall::Other;
+    };
+    let nr = nr as u32;
     let mut rw = false;
     let mut i = 0;
     while i < off.sys_file_rw.len() {
         rw |= off.sys_file_rw[i] == nr;
         i += 1;
     }
-    if !rw {
-        return None;
+    if rw {
+        return match read_field::<u64>(regs, off.sys_args[0]) {
+            Ok(fd) => Syscall::FileRw(fd as u32),
+            Err(_) => Syscall::Other,
+        };
     }
-    read_field::<u64>(regs, off.sys_args[0])
-        .ok()
-        .map(|fd| fd as u32)
+    let mut own = false;
+    let mut i = 0;
+    while i < off.sys_own_hook.len() {
+        own |= off.sys_own_hook[i] == nr;
+        i += 1;
+    }
+    if own {
+        Syscall::OwnHook
+    } else {
+        Syscall::Other
+    }
 }
 
 /// Records the access (the first per actor and target; repeats counted)

@@ -7,7 +7,11 @@
 //!
 //! Killing on the way out is as safe as killing on the way in: a pending
 //! SIGKILL is taken before the task runs another user instruction, and
-//! the syscall ran either way (a tracepoint cannot cancel it).
+//! the syscall ran either way (a tracepoint cannot cancel it). Where the
+//! syscall moves another process's memory, the kill is sent earlier, when
+//! it locks the target's address space (`address_space`): the copy then
+//! fails, so a write never lands and a read never reaches memory an
+//! accomplice shares.
 
 use agent_common::{AccessEvent, Enforcement, Protected, access_flags, enforce_mode};
 use aya_ebpf::helpers::generated::{bpf_get_current_task, bpf_send_signal};
@@ -71,6 +75,22 @@ pub(super) fn denied_actor(op: u32) -> u32 {
 pub(super) fn kill_if_done(ev: &mut AccessEvent, slot: u32) {
     ev.rule = slot;
     ev.flags2 |= access_flags::KILL_AT_EXIT;
+}
+
+/// The syscall this thread is in was marked with [`kill_if_done`] and has
+/// got past the kernel's permission checks (it is locking the target's
+/// memory): kill now, before the copy. The parked event goes out at the
+/// syscall's return as the kill it was, with whatever result the
+/// interrupted call had.
+#[inline(always)]
+pub(super) fn kill_before_copy() {
+    if let Some(ev) = parked(None)
+        && ev.flags2 & access_flags::KILL_AT_EXIT != 0
+    {
+        ev.flags2 &= !access_flags::KILL_AT_EXIT;
+        ev.flags2 |= access_flags::AT_ACCESS;
+        mark_killed(ev, ev.rule);
+    }
 }
 
 /// Kills the current process; `ev` says so, for the caller to send.

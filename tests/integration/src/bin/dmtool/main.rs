@@ -60,6 +60,20 @@ fn attach(pid: i32, peek: bool) -> ! {
     if ptrace(PTRACE_ATTACH, pid, 0, 0) != 0 {
         refused("PTRACE_ATTACH");
     }
+    attached(pid, peek)
+}
+
+/// Tries PTRACE_ATTACH up to `tries` times, as a tool retrying in a loop.
+fn attach_retrying(pid: i32, tries: i32) -> ! {
+    for _ in 1..tries {
+        if ptrace(PTRACE_ATTACH, pid, 0, 0) == 0 {
+            attached(pid, false)
+        }
+    }
+    attach(pid, false)
+}
+
+fn attached(pid: i32, peek: bool) -> ! {
     wait(pid);
     if peek {
         // SAFETY: clearing errno before a call whose -1 is a valid result.
@@ -98,6 +112,45 @@ fn vm_read(pid: i32) -> ! {
         refused("process_vm_readv");
     }
     exit(0)
+}
+
+/// process_vm_writev of 8 bytes to `addr` in process `pid`.
+fn vm_write(pid: i32, addr: usize) -> ! {
+    let mut buf = *b"TOUCHED!";
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: 8,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: 8,
+    };
+    // SAFETY: one local iovec over a local buffer of its length.
+    let n = unsafe { libc::process_vm_writev(pid, &raw const local, 1, &raw const remote, 1, 0) };
+    if n != 8 {
+        refused("process_vm_writev");
+    }
+    exit(0)
+}
+
+/// A word another process might write: prints its address, then exits 13
+/// as soon as it changed (the write landed).
+fn sentinel() -> ! {
+    // On the heap: writable memory, as a process's data is.
+    let word: &'static mut [u8; 8] = Box::leak(Box::new(*b"UNTOUCHD"));
+    let at = std::ptr::from_mut(word);
+    println!("{:x}", at as usize);
+    let _ = std::io::stdout().flush();
+    loop {
+        // SAFETY: a leaked allocation, read as another process may have
+        // written it behind the compiler's back.
+        let now = unsafe { std::ptr::read_volatile(at) };
+        if now != *b"UNTOUCHD" {
+            println!("changed");
+            exit(13);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn pidfd_getfd(pid: i32) -> ! {
@@ -397,8 +450,14 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("threads") => threads(arg(&args, 1) as usize),
         Some("attach") => attach(arg(&args, 1), false),
+        Some("attach-retrying") => attach_retrying(arg(&args, 1), arg(&args, 2)),
         Some("peek") => attach(arg(&args, 1), true),
         Some("vm-read") => vm_read(arg(&args, 1)),
+        Some("vm-write") => vm_write(
+            arg(&args, 1),
+            usize::from_str_radix(args.get(2).map_or("", String::as_str), 16).unwrap_or(0),
+        ),
+        Some("sentinel") => sentinel(),
         Some("pidfd") => pidfd_getfd(arg(&args, 1)),
         Some("trace-exec") => trace_exec(&args[1], &rest(2)),
         Some("trace-fork-exec") => trace_fork_exec(&args[1], &rest(2)),
@@ -416,7 +475,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: dmtool threads N | attach PID | peek PID | vm-read PID | pidfd PID | \
+                "usage: dmtool threads N | sentinel | vm-write PID HEXADDR | attach PID | attach-retrying PID TRIES | peek PID | vm-read PID | pidfd PID | \
                  trace-exec PATH ARGS | trace-fork-exec PATH ARGS | ns-attach PATH ARGS | \
                  spawn-pid PID PATH ARGS | perf PID | uring PID {} | bpf-map ID | as UID CMD ARGS | \
                  traceme",
