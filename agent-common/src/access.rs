@@ -175,10 +175,21 @@ impl Enforcement {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AggKey {
     pub actor_tgid: u32,
+    /// 0 for refused attempts: they are counted per actor whatever they
+    /// named (a loop over guessed pids is one count, not one per pid).
     pub target_pid: u32,
     pub access: u32,
-    pub _pad: u32,
+    /// [`agg_outcome`]: whether these calls went through.
+    pub outcome: u32,
     pub request: u64,
+}
+
+/// [`AggKey::outcome`].
+pub mod agg_outcome {
+    /// The calls went through (or their result is not known).
+    pub const DONE: u32 = 0;
+    /// The kernel refused them on its own: attempts.
+    pub const REFUSED: u32 = 1;
 }
 
 layout!(
@@ -187,6 +198,6 @@ layout!(
     actor_tgid: u32,
     target_pid: u32,
     access: u32,
-    _pad: u32,
+    outcome: u32,
     request: u64,
 );

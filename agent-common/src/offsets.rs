@@ -163,11 +163,16 @@ pub struct KernelOffsets {
     /// ptrace, process_vm_readv, process_vm_writev: judged by their own
     /// hooks, not at the lock.
     pub sys_own_hook: [u32; 3],
+    /// `task_struct.ptraced` (the tracer's list of its tracees, newest
+    /// first) and `task_struct.ptrace_entry` (a tracee's link in it): the
+    /// task an attach just took.
+    pub task_ptraced: u32,
+    pub task_ptrace_entry: u32,
 }
 
 layout!(
     KernelOffsets,
-    440;
+    448;
     task_pid: u32,
     task_tgid: u32,
     task_real_parent: u32,
@@ -262,6 +267,8 @@ layout!(
     pt_regs_syscall_nr: u32,
     sys_file_rw: [u32; 10],
     sys_own_hook: [u32; 3],
+    task_ptraced: u32,
+    task_ptrace_entry: u32,
 );
 
 impl KernelOffsets {
@@ -361,5 +368,7 @@ impl KernelOffsets {
         pt_regs_syscall_nr: OFFSET_ABSENT,
         sys_file_rw: [OFFSET_ABSENT; 10],
         sys_own_hook: [OFFSET_ABSENT; 3],
+        task_ptraced: OFFSET_ABSENT,
+        task_ptrace_entry: OFFSET_ABSENT,
     };
 }

@@ -177,6 +177,24 @@ pub(crate) fn read_or_zero_err<T: Copy>(base: *const u8, off: u32) -> (T, u32) {
     (unsafe { out.assume_init() }, (ret as u64 >> 63) as u32)
 }
 
+/// The person behind `task`: its login uid if set, else its uid (grants
+/// and exemptions follow the person, through sudo).
+#[inline(always)]
+pub(crate) fn person_uid(task: *const u8) -> u32 {
+    let off = offsets();
+    let mut fl = 0;
+    let c = read_creds(task, &off, &mut fl);
+    if c.auid != u32::MAX { c.auid } else { c.uid }
+}
+
+/// `task`'s real uid: whose process it is (protection by user).
+#[inline(always)]
+pub(crate) fn real_uid(task: *const u8) -> u32 {
+    let off = offsets();
+    let cred = read_or_zero::<*const u8>(task, off.task_cred);
+    read_or_zero::<u32>(cred, off.cred_uid)
+}
+
 /// Credentials and audit ids of `task`. A failed read leaves 0 and sets
 /// `CREDS_READ_FAILED` (the record then lists creds as incomplete).
 #[inline(always)]

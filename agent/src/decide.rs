@@ -35,13 +35,18 @@ use crate::{
 pub struct Verdict {
     /// allow | alert | deny
     pub action: &'static str,
-    /// `"lsm"` (refused with -EPERM before it happened), `"kill"` (the actor
-    /// was killed at the syscall's entry) or `null` (not enforced).
+    /// `"lsm"` (a BPF-LSM hook refused it with -EPERM), `"kill"` (the kill
+    /// fallback killed the actor before the action took effect) or `null`
+    /// (not enforced).
     pub enforced: Option<&'static str>,
     pub grant_id: Option<String>,
     pub reason: Option<String>,
     pub rule: Option<String>,
     pub severity: Option<String>,
+    /// The deciding rule's tags (MITRE ATT&CK ids and the like), however
+    /// the action was enforced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// The detail fields policy looks at.
@@ -57,6 +62,10 @@ pub struct PolicyDetail {
 }
 
 pub use agent_common::SELF_PROTECTION as SELF_PROTECTION_SLOT;
+
+/// The tag of the agent's own protection: an attempt to impair a defence
+/// (MITRE ATT&CK T1562.001).
+const SELF_PROTECTION_TAG: &str = "attack.t1562.001";
 
 pub struct Decider {
     set: Arc<PolicySet>,
@@ -201,14 +210,15 @@ impl Decider {
             Enforcement::DeniedLsm => ("lsm", "refused in the kernel (BPF-LSM) before it happened"),
             Enforcement::Killed => (
                 "kill",
-                "actor killed by the kill fallback as the syscall returned (no BPF-LSM here)",
+                "actor killed by the kill fallback before it took effect (no BPF-LSM here)",
             ),
         };
-        let (rule, severity, title) = match slot {
+        let (rule, severity, title, tags) = match slot {
             Some(SELF_PROTECTION_SLOT) => (
                 Some("self-protection".to_owned()),
                 "critical".to_owned(),
                 "the agent protects itself from debugging, signals and bpf()".to_owned(),
+                vec![SELF_PROTECTION_TAG.to_owned()],
             ),
             Some(slot) => {
                 let name = self.kernel_slots.get(&slot).cloned();
@@ -222,9 +232,15 @@ impl Decider {
                     .or(name.as_deref())
                     .unwrap_or("a kernel rule")
                     .to_owned();
-                (name, severity, title)
+                let tags = info.map(|r| r.tags.to_vec()).unwrap_or_default();
+                (name, severity, title, tags)
             }
-            None => (None, "high".to_owned(), "a kernel rule".to_owned()),
+            None => (
+                None,
+                "high".to_owned(),
+                "a kernel rule".to_owned(),
+                Vec::new(),
+            ),
         };
         Some(Verdict {
             action: "deny",
@@ -233,6 +249,7 @@ impl Decider {
             reason: Some(format!("{title}: {how}")),
             rule,
             grant_id: None,
+            tags,
         })
     }
 
@@ -253,6 +270,7 @@ impl Decider {
             reason: Some(format!("an attempt to debug or read the agent ({how})")),
             rule: Some("self-protection".to_owned()),
             grant_id: None,
+            tags: vec![SELF_PROTECTION_TAG.to_owned()],
         }
     }
 
@@ -268,6 +286,7 @@ impl Decider {
             ),
             rule: Some("self-protection".to_owned()),
             grant_id: None,
+            tags: vec![SELF_PROTECTION_TAG.to_owned()],
         }
     }
 
@@ -339,6 +358,7 @@ impl Decider {
             severity: Some(d.severity.as_str().to_owned()),
             reason: Some(reason),
             grant_id: d.grant_id.map(str::to_owned),
+            tags: d.tags.to_vec(),
         })
     }
 }

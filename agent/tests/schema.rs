@@ -183,6 +183,7 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
         aggregate: false,
         io_uring: true,
         at_access: true,
+        refused: false,
         target_host_pid: Some(40),
         ppid: 1,
         creds: Creds::default(),
@@ -215,6 +216,7 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
             ret: None,
             io_uring: false,
             at_access: false,
+            refused: false,
             ..killed.clone()
         })));
     }

@@ -5,11 +5,11 @@
 //! facts, in the same order, that the agent uses when it seeds processes
 //! that were running before it.
 
-use agent_common::{CommKey, IdentityKey, id_kind, unit_hash};
+use agent_common::{CommKey, IdentityKey, Protected, id_kind, unit_hash};
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 
 use super::{NO_SLOT, PROTECT_COMM, PROTECT_ID, bank, identity_kinds};
-use crate::task::{offsets, read_or_zero};
+use crate::task::{offsets, read_or_zero, real_uid, start_tick};
 
 /// Cgroup levels walked up looking for the unit (a service's processes sit
 /// in its cgroup or a few below it).
@@ -133,4 +133,33 @@ pub(crate) fn slot_of(id: &Identity) -> u32 {
 #[inline(always)]
 pub(crate) fn any() -> bool {
     identity_kinds() != 0
+}
+
+/// The protection `task` would have by what it is, for a process the
+/// protection map does not hold (yet: a child between its fork and the
+/// fork tracepoint, which another process can already name).
+#[inline(always)]
+pub(crate) fn protection_of(task: *const u8) -> Option<Protected> {
+    if !any() {
+        return None;
+    }
+    let off = offsets();
+    let (ino, dev) = exe_of(task);
+    let unit = unit_of(task);
+    let id = Identity {
+        ino,
+        dev,
+        comm: read_or_zero::<[u8; 16]>(task, off.task_comm),
+        unit,
+        uid: real_uid(task),
+    };
+    match slot_of(&id) {
+        NO_SLOT => None,
+        slot => Some(Protected {
+            slot,
+            tgid: read_or_zero::<u32>(task, off.task_tgid),
+            start_tick: start_tick(task),
+            unit,
+        }),
+    }
 }

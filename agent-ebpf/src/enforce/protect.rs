@@ -9,7 +9,7 @@
 use agent_common::{PidKey, Protected};
 use aya_ebpf::helpers::generated::bpf_get_current_task;
 
-use super::PROTECT;
+use super::{PROTECT, identity};
 use crate::task::{offsets, read_or_zero};
 
 /// Pid namespace levels recorded per task: the host's and up to three
@@ -48,6 +48,13 @@ pub(crate) fn host_key(task: *const u8) -> PidKey {
 pub(crate) fn of_task(task: *const u8) -> Option<Protected> {
     // SAFETY: map lookup with a key on the stack.
     unsafe { PROTECT.get(host_key(task)) }.copied()
+}
+
+/// The protected process `task` belongs to: from the map, or, for a task
+/// the map does not hold yet, from what it is.
+#[inline(always)]
+pub(crate) fn of_task_or_identity(task: *const u8) -> Option<Protected> {
+    of_task(task).or_else(|| identity::protection_of(task))
 }
 
 /// The protected process the current task names `nr` (a pid or thread id in

@@ -21,10 +21,13 @@ use crate::{
     },
     probes::access::{
         event::{deny_event, note_refusal, report_denial},
-        fallback::{actor_uid, uid_of},
+        fallback::actor_uid,
         perf_bpf::object_of,
     },
-    task::{agent_tgid, current_pid_tgid, is_agent, offsets, read_or_zero, start_tick},
+    task::{
+        agent_tgid, current_pid_tgid, is_agent, offsets, person_uid, read_or_zero, real_uid,
+        start_tick,
+    },
 };
 
 const EPERM: i32 = 1;
@@ -34,37 +37,6 @@ const PTRACE_MODE_ATTACH: u32 = 0x02;
 const SEND_SIG_PRIV: u64 = 1;
 /// `task_struct.ptrace & PT_PTRACED`: the task has a tracer.
 const PT_PTRACED: u32 = 1;
-
-/// The protected process `task` is part of: from the map the kernel keeps,
-/// or, for a process the map does not hold, from what it is.
-#[inline(always)]
-fn protection(task: *const u8) -> Option<Protected> {
-    if let Some(p) = protect::of_task(task) {
-        return Some(p);
-    }
-    if !identity::any() {
-        return None;
-    }
-    let off = offsets();
-    let (ino, dev) = identity::exe_of(task);
-    let unit = identity::unit_of(task);
-    let id = Identity {
-        ino,
-        dev,
-        comm: read_or_zero::<[u8; 16]>(task, off.task_comm),
-        unit,
-        uid: uid_of(task),
-    };
-    match identity::slot_of(&id) {
-        NO_SLOT => None,
-        slot => Some(Protected {
-            slot,
-            tgid: read_or_zero::<u32>(task, off.task_tgid),
-            start_tick: start_tick(task),
-            unit,
-        }),
-    }
-}
 
 /// Refuses: on the parked syscall event if there is one, else in an event
 /// of its own made by `event`.
@@ -89,7 +61,7 @@ pub(crate) fn lsm_ptrace_access_check(ctx: LsmContext) -> i32 {
     let slot = if is_agent(target) {
         SELF_PROTECTION
     } else {
-        match protection(child) {
+        match protect::of_task_or_identity(child) {
             Some(p) => enforce::decide(&p, ops::ATTACH, actor_uid()),
             None => NO_SLOT,
         }
@@ -114,7 +86,7 @@ pub(crate) fn lsm_ptrace_traceme(_ctx: LsmContext) -> i32 {
     }
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let slot = match protection(task) {
+    let slot = match protect::of_task_or_identity(task) {
         Some(p) => enforce::decide(&p, ops::TRACEME, actor_uid()),
         None => NO_SLOT,
     };
@@ -191,7 +163,7 @@ fn traced_exec(file: *const u8, ino: u64, dev: u32, tgid: u32) -> i32 {
         dev,
         comm,
         unit,
-        uid: uid_of(task),
+        uid: real_uid(task),
     };
     let slot = identity::slot_of(&id);
     if slot == NO_SLOT {
@@ -204,7 +176,7 @@ fn traced_exec(file: *const u8, ino: u64, dev: u32, tgid: u32) -> i32 {
         start_tick: start_tick(task),
         unit,
     };
-    let slot = enforce::decide(&p, ops::ATTACH, uid_of(tracer));
+    let slot = enforce::decide(&p, ops::ATTACH, person_uid(tracer));
     if slot == NO_SLOT {
         return 0;
     }

@@ -29,10 +29,13 @@ use crate::{
     },
     probes::access::{
         event::{emit, new_event},
-        fallback::{mark_killed, uid_of},
+        fallback::mark_killed,
     },
     ring::count_lost,
-    task::{current_comm, current_pid_tgid, is_agent, offsets, read_or_zero, start_tick},
+    task::{
+        current_comm, current_pid_tgid, is_agent, offsets, person_uid, read_or_zero, real_uid,
+        start_tick,
+    },
 };
 
 /// `task_struct.ptrace & PT_PTRACED`: the task has a tracer.
@@ -93,7 +96,7 @@ pub(crate) fn protect_sched_process_exec(_ctx: TracePointContext) -> u32 {
         dev,
         comm: current_comm(),
         unit,
-        uid: uid_of(task),
+        uid: real_uid(task),
     };
     let slot = identity::slot_of(&id);
     if slot == NO_SLOT {
@@ -123,7 +126,7 @@ fn traced(task: *const u8, p: &Protected) {
     }
     let off = offsets();
     let tracer = read_or_zero::<*const u8>(task, off.task_parent);
-    let slot = enforce::decide(p, ops::ATTACH, uid_of(tracer));
+    let slot = enforce::decide(p, ops::ATTACH, person_uid(tracer));
     if slot == NO_SLOT {
         return;
     }

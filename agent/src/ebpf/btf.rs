@@ -321,6 +321,8 @@ impl KernelBtf {
                 libc::SYS_process_vm_writev,
             ]
             .map(|n| n as u32),
+            task_ptraced: self.required("task_struct", "ptraced")?,
+            task_ptrace_entry: self.required("task_struct", "ptrace_entry")?,
         })
     }
 }

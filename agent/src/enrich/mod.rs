@@ -400,9 +400,13 @@ impl Enricher {
         table: &ProcessTable,
         esc: &mut Escapes,
     ) -> Option<Target> {
+        // ESRCH: the kernel found no such process, so none of the table's
+        // (which keeps exited ones a while, and may hold an earlier
+        // namespace's holder of that number) is the target.
+        let vanished = a.ret == Some(-i64::from(libc::ESRCH));
         let host_pid = a
             .target_host_pid
-            .or_else(|| self.resolve_target(a.ns, a.target_pid, table));
+            .or_else(|| (!vanished).then(|| self.resolve_target(a.ns, a.target_pid, table))?);
         match (a.target_pid, host_pid) {
             (0, None) => None,
             (named, Some(h)) => Some(self.target(h, named, table, esc)),

@@ -138,6 +138,9 @@ pub struct AccessInfo {
     pub io_uring: bool,
     /// Seen as the memory was about to be read or written, not at the open.
     pub at_access: bool,
+    /// An aggregate of calls the kernel refused on its own (attempts, over
+    /// whatever targets they named).
+    pub refused: bool,
     /// Host pid of the target when the kernel resolved it.
     pub target_host_pid: Option<u32>,
     pub ppid: u32,

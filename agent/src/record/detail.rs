@@ -72,7 +72,8 @@ pub struct AccessDetail {
     /// the file was opened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at_access: Option<bool>,
-    /// `ok` or the errno name, when the syscall's result is known.
+    /// `ok` or the errno name, when the syscall's result is known;
+    /// `refused` on an aggregate of calls the kernel refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Cow<'static, str>>,
     /// Calls this record stands for.
@@ -141,13 +142,12 @@ pub fn access_detail(a: &AccessInfo) -> (Kind, AccessDetail) {
     let mut d = AccessDetail {
         count: a.count,
         aggregate: a.aggregate,
-        result: a.ret.map(|r| {
-            if r < 0 {
-                names::errno(-r)
-            } else {
-                Cow::Borrowed("ok")
-            }
-        }),
+        result: match a.ret {
+            _ if a.refused => Some(Cow::Borrowed("refused")),
+            Some(r) if r < 0 => Some(names::errno(-r)),
+            Some(_) => Some(Cow::Borrowed("ok")),
+            None => None,
+        },
         ..AccessDetail::default()
     };
     let rw = |write: bool| Some(if write { "write" } else { "read" });

@@ -99,6 +99,7 @@ fn record_structs_declare_fields_in_key_order() {
         severity: Some("high".into()),
         reason: Some("why".into()),
         grant_id: Some("g".into()),
+        tags: vec!["attack.t1055".into()],
     };
     sorted("Verdict", &verdict);
     let record = Record {

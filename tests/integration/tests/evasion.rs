@@ -5,150 +5,17 @@
 //! Targets are copies of `sleep` or of `dmtool` under a protected name,
 //! started by the test and killed by pid.
 
+mod support;
+
 use std::{
-    os::unix::{fs::PermissionsExt as _, process::ExitStatusExt as _},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use integration_test::{Agent, nonce, signal_agent};
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(60);
-const DMTOOL: &str = env!("CARGO_BIN_EXE_dmtool");
-
-const POLICY: &str = r#"
-rules:
-  - name: test-protected
-    title: Test process protected from debugging
-    on: [ptrace_attach, ptrace_access, mem_read, mem_write, pidfd_getfd]
-    target: { comm: [dmprotect] }
-    unless: { grant: true }
-    action: deny
-    severity: critical
-    tags: [attack.t1055.008]
-"#;
-
-struct Setup {
-    agent: Agent,
-    dir: PathBuf,
-    mechanism: String,
-}
-
-fn setup_with(policy: &str) -> Setup {
-    let dir = std::env::temp_dir().join(nonce("evasion"));
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(dir.join("policies/test.yaml"), policy).unwrap();
-    let policies = dir.join("policies").display().to_string();
-    // A one-second window: repeats come out as aggregates quickly.
-    let agent = Agent::start(&["--policies", &policies, "--aggregate-window-secs", "1"]);
-    let start = agent.wait_for("start", WAIT, |r| r["detail"]["event"] == "started");
-    let mechanism = start["detail"]["enforcement"]["mechanism"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(mechanism == "lsm" || mechanism == "kill", "{start}");
-    Setup {
-        agent,
-        dir,
-        mechanism,
-    }
-}
-
-fn setup() -> Setup {
-    setup_with(POLICY)
-}
-
-/// A copy of `src` named `name` in `dir`.
-fn copy(dir: &Path, src: &str, name: &str) -> PathBuf {
-    let exe = dir.join(name);
-    if !exe.exists() {
-        std::fs::copy(src, &exe).unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    exe
-}
-
-/// A process the test started, killed by pid on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn start(exe: &Path, args: &[&str]) -> Self {
-        Self(
-            Command::new(exe)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        )
-    }
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dmtool(args: &[&str]) -> Output {
-    Command::new(DMTOOL)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "{:?} out={} err={}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The access did not happen: the actor was killed (kill fallback) or the
-/// kernel refused it (BPF-LSM: dmtool exits 2 with the errno).
-fn assert_stopped(mechanism: &str, out: &Output, what: &str) {
-    match mechanism {
-        "kill" => assert_eq!(
-            out.status.signal(),
-            Some(libc::SIGKILL),
-            "{what}: {}",
-            show(out)
-        ),
-        _ => assert_eq!(out.status.code(), Some(2), "{what}: {}", show(out)),
-    }
-}
-
-fn denial(r: &Value, tgid: u32, rule: &str) -> bool {
-    r["decision"]["action"] == "deny"
-        && r["decision"]["enforced"].is_string()
-        && r["decision"]["rule"] == rule
-        && r["target"]["pid"] == tgid
-}
-
-/// Waits until `tgid` has exec'd `exe` (the kernel then protects it), in
-/// a process other than `not` (a start time: an earlier holder of the pid).
-fn settled_after(agent: &Agent, tgid: u32, exe: &Path, not: Option<&Value>) -> Value {
-    let name = exe.file_name().unwrap().to_str().unwrap().to_owned();
-    agent.wait_for("the target's exec", WAIT, |r| {
-        r["kind"] == "exec"
-            && r["actor"]["pid"] == tgid
-            && r["actor"]["comm"].as_str() == Some(&name[..name.len().min(15)])
-            && not.is_none_or(|n| r["actor"]["start_ns"] != *n)
-    })
-}
-
-fn settled(agent: &Agent, tgid: u32, exe: &Path) -> Value {
-    settled_after(agent, tgid, exe, None)
-}
+use support::attack::*;
 
 #[test]
 fn a_thread_id_or_a_namespace_pid_still_names_the_protected_process() {
@@ -462,6 +329,13 @@ fn a_refusal_the_kernel_makes_itself_is_recorded_as_such_and_kills_nobody() {
         denial(r, t.pid(), "test-protected") && r["actor"]["uid"] == 0
     });
     assert_eq!(rec["decision"]["enforced"], s.mechanism.as_str(), "{rec}");
+    // The rule's own severity and tags, whichever mechanism acted.
+    assert_eq!(rec["decision"]["severity"], "critical", "{rec}");
+    assert_eq!(
+        rec["decision"]["tags"],
+        serde_json::json!(["attack.t1055.008"]),
+        "{rec}"
+    );
     s.agent.stop().assert_clean();
 }
 
@@ -599,5 +473,35 @@ fn a_denied_write_never_lands_in_the_target() {
         t.0.try_wait().unwrap().is_none(),
         "the write landed in the protected process"
     );
+    s.agent.stop().assert_clean();
+}
+
+#[test]
+fn a_child_is_protected_from_its_first_moment() {
+    let s = setup();
+    let forker = copy(&s.dir, DMTOOL, "dmprotect");
+    // The attacker seizes each next pid while the protected process forks
+    // a child a millisecond; three rounds of three seconds.
+    for round in 1..=3 {
+        let out = dmtool(&["race", forker.to_str().unwrap(), "3"]);
+        let what = format!("round {round}: {}", show(&out));
+        match s.mechanism.as_str() {
+            // The seize went through and the attacker died for it.
+            "kill" => assert_eq!(out.status.code(), Some(10), "{what}"),
+            // Every seize of a child was refused.
+            _ => {
+                assert_eq!(out.status.code(), Some(1), "{what}");
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(!err.contains(" 0 refused"), "{what}");
+            }
+        }
+    }
+    let rec = s.agent.wait_for("a denial on a new child", WAIT, |r| {
+        r["decision"]["action"] == "deny"
+            && r["decision"]["rule"] == "test-protected"
+            && r["target"]["comm"] == "dmprotect"
+            && r["detail"]["ptrace_request"] == "PTRACE_SEIZE"
+    });
+    assert_eq!(rec["decision"]["enforced"], s.mechanism.as_str(), "{rec}");
     s.agent.stop().assert_clean();
 }

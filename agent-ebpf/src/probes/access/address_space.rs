@@ -38,7 +38,7 @@ use super::{
     procfs::{fd_file, proc_file},
 };
 use crate::{
-    enforce::{NO_SLOT, protect},
+    enforce::{NO_SLOT, identity, protect},
     ring::count_lost,
     task::{current_pid_tgid, is_agent, lock_offsets, offsets, read_field, read_or_zero},
 };
@@ -75,21 +75,25 @@ fn foreign_lock(mm: *const u8) {
     if owner.is_null() {
         return;
     }
-    let Some(p) = protect::of_task(owner) else {
-        return;
-    };
-    let (pid, tgid) = current_pid_tgid();
-    if is_agent(tgid) || p.tgid == tgid {
+    // Most foreign maps belong to unprotected processes: with no identity
+    // protected either, that is the end of it.
+    let known = protect::of_task(owner);
+    if known.is_none() && !identity::any() {
         return;
     }
+    let (pid, tgid) = current_pid_tgid();
     let off = offsets();
+    let owner_tgid = read_or_zero::<u32>(owner, off.task_tgid);
+    if is_agent(tgid) || owner_tgid == tgid {
+        return;
+    }
     let (file, uring) = if flags & PF_IO_WORKER != 0 {
         (worker_file(&off, task), true)
     } else {
         match syscall(&off) {
             Syscall::FileRw(fd) => (fd_file(&off, fd), false),
             Syscall::OwnHook => {
-                kill_before_copy();
+                kill_before_copy(|| known.or_else(|| identity::protection_of(owner)));
                 return;
             }
             // The kernel reading a few words for /proc/<pid>/cmdline and
@@ -98,7 +102,7 @@ fn foreign_lock(mm: *const u8) {
         }
     };
     let kind = match file.and_then(|f| proc_file(&off, f)) {
-        Some((kind, owner_tgid, accmode)) if owner_tgid == p.tgid => Some((kind, accmode)),
+        Some((kind, file_tgid, accmode)) if file_tgid == owner_tgid => Some((kind, accmode)),
         // A procfs file of some other kind (cmdline, maps): no memory.
         Some(_) => return,
         // A worker whose request cannot be read: judged as the memory
@@ -106,6 +110,11 @@ fn foreign_lock(mm: *const u8) {
         // mem or environ file is the kernel reading for its own reasons.
         None if uring => None,
         None => return,
+    };
+    // A process the map does not hold yet (forked a moment ago) is
+    // protected by what it is.
+    let Some(p) = known.or_else(|| identity::protection_of(owner)) else {
+        return;
     };
     judge(pid, tgid, &p, kind, uring);
 }

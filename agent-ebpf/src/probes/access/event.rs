@@ -2,7 +2,9 @@
 //! sent at once, parked until their syscall returns, or counted as
 //! repeats of one already sent.
 
-use agent_common::{AccessEvent, AccessKind, AggKey, Enforcement, EventKind, access_flags};
+use agent_common::{
+    AccessEvent, AccessKind, AggKey, Enforcement, EventKind, access_flags, agg_outcome,
+};
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns},
@@ -92,13 +94,37 @@ pub(crate) fn emit(ev: &AccessEvent) {
 /// Counts a repeat of an already reported access; reports the first at once.
 #[inline(always)]
 pub(crate) fn aggregate(ev: &AccessEvent) {
-    let key = AggKey {
-        actor_tgid: ev.header.tgid,
-        target_pid: ev.target_pid,
-        access: ev.access,
-        _pad: 0,
-        request: ev.request,
-    };
+    count_or_emit(
+        ev,
+        AggKey {
+            actor_tgid: ev.header.tgid,
+            target_pid: ev.target_pid,
+            access: ev.access,
+            outcome: agg_outcome::DONE,
+            request: ev.request,
+        },
+    );
+}
+
+/// Like [`aggregate`], for a call the kernel refused on its own: counted
+/// per actor, kind and request whatever it named, so a tool guessing pids
+/// in a loop is one record and a count.
+#[inline(always)]
+pub(crate) fn aggregate_attempt(ev: &AccessEvent) {
+    count_or_emit(
+        ev,
+        AggKey {
+            actor_tgid: ev.header.tgid,
+            target_pid: 0,
+            access: ev.access,
+            outcome: agg_outcome::REFUSED,
+            request: ev.request,
+        },
+    );
+}
+
+#[inline(always)]
+fn count_or_emit(ev: &AccessEvent, key: AggKey) {
     if let Some(v) = AGG.get_ptr_mut(key) {
         // SAFETY: this CPU's slot of a per-CPU map value, valid while the
         // program runs; per-CPU slots need no atomics.
@@ -131,7 +157,7 @@ pub(super) fn aggregate_or_park(pid: u32, ev: &AccessEvent) {
         actor_tgid: ev.header.tgid,
         target_pid: ev.target_pid,
         access: ev.access,
-        _pad: 0,
+        outcome: agg_outcome::DONE,
         request: ev.request,
     };
     if let Some(v) = AGG.get_ptr_mut(key) {

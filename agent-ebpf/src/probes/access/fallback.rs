@@ -13,13 +13,13 @@
 //! fails, so a write never lands and a read never reaches memory an
 //! accomplice shares.
 
-use agent_common::{AccessEvent, Enforcement, Protected, access_flags, enforce_mode};
+use agent_common::{AccessEvent, Enforcement, Protected, access_flags, enforce_mode, ops};
 use aya_ebpf::helpers::generated::{bpf_get_current_task, bpf_send_signal};
 
-use super::event::{aggregate, emit, parked, unpark};
+use super::event::{aggregate_attempt, emit, parked, unpark};
 use crate::{
     enforce::{self, NO_SLOT},
-    task::{offsets, read_creds},
+    task::person_uid,
 };
 
 const SIGKILL: u32 = 9;
@@ -30,16 +30,7 @@ const SIGKILL: u32 = 9;
 pub(crate) fn actor_uid() -> u32 {
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    uid_of(task)
-}
-
-/// The login uid of `task` if set, else its uid.
-#[inline(always)]
-pub(crate) fn uid_of(task: *const u8) -> u32 {
-    let off = offsets();
-    let mut fl = 0;
-    let c = read_creds(task, &off, &mut fl);
-    if c.auid != u32::MAX { c.auid } else { c.uid }
+    person_uid(task)
 }
 
 /// Whether the syscall hooks enforce: always under the kill fallback, and
@@ -77,20 +68,36 @@ pub(super) fn kill_if_done(ev: &mut AccessEvent, slot: u32) {
     ev.flags2 |= access_flags::KILL_AT_EXIT;
 }
 
-/// The syscall this thread is in was marked with [`kill_if_done`] and has
-/// got past the kernel's permission checks (it is locking the target's
-/// memory): kill now, before the copy. The parked event goes out at the
-/// syscall's return as the kill it was, with whatever result the
-/// interrupted call had.
+/// The syscall this thread is in (ptrace, process_vm_*) got past the
+/// kernel's permission checks and is locking the target's memory: if its
+/// entry marked it with [`kill_if_done`], or the target turns out to be
+/// protected after all (`target` is asked only then: a process forked a
+/// moment ago, not in the map at the entry), kill now, before the copy.
+/// The parked event goes out at the syscall's return as the kill it was,
+/// with whatever result the interrupted call had.
 #[inline(always)]
-pub(super) fn kill_before_copy() {
-    if let Some(ev) = parked(None)
-        && ev.flags2 & access_flags::KILL_AT_EXIT != 0
-    {
-        ev.flags2 &= !access_flags::KILL_AT_EXIT;
-        ev.flags2 |= access_flags::AT_ACCESS;
-        mark_killed(ev, ev.rule);
+pub(super) fn kill_before_copy(target: impl FnOnce() -> Option<Protected>) {
+    let Some(ev) = parked(None) else {
+        return;
+    };
+    if ev.enforcement != Enforcement::None as u32 {
+        return;
     }
+    if ev.flags2 & access_flags::KILL_AT_EXIT == 0 {
+        let Some(p) = target() else {
+            return;
+        };
+        let slot = denied(&Some(p), ops::ATTACH);
+        if slot == NO_SLOT || !hooks_enforce(false) {
+            return;
+        }
+        ev.rule = slot;
+        ev.target_host_pid = p.tgid;
+        ev.flags2 |= access_flags::TARGET_RESOLVED;
+    }
+    ev.flags2 &= !access_flags::KILL_AT_EXIT;
+    ev.flags2 |= access_flags::AT_ACCESS;
+    mark_killed(ev, ev.rule);
 }
 
 /// Kills the current process; `ev` says so, for the caller to send.
@@ -105,7 +112,9 @@ pub(crate) fn mark_killed(ev: &mut AccessEvent, slot: u32) {
 /// Sends this thread's parked event with the syscall's return value, after
 /// `amend` has had its say, killing the actor first when the event was
 /// marked with [`kill_if_done`] and the call went through (or its result
-/// cannot be read: then enforcement wins). False when nothing was parked.
+/// cannot be read: then enforcement wins). A call the kernel refused on
+/// its own is an attempt, counted per actor (see `aggregate_attempt`).
+/// False when nothing was parked.
 #[inline(always)]
 pub(super) fn settle(ret: Option<i64>, amend: impl FnOnce(&mut AccessEvent)) -> bool {
     let Some(ev) = parked(ret) else {
@@ -120,8 +129,10 @@ pub(super) fn settle(ret: Option<i64>, amend: impl FnOnce(&mut AccessEvent)) -> 
         } else {
             // Refused by the kernel on its own: an attempt, counted.
             ev.rule = 0;
-            aggregate(ev);
+            aggregate_attempt(ev);
         }
+    } else if ret.is_some_and(|r| r < 0) && ev.enforcement == Enforcement::None as u32 {
+        aggregate_attempt(ev);
     } else {
         emit(ev);
     }

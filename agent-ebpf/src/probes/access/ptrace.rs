@@ -8,7 +8,7 @@
 //! its tracee became protected (by exec, fork or a policy load) is killed
 //! at its next request whatever the mechanism.
 
-use agent_common::{AccessKind, EventKind, Protected, access_flags, ops};
+use agent_common::{AccessKind, Enforcement, EventKind, Protected, access_flags, ops};
 use aya_ebpf::{
     helpers::generated::bpf_get_current_task,
     macros::{fentry, fexit, tracepoint},
@@ -19,12 +19,12 @@ use super::{
     Args,
     event::{aggregate, new_event, park},
     exit_ret,
-    fallback::{denied, hooks_enforce, kill_if_done, send_parked},
+    fallback::{denied, hooks_enforce, kill_if_done, settle},
 };
 use crate::{
     enforce::{NO_SLOT, protect},
     ring::count_lost,
-    task::{current_pid_tgid, is_agent},
+    task::{current_pid_tgid, is_agent, offsets, read_field},
 };
 
 const PTRACE_TRACEME: u64 = 0;
@@ -82,8 +82,54 @@ syscall_entry!(
     fentry_ptrace
 );
 
+/// The exit: the parked event goes out with the result. An attach that
+/// went through to a process not known protected at the entry is judged
+/// again by the task it took: a child forked a moment ago can be named
+/// before the fork tracepoint has protected it, and is protected by what
+/// it is (its parent's program, unit and user).
+#[inline(always)]
+fn ptrace_exit(ret: Option<i64>) {
+    settle(ret, |ev| {
+        let attach = ev.request == PTRACE_ATTACH || ev.request == PTRACE_SEIZE;
+        if !attach
+            || ret != Some(0)
+            || ev.flags2 & access_flags::KILL_AT_EXIT != 0
+            || ev.enforcement != Enforcement::None as u32
+        {
+            return;
+        }
+        let Some(tracee) = newest_tracee() else {
+            return;
+        };
+        let Some(p) = protect::of_task_or_identity(tracee) else {
+            return;
+        };
+        ev.target_host_pid = p.tgid;
+        ev.flags2 |= access_flags::TARGET_RESOLVED;
+        let slot = denied(&Some(p), ops::ATTACH);
+        if slot != NO_SLOT && hooks_enforce(false) {
+            kill_if_done(ev, slot);
+        }
+    });
+}
+
+/// The task the current tracer attached to last (its `ptraced` list is
+/// newest first).
+#[inline(always)]
+fn newest_tracee() -> Option<*const u8> {
+    let off = offsets();
+    // SAFETY: helper without preconditions.
+    let me = unsafe { bpf_get_current_task() } as *const u8;
+    let head = me.wrapping_add(off.task_ptraced as usize);
+    let first = read_field::<*const u8>(head, 0).ok()?;
+    if first.is_null() || first == head {
+        return None;
+    }
+    Some(first.wrapping_sub(off.task_ptrace_entry as usize))
+}
+
 syscall_exit!(
-    send_parked,
+    ptrace_exit,
     ptrace_sys_exit_ptrace = "sys_exit_ptrace",
     fexit_ptrace
 );

@@ -188,6 +188,7 @@ fn access(actor: u32, uid: u32, kind: AccessKind, target: u32, request: u64) -> 
         aggregate: false,
         io_uring: false,
         at_access: false,
+        refused: false,
         target_host_pid: None,
         ppid: 30,
         creds: creds(uid, uid),
@@ -228,6 +229,7 @@ fn accesses() -> Vec<AccessInfo> {
         AccessInfo {
             io_uring: true,
             at_access: false,
+            refused: false,
             ret: Some(3),
             ..gdb(K::ProcMem, 50, 2)
         },
@@ -367,7 +369,7 @@ fn run() -> Vec<u8> {
         actor_tgid: 60,
         target_pid: 50,
         access: AccessKind::Ptrace as u32,
-        _pad: 0,
+        outcome: 0,
         request: 2,
     };
     p.report_aggregates(5_000_000, 5, [(key, 41)]);

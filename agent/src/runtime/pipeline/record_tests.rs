@@ -97,6 +97,7 @@ fn access(kind: AccessKind, target: u32, request: u64) -> AccessInfo {
         aggregate: false,
         io_uring: false,
         at_access: false,
+        refused: false,
         target_host_pid: None,
         ppid: 20,
         creds: Creds::default(),
@@ -190,6 +191,7 @@ fn mem_access_kinds_tell_read_from_write() {
     let a = AccessInfo {
         io_uring: true,
         at_access: false,
+        refused: false,
         ..access(AccessKind::ProcMem, 40, 0)
     };
     let v = record(&mut p, Event::Access(a));
@@ -288,4 +290,20 @@ fn unknown_target_is_marked_not_invented() {
     assert_eq!(v["target"]["pid"], 999);
     assert_eq!(v["target"]["known"], false);
     assert_eq!(v["target"]["comm"], Value::Null);
+}
+
+#[test]
+fn a_target_the_kernel_did_not_find_is_not_taken_from_the_table() {
+    let mut p = pipeline();
+    // pid 40 is in the table (an exited process it still keeps, or an
+    // earlier namespace's holder of the number); the kernel said ESRCH.
+    let mut a = access(AccessKind::Ptrace, 40, 16);
+    a.ret = Some(-i64::from(libc::ESRCH));
+    let v = record(&mut p, Event::Access(a));
+    assert_eq!(v["target"]["known"], false, "{v}");
+    assert_eq!(v["target"]["comm"], Value::Null, "{v}");
+    assert_eq!(v["detail"]["result"], "ESRCH");
+    // The same attach that went through names the table's process.
+    let v = record(&mut p, Event::Access(access(AccessKind::Ptrace, 40, 16)));
+    assert_eq!(v["target"]["comm"], "echo", "{v}");
 }

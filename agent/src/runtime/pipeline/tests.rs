@@ -135,7 +135,7 @@ fn aggregates_report_deltas_per_key_and_survive_lru_resets() {
         actor_tgid: 100,
         target_pid: 1,
         access: AccessKind::Ptrace as u32,
-        _pad: 0,
+        outcome: 0,
         request: 2,
     };
     p.report_aggregates(1, 10, [(key, 0)]);
@@ -157,6 +157,33 @@ fn aggregates_report_deltas_per_key_and_survive_lru_resets() {
 }
 
 #[test]
+fn refused_attempts_aggregate_per_actor_without_a_target() {
+    let mut p = pipeline();
+    p.handle(&fork(100, 1));
+    p.handle(&exec(100, 1, "/usr/bin/gdb"));
+    p.take_batch();
+    let key = AggKey {
+        actor_tgid: 100,
+        target_pid: 0,
+        access: AccessKind::Ptrace as u32,
+        outcome: agent_common::agg_outcome::REFUSED,
+        request: 16,
+    };
+    p.report_aggregates(2, 10, [(key, 4000)]);
+    let recs = lines(&p.take_batch());
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let d = &recs[0]["detail"];
+    assert_eq!(d["count"], 4000);
+    assert_eq!(d["result"], "refused");
+    assert_eq!(d["ptrace_request"], "PTRACE_ATTACH");
+    assert!(
+        recs[0].get("target").is_none_or(Value::is_null),
+        "{}",
+        recs[0]
+    );
+}
+
+#[test]
 fn access_to_oneself_is_not_a_record() {
     let mut p = pipeline();
     p.handle(&fork(100, 1));
@@ -175,6 +202,7 @@ fn access_to_oneself_is_not_a_record() {
         aggregate: false,
         io_uring: false,
         at_access: false,
+        refused: false,
         target_host_pid: None,
         ppid: 1,
         creds: Creds::default(),

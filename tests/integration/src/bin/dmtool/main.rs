@@ -8,6 +8,7 @@
 //! child's exec was refused; 12 a protected program ran under a tracer
 //! (the evasion worked); 3 io_uring is not available; 64 usage.
 
+mod race;
 mod uring;
 
 use std::{ffi::CString, io::Write as _, process::exit, time::Duration};
@@ -24,7 +25,7 @@ const PTRACE_O_TRACEEXEC: libc::c_long = 0x10;
 const PTRACE_EVENT_FORK: i32 = 1;
 const PTRACE_EVENT_EXEC: i32 = 4;
 
-fn errno() -> std::io::Error {
+pub(crate) fn errno() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
@@ -45,7 +46,7 @@ pub(crate) fn refused(what: &str) -> ! {
     exit(2)
 }
 
-fn wait(pid: i32) -> i32 {
+pub(crate) fn wait(pid: i32) -> i32 {
     let mut status = 0;
     // SAFETY: waitpid with a pointer to a local.
     let r = unsafe { libc::waitpid(pid, &raw mut status, libc::__WALL) };
@@ -167,7 +168,7 @@ fn pidfd_getfd(pid: i32) -> ! {
     exit(0)
 }
 
-fn exec(path: &str, args: &[String]) -> ! {
+pub(crate) fn exec(path: &str, args: &[String]) -> ! {
     let c: Vec<CString> = std::iter::once(path.to_owned())
         .chain(args.iter().cloned())
         .map(|a| CString::new(a).expect("no NUL in arguments"))
@@ -464,6 +465,8 @@ fn main() {
         Some("ns-attach") => ns_attach(&args[1], &rest(2)),
         Some("spawn-pid") => spawn_pid(arg(&args, 1), &args[2], &rest(3)),
         Some("perf") => perf(arg(&args, 1)),
+        Some("forker") => race::forker(),
+        Some("race") => race::race(&args[1], arg(&args, 2) as u64),
         Some("uring") => uring::read(arg(&args, 1), args.get(2).map_or("", String::as_str)),
         Some("bpf-map") => bpf_map(arg(&args, 1)),
         Some("as") => as_user(arg(&args, 1) as u32, &rest(2)),
@@ -475,7 +478,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: dmtool threads N | sentinel | vm-write PID HEXADDR | attach PID | attach-retrying PID TRIES | peek PID | vm-read PID | pidfd PID | \
+                "usage: dmtool threads N | sentinel | forker | race FORKER SECS | vm-write PID HEXADDR | attach PID | attach-retrying PID TRIES | peek PID | vm-read PID | pidfd PID | \
                  trace-exec PATH ARGS | trace-fork-exec PATH ARGS | ns-attach PATH ARGS | \
                  spawn-pid PID PATH ARGS | perf PID | uring PID {} | bpf-map ID | as UID CMD ARGS | \
                  traceme",
