@@ -59,6 +59,8 @@ pub struct PolicyDetail {
     pub prog_type: Option<String>,
     /// `ok` or the errno name, when the call's result is known.
     pub result: Option<String>,
+    /// An environment read by one of the host's process tools.
+    pub inventory: bool,
 }
 
 pub use agent_common::SELF_PROTECTION as SELF_PROTECTION_SLOT;
@@ -161,6 +163,17 @@ impl Decider {
             self.kernel_slots.insert(slot, name);
         }
         self.mechanism = mechanism;
+    }
+
+    /// Whether an access with `detail` by `actor` is an environment read
+    /// by one of the host's process tools (`process_tools:`), known by
+    /// the file the kernel ran, never by a name.
+    pub fn is_inventory(&self, kind: Kind, actor: &Actor, detail: &PolicyDetail) -> bool {
+        kind == Kind::MemAccess
+            && detail.via.as_deref() == Some("proc_environ")
+            && detail.access.as_deref() == Some("read")
+            && actor.exe_trusted
+            && self.set.is_process_tool(&actor.exe)
     }
 
     pub fn debugger_class(&self, exe: &str, comm: &str) -> Option<String> {
@@ -310,6 +323,7 @@ impl Decider {
                 access: detail.access,
                 prog_type: detail.prog_type,
                 result: detail.result,
+                inventory: detail.inventory.then_some(true),
             },
         };
         let guard = self.grants.as_ref().map(|g| g.lock());

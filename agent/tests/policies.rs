@@ -135,6 +135,15 @@ fn shipped_policies_decide_the_table() {
         ("bpf by a fake debugmon", r#"{"kind":"bpf","actor":{"uid":0,"exe":"/tmp/debugmon","exe_trusted":false,"comm":"debugmon"},"detail":{"prog_type":"kprobe"}}"#.into(), Action::Alert, Some("bpf-outside-allowlist")),
         ("bpf by other", r#"{"kind":"bpf","actor":{"uid":0,"exe":"/tmp/x","comm":"x"},"detail":{"prog_type":"kprobe"}}"#.into(), Action::Alert, Some("bpf-outside-allowlist")),
         ("fd theft", mem(&bob, &alice_app, "pidfd_getfd", "read"), Action::Alert, Some("fd-theft")),
+        // ps lists environments: inventory, even sshd's.
+        ("ps reads sshd's environment", format!(r#"{{"kind":"mem_access","actor":{},"target":{},"detail":{{"via":"proc_environ","access":"read","inventory":true}}}}"#, actor("root", 0, "ps"), target("sshd", 0, "ssh.service")), Action::Allow, None),
+        ("a script reads sshd's environment", mem(&actor("bob", 1001, "python3"), &target("sshd", 0, "ssh.service"), "proc_environ", "read"), Action::Deny, Some("attach-to-sshd")),
+        // Credential dumping: memory read by a program that is not a debugger.
+        ("mem read by a non-debugger", mem(&actor("bob", 1001, "python3"), &bob_app, "proc_mem", "read"), Action::Alert, Some("memory-read-outside-a-debugger")),
+        ("vm read by a non-debugger", mem(&actor("bob", 1001, "python3"), &alice_app, "process_vm_readv", "read"), Action::Alert, Some("memory-read-outside-a-debugger")),
+        ("mem read by gdb", mem(&bob, &bob_app, "proc_mem", "read"), Action::Allow, None),
+        ("mem read by a copy of gdb", mem(r#"{"pid":5,"uid":1001,"user":"bob","comm":"gdb","exe":"/tmp/gdb","exe_trusted":false}"#, &bob_app, "proc_mem", "read"), Action::Alert, Some("memory-read-outside-a-debugger")),
+        ("peek by a non-debugger", ptrace(&actor("bob", 1001, "python3"), &bob_app, "PTRACE_PEEKDATA"), Action::Alert, Some("ptrace-peek-outside-a-debugger")),
     ];
     assert!(cases.len() >= 15);
     let ctx = EvalContext {
@@ -184,7 +193,7 @@ fn policy_check_reports_every_broken_fixture_at_its_position() {
         "syntax.yaml:4:1: while parsing a flow sequence, expected ',' or ']'",
         "unknown-field.yaml:5:5: unknown field `severty`, expected one of `name`, `on`, `actor`, `target`, `detail`, `context`, `unless`, `action`, `severity`, `tags`, `title`, `description`",
         "unknown-role.yaml:5:30: unknown role `dbas`",
-        "unknown-trigger.yaml:4:20: unknown variant `ptrace_atach`, expected one of `exec`, `debugger_exec`, `ptrace_attach`, `ptrace_traceme`, `ptrace_access`, `mem_read`, `mem_write`, `mem_access`, `perf_attach`, `bpf_load`, `pidfd_getfd`",
+        "unknown-trigger.yaml:4:20: unknown variant `ptrace_atach`, expected one of `exec`, `debugger_exec`, `ptrace_attach`, `ptrace_traceme`, `ptrace_access`, `mem_read`, `mem_write`, `mem_access`, `perf_attach`, `bpf_load`, `pidfd_getfd`, `inventory_read`",
     ];
     let want: Vec<String> = want
         .iter()

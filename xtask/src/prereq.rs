@@ -28,6 +28,11 @@ const APT_PACKAGES: &[&str] = &[
     "systemd",
     // auditd and auditctl: the peer `cargo xtask bench` measures against.
     "auditd",
+    // An admin's everyday tools, which the quiet test runs beside the agent.
+    "logrotate",
+    "make",
+    "procps",
+    "psmisc",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -40,6 +40,7 @@ struct Compiler {
     /// The parsed rules and debugger lists, kept for the kernel compiler.
     specs: Vec<RuleSpec>,
     dbg_specs: Vec<(String, DebuggerSpec)>,
+    tools: Vec<String>,
 }
 
 pub(crate) fn compile(files: &[SourceFile], hash: String) -> Result<PolicySet, Vec<Diagnostic>> {
@@ -60,6 +61,7 @@ pub(crate) fn compile(files: &[SourceFile], hash: String) -> Result<PolicySet, V
         rule_names: HashMap::new(),
         specs: Vec::new(),
         dbg_specs: Vec::new(),
+        tools: Vec::new(),
     };
     let mut rule_nodes: Vec<(usize, &Node)> = Vec::new();
     // Roles and debuggers first: a rule may name a role from a later file.
@@ -70,7 +72,7 @@ pub(crate) fn compile(files: &[SourceFile], hash: String) -> Result<PolicySet, V
                 fi,
                 files,
                 root.pos,
-                "expected a mapping with `roles`, `rules` and `debuggers`",
+                "expected a mapping with `roles`, `rules`, `debuggers` and `process_tools`",
             );
             continue;
         };
@@ -78,6 +80,7 @@ pub(crate) fn compile(files: &[SourceFile], hash: String) -> Result<PolicySet, V
             match k.as_str() {
                 Some("roles") => c.roles(fi, files, v),
                 Some("debuggers") => c.debuggers(fi, files, v),
+                Some("process_tools") => c.tools(fi, files, v),
                 Some("rules") => match &v.kind {
                     NodeKind::Seq(items) => rule_nodes.extend(items.iter().map(|n| (fi, n))),
                     _ if v.as_str() == Some("") => {}
@@ -88,7 +91,8 @@ pub(crate) fn compile(files: &[SourceFile], hash: String) -> Result<PolicySet, V
                     files,
                     k.pos,
                     format!(
-                        "unknown field `{}`, expected one of `roles`, `rules`, `debuggers`",
+                        "unknown field `{}`, expected one of `roles`, `rules`, `debuggers`, \
+                         `process_tools`",
                         k.as_str().unwrap_or("?")
                     ),
                 ),
@@ -189,6 +193,25 @@ impl Compiler {
                             self.diag(fi, files, pos, format!("bad glob `{p}`: {}", e.kind()));
                         }
                     }
+                }
+            }
+        }
+    }
+
+    fn tools(&mut self, fi: usize, files: &[SourceFile], node: &Node) {
+        let list = match yaml::from_node::<Vec<String>>(node) {
+            Ok(l) => l,
+            Err(e) => {
+                self.diag(fi, files, e.pos.unwrap_or(node.pos), e.message);
+                return;
+            }
+        };
+        for (i, p) in list.into_iter().enumerate() {
+            match super::tools::check(&p) {
+                Ok(_) => self.tools.push(p),
+                Err(e) => {
+                    let pos = node.item(i).map_or(node.pos, |n| n.pos);
+                    self.diag(fi, files, pos, e);
                 }
             }
         }
@@ -483,6 +506,7 @@ impl Compiler {
             specs: self.specs,
             role_specs: self.roles,
             debugger_specs: self.dbg_specs,
+            tools: super::tools::ProcessTools::build(self.tools),
         })
     }
 }

@@ -70,6 +70,9 @@ pub struct Detail {
     pub prog_type: Option<String>,
     /// `ok` or the errno name of the call, when known.
     pub result: Option<String>,
+    /// An environment read by one of the host's process tools
+    /// (`process_tools:`): inventory, not a memory read.
+    pub inventory: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -105,10 +108,11 @@ pub enum EventClass {
     PidfdGetfd,
     PerfAttach,
     BpfLoad,
+    InventoryRead,
 }
 
 impl EventClass {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     pub fn bit(self) -> u16 {
         1 << self as u8
@@ -127,6 +131,7 @@ impl EventClass {
             Self::PidfdGetfd => "pidfd_getfd",
             Self::PerfAttach => "perf attach",
             Self::BpfLoad => "bpf load",
+            Self::InventoryRead => "process inventory read",
         }
     }
 }
@@ -150,6 +155,9 @@ impl PolicyEvent {
             },
             Kind::MemAccess => match (d.via.as_deref(), d.access.as_deref()) {
                 (Some("pidfd_getfd"), _) => EventClass::PidfdGetfd,
+                (Some("proc_environ"), Some("read")) if d.inventory == Some(true) => {
+                    EventClass::InventoryRead
+                }
                 (Some("process_vm_writev"), _) | (_, Some("write")) => EventClass::MemWrite,
                 _ => EventClass::MemRead,
             },
@@ -176,6 +184,7 @@ impl crate::policy::model::Trigger {
             T::PerfAttach => EventClass::PerfAttach.bit(),
             T::BpfLoad => EventClass::BpfLoad.bit(),
             T::PidfdGetfd => EventClass::PidfdGetfd.bit(),
+            T::InventoryRead => EventClass::InventoryRead.bit(),
         }
     }
 }

@@ -14,6 +14,8 @@
 //! - [`load`]: files, directories, hash, watcher
 //! - [`grant`]: what a grant covers (the store is `crate::grants`)
 //! - [`kernel`]: the deny rules the kernel can decide, in map form
+//! - `tools`: the host's process tools, whose environment reads are
+//!   inventory
 
 mod compile;
 pub mod diag;
@@ -33,6 +35,7 @@ mod set;
 #[cfg(test)]
 mod tests;
 mod timewin;
+mod tools;
 mod yaml;
 
 pub use diag::{Diagnostic, Pos};

@@ -89,6 +89,9 @@ pub enum Trigger {
     BpfLoad,
     /// pidfd_getfd: copying a file descriptor out of another process.
     PidfdGetfd,
+    /// An environment read by one of the host's process tools
+    /// (`process_tools:`); not matched by `mem_read`.
+    InventoryRead,
 }
 
 /// `roles: { NAME: {users, groups} }`. The same role in several files is the

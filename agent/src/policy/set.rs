@@ -112,6 +112,8 @@ pub struct PolicySet {
     pub(crate) specs: Vec<super::model::RuleSpec>,
     pub(crate) role_specs: Vec<(String, super::model::RoleSpec)>,
     pub(crate) debugger_specs: Vec<(String, super::model::DebuggerSpec)>,
+    /// `process_tools:`, from every file.
+    pub(crate) tools: super::tools::ProcessTools,
 }
 
 /// Key sources in order of preference: target fields are the most
@@ -286,6 +288,17 @@ impl PolicySet {
     /// Roles as written: name, users and groups.
     pub fn role_specs(&self) -> &[(String, super::model::RoleSpec)] {
         &self.role_specs
+    }
+
+    /// Whether a process running `exe` (a real path the kernel's view of
+    /// the file confirmed) is one of the host's process tools.
+    pub fn is_process_tool(&self, exe: &str) -> bool {
+        self.tools.matches(exe)
+    }
+
+    /// `process_tools:` patterns as written.
+    pub fn process_tools(&self) -> &[String] {
+        self.tools.patterns()
     }
 
     /// Debugger classes as written: name, exe and comm patterns.

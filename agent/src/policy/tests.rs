@@ -390,7 +390,7 @@ extra: 1
 ",
     );
     let want = [
-        "p.yaml:19:1: unknown field `extra`, expected one of `roles`, `rules`, `debuggers`",
+        "p.yaml:19:1: unknown field `extra`, expected one of `roles`, `rules`, `debuggers`, `process_tools`",
         "p.yaml:6:20: bad glob `[oops` in actor.exe: unclosed character class; missing ']'",
         "p.yaml:6:38: unknown role `nope`",
         "p.yaml:6:57: bad regex: unclosed group",
@@ -398,7 +398,7 @@ extra: 1
         "p.yaml:9:11: duplicate rule name `one` (first defined at p.yaml:4:11)",
         "p.yaml:13:10: unknown variant `ptrace_atach`, expected one of `exec`, `debugger_exec`, \
          `ptrace_attach`, `ptrace_traceme`, `ptrace_access`, `mem_read`, `mem_write`, \
-         `mem_access`, `perf_attach`, `bpf_load`, `pidfd_getfd`",
+         `mem_access`, `perf_attach`, `bpf_load`, `pidfd_getfd`, `inventory_read`",
     ];
     for w in want {
         assert!(d.iter().any(|x| x == w), "missing {w}\n got: {d:#?}");

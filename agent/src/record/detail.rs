@@ -67,6 +67,14 @@ pub struct AccessDetail {
     /// Pid of the tracer of a traced task (exec under a tracer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracer_pid: Option<u32>,
+    /// The targets of an aggregate of routine opens (at most 16; `count`
+    /// has them all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<u32>>,
+    /// Present (true) for an environment read by one of the host's process
+    /// tools (`process_tools:` in the policy): inventory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<bool>,
     /// Present (true) when the access was seen as the memory was about to
     /// be read or written (whatever way the file was opened), not when
     /// the file was opened.
@@ -305,6 +313,7 @@ impl AccessDetail {
             access: self.access.map(str::to_owned),
             prog_type: self.prog_type.as_ref().map(|c| c.to_string()),
             result: self.result.as_ref().map(|c| c.to_string()),
+            inventory: self.inventory == Some(true),
         }
     }
 }

@@ -102,7 +102,7 @@ fn ops_of(spec: &RuleSpec) -> u32 {
             Trigger::DebuggerExec => ops::EXEC,
             Trigger::PerfAttach => ops::PERF,
             Trigger::BpfLoad => ops::BPF,
-            Trigger::Exec => 0,
+            Trigger::Exec | Trigger::InventoryRead => 0,
         }
     })
 }

@@ -9,6 +9,7 @@
 //! table or counted as lost. The kernel's decision maps are kept in step
 //! with the table ([`protect`]). The runtime feeds it and ships its batches.
 
+mod fold;
 mod protect;
 
 use std::{collections::HashMap, sync::Arc};
@@ -16,8 +17,8 @@ use std::{collections::HashMap, sync::Arc};
 use agent_common::{AccessKind, AggKey, Enforcement};
 use serde::Serialize;
 
-use self::protect::Protection;
 pub use self::protect::Protector;
+use self::{fold::OpenFolder, protect::Protection};
 use super::governance::Effect;
 use crate::{
     decide::{Decider, PolicyDetail},
@@ -62,6 +63,8 @@ pub struct Pipeline {
     reported: LostCounts,
     /// Repeat counts of aggregated accesses as last reported.
     agg_reported: HashMap<AggKey, u64>,
+    /// Routine opens of `mem` and `environ`, folded per actor.
+    folder: OpenFolder,
     /// Events and records by kind, as they happen.
     metrics: Arc<Metrics>,
 }
@@ -78,6 +81,7 @@ impl Pipeline {
             stats: PipelineStats::default(),
             reported: LostCounts::default(),
             agg_reported: HashMap::new(),
+            folder: OpenFolder::default(),
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -182,7 +186,7 @@ impl Pipeline {
                     self.protection.resume.push(a.target_pid);
                 }
                 self.metrics.event(&EventLabel::Access(a.access));
-                self.access(&a, None);
+                self.access(&a, None, None);
             }
         }
     }
@@ -215,7 +219,8 @@ impl Pipeline {
 
     /// The record of an access (ptrace, mem_access, perf_attach, bpf),
     /// unless the actor named itself.
-    fn access(&mut self, a: &AccessInfo, window_s: Option<u64>) {
+    /// `targets`: the targets of a folded aggregate of routine opens.
+    fn access(&mut self, a: &AccessInfo, window_s: Option<u64>, targets: Option<Vec<u32>>) {
         // The tracer of a traced exec is its actor; the event's task (the
         // tracee) is its target.
         let actor_pid = match a.access {
@@ -239,15 +244,29 @@ impl Pipeline {
             detail.prog_name = Some(esc.text("prog_name", &a.name));
         }
         detail.window_s = window_s;
+        detail.targets = targets;
         detail.escaped = esc.0;
+        let mut policy_detail = detail.policy_detail();
+        if self.decider.is_inventory(kind, &actor, &policy_detail) {
+            detail.inventory = Some(true);
+            policy_detail.inventory = true;
+        }
         let verdict = self.decider.decide_access(
             a.enforcement,
             a.rule,
             kind,
             &actor,
             target.as_ref(),
-            detail.policy_detail(),
+            policy_detail,
         );
+        if !self.folder.offer(
+            a,
+            detail.via,
+            verdict.as_ref(),
+            target.as_ref().map(|t| t.pid),
+        ) {
+            return;
+        }
         let parts = Parts {
             kind,
             actor: Some(&actor),
@@ -307,9 +326,14 @@ impl Pipeline {
                 enforcement: Enforcement::None,
                 rule: None,
             };
-            self.access(&a, Some(window_s));
+            self.access(&a, Some(window_s), None);
         }
         self.agg_reported = seen;
+        for f in self.folder.drain() {
+            let mut a = f.access;
+            a.ktime_ns = now_ns;
+            self.access(&a, Some(window_s), Some(f.targets));
+        }
     }
 
     fn emit<D: Serialize>(&mut self, ktime_ns: u64, parts: Parts<'_, D>) {
@@ -393,6 +417,8 @@ fn is_self_access(a: &AccessInfo) -> bool {
             || a.target_pid == a.tgid && a.ns.ns_pid == 0)
 }
 
+#[cfg(test)]
+mod fold_tests;
 #[cfg(test)]
 mod golden_tests;
 #[cfg(test)]

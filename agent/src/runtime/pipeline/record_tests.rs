@@ -171,7 +171,6 @@ fn ptrace_record_names_the_request_target_and_result() {
 
 #[test]
 fn mem_access_kinds_tell_read_from_write() {
-    let mut p = pipeline();
     let cases = [
         (AccessKind::VmReadv, 0, "process_vm_readv", "read"),
         (AccessKind::VmWritev, 0, "process_vm_writev", "write"),
@@ -181,6 +180,8 @@ fn mem_access_kinds_tell_read_from_write() {
         (AccessKind::PidfdGetfd, 0, "pidfd_getfd", "fd"),
     ];
     for (kind, req, via, rw) in cases {
+        // A pipeline each: repeated opens by one process are folded.
+        let mut p = pipeline();
         let v = record(&mut p, Event::Access(access(kind, 40, req)));
         assert_eq!(v["kind"], "mem_access");
         assert_eq!(v["detail"]["via"], via);
@@ -194,7 +195,7 @@ fn mem_access_kinds_tell_read_from_write() {
         refused: false,
         ..access(AccessKind::ProcMem, 40, 0)
     };
-    let v = record(&mut p, Event::Access(a));
+    let v = record(&mut pipeline(), Event::Access(a));
     assert_eq!(v["detail"]["via"], "proc_mem");
     assert_eq!(v["detail"]["io_uring"], true);
 }
