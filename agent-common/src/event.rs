@@ -34,6 +34,8 @@ pub enum EventKind {
     Fork = 2,
     Exit = 3,
     Access = 4,
+    /// The debug and injection switches in a new program's environment.
+    ExecEnv = 5,
 }
 
 impl EventKind {
@@ -43,6 +45,7 @@ impl EventKind {
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
             4 => Some(Self::Access),
+            5 => Some(Self::ExecEnv),
             _ => None,
         }
     }
@@ -268,4 +271,65 @@ layout!(
     user_ns: u32,
     mnt_ns: u32,
     ns_pid: u32,
+);
+
+/// Bytes of selected environment variables sent per exec.
+pub const ENV_CAP: usize = 1024;
+
+/// Bytes of one variable copied (longer values are cut and flagged).
+pub const ENV_VAR_ROOM: usize = 256;
+
+/// Names (their first bytes) whose variables an exec reports, set by the
+/// agent: debug and injection switches (`LD_PRELOAD`, `JAVA_TOOL_OPTIONS`,
+/// `NODE_OPTIONS`, ...).
+pub const ENV_NAMES: usize = 16;
+
+/// One name to look for: the first eight bytes of `NAME=` (the `=`
+/// included when the name is shorter), under `mask`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnvName {
+    pub prefix: u64,
+    pub mask: u64,
+}
+
+layout!(
+    EnvName,
+    16;
+    prefix: u64,
+    mask: u64,
+);
+
+/// `ExecEnvEvent.flags` bits.
+pub mod env_flags {
+    /// A variable was longer than [`crate::ENV_VAR_ROOM`] and was cut.
+    pub const VALUE_CUT: u32 = 1 << 0;
+    /// More matched than [`crate::ENV_CAP`] holds.
+    pub const FULL: u32 = 1 << 1;
+    /// The scan stopped before the end of the environment (a very long one).
+    pub const INCOMPLETE: u32 = 1 << 2;
+}
+
+/// The variables of a new program's environment whose names the agent
+/// asked for, as `NAME=VALUE\0` strings. Sent just before the exec event
+/// of the same process, and only when one matched (or the scan could not
+/// finish).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEnvEvent {
+    pub header: EventHeader,
+    /// Bytes of `data` used.
+    pub len: u32,
+    /// [`env_flags`].
+    pub flags: u32,
+    pub data: [u8; ENV_CAP + ENV_VAR_ROOM],
+}
+
+layout!(
+    ExecEnvEvent,
+    size_of::<EventHeader>() + 8 + ENV_CAP + ENV_VAR_ROOM;
+    header: EventHeader,
+    len: u32,
+    flags: u32,
+    data: [u8; ENV_CAP + ENV_VAR_ROOM],
 );

@@ -61,3 +61,7 @@ pub const AGG_ENTRIES: u32 = 16_384;
 
 /// Per-thread access events waiting for their syscall's exit.
 pub const PENDING_MAP: &str = "PENDING";
+
+/// Array of [`crate::EnvName`]: the environment variables an exec reports
+/// (set by the agent; an all-zero entry ends the list).
+pub const ENV_NAMES_MAP: &str = "ENV_NAMES";

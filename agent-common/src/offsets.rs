@@ -168,11 +168,14 @@ pub struct KernelOffsets {
     /// task an attach just took.
     pub task_ptraced: u32,
     pub task_ptrace_entry: u32,
+    /// `mm_struct.env_start` and `.env_end`: a new program's environment.
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
 }
 
 layout!(
     KernelOffsets,
-    448;
+    456;
     task_pid: u32,
     task_tgid: u32,
     task_real_parent: u32,
@@ -269,6 +272,8 @@ layout!(
     sys_own_hook: [u32; 3],
     task_ptraced: u32,
     task_ptrace_entry: u32,
+    mm_env_start: u32,
+    mm_env_end: u32,
 );
 
 impl KernelOffsets {
@@ -370,5 +375,7 @@ impl KernelOffsets {
         sys_own_hook: [OFFSET_ABSENT; 3],
         task_ptraced: OFFSET_ABSENT,
         task_ptrace_entry: OFFSET_ABSENT,
+        mm_env_start: OFFSET_ABSENT,
+        mm_env_end: OFFSET_ABSENT,
     };
 }

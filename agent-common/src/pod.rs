@@ -14,3 +14,4 @@ unsafe impl aya::Pod for crate::Protected {}
 unsafe impl aya::Pod for crate::IdentityKey {}
 unsafe impl aya::Pod for crate::CommKey {}
 unsafe impl aya::Pod for crate::ObjectKey {}
+unsafe impl aya::Pod for crate::EnvName {}

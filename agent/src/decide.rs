@@ -61,6 +61,8 @@ pub struct PolicyDetail {
     pub result: Option<String>,
     /// An environment read by one of the host's process tools.
     pub inventory: bool,
+    /// exec: the switches, as policy names them (`jdwp`, `jdwp:any_address`).
+    pub debug_switches: Vec<String>,
 }
 
 pub use agent_common::SELF_PROTECTION as SELF_PROTECTION_SLOT;
@@ -324,6 +326,7 @@ impl Decider {
                 prog_type: detail.prog_type,
                 result: detail.result,
                 inventory: detail.inventory.then_some(true),
+                debug_switches: detail.debug_switches,
             },
         };
         let guard = self.grants.as_ref().map(|g| g.lock());

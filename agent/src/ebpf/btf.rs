@@ -323,6 +323,8 @@ impl KernelBtf {
             .map(|n| n as u32),
             task_ptraced: self.required("task_struct", "ptraced")?,
             task_ptrace_entry: self.required("task_struct", "ptrace_entry")?,
+            mm_env_start: self.required("mm_struct", "env_start")?,
+            mm_env_end: self.required("mm_struct", "env_end")?,
         })
     }
 }

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use agent_common::{
-    AGENT_TGID_GLOBAL, AGG_MAP, AggKey, DEFAULT_RING_BYTES, EVENTS_MAP, KernelOffsets, LOST_MAP,
-    OFFSETS_GLOBAL, ObjectKey, READER_IDLE_MAP,
+    AGENT_TGID_GLOBAL, AGG_MAP, AggKey, DEFAULT_RING_BYTES, ENV_NAMES, ENV_NAMES_MAP, EVENTS_MAP,
+    EnvName, KernelOffsets, LOST_MAP, OFFSETS_GLOBAL, ObjectKey, READER_IDLE_MAP,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -41,6 +41,12 @@ pub enum LoadError {
     Map(&'static str),
     #[error("enforcement maps")]
     Enforce(#[from] EnforceError),
+    #[error("writing map `{name}`")]
+    MapWrite {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
     #[error("loading or attaching program `{program}`")]
     Program {
         program: &'static str,
@@ -58,6 +64,9 @@ pub struct LoadOptions {
     pub agent_tgid: u32,
     /// Enforce deny rules (and protect the agent) when the kernel allows it.
     pub enforce: bool,
+    /// Environment variables each exec reports (at most
+    /// [`agent_common::ENV_NAMES`]; the kernel matches their first 8 bytes).
+    pub env_names: Vec<String>,
 }
 
 impl Default for LoadOptions {
@@ -66,6 +75,7 @@ impl Default for LoadOptions {
             ring_bytes: DEFAULT_RING_BYTES,
             agent_tgid: std::process::id(),
             enforce: true,
+            env_names: Vec::new(),
         }
     }
 }
@@ -140,6 +150,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .map_max_entries(EVENTS_MAP, opts.ring_bytes)
         .load(OBJECT)?;
 
+    set_env_names(&mut ebpf, &opts.env_names)?;
     let mut attached = Vec::with_capacity(PROBES.len() + SYSCALL_PROBES.len());
     for probe in PROBES {
         match attach(&mut ebpf, &btf, probe) {
@@ -330,6 +341,46 @@ fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, probe: &Probe) -> Result<(), LoadErro
                 .map_err(wrap)?;
             p.attach().map_err(wrap)?;
         }
+    }
+    Ok(())
+}
+
+/// The key the kernel matches a variable name on: the first 8 bytes of
+/// `NAME=` (fewer, with the `=`, for a short name), and their mask.
+pub fn env_name_key(name: &str) -> EnvName {
+    let mut bytes = [0u8; 8];
+    let with_eq = format!("{name}=");
+    let n = with_eq.len().min(8);
+    bytes[..n].copy_from_slice(&with_eq.as_bytes()[..n]);
+    let mask = if n == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    };
+    EnvName {
+        prefix: u64::from_le_bytes(bytes),
+        mask,
+    }
+}
+
+/// Fills `ENV_NAMES`; names beyond its size are dropped with a warning.
+fn set_env_names(ebpf: &mut Ebpf, names: &[String]) -> Result<(), LoadError> {
+    let Some(map) = ebpf.map_mut(ENV_NAMES_MAP) else {
+        return Ok(());
+    };
+    let write = |source| LoadError::MapWrite {
+        name: ENV_NAMES_MAP,
+        source,
+    };
+    let mut arr: Array<_, EnvName> = Array::try_from(map).map_err(write)?;
+    if names.len() > ENV_NAMES {
+        warn!(
+            dropped = ?&names[ENV_NAMES..],
+            "more environment names than the kernel matches ({ENV_NAMES})"
+        );
+    }
+    for (i, n) in names.iter().take(ENV_NAMES).enumerate() {
+        arr.set(i as u32, env_name_key(n), 0).map_err(write)?;
     }
     Ok(())
 }

@@ -80,6 +80,17 @@ pub struct Probe {
 /// the sched hooks exist since 4.x; tp_btf needs 5.5 and BTF. The syscall
 /// hooks are in [`SYSCALL_PROBES`].
 pub const PROBES: &[Probe] = &[
+    // The environment's debug and injection switches: attached before the
+    // exec recorder on the same tracepoint, so its event (when there is
+    // one) is in the ring before that exec's. Needs bpf_loop (5.17).
+    Probe {
+        program: "exec_env_sched_process_exec",
+        hook: Hook::TracePoint {
+            category: "sched",
+            name: "sched_process_exec",
+        },
+        required: false,
+    },
     Probe {
         program: "exec_sched_process_exec",
         hook: Hook::TracePoint {

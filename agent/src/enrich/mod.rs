@@ -6,6 +6,7 @@
 pub mod cgroups;
 pub mod exe;
 pub mod session;
+pub mod switches;
 pub mod text;
 
 use std::path::Path;

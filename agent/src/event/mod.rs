@@ -7,4 +7,4 @@ pub mod model;
 
 pub use decode::{DecodeError, decode, encode};
 pub use kind::Kind;
-pub use model::{AccessInfo, Event, ExeFile, ExecInfo, ExitInfo, ForkInfo};
+pub use model::{AccessInfo, EnvInfo, Event, ExeFile, ExecInfo, ExitInfo, ForkInfo};

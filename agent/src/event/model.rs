@@ -10,6 +10,20 @@ pub enum Event {
     Fork(ForkInfo),
     Exit(ExitInfo),
     Access(AccessInfo),
+    /// Sent just before its process's exec event.
+    ExecEnv(EnvInfo),
+}
+
+/// The variables of a new program's environment the kernel was asked to
+/// report (debug and injection switches), as `NAME=VALUE` byte strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvInfo {
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub start_ns: u64,
+    pub vars: Vec<Vec<u8>>,
+    /// `agent_common::env_flags`.
+    pub flags: u32,
 }
 
 impl Event {
@@ -20,6 +34,7 @@ impl Event {
             Self::Fork(f) => f.ktime_ns,
             Self::Exit(x) => x.ktime_ns,
             Self::Access(a) => a.ktime_ns,
+            Self::ExecEnv(e) => e.ktime_ns,
         }
     }
 }

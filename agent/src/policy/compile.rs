@@ -322,6 +322,11 @@ impl Compiler {
             ),
             (["detail", "via"], Source::Via, &d.via),
             (["detail", "prog_type"], Source::ProgType, &d.prog_type),
+            (
+                ["detail", "debug_switches"],
+                Source::DebugSwitch,
+                &d.debug_switches,
+            ),
         ] {
             if !list.is_empty() {
                 let ids = self.patterns(fi, files, node, &path, source, list);

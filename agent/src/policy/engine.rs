@@ -165,7 +165,7 @@ impl<'e, 's> Facts<'e, 's> {
             Source::Via => d.via.as_deref(),
             Source::ProgType => d.prog_type.as_deref(),
             // Several values or derived: see `matched`.
-            Source::ActorGroup | Source::ActorDebugger => None,
+            Source::ActorGroup | Source::ActorDebugger | Source::DebugSwitch => None,
         }
     }
 
@@ -180,6 +180,10 @@ impl<'e, 's> Facts<'e, 's> {
                 if src == Source::ActorGroup {
                     for g in &self.ev.actor.groups {
                         ix.matches_into(g, self.ids, self.gbuf);
+                    }
+                } else if src == Source::DebugSwitch {
+                    for s in &self.ev.detail.debug_switches {
+                        ix.matches_into(s, self.ids, self.gbuf);
                     }
                 } else if src == Source::ActorDebugger {
                     let (a, d) = (&self.ev.actor, &self.ev.detail);

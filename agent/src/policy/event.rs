@@ -73,6 +73,10 @@ pub struct Detail {
     /// An environment read by one of the host's process tools
     /// (`process_tools:`): inventory, not a memory read.
     pub inventory: Option<bool>,
+    /// exec: the debug and injection switches the program was started
+    /// with, as `INTERFACE` and, where one applies, `INTERFACE:RISK`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub debug_switches: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -89,10 +89,11 @@ pub(crate) enum Source {
     PtraceRequest,
     Via,
     ProgType,
+    DebugSwitch,
 }
 
 impl Source {
-    pub(crate) const COUNT: usize = 15;
+    pub(crate) const COUNT: usize = 16;
     pub(crate) const ALL: [Source; Self::COUNT] = [
         Self::ActorUser,
         Self::ActorLoginUser,
@@ -109,6 +110,7 @@ impl Source {
         Self::PtraceRequest,
         Self::Via,
         Self::ProgType,
+        Self::DebugSwitch,
     ];
 
     /// Exe patterns without a `/` match the basename (`gdb` matches
@@ -134,6 +136,7 @@ impl Source {
             Self::PtraceRequest => "detail.ptrace_request",
             Self::Via => "detail.via",
             Self::ProgType => "detail.prog_type",
+            Self::DebugSwitch => "detail.debug_switches",
         }
     }
 }

@@ -207,6 +207,11 @@ pub struct DetailSpec {
     pub via: Vec<String>,
     #[serde(default)]
     pub prog_type: Vec<String>,
+    /// Globs over the exec's debug and injection switches, each named
+    /// `INTERFACE` or `INTERFACE:RISK` (`jdwp`, `jdwp:any_address`,
+    /// `ld_preload:writable_dir`; docs/records.md lists them).
+    #[serde(default)]
+    pub debug_switches: Vec<String>,
 }
 
 /// When the rule applies. `hours: "09:00-18:00"` (end exclusive; may wrap

@@ -118,7 +118,7 @@ pub struct PolicySet {
 
 /// Key sources in order of preference: target fields are the most
 /// selective in practice, detail fields the least; uid lists come last.
-const KEY_ORDER: [Source; 14] = [
+const KEY_ORDER: [Source; 15] = [
     Source::TargetComm,
     Source::TargetExe,
     Source::TargetUnit,
@@ -133,6 +133,7 @@ const KEY_ORDER: [Source; 14] = [
     Source::PtraceRequest,
     Source::Via,
     Source::ProgType,
+    Source::DebugSwitch,
 ];
 
 const ID_KEYS: [IdField; 4] = [

@@ -1,7 +1,7 @@
 //! The `detail` member of each record kind (docs/records.md "detail per
 //! kind"): what the kernel reported about an exec or an access, named.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use agent_common::{AccessKind, Enforcement, flags};
 use serde::Serialize;
@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::names;
 use crate::{
     decide::PolicyDetail,
-    enrich::Escapes,
+    enrich::{Escapes, switches::Switch},
     event::{AccessInfo, ExecInfo, Kind},
 };
 
@@ -18,9 +18,20 @@ pub struct ExecDetail {
     /// Size of the whole argv in the process, copied or not.
     pub argv_bytes: u32,
     pub argv_truncated: bool,
+    /// Debug and injection switches in argv and the captured environment.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub debug_switches: Vec<Switch>,
     /// Debugger class of the program, from the policy's `debuggers:` list.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub debugger: Option<String>,
+    /// The environment variables the kernel captured at exec (only the
+    /// configured switch names; values redacted like argv).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// `cut` (a value longer than 255 bytes), `full` (more than 1 KiB
+    /// matched), `incomplete` (the environment was too long to scan).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_flags: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub escaped: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -299,6 +310,9 @@ impl ExecDetail {
             escaped: esc.0,
             incomplete,
             debugger,
+            debug_switches: Vec::new(),
+            env: BTreeMap::new(),
+            env_flags: Vec::new(),
         }
     }
 }
@@ -314,6 +328,7 @@ impl AccessDetail {
             prog_type: self.prog_type.as_ref().map(|c| c.to_string()),
             result: self.result.as_ref().map(|c| c.to_string()),
             inventory: self.inventory == Some(true),
+            debug_switches: Vec::new(),
         }
     }
 }

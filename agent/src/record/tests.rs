@@ -90,6 +90,13 @@ fn record_structs_declare_fields_in_key_order() {
         escaped: vec!["argv"],
         incomplete: vec!["exe"],
         debugger: Some("gdb".into()),
+        debug_switches: vec![crate::enrich::switches::Switch {
+            interface: "jdwp",
+            risk: Some("any_address"),
+            via: "argv".into(),
+        }],
+        env: [("LD_PRELOAD".to_owned(), "/x".to_owned())].into(),
+        env_flags: vec!["cut"],
     };
     sorted("ExecDetail", &detail);
     let verdict = Verdict {

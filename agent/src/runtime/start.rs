@@ -114,6 +114,10 @@ impl Running {
             ring_bytes: cfg.ring_bytes,
             agent_tgid: std::process::id(),
             enforce: cfg.enforce,
+            env_names: crate::enrich::switches::DEFAULT_ENV_NAMES
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect(),
         })?;
         let mechanism = loaded.enforcer.mechanism();
         let (kernel, h) = Kernel::split(loaded);

@@ -10,7 +10,7 @@ use agent_common::{
 };
 use thiserror::Error;
 
-use super::model::{AccessInfo, Event, ExeFile, ExecInfo, ExitInfo, ForkInfo};
+use super::model::{AccessInfo, EnvInfo, Event, ExeFile, ExecInfo, ExitInfo, ForkInfo};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -133,8 +133,34 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }))
         }
         Some(EventKind::Access) => decode_access(bytes).map(Event::Access),
+        Some(EventKind::ExecEnv) => decode_env(bytes).map(Event::ExecEnv),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
+}
+
+/// The fixed part of an env event: header, `len`, `flags`.
+const ENV_FIXED: usize = size_of::<EventHeader>() + 8;
+
+fn decode_env(bytes: &[u8]) -> Result<EnvInfo, DecodeError> {
+    let header: EventHeader = read_pod(bytes)?;
+    let fixed: [u32; 2] = read_pod(bytes.get(size_of::<EventHeader>()..).unwrap_or(&[]))?;
+    let [len, flags] = fixed;
+    let need = ENV_FIXED + len as usize;
+    let data = bytes.get(ENV_FIXED..need).ok_or(DecodeError::Short {
+        len: bytes.len(),
+        need,
+    })?;
+    Ok(EnvInfo {
+        ktime_ns: header.ktime_ns,
+        tgid: header.tgid,
+        start_ns: header.start_ns,
+        vars: data
+            .split(|&b| b == 0)
+            .filter(|v| !v.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect(),
+        flags,
+    })
 }
 
 fn decode_access(bytes: &[u8]) -> Result<AccessInfo, DecodeError> {
@@ -239,6 +265,26 @@ fn fixed<const N: usize>(b: &[u8]) -> [u8; N] {
 /// Wire encoding of `ev`, as the kernel programs produce it.
 pub fn encode(ev: &Event) -> Vec<u8> {
     match ev {
+        Event::ExecEnv(e) => {
+            let mut data = Vec::new();
+            for v in &e.vars {
+                data.extend_from_slice(v);
+                data.push(0);
+            }
+            let header = EventHeader {
+                kind: EventKind::ExecEnv as u32,
+                flags: 0,
+                ktime_ns: e.ktime_ns,
+                pid: e.tgid,
+                tgid: e.tgid,
+                start_ns: e.start_ns,
+            };
+            let mut out = as_bytes(&header).to_vec();
+            out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&e.flags.to_le_bytes());
+            out.extend_from_slice(&data);
+            out
+        }
         Event::Exec(e) => {
             let mut argv: Vec<u8> = Vec::new();
             for a in &e.argv {

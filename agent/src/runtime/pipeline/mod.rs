@@ -9,6 +9,7 @@
 //! table or counted as lost. The kernel's decision maps are kept in step
 //! with the table ([`protect`]). The runtime feeds it and ships its batches.
 
+mod env;
 mod fold;
 mod protect;
 
@@ -18,12 +19,15 @@ use agent_common::{AccessKind, AggKey, Enforcement};
 use serde::Serialize;
 
 pub use self::protect::Protector;
-use self::{fold::OpenFolder, protect::Protection};
+use self::{env::PendingEnv, fold::OpenFolder, protect::Protection};
 use super::governance::Effect;
 use crate::{
     decide::{Decider, PolicyDetail},
     ebpf::enforce::EnforceError,
-    enrich::{ActorFacts, Enricher, Escapes},
+    enrich::{
+        ActorFacts, Enricher, Escapes,
+        switches::{self, Switch},
+    },
     error::error_chain,
     event::{self, AccessInfo, Event, ExecInfo, Kind},
     metrics::{EventLabel, Metrics},
@@ -65,6 +69,8 @@ pub struct Pipeline {
     agg_reported: HashMap<AggKey, u64>,
     /// Routine opens of `mem` and `environ`, folded per actor.
     folder: OpenFolder,
+    /// Captured environment switches waiting for their exec event.
+    env: PendingEnv,
     /// Events and records by kind, as they happen.
     metrics: Arc<Metrics>,
 }
@@ -82,6 +88,12 @@ impl Pipeline {
             reported: LostCounts::default(),
             agg_reported: HashMap::new(),
             folder: OpenFolder::default(),
+            env: PendingEnv::new(
+                crate::enrich::switches::DEFAULT_ENV_NAMES
+                    .iter()
+                    .map(|n| (*n).to_owned())
+                    .collect(),
+            ),
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -188,6 +200,7 @@ impl Pipeline {
                 self.metrics.event(&EventLabel::Access(a.access));
                 self.access(&a, None, None);
             }
+            Event::ExecEnv(e) => self.env.offer(e),
         }
     }
 
@@ -198,20 +211,29 @@ impl Pipeline {
             .enricher
             .actor(&ActorFacts::of_exec(e), &self.table, &mut esc);
         let debugger = self.decider.debugger_class(&actor.exe, &actor.comm);
+        let (env, env_flags) = self.env.take(e.tgid, e.start_ns, &mut esc);
+        let pairs: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let switches = switches::detect(&actor.exe, &actor.argv, &pairs);
         let verdict = self.decider.decide(
             Kind::Exec,
             &actor,
             None,
             PolicyDetail {
                 debugger: debugger.clone(),
+                debug_switches: switches.iter().flat_map(Switch::policy_names).collect(),
                 ..PolicyDetail::default()
             },
         );
+        let mut detail = ExecDetail::new(e, esc, debugger);
+        detail.env = env;
+        detail.env_flags = env_flags;
+        detail.debug_switches = switches;
         let parts = Parts {
             kind: Kind::Exec,
             actor: Some(&actor),
             target: None,
-            detail: ExecDetail::new(e, esc, debugger),
+            detail,
             verdict: verdict.as_ref(),
         };
         self.emit(e.ktime_ns, parts);

@@ -303,3 +303,28 @@ fn the_canonical_fast_path_seals_exactly_what_the_slow_path_seals() {
     assert!(prepare_canonical(&redactor, b"{\"seq\":1,\"kind\":\"exec\"}").is_none());
     assert!(prepare_canonical(&redactor, b"{\"kind\":\"lost\",\"seq\":1}").is_none());
 }
+
+#[test]
+fn captured_environment_values_are_redacted_on_both_paths() {
+    let r = Redactor::default();
+    let line = br#"{"detail":{"argv_bytes":5,"argv_truncated":false,"env":{"JAVA_TOOL_OPTIONS":"-Dpassword=hunter2 -agentlib:jdwp=server=y","LD_PRELOAD":"/tmp/x.so"}},"kind":"exec","seq":1}"#;
+    let m = prepare_line(&r, line).unwrap();
+    let env = &m["detail"]["env"];
+    assert_eq!(
+        env["JAVA_TOOL_OPTIONS"],
+        "-Dpassword=[REDACTED] -agentlib:jdwp=server=y"
+    );
+    assert_eq!(env["LD_PRELOAD"], "/tmp/x.so");
+    let Some(crate::record::seal::Unsealed::Canonical { members, .. }) =
+        prepare_canonical(&r, line)
+    else {
+        panic!("a canonical line takes the fast path");
+    };
+    let detail = members
+        .iter()
+        .find(|(k, _)| k == "detail")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap();
+    assert!(detail.contains("-Dpassword=[REDACTED]"), "{detail}");
+    assert!(!detail.contains("hunter2"), "{detail}");
+}

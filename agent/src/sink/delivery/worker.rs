@@ -67,6 +67,15 @@ pub fn prepare_line(redactor: &Redactor, line: &[u8]) -> Option<Map<String, Valu
     if let Some(Value::Array(argv)) = m.get_mut("actor").and_then(|a| a.get_mut("argv")) {
         redact_values(redactor, argv);
     }
+    if let Some(Value::Object(env)) = m.get_mut("detail").and_then(|d| d.get_mut("env")) {
+        for v in env.values_mut() {
+            if let Value::String(s) = v
+                && let Cow::Owned(r) = redactor.redact_str(s)
+            {
+                *s = r;
+            }
+        }
+    }
     shed_alert(&mut m);
     Some(m)
 }
@@ -102,6 +111,7 @@ pub fn prepare_canonical<'a>(redactor: &Redactor, line: &'a [u8]) -> Option<Unse
                 Cow::Borrowed(raw)
             }
             "actor" => redact_actor(redactor, raw)?,
+            "detail" => redact_env(redactor, raw)?,
             _ => Cow::Borrowed(raw),
         };
         members.push((Cow::Borrowed(k), value));
@@ -135,6 +145,31 @@ fn redact_actor<'a>(redactor: &Redactor, raw: &'a [u8]) -> Option<Cow<'a, [u8]>>
         Value::Array(redacted.into_iter().map(Value::String).collect()),
     );
     Some(Cow::Owned(canonical::to_vec(&Value::Object(actor))))
+}
+
+/// The detail object with the values of its captured `env` redacted;
+/// borrowed when there is none or nothing was.
+fn redact_env<'a>(redactor: &Redactor, raw: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+    let inner = canonical::split_members(raw)?;
+    let Some((_, env_raw)) = inner.iter().find(|(k, _)| *k == "env") else {
+        return Some(Cow::Borrowed(raw));
+    };
+    let mut env: Map<String, Value> = serde_json::from_slice(env_raw).ok()?;
+    let mut changed = false;
+    for v in env.values_mut() {
+        if let Value::String(s) = v
+            && let Cow::Owned(r) = redactor.redact_str(s)
+        {
+            *s = r;
+            changed = true;
+        }
+    }
+    if !changed {
+        return Some(Cow::Borrowed(raw));
+    }
+    let mut detail: Map<String, Value> = serde_json::from_slice(raw).ok()?;
+    detail.insert("env".into(), Value::Object(env));
+    Some(Cow::Owned(canonical::to_vec(&Value::Object(detail))))
 }
 
 /// Redacts an argv held as JSON values. The strings are moved out and
