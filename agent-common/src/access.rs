@@ -45,6 +45,24 @@ pub enum AccessKind {
     /// `bpf(cmd)` on one of the agent's own objects by id: `request` = cmd,
     /// `arg` = the object's [`ObjectKey`](crate::ObjectKey) as `kind << 32 | id`.
     AgentObject = 16,
+    /// A signal a runtime uses as a debug trigger (SIGQUIT, SIGUSR1,
+    /// SIGUSR2) sent to another process: `request` = signal; the target
+    /// is resolved in the kernel.
+    Signal = 17,
+    /// A TCP socket started listening: `request` = port, `arg` = address
+    /// family, `name` = the bound address (4 or 16 bytes).
+    Listen = 18,
+    /// An open of the kernel's memory: `/proc/kcore` (`arg` = 0),
+    /// `/dev/mem` (1), `/dev/kmem` (2), `/dev/port` (4); `request` = flags.
+    KernelMem = 19,
+    /// An open for writing of `/etc/ld.so.preload`; `request` = flags.
+    PreloadWrite = 20,
+    /// An open of `/proc/<pid>/map_files/...` (by that path): a file
+    /// another process has mapped; `request` = flags.
+    ProcMapFiles = 21,
+    /// An open of a memfd through `/proc/<pid>/fd/<n>`: an anonymous
+    /// file of another process; `request` = flags.
+    ProcFdMemfd = 22,
 }
 
 impl AccessKind {
@@ -66,6 +84,12 @@ impl AccessKind {
             14 => Some(Self::LsmBpf),
             15 => Some(Self::ExecTraced),
             16 => Some(Self::AgentObject),
+            17 => Some(Self::Signal),
+            18 => Some(Self::Listen),
+            19 => Some(Self::KernelMem),
+            20 => Some(Self::PreloadWrite),
+            21 => Some(Self::ProcMapFiles),
+            22 => Some(Self::ProcFdMemfd),
             _ => None,
         }
     }
@@ -85,6 +109,9 @@ pub mod access_flags {
     /// Kernel-internal, never sent: kill the actor when the parked
     /// syscall returns successfully, under rule `rule`.
     pub const KILL_AT_EXIT: u32 = 1 << 4;
+    /// Kernel-internal, never sent: the parked event turned out to be of
+    /// no interest (another process's descriptor that is no memfd).
+    pub const DROP: u32 = 1 << 6;
     /// Seen as the target's memory was about to be read or written (its
     /// address space locked by the actor), not when the file was opened:
     /// whatever way the file was opened, passed or reached.

@@ -171,11 +171,20 @@ pub struct KernelOffsets {
     /// `mm_struct.env_start` and `.env_end`: a new program's environment.
     pub mm_env_start: u32,
     pub mm_env_end: u32,
+    /// A socket's local address: `sock_common.skc_family`, `.skc_num`
+    /// (the port, host order), `.skc_rcv_saddr` and `.skc_v6_rcv_saddr`.
+    pub sk_family: u32,
+    pub sk_num: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    /// `inode.i_rdev`: which device a device file is (/dev/mem).
+    pub inode_i_rdev: u32,
+    pub _pad_offsets: u32,
 }
 
 layout!(
     KernelOffsets,
-    456;
+    480;
     task_pid: u32,
     task_tgid: u32,
     task_real_parent: u32,
@@ -274,6 +283,12 @@ layout!(
     task_ptrace_entry: u32,
     mm_env_start: u32,
     mm_env_end: u32,
+    sk_family: u32,
+    sk_num: u32,
+    sk_rcv_saddr: u32,
+    sk_v6_rcv_saddr: u32,
+    inode_i_rdev: u32,
+    _pad_offsets: u32,
 );
 
 impl KernelOffsets {
@@ -377,5 +392,11 @@ impl KernelOffsets {
         task_ptrace_entry: OFFSET_ABSENT,
         mm_env_start: OFFSET_ABSENT,
         mm_env_end: OFFSET_ABSENT,
+        sk_family: OFFSET_ABSENT,
+        sk_num: OFFSET_ABSENT,
+        sk_rcv_saddr: OFFSET_ABSENT,
+        sk_v6_rcv_saddr: OFFSET_ABSENT,
+        inode_i_rdev: OFFSET_ABSENT,
+        _pad_offsets: 0,
     };
 }

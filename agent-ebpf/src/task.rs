@@ -22,12 +22,16 @@ static AGENT_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 static OFFSETS: KernelOffsets = KernelOffsets::ABSENT;
 
-/// Reads the load-time globals through volatile loads so that the compiler
-/// cannot fold in the placeholder values they have at build time.
+/// The load-time offsets, by reference: the address goes through a
+/// volatile load, so the compiler cannot fold in the placeholder values
+/// the global has at build time, and no program copies the whole struct
+/// (480 bytes) onto its 512-byte stack.
 #[inline(always)]
-pub(crate) fn offsets() -> KernelOffsets {
-    // SAFETY: a plain read of a static that lives in a read-only map.
-    unsafe { read_volatile(&raw const OFFSETS) }
+pub(crate) fn offsets() -> &'static KernelOffsets {
+    let at: *const KernelOffsets = &raw const OFFSETS;
+    // SAFETY: a volatile read of a local; the pointer it yields is the
+    // static's address, valid for the program's life.
+    unsafe { &*read_volatile(&raw const at) }
 }
 
 /// `sys_args[i]` alone, without copying the whole struct to the stack.
@@ -183,7 +187,7 @@ pub(crate) fn read_or_zero_err<T: Copy>(base: *const u8, off: u32) -> (T, u32) {
 pub(crate) fn person_uid(task: *const u8) -> u32 {
     let off = offsets();
     let mut fl = 0;
-    let c = read_creds(task, &off, &mut fl);
+    let c = read_creds(task, off, &mut fl);
     if c.auid != u32::MAX { c.auid } else { c.uid }
 }
 

@@ -144,6 +144,16 @@ fn shipped_policies_decide_the_table() {
         ("mem read by gdb", mem(&bob, &bob_app, "proc_mem", "read"), Action::Allow, None),
         ("mem read by a copy of gdb", mem(r#"{"pid":5,"uid":1001,"user":"bob","comm":"gdb","exe":"/tmp/gdb","exe_trusted":false}"#, &bob_app, "proc_mem", "read"), Action::Alert, Some("memory-read-outside-a-debugger")),
         ("peek by a non-debugger", ptrace(&actor("bob", 1001, "python3"), &bob_app, "PTRACE_PEEKDATA"), Action::Alert, Some("ptrace-peek-outside-a-debugger")),
+        // Debug interfaces beyond ptrace.
+        ("jdwp on every address", format!(r#"{{"kind":"exec","actor":{},"detail":{{"debug_switches":["jdwp","jdwp:any_address"]}}}}"#, actor("bob", 1001, "java")), Action::Alert, Some("debug-interface-on-every-address")),
+        ("jdwp on localhost", format!(r#"{{"kind":"exec","actor":{},"detail":{{"debug_switches":["jdwp"]}}}}"#, actor("bob", 1001, "java")), Action::Alert, Some("jvm-debug-interface-at-launch")),
+        ("inspector port", format!(r#"{{"kind":"debug_port","actor":{},"detail":{{"debug_switches":["node_inspector"]}}}}"#, actor("bob", 1001, "node")), Action::Alert, Some("debug-port-opened")),
+        ("jcmd attach", format!(r#"{{"kind":"debug_signal","actor":{},"target":{alice_app},"detail":{{"debug_switches":["jvm_attach"]}}}}"#, actor("bob", 1001, "jcmd")), Action::Alert, Some("runtime-debug-signal")),
+        ("preload from /tmp", format!(r#"{{"kind":"exec","actor":{},"detail":{{"debug_switches":["ld_preload","ld_preload:writable_dir"]}}}}"#, actor("bob", 1001, "ls")), Action::Alert, Some("library-preload-from-a-writable-directory")),
+        ("preload from /usr/lib", format!(r#"{{"kind":"exec","actor":{},"detail":{{"debug_switches":["ld_preload"]}}}}"#, actor("bob", 1001, "ls")), Action::Allow, None),
+        ("ld.so.preload", format!(r#"{{"kind":"injection","actor":{},"detail":{{"via":"ld_so_preload","access":"write"}}}}"#, actor("root", 0, "tee")), Action::Alert, Some("system-wide-preload-written")),
+        ("kcore", format!(r#"{{"kind":"mem_access","actor":{},"detail":{{"via":"kcore","access":"read"}}}}"#, actor("root", 0, "dd")), Action::Alert, Some("kernel-memory-read")),
+        ("sshd dumped core", format!(r#"{{"kind":"core_dump","actor":{},"target":{}}}"#, actor("root", 0, "sshd"), target("sshd", 0, "ssh.service")), Action::Alert, Some("core-dump-of-a-protected-process")),
     ];
     assert!(cases.len() >= 15);
     let ctx = EvalContext {
@@ -193,7 +203,7 @@ fn policy_check_reports_every_broken_fixture_at_its_position() {
         "syntax.yaml:4:1: while parsing a flow sequence, expected ',' or ']'",
         "unknown-field.yaml:5:5: unknown field `severty`, expected one of `name`, `on`, `actor`, `target`, `detail`, `context`, `unless`, `action`, `severity`, `tags`, `title`, `description`",
         "unknown-role.yaml:5:30: unknown role `dbas`",
-        "unknown-trigger.yaml:4:20: unknown variant `ptrace_atach`, expected one of `exec`, `debugger_exec`, `ptrace_attach`, `ptrace_traceme`, `ptrace_access`, `mem_read`, `mem_write`, `mem_access`, `perf_attach`, `bpf_load`, `pidfd_getfd`, `inventory_read`",
+        "unknown-trigger.yaml:4:20: unknown variant `ptrace_atach`, expected one of `exec`, `debugger_exec`, `ptrace_attach`, `ptrace_traceme`, `ptrace_access`, `mem_read`, `mem_write`, `mem_access`, `perf_attach`, `bpf_load`, `pidfd_getfd`, `inventory_read`, `debug_signal`, `debug_port`, `library_injection`, `core_dump`",
     ];
     let want: Vec<String> = want
         .iter()

@@ -33,6 +33,9 @@ const APT_PACKAGES: &[&str] = &[
     "make",
     "procps",
     "psmisc",
+    // The runtimes whose own debug interfaces the interface tests drive.
+    "openjdk-17-jdk-headless",
+    "nodejs",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -115,7 +115,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
                 .args([
                     "--test", "enforce", "--test", "delivery", "--test", "evasion",
                 ])
-                .args(["--test", "quiet"])
+                .args(["--test", "quiet", "--test", "interfaces"])
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),
         )?;

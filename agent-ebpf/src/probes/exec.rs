@@ -77,15 +77,15 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         // SAFETY: the offset comes from the tracepoint's format file.
         unsafe { ctx.read_at::<u32>(off.tp_exec_old_pid as usize) }.unwrap_or(pid)
     };
-    ev.creds = read_creds(task, &off, &mut ev.header.flags);
-    ev.ns = read_ns(task, &off);
+    ev.creds = read_creds(task, off, &mut ev.header.flags);
+    ev.ns = read_ns(task, off);
     ev.tty = [0; TTY_LEN];
-    read_tty(task, &off, &mut ev.tty);
+    read_tty(task, off, &mut ev.tty);
     // SAFETY: helper without preconditions.
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     ev.comm = current_comm();
     // The file that runs, by identity: no path or name a user can choose.
-    let exe_file = read_or_zero::<*const u8>(mm_of(task, &off), off.mm_exe_file);
+    let exe_file = read_or_zero::<*const u8>(mm_of(task, off), off.mm_exe_file);
     let inode = read_or_zero::<*const u8>(exe_file, off.file_f_inode);
     ev.exe_ino = read_or_zero::<u64>(inode, off.inode_i_ino);
     let sb = read_or_zero::<*const u8>(inode, off.inode_i_sb);
@@ -161,7 +161,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     let cwd_at = (filename_len + argv_len) & (FILENAME_CAP + ARGV_CAP - 1) as u32;
     read_cwd(
         task,
-        &off,
+        off,
         data.wrapping_add(cwd_at as usize),
         &raw mut ev.cwd_len,
         &raw mut ev.header.flags,

@@ -39,7 +39,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(()); // a thread, not a process
     }
     let mut ev_flags = 0u32;
-    let creds = read_creds(child, &off, &mut ev_flags);
+    let creds = read_creds(child, off, &mut ev_flags);
     let parent_tgid = read_or_zero::<u32>(parent, off.task_tgid);
     let ev = ForkEvent {
         header: EventHeader {
@@ -58,7 +58,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // The child is attached to its parent's cgroups before this tracepoint.
         // SAFETY: helper without preconditions.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        ns: read_ns(child, &off),
+        ns: read_ns(child, off),
         comm: current_comm(),
     };
     EVENTS

@@ -325,6 +325,13 @@ impl KernelBtf {
             task_ptrace_entry: self.required("task_struct", "ptrace_entry")?,
             mm_env_start: self.required("mm_struct", "env_start")?,
             mm_env_end: self.required("mm_struct", "env_end")?,
+            // struct sock starts with its sock_common.
+            sk_family: opt("sock_common", "skc_family")?,
+            sk_num: opt("sock_common", "skc_num")?,
+            sk_rcv_saddr: opt("sock_common", "skc_rcv_saddr")?,
+            sk_v6_rcv_saddr: opt("sock_common", "skc_v6_rcv_saddr")?,
+            inode_i_rdev: self.required("inode", "i_rdev")?,
+            _pad_offsets: 0,
         })
     }
 }

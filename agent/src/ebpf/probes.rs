@@ -151,6 +151,23 @@ pub const PROBES: &[Probe] = &[
         },
         required: false,
     },
+    // How runtime debuggers are switched on: a debug-trigger signal sent
+    // to another process, a socket starting to listen (from its state
+    // change, whatever syscall got it there).
+    Probe {
+        program: "signal_signal_generate",
+        hook: Hook::BtfTracePoint {
+            name: "signal_generate",
+        },
+        required: false,
+    },
+    Probe {
+        program: "listen_inet_sock_set_state",
+        hook: Hook::BtfTracePoint {
+            name: "inet_sock_set_state",
+        },
+        required: false,
+    },
     // Every read or write of another process's mem or environ file as it
     // happens, however the file was opened: io_uring fixed slots, skipped
     // or overflowed completions, descriptors passed or inherited.

@@ -231,6 +231,63 @@ fn writable(path: &str) -> Option<&'static str> {
     (m.mode() & 0o002 != 0).then_some("writable_dir")
 }
 
+/// The runtime a program is, by its file name: `java`, `node`, `python`,
+/// `dotnet`, `ruby`.
+pub fn runtime_of(exe: &str) -> Option<&'static str> {
+    let name = exe.rsplit('/').next().unwrap_or(exe);
+    Some(match name {
+        "java" => "java",
+        "node" | "nodejs" => "node",
+        "dotnet" => "dotnet",
+        "ruby" => "ruby",
+        n if n.starts_with("python") => "python",
+        _ => return None,
+    })
+}
+
+/// The interface a debug-trigger signal switches on in runtime `runtime`:
+/// SIGQUIT makes a JVM start its attach listener (jcmd, jattach) and dump
+/// its threads; SIGUSR1 turns Node's inspector on. Other runtimes take
+/// SIGUSR1/SIGUSR2 as faulthandler or diagnostics hooks.
+pub fn signal_interface(signal: i32, runtime: &str) -> Option<&'static str> {
+    Some(match (signal, runtime) {
+        (3, "java") => "jvm_attach",
+        (10, "node") => "node_inspector",
+        (3 | 10 | 12, _) => "runtime_signal",
+        _ => return None,
+    })
+}
+
+/// The interface a listening port serves: one the process was started
+/// with (its switches), or the program's own (delve, gdbserver), or a
+/// runtime's default port.
+pub fn port_interface(switches: &[&'static str], exe: &str, port: u16) -> Option<&'static str> {
+    const LISTENING: &[&str] = &[
+        "jdwp",
+        "jmx",
+        "node_inspector",
+        "debugpy",
+        "remote_pdb",
+        "delve",
+        "gdbserver",
+        "dotnet_diagnostics",
+    ];
+    if let Some(s) = switches.iter().find(|s| LISTENING.contains(s)) {
+        return Some(s);
+    }
+    let name = exe.rsplit('/').next().unwrap_or(exe);
+    match (name, runtime_of(exe), port) {
+        ("dlv", _, _) => Some("delve"),
+        ("gdbserver", _, _) => Some("gdbserver"),
+        (_, Some("java"), 5005 | 8000) => Some("jdwp"),
+        (_, Some("java"), 1099 | 9010) => Some("jmx"),
+        (_, Some("node"), 9229) => Some("node_inspector"),
+        (_, Some("python"), 5678) => Some("debugpy"),
+        (_, _, 6060) => Some("pprof"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +374,35 @@ mod tests {
             )),
             ["gdbserver"]
         );
+    }
+
+    #[test]
+    fn signals_and_ports_name_their_interface() {
+        assert_eq!(
+            runtime_of("/usr/lib/jvm/java-17-openjdk-amd64/bin/java"),
+            Some("java")
+        );
+        assert_eq!(runtime_of("/usr/bin/python3.11"), Some("python"));
+        assert_eq!(runtime_of("/bin/sleep"), None);
+        assert_eq!(signal_interface(3, "java"), Some("jvm_attach"));
+        assert_eq!(signal_interface(10, "node"), Some("node_inspector"));
+        assert_eq!(signal_interface(12, "python"), Some("runtime_signal"));
+        assert_eq!(signal_interface(9, "java"), None);
+        assert_eq!(
+            port_interface(&["jdwp"], "/usr/bin/java", 41234),
+            Some("jdwp")
+        );
+        assert_eq!(port_interface(&[], "/usr/bin/java", 8080), None);
+        assert_eq!(
+            port_interface(&[], "/usr/bin/node", 9229),
+            Some("node_inspector")
+        );
+        assert_eq!(
+            port_interface(&[], "/usr/bin/gdbserver", 1234),
+            Some("gdbserver")
+        );
+        assert_eq!(port_interface(&[], "/srv/app", 6060), Some("pprof"));
+        assert_eq!(port_interface(&["ld_preload"], "/srv/app", 80), None);
     }
 
     #[test]

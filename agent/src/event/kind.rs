@@ -18,6 +18,14 @@ pub enum Kind {
     Policy,
     Agent,
     Lost,
+    /// A signal a runtime takes as a debug trigger, sent to it.
+    DebugSignal,
+    /// A debug interface starting to listen on a TCP port.
+    DebugPort,
+    /// Library injection into every program (`/etc/ld.so.preload`).
+    Injection,
+    /// A process dumped its memory to a core file.
+    CoreDump,
     /// A kind this agent does not write (a record from a newer agent).
     #[default]
     #[serde(other)]
@@ -26,7 +34,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind the agent writes, in the order metrics list them.
-    pub const WRITTEN: [Kind; 9] = [
+    pub const WRITTEN: [Kind; 13] = [
         Kind::Exec,
         Kind::Ptrace,
         Kind::MemAccess,
@@ -36,6 +44,10 @@ impl Kind {
         Kind::Policy,
         Kind::Agent,
         Kind::Lost,
+        Kind::DebugSignal,
+        Kind::DebugPort,
+        Kind::Injection,
+        Kind::CoreDump,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -49,6 +61,10 @@ impl Kind {
             Kind::Policy => "policy",
             Kind::Agent => "agent",
             Kind::Lost => "lost",
+            Kind::DebugSignal => "debug_signal",
+            Kind::DebugPort => "debug_port",
+            Kind::Injection => "injection",
+            Kind::CoreDump => "core_dump",
             Kind::Other => "other",
         }
     }
@@ -57,7 +73,15 @@ impl Kind {
     pub const fn is_action(self) -> bool {
         matches!(
             self,
-            Kind::Exec | Kind::Ptrace | Kind::MemAccess | Kind::PerfAttach | Kind::Bpf
+            Kind::Exec
+                | Kind::Ptrace
+                | Kind::MemAccess
+                | Kind::PerfAttach
+                | Kind::Bpf
+                | Kind::DebugSignal
+                | Kind::DebugPort
+                | Kind::Injection
+                | Kind::CoreDump
         )
     }
 }

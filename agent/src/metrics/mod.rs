@@ -35,7 +35,7 @@ use crate::event::Kind;
 
 /// `kind` label values of `debugmon_events_total`: the kernel event, and for
 /// accesses the syscall family.
-pub const EVENT_KINDS: [&str; 19] = [
+pub const EVENT_KINDS: [&str; 25] = [
     "exec",
     "fork",
     "exit",
@@ -55,6 +55,12 @@ pub const EVENT_KINDS: [&str; 19] = [
     "lsm_bpf",
     "exec_traced",
     "agent_object",
+    "signal",
+    "listen",
+    "kernel_mem",
+    "preload_write",
+    "proc_map_files",
+    "proc_fd_memfd",
 ];
 
 /// `kind` label values of `debugmon_records_total`: the record kinds
@@ -109,6 +115,12 @@ impl EventLabel {
                 AccessKind::LsmBpf => 16,
                 AccessKind::ExecTraced => 17,
                 AccessKind::AgentObject => 18,
+                AccessKind::Signal => 19,
+                AccessKind::Listen => 20,
+                AccessKind::KernelMem => 21,
+                AccessKind::PreloadWrite => 22,
+                AccessKind::ProcMapFiles => 23,
+                AccessKind::ProcFdMemfd => 24,
             },
         }
     }

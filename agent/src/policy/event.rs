@@ -113,10 +113,14 @@ pub enum EventClass {
     PerfAttach,
     BpfLoad,
     InventoryRead,
+    DebugSignal,
+    DebugPort,
+    Injection,
+    CoreDump,
 }
 
 impl EventClass {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 15;
 
     pub fn bit(self) -> u16 {
         1 << self as u8
@@ -136,6 +140,10 @@ impl EventClass {
             Self::PerfAttach => "perf attach",
             Self::BpfLoad => "bpf load",
             Self::InventoryRead => "process inventory read",
+            Self::DebugSignal => "debug signal",
+            Self::DebugPort => "debug port",
+            Self::Injection => "library injection",
+            Self::CoreDump => "core dump",
         }
     }
 }
@@ -167,6 +175,10 @@ impl PolicyEvent {
             },
             Kind::PerfAttach => EventClass::PerfAttach,
             Kind::Bpf => EventClass::BpfLoad,
+            Kind::DebugSignal => EventClass::DebugSignal,
+            Kind::DebugPort => EventClass::DebugPort,
+            Kind::Injection => EventClass::Injection,
+            Kind::CoreDump => EventClass::CoreDump,
             Kind::Grant | Kind::Policy | Kind::Agent | Kind::Lost | Kind::Other => return None,
         })
     }
@@ -189,6 +201,10 @@ impl crate::policy::model::Trigger {
             T::BpfLoad => EventClass::BpfLoad.bit(),
             T::PidfdGetfd => EventClass::PidfdGetfd.bit(),
             T::InventoryRead => EventClass::InventoryRead.bit(),
+            T::DebugSignal => EventClass::DebugSignal.bit(),
+            T::DebugPort => EventClass::DebugPort.bit(),
+            T::LibraryInjection => EventClass::Injection.bit(),
+            T::CoreDump => EventClass::CoreDump.bit(),
         }
     }
 }

@@ -92,6 +92,15 @@ pub enum Trigger {
     /// An environment read by one of the host's process tools
     /// (`process_tools:`); not matched by `mem_read`.
     InventoryRead,
+    /// A debug-trigger signal sent to a runtime (SIGQUIT to a JVM: jcmd's
+    /// attach; SIGUSR1 to Node: its inspector).
+    DebugSignal,
+    /// A debug interface started listening on a TCP port.
+    DebugPort,
+    /// A write to `/etc/ld.so.preload`.
+    LibraryInjection,
+    /// A process dumped core.
+    CoreDump,
 }
 
 /// `roles: { NAME: {users, groups} }`. The same role in several files is the

@@ -78,6 +78,18 @@ pub struct AccessDetail {
     /// Pid of the tracer of a traced task (exec under a tracer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracer_pid: Option<u32>,
+    /// The debug interface a signal switches on or a port serves (`jdwp`,
+    /// `node_inspector`, `jvm_attach`, ...), set by the pipeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<&'static str>,
+    /// A listening port, and the address it is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+    /// `any_address`: the port listens on every address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<&'static str>,
     /// The targets of an aggregate of routine opens (at most 16; `count`
     /// has them all).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,6 +253,42 @@ pub fn access_detail(a: &AccessInfo) -> (Kind, AccessDetail) {
             }
             Kind::Ptrace
         }
+        AccessKind::Signal => {
+            d.signal = Some(a.request as i32);
+            Kind::DebugSignal
+        }
+        AccessKind::Listen => {
+            d.port = Some(a.request as u16);
+            let (bind, any) = bind_address(a.arg as u16, &a.name);
+            d.bind = Some(bind);
+            d.risk = any.then_some("any_address");
+            Kind::DebugPort
+        }
+        AccessKind::KernelMem => {
+            d.via = Some(match a.arg {
+                0 => "kcore",
+                1 => "dev_mem",
+                2 => "dev_kmem",
+                _ => "dev_port",
+            });
+            d.access = rw(a.request & 3 != 0);
+            Kind::MemAccess
+        }
+        AccessKind::PreloadWrite => {
+            d.via = Some("ld_so_preload");
+            d.access = rw(true);
+            Kind::Injection
+        }
+        AccessKind::ProcMapFiles => {
+            d.via = Some("map_files");
+            d.access = rw(a.request & 3 != 0);
+            Kind::MemAccess
+        }
+        AccessKind::ProcFdMemfd => {
+            d.via = Some("proc_fd_memfd");
+            d.access = rw(a.request & 3 != 0);
+            Kind::MemAccess
+        }
         AccessKind::AgentObject => {
             d.event = Some("tamper");
             d.bpf_cmd = Some(names::bpf_cmd(a.request));
@@ -288,6 +336,22 @@ pub fn access_detail(a: &AccessInfo) -> (Kind, AccessDetail) {
         };
     }
     (kind, d)
+}
+
+/// A socket's bound address as text (`0.0.0.0`, `::1`), and whether it
+/// is every address.
+fn bind_address(family: u16, raw: &[u8]) -> (String, bool) {
+    const AF_INET6: u16 = 10;
+    let mut b = [0u8; 16];
+    let n = raw.len().min(16);
+    b[..n].copy_from_slice(&raw[..n]);
+    if family == AF_INET6 {
+        let ip = std::net::Ipv6Addr::from(b);
+        (ip.to_string(), ip.is_unspecified())
+    } else {
+        let ip = std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+        (ip.to_string(), ip.is_unspecified())
+    }
 }
 
 impl ExecDetail {

@@ -61,6 +61,15 @@ pub fn boottime_ns() -> u64 {
 }
 
 /// Nanoseconds per clock tick (`USER_HZ`): `/proc/<pid>/stat` gives start
+/// `kernel.core_pattern`: where the kernel writes cores (a file name, or
+/// `|program` for a helper such as systemd-coredump). `None` when
+/// unreadable.
+pub fn core_pattern() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+        .ok()
+        .map(|s| s.trim_end().to_owned())
+}
+
 /// times in ticks, and the kernel's protection maps keep them so.
 pub fn tick_ns() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.

@@ -88,10 +88,10 @@ fn foreign_lock(mm: *const u8) {
         return;
     }
     let (file, uring) = if flags & PF_IO_WORKER != 0 {
-        (worker_file(&off, task), true)
+        (worker_file(off, task), true)
     } else {
-        match syscall(&off) {
-            Syscall::FileRw(fd) => (fd_file(&off, fd), false),
+        match syscall(off) {
+            Syscall::FileRw(fd) => (fd_file(off, fd), false),
             Syscall::OwnHook => {
                 kill_before_copy(|| known.or_else(|| identity::protection_of(owner)));
                 return;
@@ -101,7 +101,7 @@ fn foreign_lock(mm: *const u8) {
             Syscall::Other => return,
         }
     };
-    let kind = match file.and_then(|f| proc_file(&off, f)) {
+    let kind = match file.and_then(|f| proc_file(off, f)) {
         Some((kind, file_tgid, accmode)) if file_tgid == owner_tgid => Some((kind, accmode)),
         // A procfs file of some other kind (cmdline, maps): no memory.
         Some(_) => return,

@@ -48,8 +48,8 @@ pub(crate) fn new_event(
     ev.flags2 = 0;
     let parent = read_or_zero::<*const u8>(task, off.task_real_parent);
     ev.ppid = read_or_zero::<u32>(parent, off.task_tgid);
-    ev.creds = read_creds(task, &off, &mut ev.header.flags);
-    ev.ns = read_ns(task, &off);
+    ev.creds = read_creds(task, off, &mut ev.header.flags);
+    ev.ns = read_ns(task, off);
     // SAFETY: helper without preconditions.
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     ev.comm = current_comm();

@@ -121,6 +121,10 @@ pub(super) fn settle(ret: Option<i64>, amend: impl FnOnce(&mut AccessEvent)) -> 
         return false;
     };
     amend(ev);
+    if ev.flags2 & access_flags::DROP != 0 {
+        unpark();
+        return true;
+    }
     if ev.flags2 & access_flags::KILL_AT_EXIT != 0 {
         ev.flags2 &= !access_flags::KILL_AT_EXIT;
         if ret.is_none_or(|r| r >= 0) {

@@ -53,7 +53,7 @@ fn uring_open_complete(req: *const u8) {
     if is_agent(tgid) {
         return;
     }
-    if let Some(file) = opened_proc_file(&off, res as u32) {
+    if let Some(file) = opened_proc_file(off, res as u32) {
         report_opened(pid, tgid, file, i64::from(res), access_flags::IO_URING);
     }
 }

@@ -138,7 +138,7 @@ syscall_entry!(
 #[inline(always)]
 fn pidfd_to_pid(fd: u32) -> Option<u32> {
     let off = offsets();
-    let file = fd_file(&off, fd)?;
+    let file = fd_file(off, fd)?;
     let pid = if off.pidfd_in_inode == 1 {
         let inode = read_field::<*const u8>(file, off.file_f_inode).ok()?;
         read_field::<*const u8>(inode, off.inode_i_private).ok()?

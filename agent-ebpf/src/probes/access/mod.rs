@@ -28,6 +28,8 @@
 //!   `mem` and `environ`), `perf_bpf`, `io_uring`: one module per vector
 //! - `address_space`: reads and writes of `mem` and `environ` as they
 //!   happen
+//! - `signal` (debug-trigger signals to another process), `listen` (a
+//!   socket starting to listen): how runtime debuggers are switched on
 
 use agent_common::OFFSET_ABSENT;
 use aya_ebpf::{
@@ -122,7 +124,9 @@ mod address_space;
 pub(crate) mod event;
 pub(crate) mod fallback;
 mod io_uring;
+mod listen;
 mod memory;
 pub(crate) mod perf_bpf;
 mod procfs;
 mod ptrace;
+mod signal;

@@ -27,7 +27,8 @@ const O_ACCMODE: u64 = 3;
 const O_PATH: u32 = 0o10_000_000;
 
 /// Parses `/proc/<digits>/mem` or `/proc/<digits>/environ` (NUL-terminated
-/// in `p`). Returns the access kind and the pid.
+/// in `p`), or a path under `/proc/<digits>/map_files/` or
+/// `/proc/<digits>/fd/`. Returns the access kind and the pid.
 #[inline(always)]
 fn match_proc_path(p: &[u8; 32]) -> Option<(AccessKind, u32)> {
     if p[0] != b'/' || p[1] != b'p' || p[2] != b'r' || p[3] != b'o' || p[4] != b'c' || p[5] != b'/'
@@ -68,6 +69,23 @@ fn match_proc_path(p: &[u8; 32]) -> Option<(AccessKind, u32)> {
         && p[rest + 7] == 0
     {
         return Some((AccessKind::ProcEnviron, pid));
+    }
+    if rest + 3 <= 32 && p[rest] == b'f' && p[rest + 1] == b'd' && p[rest + 2] == b'/' {
+        return Some((AccessKind::ProcFdMemfd, pid));
+    }
+    if rest + 10 <= 32
+        && p[rest] == b'm'
+        && p[rest + 1] == b'a'
+        && p[rest + 2] == b'p'
+        && p[rest + 3] == b'_'
+        && p[rest + 4] == b'f'
+        && p[rest + 5] == b'i'
+        && p[rest + 6] == b'l'
+        && p[rest + 7] == b'e'
+        && p[rest + 8] == b's'
+        && p[rest + 9] == b'/'
+    {
+        return Some((AccessKind::ProcMapFiles, pid));
     }
     None
 }
@@ -121,11 +139,24 @@ fn proc_open_exit(ret: Option<i64>) {
     let (pid, tgid) = current_pid_tgid();
     let opened = match ret {
         Some(fd) if fd >= 0 && !is_agent(tgid) => {
-            opened_proc_file(&offsets(), fd as u32).map(|o| (o, fd))
+            opened_proc_file(offsets(), fd as u32).map(|o| (o, fd))
         }
         _ => None,
     };
     let parked = settle(ret, |ev| {
+        if ev.access == AccessKind::ProcFdMemfd as u32 {
+            // Another process's descriptors are opened all the time
+            // (lsof reads links, shells reopen pipes); only an anonymous
+            // memory file is a way into its memory.
+            let memfd = match ret {
+                Some(fd) if fd >= 0 => is_memfd(offsets(), fd as u32),
+                _ => false,
+            };
+            if !memfd {
+                ev.flags2 |= access_flags::DROP;
+            }
+            return;
+        }
         let parked_open =
             ev.access == AccessKind::ProcMem as u32 || ev.access == AccessKind::ProcEnviron as u32;
         if let (true, Some(((kind, target, _), _))) = (parked_open, opened) {
@@ -143,7 +174,87 @@ fn proc_open_exit(ret: Option<i64>) {
     }
     if let Some((file, fd)) = opened {
         report_opened(pid, tgid, file, fd, 0);
+    } else if let Some(fd) = ret.filter(|&fd| fd >= 0 && !is_agent(tgid)) {
+        report_special(pid, tgid, fd);
     }
+}
+
+/// `/proc/kcore`, `/dev/mem` and its kin (kernel memory), and
+/// `/etc/ld.so.preload` opened for writing (library injection into every
+/// program): sent as they are, whatever path reached them.
+#[inline(always)]
+fn report_special(pid: u32, tgid: u32, fd: i64) {
+    let off = offsets();
+    let Some((kind, which, flags)) = special_file(off, fd as u32) else {
+        return;
+    };
+    let Some(ev) = new_event(pid, tgid, kind, 0) else {
+        count_lost(EventKind::Access);
+        return;
+    };
+    ev.request = flags;
+    ev.arg = which;
+    ev.ret = fd;
+    ev.flags2 = access_flags::HAS_RET;
+    emit(ev);
+}
+
+/// `/proc/kcore` (0), `/dev/mem` (1), `/dev/kmem` (2), `/dev/port` (4) as
+/// [`AccessKind::KernelMem`]; `/etc/ld.so.preload` opened for writing as
+/// [`AccessKind::PreloadWrite`]. With the open flags.
+#[inline(always)]
+fn special_file(off: &agent_common::KernelOffsets, fd: u32) -> Option<(AccessKind, u64, u64)> {
+    let file = fd_file(off, fd)?;
+    let dentry = read_field::<*const u8>(file, off.file_f_path_dentry).ok()?;
+    // Every other open on the host ends at one of these tests.
+    let len = read_field::<u32>(dentry, off.dentry_name_len).ok()?;
+    if len != 3 && len != 4 && len != 5 && len != 13 {
+        return None;
+    }
+    let name_at = read_field::<*const u8>(dentry, off.dentry_name).ok()?;
+    let flags = u64::from(read_field::<u32>(file, off.file_f_flags).ok()?);
+    if len == 13 {
+        let name = read_field::<[u8; 14]>(name_at, 0).ok()?;
+        if name != *b"ld.so.preload\0" || flags & O_ACCMODE == 0 {
+            return None;
+        }
+        let parent = read_field::<*const u8>(dentry, off.dentry_d_parent).ok()?;
+        let pname_at = read_field::<*const u8>(parent, off.dentry_name).ok()?;
+        return (read_field::<[u8; 4]>(pname_at, 0).ok()? == *b"etc\0").then_some((
+            AccessKind::PreloadWrite,
+            0,
+            flags,
+        ));
+    }
+    let name = read_field::<[u8; 8]>(name_at, 0).ok()?;
+    if len == 5 && name[..6] == *b"kcore\0" {
+        let sb = read_field::<*const u8>(dentry, off.dentry_d_sb).ok()?;
+        return (read_field::<u64>(sb, off.sb_s_magic).ok()? == PROC_SUPER_MAGIC).then_some((
+            AccessKind::KernelMem,
+            0,
+            flags,
+        ));
+    }
+    // The memory devices, by device number (major 1): whatever the node's name.
+    let inode = read_field::<*const u8>(file, off.file_f_inode).ok()?;
+    let rdev = read_field::<u32>(inode, off.inode_i_rdev).ok()?;
+    let minor = rdev & 0xf_ffff;
+    match (rdev >> 20, minor) {
+        (1, 1 | 2 | 4) => Some((AccessKind::KernelMem, u64::from(minor), flags)),
+        _ => None,
+    }
+}
+
+/// Whether descriptor `fd` of the current task is a memfd (`memfd:NAME`).
+#[inline(always)]
+fn is_memfd(off: &agent_common::KernelOffsets, fd: u32) -> bool {
+    let Some(file) = fd_file(off, fd) else {
+        return false;
+    };
+    let name = read_field::<*const u8>(file, off.file_f_path_dentry)
+        .and_then(|d| read_field::<*const u8>(d, off.dentry_name))
+        .and_then(|n| read_field::<[u8; 6]>(n, 0));
+    name == Ok(*b"memfd:")
 }
 
 /// Sends (or, under the kill fallback, acts on) a successful open of

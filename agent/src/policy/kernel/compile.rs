@@ -75,6 +75,17 @@ fn undecidable(spec: &RuleSpec) -> Option<String> {
     for trig in &spec.on {
         match trig {
             Trigger::Exec => return Some("it denies every exec".into()),
+            Trigger::DebugSignal
+            | Trigger::DebugPort
+            | Trigger::LibraryInjection
+            | Trigger::CoreDump
+            | Trigger::InventoryRead => {
+                return Some(
+                    "the kernel records debug signals, debug ports, injection and core dumps \
+                     but does not refuse them"
+                        .into(),
+                );
+            }
             Trigger::PerfAttach | Trigger::BpfLoad => actor_ops = true,
             Trigger::DebuggerExec => {}
             _ => target_ops = true,
@@ -102,7 +113,12 @@ fn ops_of(spec: &RuleSpec) -> u32 {
             Trigger::DebuggerExec => ops::EXEC,
             Trigger::PerfAttach => ops::PERF,
             Trigger::BpfLoad => ops::BPF,
-            Trigger::Exec | Trigger::InventoryRead => 0,
+            Trigger::Exec
+            | Trigger::InventoryRead
+            | Trigger::DebugSignal
+            | Trigger::DebugPort
+            | Trigger::LibraryInjection
+            | Trigger::CoreDump => 0,
         }
     })
 }

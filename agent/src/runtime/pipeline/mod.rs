@@ -9,6 +9,7 @@
 //! table or counted as lost. The kernel's decision maps are kept in step
 //! with the table ([`protect`]). The runtime feeds it and ships its batches.
 
+mod debug;
 mod env;
 mod fold;
 mod protect;
@@ -19,7 +20,7 @@ use agent_common::{AccessKind, AggKey, Enforcement};
 use serde::Serialize;
 
 pub use self::protect::Protector;
-use self::{env::PendingEnv, fold::OpenFolder, protect::Protection};
+use self::{debug::DebugInterfaces, env::PendingEnv, fold::OpenFolder, protect::Protection};
 use super::governance::Effect;
 use crate::{
     decide::{Decider, PolicyDetail},
@@ -29,7 +30,7 @@ use crate::{
         switches::{self, Switch},
     },
     error::error_chain,
-    event::{self, AccessInfo, Event, ExecInfo, Kind},
+    event::{self, AccessInfo, Event, ExecInfo, ExitInfo, Kind},
     metrics::{EventLabel, Metrics},
     policy::{PolicySet, grant::Grant, kernel::KernelPolicy},
     process::ProcessTable,
@@ -39,6 +40,18 @@ use crate::{
     },
     sys::host::{self, Clock},
 };
+
+/// The wait status's "core dumped" bit.
+const CORE_DUMPED: u32 = 0x80;
+
+/// Detail of a `core_dump` record.
+#[derive(Serialize)]
+struct CoreDumpDetail {
+    /// `kernel.core_pattern` when the record was made: a file or the
+    /// program the core went to.
+    core_pattern: Option<String>,
+    signal: i32,
+}
 
 /// Counters a status page or the stop record reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +63,9 @@ pub struct PipelineStats {
     pub access: u64,
     /// Accesses of a process to itself (e.g. perf on its own pid): not debugging.
     pub self_access: u64,
+    /// Signals to processes that are no runtime, and ports that serve no
+    /// debug interface: seen, not records.
+    pub not_debug: u64,
     pub records: u64,
     pub undecodable: u64,
     pub serialize_errors: u64,
@@ -71,6 +87,8 @@ pub struct Pipeline {
     folder: OpenFolder,
     /// Captured environment switches waiting for their exec event.
     env: PendingEnv,
+    /// What each process was started with, for its signals and ports.
+    debug: DebugInterfaces,
     /// Events and records by kind, as they happen.
     metrics: Arc<Metrics>,
 }
@@ -88,6 +106,7 @@ impl Pipeline {
             reported: LostCounts::default(),
             agg_reported: HashMap::new(),
             folder: OpenFolder::default(),
+            debug: DebugInterfaces::default(),
             env: PendingEnv::new(
                 crate::enrich::switches::DEFAULT_ENV_NAMES
                     .iter()
@@ -187,6 +206,10 @@ impl Pipeline {
             Event::Exit(x) => {
                 self.stats.exit += 1;
                 self.metrics.event(&EventLabel::Exit);
+                if x.exit_code & CORE_DUMPED != 0 {
+                    self.core_dump(&x);
+                }
+                self.debug.on_exit(x.pid);
                 self.table.on_exit(&x);
             }
             Event::Access(a) => {
@@ -225,6 +248,7 @@ impl Pipeline {
                 ..PolicyDetail::default()
             },
         );
+        self.debug.on_exec(e.tgid, e.start_ns, &switches);
         let mut detail = ExecDetail::new(e, esc, debugger);
         detail.env = env;
         detail.env_flags = env_flags;
@@ -268,7 +292,43 @@ impl Pipeline {
         detail.window_s = window_s;
         detail.targets = targets;
         detail.escaped = esc.0;
+        // Signals and listens are records only when they touch a debug
+        // interface.
+        match a.access {
+            AccessKind::Signal => {
+                let runtime = target
+                    .as_ref()
+                    .and_then(|t| t.exe.as_deref())
+                    .and_then(switches::runtime_of);
+                detail.interface =
+                    runtime.and_then(|r| switches::signal_interface(a.request as i32, r));
+                if detail.interface.is_none() {
+                    self.stats.not_debug += 1;
+                    return;
+                }
+            }
+            AccessKind::Listen => {
+                // The event's start time is the listening thread's; the
+                // switches were kept under the process's.
+                let started = self.table.get(a.tgid).map_or(a.start_ns, |e| e.start_ns);
+                detail.interface = self
+                    .debug
+                    .port(a.tgid, started, &actor.exe, a.request as u16);
+                if detail.interface.is_none() {
+                    self.stats.not_debug += 1;
+                    return;
+                }
+            }
+            _ => {}
+        }
         let mut policy_detail = detail.policy_detail();
+        // A signal's or a port's interface, as launch switches are named.
+        if let Some(i) = detail.interface {
+            policy_detail.debug_switches.push(i.to_owned());
+            if let Some(r) = detail.risk {
+                policy_detail.debug_switches.push(format!("{i}:{r}"));
+            }
+        }
         if self.decider.is_inventory(kind, &actor, &policy_detail) {
             detail.inventory = Some(true);
             policy_detail.inventory = true;
@@ -297,6 +357,35 @@ impl Pipeline {
             verdict: verdict.as_ref(),
         };
         self.emit(a.ktime_ns, parts);
+    }
+
+    /// The `core_dump` record of a process that dumped core: the process
+    /// is both actor and target (rules protecting it match), with the
+    /// signal and where the kernel sent the core.
+    fn core_dump(&mut self, x: &ExitInfo) {
+        let mut esc = Escapes(Vec::new());
+        let entry = self.table.get(x.pid);
+        let facts = ActorFacts::of_entry(x.pid, entry);
+        let actor = self.enricher.actor(&facts, &self.table, &mut esc);
+        let target = self.enricher.target(x.pid, x.pid, &self.table, &mut esc);
+        let detail = CoreDumpDetail {
+            core_pattern: host::core_pattern(),
+            signal: (x.exit_code & 0x7f) as i32,
+        };
+        let verdict = self.decider.decide(
+            Kind::CoreDump,
+            &actor,
+            Some(&target),
+            PolicyDetail::default(),
+        );
+        let parts = Parts {
+            kind: Kind::CoreDump,
+            actor: Some(&actor),
+            target: Some(&target),
+            detail,
+            verdict: verdict.as_ref(),
+        };
+        self.emit(x.ktime_ns, parts);
     }
 
     /// Emits aggregate records for accesses repeated since the last report.
