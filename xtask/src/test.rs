@@ -109,7 +109,14 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
         let bin = root().join("target/debug/debugmon");
         let (ok, t) = cargo_test(
             cmd("cargo")
-                .args(["test", "--locked", "-p", "integration-test"])
+                // Every suite runs, so one failure does not hide the rest.
+                .args([
+                    "test",
+                    "--locked",
+                    "--no-fail-fast",
+                    "-p",
+                    "integration-test",
+                ])
                 // vm_enforce needs BPF-LSM: it runs inside `vm-test` below.
                 .args(["--test", "exec", "--test", "coverage", "--test", "ops"])
                 .args([

@@ -197,11 +197,19 @@ fn library_injection_memory_files_and_core_dumps() {
     });
     assert!(alerted(&rec, "system-wide-preload-written"), "{rec}");
     // Another process's mapped file and its memfd, through /proc.
-    let mut holder = start(Command::new("/usr/bin/python3").args([
-        "-c",
-        "import os,mmap,sys; fd=os.memfd_create('dm'); os.write(fd,b'x'*4096); \
-         m=mmap.mmap(fd,4096); print(fd, flush=True); sys.stdin.read()",
-    ]));
+    // It holds its memfd until its stdin (ours) closes.
+    let mut holder = Proc(
+        Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import os,mmap,sys; fd=os.memfd_create('dm'); os.write(fd,b'x'*4096); \
+                 m=mmap.mmap(fd,4096); print(fd, flush=True); sys.stdin.read()",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     BufReader::new(holder.0.stdout.take().unwrap())
         .read_line(&mut line)

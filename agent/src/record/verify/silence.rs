@@ -150,12 +150,18 @@ fn elapsed_ns(a: &Mark, b: &Mark) -> Option<u64> {
     Some(u64::try_from(y.saturating_sub(x)).unwrap_or(0))
 }
 
-/// Judges one host's records, in seq order without duplicates.
+/// Judges one host's records, in seq order without duplicates. Only the
+/// agent's own records (start, heartbeat, stop) measure silence: the
+/// others carry the time their event happened, and a frozen agent's
+/// backlog, written when it thaws, would cover the time it was frozen.
 pub(super) fn judge(marks: &[Mark]) -> Judged {
     let (run_of, interval) = run_intervals(marks);
     let mut out = Judged::default();
-    for (k, pair) in marks.windows(2).enumerate() {
-        let (a, b) = (&pair[0], &pair[1]);
+    let own: Vec<usize> = (0..marks.len())
+        .filter(|&i| marks[i].agent.is_some())
+        .collect();
+    for pair in own.windows(2) {
+        let (k, a, b) = (pair[0], &marks[pair[0]], &marks[pair[1]]);
         let Some(interval_s) = interval[run_of[k]] else {
             continue;
         };
@@ -181,7 +187,8 @@ pub(super) fn judge(marks: &[Mark]) -> Judged {
         }),
         _ => None,
     });
-    if let (Some(last), Some(&run)) = (marks.last(), run_of.last())
+    let last_own = own.last().map(|&i| (&marks[i], run_of[i]));
+    if let Some((last, run)) = last_own
         && last.agent != Some(AgentEvent::Stopped)
         && let (Some(interval_s), Some(time_ns)) = (interval[run], last.time_ns)
     {
@@ -240,17 +247,19 @@ mod tests {
     fn steady_heartbeats_are_not_silence_and_a_long_gap_is() {
         let mut marks = vec![started(1, 0, Some(5))];
         marks.extend((1..=4).map(|i| beat(i + 1, i * 5)));
-        // 15 s is three intervals: late, not silent.
-        marks.push(at(6, 35, None));
-        assert_eq!(judge(&marks).silences, []);
-        // Then nothing for 47 s.
-        marks.push(beat(7, 82));
+        marks.push(beat(6, 35));
+        assert_eq!(judge(&marks).silences, [], "15 s: late, not silent");
+        // An event record at 60 s does not cover the gap: it carries the
+        // time its event happened, and a frozen agent writes its backlog
+        // when it thaws.
+        marks.push(at(7, 60, None));
+        marks.push(beat(8, 82));
         let j = judge(&marks);
         assert_eq!(
             j.silences,
             [Silence {
                 from_seq: 6,
-                to_seq: 7,
+                to_seq: 8,
                 seconds: 47,
                 interval_s: 5
             }]
@@ -258,8 +267,8 @@ mod tests {
         assert_eq!(
             j.last_beat,
             Some(LastBeat {
-                seq: 7,
-                time_ns: marks[6].time_ns,
+                seq: 8,
+                time_ns: marks[7].time_ns,
                 interval_s: 5
             })
         );
@@ -321,12 +330,15 @@ mod tests {
         // Heartbeats off: not judged either.
         let off = [started(1, 0, Some(0)), at(2, 1000, None)];
         assert_eq!(judge(&off).silences, []);
-        // Declared but killed (or frozen) before the first heartbeat.
+        // Declared but killed (or frozen) before the first heartbeat: the
+        // run ends open at its start record, whatever came after it.
         let early = [started(1, 0, Some(5)), at(2, 1000, None)];
-        assert_eq!(judge(&early).silences.len(), 1);
+        let end = judge(&early).open_end.expect("never stopped");
+        assert_eq!(end.seq, 1);
+        assert!(end_note(&end, T0 + i64::try_from(1000 * S).expect("small")).is_some());
         // A stream that starts mid-run learns the interval from the
-        // heartbeats, also for a gap before the first of them.
-        let mid = [at(7, 0, None), at(8, 100, None), beat(9, 105)];
+        // heartbeats, and measures from the first of the agent's records.
+        let mid = [at(7, 0, None), beat(8, 5), at(9, 100, None), beat(10, 105)];
         assert_eq!(judge(&mid).silences.len(), 1);
         // A restart with heartbeats off is judged by its own run.
         let restarted = [beat(2, 5), started(3, 6, Some(0)), at(4, 1000, None)];
