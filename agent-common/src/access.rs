@@ -116,6 +116,9 @@ pub mod access_flags {
     /// address space locked by the actor), not when the file was opened:
     /// whatever way the file was opened, passed or reached.
     pub const AT_ACCESS: u32 = 1 << 5;
+    /// The access changes the target ([`ops::WRITE`](crate::ops::WRITE)):
+    /// a read-only grant or exemption does not cover it.
+    pub const WRITES: u32 = 1 << 7;
 }
 
 /// One process acting on another: ptrace, process memory, profiling, bpf.

@@ -41,6 +41,45 @@ pub mod ops {
     pub const PERF: u32 = 1 << 3;
     /// bpf(BPF_PROG_LOAD) by a non-exempt actor.
     pub const BPF: u32 = 1 << 4;
+    /// Not a rule's op but a modifier of [`ATTACH`]: the access changes
+    /// the target (writes its memory or registers, takes one of its
+    /// descriptors, ties its life to the tracer's). A read-only exemption
+    /// or grant does not cover it ([`access_mode`]).
+    pub const WRITE: u32 = 1 << 5;
+}
+
+/// How much an exemption or a grant lets its holder do: the value of an
+/// [`EXEMPT_MAP`](crate::EXEMPT_MAP) entry.
+pub mod access_mode {
+    /// Look, not change: attach, read memory and registers, never write.
+    pub const READ: u32 = 1;
+    /// Everything the rule would deny.
+    pub const FULL: u32 = 2;
+}
+
+/// Set in a [`GRANTS_MAP`](crate::GRANTS_MAP) value (an expiry in boot-time
+/// ns, far below 2^63): the grant is read-only.
+pub const GRANT_READ_ONLY: u64 = 1 << 63;
+
+/// Whether ptrace `request` with `data` changes the tracee (x86-64
+/// request numbers): its memory (POKE*), registers (SET*REGS*, POKEUSER,
+/// thread area, fs/gs base), signal state (SETSIGINFO, SETSIGMASK),
+/// whether its syscalls run (SYSEMU*, syscall user dispatch), its life
+/// (KILL; EXITKILL set at SEIZE or SETOPTIONS, which kills it when the
+/// tracer goes). Everything else reads or steers a stopped tracee the way
+/// a backtrace does (CONT, DETACH, INTERRUPT, LISTEN).
+pub const fn ptrace_writes(request: u64, data: u64) -> bool {
+    const PTRACE_O_EXITKILL: u64 = 0x0010_0000;
+    const ARCH_SET_GS: u64 = 0x1001;
+    const ARCH_SET_FS: u64 = 0x1002;
+    match request {
+        4..=6 | 8 | 13 | 15 | 19 | 26 | 31 | 32 | 0x4203 | 0x4205 | 0x420b | 0x4210 => true,
+        // PTRACE_ARCH_PRCTL: `data` is the arch_prctl code.
+        30 => data == ARCH_SET_GS || data == ARCH_SET_FS,
+        // PTRACE_SETOPTIONS, PTRACE_SEIZE: `data` holds the options.
+        0x4200 | 0x4206 => data & PTRACE_O_EXITKILL != 0,
+        _ => false,
+    }
 }
 
 /// One compiled deny rule, indexed by its slot in [`KRULES_MAP`](crate::KRULES_MAP).
@@ -257,3 +296,36 @@ layout!(
     dev: u32,
     bank: u32,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::ptrace_writes;
+
+    #[test]
+    fn ptrace_requests_that_change_the_tracee() {
+        const EXITKILL: u64 = 0x0010_0000;
+        // POKETEXT/DATA/USER, KILL, SETREGS, SETFPREGS, SETFPXREGS,
+        // SET_THREAD_AREA, SYSEMU*, SETSIGINFO, SETREGSET, SETSIGMASK,
+        // SET_SYSCALL_USER_DISPATCH_CONFIG.
+        for req in [
+            4, 5, 6, 8, 13, 15, 19, 26, 31, 32, 0x4203, 0x4205, 0x420b, 0x4210,
+        ] {
+            assert!(ptrace_writes(req, 0), "{req:#x}");
+        }
+        // PEEK*, CONT, SINGLESTEP, GETREGS, ATTACH, DETACH, SYSCALL,
+        // GETEVENTMSG, GETSIGINFO, GETREGSET, INTERRUPT, LISTEN,
+        // GET_SYSCALL_INFO: what gdb's backtrace and strace use.
+        for req in [
+            1, 2, 3, 7, 9, 12, 14, 16, 17, 24, 0x4201, 0x4202, 0x4204, 0x4207, 0x4208, 0x420e,
+        ] {
+            assert!(!ptrace_writes(req, 0), "{req:#x}");
+        }
+        // SEIZE and SETOPTIONS only with EXITKILL (strace seizes without).
+        assert!(!ptrace_writes(0x4206, 0x1 | 0x80));
+        assert!(ptrace_writes(0x4206, EXITKILL));
+        assert!(ptrace_writes(0x4200, EXITKILL | 0x1));
+        assert!(!ptrace_writes(0x4200, 0x1));
+        // ARCH_PRCTL sets fs/gs base with ARCH_SET_GS/FS, reads with GET.
+        assert!(ptrace_writes(30, 0x1002) && !ptrace_writes(30, 0x1003));
+    }
+}

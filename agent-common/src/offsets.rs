@@ -158,7 +158,8 @@ pub struct KernelOffsets {
     pub pt_regs_syscall_nr: u32,
     /// This architecture's numbers of the syscalls that read or write a
     /// descriptor (read, pread64, readv, ...), in which a lock of another
-    /// process's address space is a read or write of its `mem` file.
+    /// process's address space is a read or write of its `mem` file: the
+    /// readers at even indexes, each one's writing twin after it.
     pub sys_file_rw: [u32; 10],
     /// ptrace, process_vm_readv, process_vm_writev: judged by their own
     /// hooks, not at the lock.
@@ -179,7 +180,9 @@ pub struct KernelOffsets {
     pub sk_v6_rcv_saddr: u32,
     /// `inode.i_rdev`: which device a device file is (/dev/mem).
     pub inode_i_rdev: u32,
-    pub _pad_offsets: u32,
+    /// This architecture's number of `pidfd_getfd`: BPF-LSM sees it only
+    /// as a PTRACE_MODE_ATTACH check, and must know it takes a descriptor.
+    pub sys_pidfd_getfd: u32,
 }
 
 layout!(
@@ -288,7 +291,7 @@ layout!(
     sk_rcv_saddr: u32,
     sk_v6_rcv_saddr: u32,
     inode_i_rdev: u32,
-    _pad_offsets: u32,
+    sys_pidfd_getfd: u32,
 );
 
 impl KernelOffsets {
@@ -397,6 +400,6 @@ impl KernelOffsets {
         sk_rcv_saddr: OFFSET_ABSENT,
         sk_v6_rcv_saddr: OFFSET_ABSENT,
         inode_i_rdev: OFFSET_ABSENT,
-        _pad_offsets: 0,
+        sys_pidfd_getfd: OFFSET_ABSENT,
     };
 }

@@ -63,6 +63,8 @@ pub struct PolicyDetail {
     pub inventory: bool,
     /// exec: the switches, as policy names them (`jdwp`, `jdwp:any_address`).
     pub debug_switches: Vec<String>,
+    /// The access changes the target (the kernel's judgement).
+    pub writes: bool,
 }
 
 pub use agent_common::SELF_PROTECTION as SELF_PROTECTION_SLOT;
@@ -203,15 +205,67 @@ impl Decider {
             && matches!(kind, Kind::Ptrace | Kind::MemAccess)
             && detail.via.as_deref() != Some("proc_environ");
         let result = detail.result.clone();
-        let v = self.kernel_verdict(enforcement, slot).or_else(|| {
-            if on_agent {
-                return Some(self.self_protection(result.as_deref()));
-            }
-            self.decide(kind, actor, target, detail)
-                .or_else(|| tamper.then(Self::tamper_alert))
-        });
+        let v = match self.kernel_verdict(enforcement, slot) {
+            Some(v) => Some(self.explain_kernel_denial(v, kind, actor, target, detail)),
+            None if on_agent => Some(self.self_protection(result.as_deref())),
+            None => self
+                .decide(kind, actor, target, detail)
+                .or_else(|| tamper.then(Self::tamper_alert)),
+        };
         if let Some(g) = v.as_ref().and_then(|v| v.grant_id.clone()) {
             self.grant_uses.push(g);
+        }
+        v
+    }
+
+    /// A denial the kernel made, told to the person who met it: the
+    /// journal line with the way to get access, and, when their grant or
+    /// role covered the target read-only and the action changed it, that
+    /// in the record's reason too.
+    fn explain_kernel_denial(
+        &mut self,
+        mut v: Verdict,
+        kind: Kind,
+        actor: &Actor,
+        target: Option<&Target>,
+        detail: PolicyDetail,
+    ) -> Verdict {
+        if v.rule.as_deref() == Some("self-protection") {
+            return v;
+        }
+        let ev = policy_event(kind, actor, target, detail);
+        let grants = self.grants.clone();
+        let guard = grants.as_ref().map(|g| g.lock());
+        let no_grants = NoGrants;
+        let lookup: &dyn policy::GrantLookup = match &guard {
+            Some(Ok(store)) => &**store,
+            _ => &no_grants,
+        };
+        let ctx = EvalContext {
+            now: chrono::Utc::now(),
+            grants: lookup,
+        };
+        let d = self.set.evaluate(&ev, &ctx);
+        // The policy's own reading of the event names the read-only grant
+        // or role when it agrees with the kernel on the rule.
+        let read_only = d.read_only.filter(|_| d.rule == v.rule.as_deref());
+        if let (Some(ro), Some(reason)) = (read_only, v.reason.as_mut()) {
+            reason.push_str("; ");
+            reason.push_str(&policy::read_only_note(&ev, ro));
+        }
+        let reason = v.reason.clone().unwrap_or_default();
+        let ruling = policy::Ruling {
+            action: Action::Deny,
+            rule: v.rule.as_deref(),
+            severity: d.severity,
+            reason: &reason,
+            grant_id: None,
+            tags: &[],
+            read_only,
+        };
+        let key = FoldKey::new(&ev, &ruling);
+        if self.folder.offer(key, Instant::now()) == FoldOutcome::Emit {
+            tracing::warn!(target: "debugmon::decision", "{}", policy::human_line(&ev, &ruling));
         }
         v
     }
@@ -314,21 +368,7 @@ impl Decider {
         target: Option<&Target>,
         detail: PolicyDetail,
     ) -> Option<Verdict> {
-        let ev = PolicyEvent {
-            kind,
-            actor: policy_actor(actor),
-            target: target.filter(|t| t.known).map(policy_target),
-            detail: Detail {
-                debugger: detail.debugger,
-                ptrace_request: detail.ptrace_request,
-                via: detail.via,
-                access: detail.access,
-                prog_type: detail.prog_type,
-                result: detail.result,
-                inventory: detail.inventory.then_some(true),
-                debug_switches: detail.debug_switches,
-            },
-        };
+        let ev = policy_event(kind, actor, target, detail);
         let guard = self.grants.as_ref().map(|g| g.lock());
         let no_grants = NoGrants;
         let lookup: &dyn policy::GrantLookup = match &guard {
@@ -362,6 +402,10 @@ impl Decider {
             ),
             _ => d.reason.to_owned(),
         };
+        let reason = match d.read_only {
+            Some(ro) => format!("{reason}; {}", policy::read_only_note(&ev, ro)),
+            None => reason,
+        };
         if d.action != Action::Allow {
             let key = FoldKey::new(&ev, &d);
             if self.folder.offer(key, Instant::now()) == FoldOutcome::Emit {
@@ -377,6 +421,31 @@ impl Decider {
             grant_id: d.grant_id.map(str::to_owned),
             tags: d.tags.to_vec(),
         })
+    }
+}
+
+/// The event as policy sees it.
+fn policy_event(
+    kind: Kind,
+    actor: &Actor,
+    target: Option<&Target>,
+    detail: PolicyDetail,
+) -> PolicyEvent {
+    PolicyEvent {
+        kind,
+        actor: policy_actor(actor),
+        target: target.filter(|t| t.known).map(policy_target),
+        detail: Detail {
+            debugger: detail.debugger,
+            ptrace_request: detail.ptrace_request,
+            via: detail.via,
+            access: detail.access,
+            prog_type: detail.prog_type,
+            result: detail.result,
+            inventory: detail.inventory.then_some(true),
+            debug_switches: detail.debug_switches,
+            writes: detail.writes.then_some(true),
+        },
     }
 }
 

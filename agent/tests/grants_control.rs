@@ -56,6 +56,7 @@ async fn grant_list_revoke_and_refuse_non_root() {
             target: "unit:postgresql.service".into(),
             duration: "30m".into(),
             reason: "INC-1234".into(),
+            mode: None,
         },
     )
     .await
@@ -65,6 +66,11 @@ async fn grant_list_revoke_and_refuse_non_root() {
     assert_eq!(g.user, "alice");
     assert_eq!(g.target.to_string(), "unit:postgresql.service");
     assert_eq!((g.expires - g.created).num_minutes(), 30);
+    assert_eq!(
+        g.mode,
+        agent::grants::AccessMode::Full,
+        "full is the default"
+    );
     match events.recv().await.unwrap() {
         ControlEvent::Grant(e) => assert_eq!(
             (e.event, e.grant.id),
@@ -80,6 +86,7 @@ async fn grant_list_revoke_and_refuse_non_root() {
             target: "any".into(),
             duration: "5h".into(),
             reason: "x".into(),
+            mode: None,
         },
     )
     .await
@@ -90,8 +97,51 @@ async fn grant_list_revoke_and_refuse_non_root() {
         Some("grant of 5h refused: longer than the maximum of 4h")
     );
 
+    let bad_mode = control::request(
+        &sock,
+        &Request::Grant {
+            user: "alice".into(),
+            target: "any".into(),
+            duration: "5m".into(),
+            reason: "x".into(),
+            mode: Some("write".into()),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!bad_mode.ok);
+    assert_eq!(
+        bad_mode.error.as_deref(),
+        Some("bad access mode `write`: expected read or full")
+    );
+
+    let read = control::request(
+        &sock,
+        &Request::Grant {
+            user: "bob".into(),
+            target: "unit:postgresql.service".into(),
+            duration: "10m".into(),
+            reason: "INC-1235".into(),
+            mode: Some("read".into()),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(read.ok, "{read:?}");
+    assert_eq!(read.grant.unwrap().mode, agent::grants::AccessMode::Read);
+    let _ = events.recv().await.unwrap();
+
     let list = control::request(&sock, &Request::List).await.unwrap();
-    assert_eq!(list.grants.unwrap().len(), 1);
+    assert_eq!(list.grants.unwrap().len(), 2);
+    control::request(
+        &sock,
+        &Request::Revoke {
+            id: read_id(&store),
+        },
+    )
+    .await
+    .unwrap();
+    let _ = events.recv().await.unwrap();
 
     let rev = control::request(&sock, &Request::Revoke { id: g.id.clone() })
         .await
@@ -150,4 +200,16 @@ async fn grant_list_revoke_and_refuse_non_root() {
 
     stop.send(()).unwrap();
     server.await.unwrap();
+}
+
+/// The id of the one read-only grant in the store.
+fn read_id(store: &Mutex<agent::grants::GrantStore>) -> String {
+    let store = store.lock().unwrap();
+    let g = store.list();
+    let read: Vec<_> = g
+        .iter()
+        .filter(|g| g.mode == agent::grants::AccessMode::Read)
+        .collect();
+    assert_eq!(read.len(), 1);
+    read[0].id.clone()
 }

@@ -184,6 +184,7 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
         io_uring: true,
         at_access: true,
         refused: false,
+        writes: true,
         target_host_pid: Some(40),
         ppid: 1,
         creds: Creds::default(),

@@ -122,7 +122,14 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
                 .args([
                     "--test", "enforce", "--test", "delivery", "--test", "evasion",
                 ])
-                .args(["--test", "quiet", "--test", "interfaces"])
+                .args([
+                    "--test",
+                    "quiet",
+                    "--test",
+                    "interfaces",
+                    "--test",
+                    "readonly",
+                ])
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),
         )?;

@@ -17,9 +17,9 @@ pub(crate) mod identity;
 pub(crate) mod protect;
 
 use agent_common::{
-    AGENT_OBJECTS_ENTRIES, CommKey, ENFORCE_SLOTS, ExemptKey, GrantKey, IdentityKey, InodeKey,
-    KRULES_BANK, KRULES_MAX, KRule, ObjectKey, PROTECT_ENTRIES, PidKey, Protected, SELF_PROTECTION,
-    enforce_slot, grant_scope, krule_flags, ops,
+    AGENT_OBJECTS_ENTRIES, CommKey, ENFORCE_SLOTS, ExemptKey, GRANT_READ_ONLY, GrantKey,
+    IdentityKey, InodeKey, KRULES_BANK, KRULES_MAX, KRule, ObjectKey, PROTECT_ENTRIES, PidKey,
+    Protected, SELF_PROTECTION, access_mode, enforce_slot, grant_scope, krule_flags, ops,
 };
 use aya_ebpf::{
     helpers::generated::bpf_ktime_get_boot_ns,
@@ -101,11 +101,15 @@ fn enabled(r: &KRule) -> bool {
 }
 
 /// True when `uid` (a login uid, else a uid) may act on process `p` despite
-/// rule `slot`: exempt, or holding an unexpired grant over it.
+/// rule `slot`: exempt, or holding an unexpired grant over it. A `write`
+/// (an [`ops::WRITE`] access) needs a full exemption or grant; a
+/// read-only one covers only looking.
 #[inline(always)]
-fn excused(slot: u32, r: &KRule, p: &Protected, uid: u32) -> bool {
+fn excused(slot: u32, r: &KRule, p: &Protected, uid: u32, write: bool) -> bool {
     // SAFETY: map lookup with a key on the stack.
-    if unsafe { EXEMPT.get(ExemptKey { slot, uid }) }.is_some() {
+    if let Some(&mode) = unsafe { EXEMPT.get(ExemptKey { slot, uid }) }
+        && (!write || mode != access_mode::READ)
+    {
         return true;
     }
     if r.flags & krule_flags::HONOR_GRANTS == 0 {
@@ -135,8 +139,9 @@ fn excused(slot: u32, r: &KRule, p: &Protected, uid: u32) -> bool {
     ];
     for k in &keys {
         // SAFETY: map lookup with a key on the stack.
-        if let Some(&expiry) = unsafe { GRANTS.get(k) }
-            && expiry > now
+        if let Some(&v) = unsafe { GRANTS.get(k) }
+            && v & !GRANT_READ_ONLY > now
+            && (!write || v & GRANT_READ_ONLY == 0)
         {
             return true;
         }
@@ -144,8 +149,9 @@ fn excused(slot: u32, r: &KRule, p: &Protected, uid: u32) -> bool {
     false
 }
 
-/// Rule slot that denies `op` on process `p` to actor `uid`, or
-/// [`NO_SLOT`]. The agent's own protection admits no exemption.
+/// Rule slot that denies `op` (with [`ops::WRITE`] for an access that
+/// changes the target) on process `p` to actor `uid`, or [`NO_SLOT`]. The
+/// agent's own protection admits no exemption.
 #[inline(always)]
 pub(crate) fn decide(p: &Protected, op: u32, uid: u32) -> u32 {
     if p.slot == SELF_PROTECTION {
@@ -156,7 +162,8 @@ pub(crate) fn decide(p: &Protected, op: u32, uid: u32) -> u32 {
         };
     }
     let r = rule(p.slot);
-    if !enabled(&r) || r.ops & op == 0 || excused(p.slot, &r, p, uid) {
+    let write = op & ops::WRITE != 0;
+    if !enabled(&r) || r.ops & op & !ops::WRITE == 0 || excused(p.slot, &r, p, uid, write) {
         return NO_SLOT;
     }
     p.slot
@@ -183,7 +190,7 @@ pub(crate) fn decide_actor(op: u32, uid: u32) -> u32 {
         }
         if r.flags & krule_flags::ACTOR_ONLY != 0
             && r.ops & op != 0
-            && !excused(slot, &r, &none, uid)
+            && !excused(slot, &r, &none, uid, false)
         {
             return slot;
         }
@@ -207,7 +214,7 @@ pub(crate) fn decide_exec(ino: u64, dev: u32, uid: u32) -> u32 {
     }
     let r = rule(slot);
     let none = Protected::default();
-    if !enabled(&r) || r.ops & ops::EXEC == 0 || excused(slot, &r, &none, uid) {
+    if !enabled(&r) || r.ops & ops::EXEC == 0 || excused(slot, &r, &none, uid, false) {
         return NO_SLOT;
     }
     slot

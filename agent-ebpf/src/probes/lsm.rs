@@ -10,8 +10,14 @@
 //! programs, maps and links are refused for everyone but the agent itself,
 //! pid 1 for signals (so `systemctl stop` works) and the kernel.
 
-use agent_common::{AccessKind, Enforcement, Protected, SELF_PROTECTION, ops};
-use aya_ebpf::{helpers::generated::bpf_get_current_task, macros::lsm, programs::LsmContext};
+use agent_common::{
+    AccessKind, Enforcement, OFFSET_ABSENT, Protected, SELF_PROTECTION, ops, ptrace_writes,
+};
+use aya_ebpf::{
+    helpers::generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_task_pt_regs},
+    macros::lsm,
+    programs::LsmContext,
+};
 
 use crate::{
     enforce::{
@@ -48,6 +54,31 @@ fn refuse(slot: u32, event: impl FnOnce()) -> i32 {
     -EPERM
 }
 
+/// Whether the syscall the current task is in changes the process it
+/// names ([`ops::WRITE`]): process_vm_writev, pidfd_getfd, a ptrace
+/// request that writes (PTRACE_SEIZE with EXITKILL). The hook itself sees
+/// only "a PTRACE_MODE_ATTACH access"; the syscall and its arguments say
+/// which.
+#[inline(always)]
+fn syscall_writes() -> bool {
+    let off = offsets();
+    if off.pt_regs_syscall_nr == OFFSET_ABSENT {
+        return false;
+    }
+    // SAFETY: helpers without preconditions; the task pointer is the
+    // BTF-typed current task the second one requires.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
+    let nr = read_or_zero::<u64>(regs, off.pt_regs_syscall_nr) as u32;
+    if nr == off.sys_own_hook[2] || nr == off.sys_pidfd_getfd {
+        return true;
+    }
+    nr == off.sys_own_hook[0]
+        && ptrace_writes(
+            read_or_zero::<u64>(regs, off.sys_args[0]),
+            read_or_zero::<u64>(regs, off.sys_args[3]),
+        )
+}
+
 #[lsm(hook = "ptrace_access_check")]
 pub(crate) fn lsm_ptrace_access_check(ctx: LsmContext) -> i32 {
     let child: *const u8 = ctx.arg(0);
@@ -62,6 +93,9 @@ pub(crate) fn lsm_ptrace_access_check(ctx: LsmContext) -> i32 {
         SELF_PROTECTION
     } else {
         match protect::of_task_or_identity(child) {
+            Some(p) if syscall_writes() => {
+                enforce::decide(&p, ops::ATTACH | ops::WRITE, actor_uid())
+            }
             Some(p) => enforce::decide(&p, ops::ATTACH, actor_uid()),
             None => NO_SLOT,
         }

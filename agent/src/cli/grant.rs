@@ -29,6 +29,10 @@ pub struct Args {
     /// Why: a ticket or incident id
     #[arg(long)]
     reason: Option<String>,
+    /// read: attach and look (backtraces, strace, perf, gcore), never
+    /// write the target's memory or registers; full: everything
+    #[arg(long, value_parser = ["read", "full"], default_value = "full")]
+    mode: String,
     /// Control socket of the agent
     #[arg(long, default_value = "/run/debugmon/control.sock")]
     socket: PathBuf,
@@ -54,6 +58,7 @@ pub fn main(a: Args) -> ExitCode {
                 target,
                 duration,
                 reason,
+                mode: Some(a.mode),
             },
             _ => {
                 eprintln!("debugmon grant: --user, --target, --for and --reason are all required");
@@ -92,10 +97,11 @@ fn print_response(r: &Response) -> ExitCode {
     }
     if let Some(g) = &r.grant {
         println!(
-            "grant {} for {} on {} until {} ({})",
+            "grant {} for {} on {} ({}) until {} ({})",
             g.id,
             g.user,
             g.target,
+            g.mode.as_str(),
             g.expires.to_rfc3339(),
             g.reason
         );
@@ -106,10 +112,11 @@ fn print_response(r: &Response) -> ExitCode {
         }
         for g in list {
             println!(
-                "{}  {}  {}  until {}  {}",
+                "{}  {}  {}  {}  until {}  {}",
                 g.id,
                 g.user,
                 g.target,
+                g.mode.as_str(),
                 g.expires.to_rfc3339(),
                 g.reason
             );

@@ -331,7 +331,7 @@ impl KernelBtf {
             sk_rcv_saddr: opt("sock_common", "skc_rcv_saddr")?,
             sk_v6_rcv_saddr: opt("sock_common", "skc_v6_rcv_saddr")?,
             inode_i_rdev: self.required("inode", "i_rdev")?,
-            _pad_offsets: 0,
+            sys_pidfd_getfd: libc::SYS_pidfd_getfd as u32,
         })
     }
 }

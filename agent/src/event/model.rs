@@ -153,6 +153,10 @@ pub struct AccessInfo {
     pub io_uring: bool,
     /// Seen as the memory was about to be read or written, not at the open.
     pub at_access: bool,
+    /// The access changes the target (writes its memory or registers,
+    /// takes a descriptor, sets EXITKILL): a read-only grant does not
+    /// cover it.
+    pub writes: bool,
     /// An aggregate of calls the kernel refused on its own (attempts, over
     /// whatever targets they named).
     pub refused: bool,

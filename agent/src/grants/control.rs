@@ -19,7 +19,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::{Grant, GrantError, GrantEvent, GrantStore, GrantTarget, parse_duration};
+use super::{AccessMode, Grant, GrantError, GrantEvent, GrantStore, GrantTarget, parse_duration};
 
 pub const DEFAULT_SOCKET: &str = "/run/debugmon/control.sock";
 
@@ -51,6 +51,9 @@ pub enum Request {
         #[serde(rename = "for")]
         duration: String,
         reason: String,
+        /// `read` or `full`; full when absent (clients from before modes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<String>,
     },
     List,
     Revoke {
@@ -218,9 +221,11 @@ fn handle(store: &Mutex<GrantStore>, req: Request) -> (Response, Option<GrantEve
             target,
             duration,
             reason,
+            mode,
         } => {
             let target: GrantTarget = target.parse()?;
-            let ev = store.grant(&user, target, parse_duration(&duration)?, &reason)?;
+            let mode: AccessMode = mode.as_deref().unwrap_or("full").parse()?;
+            let ev = store.grant(&user, target, mode, parse_duration(&duration)?, &reason)?;
             let resp = Response {
                 ok: true,
                 grant: Some(ev.grant.clone()),

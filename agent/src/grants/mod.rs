@@ -15,12 +15,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::store::{Clock, GrantStore, ManualClock, SystemClock};
-pub use crate::policy::grant::{BadTarget, Grant, GrantTarget};
+pub use crate::policy::grant::{AccessMode, BadMode, BadTarget, Grant, GrantTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
     #[error(transparent)]
     BadTarget(#[from] BadTarget),
+    #[error(transparent)]
+    BadMode(#[from] BadMode),
     #[error("bad duration `{0}`: expected e.g. 90s, 30m, 2h or 1h30m")]
     BadDuration(String),
     #[error("grant of {requested} refused: longer than the maximum of {max}")]

@@ -16,7 +16,9 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, format_duration};
+use super::{
+    AccessMode, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, format_duration,
+};
 use crate::policy::{GrantLookup, event::Target};
 
 pub const DEFAULT_PATH: &str = "/var/lib/debugmon/grants.json";
@@ -124,6 +126,7 @@ impl GrantStore {
         &mut self,
         user: &str,
         target: GrantTarget,
+        mode: AccessMode,
         dur: Duration,
         reason: &str,
     ) -> Result<GrantEvent, GrantError> {
@@ -154,6 +157,7 @@ impl GrantStore {
             id: new_id(created, &self.path)?,
             user: user.to_owned(),
             target,
+            mode,
             reason: reason.to_owned(),
             created,
             expires,
@@ -278,11 +282,18 @@ fn new_id(now: DateTime<Utc>, path: &Path) -> Result<String, GrantError> {
 }
 
 impl GrantLookup for GrantStore {
+    /// A full grant when one covers the target, else a read-only one.
     fn active_for(&self, user: &str, target: Option<&Target>) -> Option<&Grant> {
         let now = self.clock.now();
-        self.grants
+        let mut active = self
+            .grants
             .iter()
-            .find(|g| g.user == user && g.expires > now && g.covers(target))
+            .filter(|g| g.user == user && g.expires > now && g.covers(target));
+        let first = active.next()?;
+        if first.mode == AccessMode::Full {
+            return Some(first);
+        }
+        Some(active.find(|g| g.mode == AccessMode::Full).unwrap_or(first))
     }
 }
 
@@ -314,7 +325,13 @@ mod tests {
         assert!(ev.is_empty());
         let t = GrantTarget::Unit("pg.service".into());
         let created = s
-            .grant("alice", t.clone(), Duration::from_secs(1800), "INC-1")
+            .grant(
+                "alice",
+                t.clone(),
+                AccessMode::Full,
+                Duration::from_secs(1800),
+                "INC-1",
+            )
             .unwrap();
         assert_eq!(created.event, GrantEventKind::Created);
         let id = created.grant.id.clone();
@@ -359,10 +376,22 @@ mod tests {
         let path = dir.path().join("grants.json");
         let c = clock();
         let (mut s, _) = GrantStore::open(&path, DEFAULT_MAX, c.clone()).unwrap();
-        s.grant("alice", GrantTarget::Any, Duration::from_secs(60), "x")
-            .unwrap();
-        s.grant("bob", GrantTarget::Pid(7), Duration::from_secs(3600), "y")
-            .unwrap();
+        s.grant(
+            "alice",
+            GrantTarget::Any,
+            AccessMode::Full,
+            Duration::from_secs(60),
+            "x",
+        )
+        .unwrap();
+        s.grant(
+            "bob",
+            GrantTarget::Pid(7),
+            AccessMode::Full,
+            Duration::from_secs(3600),
+            "y",
+        )
+        .unwrap();
         drop(s);
         c.advance(Duration::from_secs(61));
         let (s, ev) = GrantStore::open(&path, DEFAULT_MAX, c).unwrap();
@@ -379,6 +408,7 @@ mod tests {
             .grant(
                 "alice",
                 GrantTarget::Any,
+                AccessMode::Full,
                 Duration::from_secs(5 * 3600),
                 "x",
             )
@@ -388,12 +418,24 @@ mod tests {
             "grant of 5h refused: longer than the maximum of 4h"
         );
         assert!(matches!(
-            s.grant("alice", GrantTarget::Any, Duration::from_secs(60), " "),
+            s.grant(
+                "alice",
+                GrantTarget::Any,
+                AccessMode::Full,
+                Duration::from_secs(60),
+                " "
+            ),
             Err(GrantError::Empty("reason"))
         ));
         assert!(matches!(s.revoke("nope"), Err(GrantError::UnknownGrant(_))));
         let g = s
-            .grant("alice", GrantTarget::Any, Duration::from_secs(60), "x")
+            .grant(
+                "alice",
+                GrantTarget::Any,
+                AccessMode::Full,
+                Duration::from_secs(60),
+                "x",
+            )
             .unwrap();
         assert_eq!(
             s.revoke(&g.grant.id).unwrap().event,

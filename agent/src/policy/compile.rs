@@ -132,6 +132,21 @@ impl Compiler {
                         let r = &mut self.roles[i].1;
                         r.users.extend(spec.users);
                         r.groups.extend(spec.groups);
+                        match (r.access, spec.access) {
+                            (Some(a), Some(b)) if a != b => self.diag(
+                                fi,
+                                files,
+                                k.pos,
+                                format!(
+                                    "role {name} is declared with access {} elsewhere and {} here: \
+                                     say it once",
+                                    a.as_str(),
+                                    b.as_str()
+                                ),
+                            ),
+                            (None, b) => r.access = b,
+                            _ => {}
+                        }
                     }
                     None if self.roles.len() == MAX_ROLES => self.diag(
                         fi,
@@ -487,8 +502,12 @@ impl Compiler {
         let mut user_roles: FastMap<Box<str>, u128> = FastMap::default();
         let mut group_roles: FastMap<Box<str>, u128> = FastMap::default();
         let mut role_names = Vec::new();
+        let mut read_roles = 0u128;
         for (i, (name, spec)) in self.roles.iter().enumerate() {
             role_names.push(name.as_str().into());
+            if spec.access == Some(super::access::AccessMode::Read) {
+                read_roles |= 1 << i;
+            }
             for u in &spec.users {
                 *user_roles.entry(u.as_str().into()).or_default() |= 1 << i;
             }
@@ -504,6 +523,7 @@ impl Compiler {
             rules: self.rules,
             index,
             role_names,
+            read_roles,
             user_roles,
             group_roles,
             debuggers,

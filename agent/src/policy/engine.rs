@@ -59,6 +59,18 @@ pub struct Ruling<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<&'a str>,
     pub tags: &'a [String],
+    /// The action changes its target, and the actor's grant or role would
+    /// have covered it but is read-only: what to tell them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<ReadOnly<'a>>,
+}
+
+/// A read-only grant or role that covered the target but not the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "by", content = "name", rename_all = "snake_case")]
+pub enum ReadOnly<'a> {
+    Grant(&'a str),
+    Role(&'a str),
 }
 
 pub const REASON_NO_MATCH: &str = "no rule matched (log only)";
@@ -73,6 +85,7 @@ impl Ruling<'_> {
             reason: REASON_NO_MATCH,
             grant_id: None,
             tags: &[],
+            read_only: None,
         }
     }
 }
@@ -92,7 +105,9 @@ pub(crate) enum Outcome<'a> {
     /// Condition `i` (in `rule.conds`) does not hold.
     Failed(usize),
     Exempt(Exemption<'a>),
-    Fires,
+    /// It fires; with the read-only grant or role that covered the target
+    /// but not this change, if one did.
+    Fires(Option<ReadOnly<'a>>),
 }
 
 /// Per-thread buffers so evaluation does not allocate.
@@ -329,6 +344,7 @@ impl PolicySet {
         ctx: &EvalContext<'a>,
     ) -> Ruling<'a> {
         let mut best: Option<&Rule> = None;
+        let mut read_only = None;
         let mut granted: Option<(&Rule, &Grant)> = None;
         for ri in candidates {
             if best.is_some_and(|b| (b.action, b.severity) >= self.rank[ri as usize]) {
@@ -338,7 +354,10 @@ impl PolicySet {
             }
             let rule = &self.rules[ri as usize];
             match self.outcome(rule, facts, ctx) {
-                Outcome::Fires => best = Some(rule),
+                Outcome::Fires(ro) => {
+                    best = Some(rule);
+                    read_only = ro;
+                }
                 Outcome::Exempt(Exemption::Grant(g)) if granted.is_none() => {
                     granted = Some((rule, g));
                 }
@@ -354,6 +373,7 @@ impl PolicySet {
                 reason: r.title.as_deref().unwrap_or(&r.name),
                 grant_id,
                 tags: &r.tags,
+                read_only,
             },
             (None, Some((r, _))) => Ruling {
                 action: Action::Allow,
@@ -362,6 +382,7 @@ impl PolicySet {
                 reason: REASON_GRANTED,
                 grant_id,
                 tags: &r.tags,
+                read_only: None,
             },
             (None, None) => Ruling::default_allow(),
         }
@@ -407,8 +428,21 @@ impl PolicySet {
             return Outcome::Failed(i);
         }
         let u = &rule.unless;
-        if u.roles != 0 && facts.roles() & u.roles != 0 {
-            return Outcome::Exempt(Exemption::Role(facts.roles() & u.roles));
+        let writes = facts.ev.writes();
+        let mut read_only = None;
+        let held = facts.roles() & u.roles;
+        if held != 0 {
+            // A change of the target needs a role that is not read-only.
+            let enough = if writes {
+                held & !self.read_roles
+            } else {
+                held
+            };
+            if enough != 0 {
+                return Outcome::Exempt(Exemption::Role(enough));
+            }
+            let bit = held.trailing_zeros() as usize;
+            read_only = self.role_names.get(bit).map(|n| ReadOnly::Role(n));
         }
         if facts.any(Source::Person, &u.users) {
             return Outcome::Exempt(Exemption::User);
@@ -435,10 +469,13 @@ impl PolicySet {
                     ctx.grants.active_for(u, ev.target.as_ref())
                 });
             if let Some(g) = g {
-                return Outcome::Exempt(Exemption::Grant(g));
+                if g.mode.covers(writes) {
+                    return Outcome::Exempt(Exemption::Grant(g));
+                }
+                read_only = Some(ReadOnly::Grant(&g.id));
             }
         }
-        Outcome::Fires
+        Outcome::Fires(read_only)
     }
 
     /// The debugger class of a program from the `debuggers:` lists: the

@@ -77,6 +77,9 @@ pub struct Detail {
     /// with, as `INTERFACE` and, where one applies, `INTERFACE:RISK`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub debug_switches: Vec<String>,
+    /// The access changes the target (set by the kernel: a ptrace request
+    /// that writes, EXITKILL, a write through `/proc/PID/mem`).
+    pub writes: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -149,6 +152,18 @@ impl EventClass {
 }
 
 impl PolicyEvent {
+    /// Whether the action changes its target, which a read-only grant or
+    /// role does not cover: process_vm_writev and pidfd_getfd always; a
+    /// ptrace request or a `/proc/PID/mem` access when the kernel said so
+    /// (a writing open alone is not a write: the kernel judges each write
+    /// through it, and under BPF-LSM refuses the open).
+    pub fn writes(&self) -> bool {
+        let d = &self.detail;
+        d.writes == Some(true)
+            || (self.kind == Kind::MemAccess
+                && matches!(d.via.as_deref(), Some("process_vm_writev" | "pidfd_getfd")))
+    }
+
     /// Parses a record (one JSON object).
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(json)

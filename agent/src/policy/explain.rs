@@ -7,7 +7,7 @@ use std::{fmt, path::PathBuf};
 
 use super::{
     diag::Pos,
-    engine::{EvalContext, Exemption, Facts, Outcome, Ruling, with_scratch},
+    engine::{EvalContext, Exemption, Facts, Outcome, ReadOnly, Ruling, with_scratch},
     event::{EventClass, PolicyEvent},
     index::Source,
     set::{Cond, Flag, IdField, PolicySet},
@@ -59,8 +59,8 @@ pub fn explain<'a>(
                         Verdict::NoMatch(why_not(set, &mut facts, &rule.conds[i]))
                     }
                     Outcome::Exempt(e) => Verdict::Exempt(exemption(set, &e)),
-                    Outcome::Fires if decision.rule == Some(&*rule.name) => Verdict::Decided,
-                    Outcome::Fires => Verdict::Outranked,
+                    Outcome::Fires(_) if decision.rule == Some(&*rule.name) => Verdict::Decided,
+                    Outcome::Fires(_) => Verdict::Outranked,
                 };
                 RuleVerdict {
                     rule: rule.name.to_string(),
@@ -96,10 +96,11 @@ fn exemption(set: &PolicySet, e: &Exemption<'_>) -> String {
         Exemption::Exe => "actor exe is listed in unless.exe".into(),
         Exemption::Comm => "actor comm is listed in unless.comm".into(),
         Exemption::Grant(g) => format!(
-            "grant {} ({} on {}, expires {}) covers it",
+            "grant {} ({} on {}, {} access, expires {}) covers it",
             g.id,
             g.user,
             g.target,
+            g.mode.as_str(),
             g.expires.to_rfc3339()
         ),
     }
@@ -178,6 +179,17 @@ impl fmt::Display for Explanation<'_> {
         }
         if let Some(g) = d.grant_id {
             write!(f, " [grant {g} used]")?;
+        }
+        match d.read_only {
+            Some(ReadOnly::Grant(g)) => write!(
+                f,
+                " [grant {g} covers the target read-only; this changes it]"
+            )?,
+            Some(ReadOnly::Role(r)) => write!(
+                f,
+                " [role {r} covers the target read-only; this changes it]"
+            )?,
+            None => {}
         }
         writeln!(f)?;
         for r in &self.rules {

@@ -8,6 +8,7 @@ use std::{fmt, str::FromStr};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::access::{AccessMode, BadMode};
 use super::event::Target;
 
 /// A grant target that does not parse.
@@ -90,6 +91,9 @@ pub struct Grant {
     pub id: String,
     pub user: String,
     pub target: GrantTarget,
+    /// `read` or `full` (a grant from before modes was full).
+    #[serde(default)]
+    pub mode: AccessMode,
     pub reason: String,
     pub created: DateTime<Utc>,
     pub expires: DateTime<Utc>,

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{
-    engine::Ruling,
+    engine::{ReadOnly, Ruling},
     event::{EventClass, PolicyEvent},
     model::Action,
 };
@@ -45,6 +45,25 @@ fn what(ev: &PolicyEvent) -> String {
         }
         Some(c) => c.describe().to_owned(),
         None => "event".into(),
+    }
+}
+
+/// What a read-only grant or role refused: `read-only grant g-1: POKEDATA
+/// refused; ask for --mode full`.
+pub fn read_only_note(ev: &PolicyEvent, ro: ReadOnly<'_>) -> String {
+    let change = ev
+        .detail
+        .ptrace_request
+        .as_deref()
+        .map(|r| r.trim_start_matches("PTRACE_").to_owned())
+        .unwrap_or_else(|| what(ev));
+    match ro {
+        ReadOnly::Grant(g) => {
+            format!("read-only grant {g}: {change} refused; ask for --mode full")
+        }
+        ReadOnly::Role(r) => {
+            format!("role {r} is read-only: {change} refused; ask for --mode full")
+        }
     }
 }
 
@@ -119,14 +138,22 @@ pub fn human_line(ev: &PolicyEvent, d: &Ruling<'_>) -> String {
         let _ = write!(s, " (grant {g})");
     }
     s.push('.');
-    if d.action != Action::Allow {
-        let user = a.person().unwrap_or("<user>");
-        let _ = write!(
-            s,
-            " Request access: debugmon grant --user {user} --target {} --for 30m --reason <ticket>",
-            grant_target_spec(ev)
-        );
+    if d.action == Action::Allow {
+        return s;
     }
+    let mode = match d.read_only {
+        Some(ro) => {
+            let _ = write!(s, " {}.", read_only_note(ev, ro));
+            " --mode full"
+        }
+        None => "",
+    };
+    let user = a.person().unwrap_or("<user>");
+    let _ = write!(
+        s,
+        " Request access: debugmon grant --user {user} --target {}{mode} --for 30m --reason <ticket>",
+        grant_target_spec(ev)
+    );
     s
 }
 
@@ -143,6 +170,7 @@ mod tests {
             reason: "attach",
             grant_id: None,
             tags: &[],
+            read_only: None,
         }
     }
 
@@ -180,5 +208,34 @@ mod tests {
         assert_eq!(grant_target_spec(&ev), "pid:9");
         let line = human_line(&ev, &decision(Action::Allow));
         assert!(!line.contains("Request access"), "{line}");
+    }
+
+    #[test]
+    fn a_read_only_grant_says_what_it_refused_and_asks_for_full() {
+        let ev = PolicyEvent::from_json(
+            r#"{"kind":"ptrace","actor":{"pid":4242,"uid":1001,"user":"alice","comm":"gdb"},
+            "target":{"pid":77,"comm":"postgres","unit":"postgresql.service"},
+            "detail":{"ptrace_request":"PTRACE_POKEDATA","writes":true}}"#,
+        )
+        .unwrap();
+        let mut d = decision(Action::Deny);
+        d.read_only = Some(ReadOnly::Grant("g-20261206-ab12"));
+        let line = human_line(&ev, &d);
+        assert!(
+            line.contains(
+                ": rule attach-to-database. read-only grant g-20261206-ab12: POKEDATA refused; \
+                 ask for --mode full. Request access: debugmon grant --user alice --target \
+                 unit:postgresql.service --mode full --for 30m"
+            ),
+            "{line}"
+        );
+        d.read_only = Some(ReadOnly::Role("oncall-readonly"));
+        let line = human_line(&ev, &d);
+        assert!(
+            line.contains(
+                "role oncall-readonly is read-only: POKEDATA refused; ask for --mode full."
+            ),
+            "{line}"
+        );
     }
 }

@@ -10,7 +10,7 @@ use chrono::{TimeZone, Utc};
 
 use super::{
     engine::{Facts, Outcome, with_scratch},
-    grant::{Grant, GrantTarget},
+    grant::{AccessMode, Grant, GrantTarget},
     *,
 };
 
@@ -78,6 +78,7 @@ fn bobs_grant() -> OneGrant {
         id: "g-1".into(),
         user: "bob".into(),
         target: "any".parse::<GrantTarget>().unwrap(),
+        mode: AccessMode::Full,
         reason: "INC-1".into(),
         created: t0,
         expires: t0 + chrono::Duration::hours(2),
@@ -177,7 +178,7 @@ fn reachable_and_candidates(
             .filter(|&ri| {
                 matches!(
                     set.outcome(&set.rules[ri], &mut facts, cx),
-                    Outcome::Fires | Outcome::Exempt(_)
+                    Outcome::Fires(_) | Outcome::Exempt(_)
                 )
             })
             .map(|ri| u32::try_from(ri).unwrap())

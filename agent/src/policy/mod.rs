@@ -12,11 +12,13 @@
 //! - `index`, `compile`, `set`: patterns, rules and key index, built per load
 //! - [`engine`]: evaluation and its semantics
 //! - [`load`]: files, directories, hash, watcher
+//! - [`access`]: read or full, the mode of a grant or a role
 //! - [`grant`]: what a grant covers (the store is `crate::grants`)
 //! - [`kernel`]: the deny rules the kernel can decide, in map form
 //! - `tools`: the host's process tools, whose environment reads are
 //!   inventory
 
+pub mod access;
 mod compile;
 pub mod diag;
 pub mod engine;
@@ -39,11 +41,11 @@ mod tools;
 mod yaml;
 
 pub use diag::{Diagnostic, Pos};
-pub use engine::{EvalContext, GrantLookup, NoGrants, Ruling};
+pub use engine::{EvalContext, GrantLookup, NoGrants, ReadOnly, Ruling};
 pub use event::{EventClass, PolicyEvent};
 pub use explain::{Explanation, explain};
 pub use fold::{AlertFolder, FoldKey, Folded};
-pub use human::human_line;
+pub use human::{human_line, read_only_note};
 pub use load::{DEFAULT_DIRS, PolicyWatcher, check_paths};
 pub use model::{Action, Severity, Trigger};
 pub use set::{PolicySet, RuleInfo};

@@ -112,6 +112,10 @@ pub struct RoleSpec {
     pub users: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// `read`: the role's exemptions let its members look (attach, read
+    /// memory and registers) but not change a target. `full` when absent.
+    #[serde(default)]
+    pub access: Option<super::access::AccessMode>,
 }
 
 /// `debuggers: { CLASS: {exe, comm} }` globs that classify a program.

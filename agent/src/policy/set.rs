@@ -104,6 +104,8 @@ pub struct PolicySet {
     pub(crate) rank: Vec<(Action, Severity)>,
     pub(crate) index: Vec<FieldIndex>,
     pub(crate) role_names: Vec<Box<str>>,
+    /// Roles (bits, as in `user_roles`) declared `access: read`.
+    pub(crate) read_roles: u128,
     pub(crate) user_roles: FastMap<Box<str>, u128>,
     pub(crate) group_roles: FastMap<Box<str>, u128>,
     pub(crate) debuggers: Debuggers,

@@ -5,7 +5,7 @@ use chrono::{TimeZone, Utc};
 
 use super::{
     engine::REASON_GRANTED,
-    grant::{Grant, GrantTarget},
+    grant::{AccessMode, Grant, GrantTarget},
     *,
 };
 
@@ -270,6 +270,7 @@ fn grant(user: &str, target: &str) -> OneGrant {
         id: "g-1".into(),
         user: user.into(),
         target: target.parse::<GrantTarget>().unwrap(),
+        mode: AccessMode::Full,
         reason: "INC-1".into(),
         created: t0,
         expires: t0 + chrono::Duration::hours(2),
@@ -314,6 +315,112 @@ rules:
         s.evaluate(&e, &ctx(&grant("eve", "any"))).action,
         Action::Deny
     );
+}
+
+#[test]
+fn a_read_only_grant_or_role_covers_looking_not_changing() {
+    let s = set("
+roles:
+  viewers: { users: [bob], access: read }
+  fixers: { users: [carol] }
+rules:
+  - name: db
+    on: [ptrace_attach, ptrace_access, mem_read, mem_write, pidfd_getfd]
+    target: { comm: [postgres] }
+    unless: { role: [viewers, fixers], grant: true }
+    action: deny
+");
+    let with = |detail: &str| ev(&ATTACH.replace(r#""ptrace_request":"PTRACE_ATTACH""#, detail));
+    let attach = ev(ATTACH);
+    let peek = with(r#""ptrace_request":"PTRACE_PEEKDATA""#);
+    let poke = with(r#""ptrace_request":"PTRACE_POKEDATA","writes":true"#);
+    let mut vm_write = with(r#""via":"process_vm_writev","access":"write""#);
+    vm_write.kind = event::Kind::MemAccess;
+    let mut getfd = with(r#""via":"pidfd_getfd","access":"fd""#);
+    getfd.kind = event::Kind::MemAccess;
+    // A writing open of /proc/PID/mem alone is not a change: each write
+    // through it is judged when it happens.
+    let mut open_rw = with(r#""via":"proc_mem","access":"write""#);
+    open_rw.kind = event::Kind::MemAccess;
+    assert!(!open_rw.writes() && poke.writes() && vm_write.writes() && getfd.writes());
+
+    // bob's role is read-only: he may look, not change.
+    for e in [&attach, &peek, &open_rw] {
+        assert_eq!(s.evaluate(e, &ctx(&NoGrants)).action, Action::Allow);
+    }
+    for e in [&poke, &vm_write, &getfd] {
+        let d = s.evaluate(e, &ctx(&NoGrants));
+        assert_eq!(d.action, Action::Deny);
+        assert_eq!(d.read_only, Some(ReadOnly::Role("viewers")));
+    }
+    // carol's role is full.
+    let carol = |e: &PolicyEvent| {
+        let mut e = e.clone();
+        e.actor.user = Some("carol".into());
+        e.actor.login_user = Some("carol".into());
+        e
+    };
+    assert_eq!(
+        s.evaluate(&carol(&poke), &ctx(&NoGrants)).action,
+        Action::Allow
+    );
+
+    // A read grant: the same split, and the denial names it.
+    let s = set("
+rules:
+  - { name: db, on: [ptrace_attach, ptrace_access], target: { comm: [postgres] }, unless: { grant: true }, action: deny }
+");
+    let mut read = grant("bob", "unit:postgresql.service");
+    read.0.mode = AccessMode::Read;
+    let d = s.evaluate(&peek, &ctx(&read));
+    assert_eq!((d.action, d.grant_id), (Action::Allow, Some("g-1")));
+    let d = s.evaluate(&poke, &ctx(&read));
+    assert_eq!(
+        (d.action, d.grant_id, d.read_only),
+        (Action::Deny, None, Some(ReadOnly::Grant("g-1")))
+    );
+    let full = grant("bob", "unit:postgresql.service");
+    assert_eq!(s.evaluate(&poke, &ctx(&full)).action, Action::Allow);
+    // policy explain says so.
+    let text = explain(&s, &poke, &ctx(&read)).to_string();
+    assert!(
+        text.contains("[grant g-1 covers the target read-only; this changes it]"),
+        "{text}"
+    );
+    let text = explain(&s, &peek, &ctx(&read)).to_string();
+    assert!(text.contains("read access"), "{text}");
+}
+
+#[test]
+fn roles_declared_read_and_full_in_two_files_are_refused() {
+    let err = PolicySet::from_texts(&[
+        (
+            "a.yaml",
+            "roles:\n  viewers: { users: [bob], access: read }\n",
+        ),
+        (
+            "b.yaml",
+            "roles:\n  viewers: { users: [eve], access: full }\n",
+        ),
+    ])
+    .unwrap_err();
+    assert!(
+        err[0]
+            .to_string()
+            .contains("role viewers is declared with access read elsewhere and full here"),
+        "{}",
+        err[0]
+    );
+    // A drop-in that only adds members keeps the role read-only.
+    let s = PolicySet::from_texts(&[
+        (
+            "a.yaml",
+            "roles:\n  viewers: { users: [bob], access: read }\n",
+        ),
+        ("b.yaml", "roles:\n  viewers: { users: [eve] }\n"),
+    ])
+    .unwrap();
+    assert_eq!(s.read_roles, 1);
 }
 
 #[test]

@@ -103,6 +103,11 @@ pub struct AccessDetail {
     /// the file was opened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at_access: Option<bool>,
+    /// Present (true) when the access changes the target: writes its
+    /// memory or registers, takes one of its descriptors, or ties its life
+    /// to the tracer's (EXITKILL). A read-only grant does not cover it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes: Option<bool>,
     /// `ok` or the errno name, when the syscall's result is known;
     /// `refused` on an aggregate of calls the kernel refused.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,6 +184,7 @@ pub fn access_detail(a: &AccessInfo) -> (Kind, AccessDetail) {
             Some(_) => Some(Cow::Borrowed("ok")),
             None => None,
         },
+        writes: a.writes.then_some(true),
         ..AccessDetail::default()
     };
     let rw = |write: bool| Some(if write { "write" } else { "read" });
@@ -393,6 +399,7 @@ impl AccessDetail {
             result: self.result.as_ref().map(|c| c.to_string()),
             inventory: self.inventory == Some(true),
             debug_switches: Vec::new(),
+            writes: self.writes == Some(true),
         }
     }
 }

@@ -54,11 +54,6 @@ pub fn ptrace_request(req: u64) -> Cow<'static, str> {
     Cow::Borrowed(name)
 }
 
-/// True for requests that write the tracee (memory or registers).
-pub fn ptrace_writes(req: u64) -> bool {
-    matches!(req, 4..=6 | 13 | 15 | 19 | 26 | 0x4203 | 0x4205 | 0x420b)
-}
-
 pub fn errno(e: i64) -> Cow<'static, str> {
     let name = match e {
         1 => "EPERM",
@@ -163,7 +158,6 @@ mod tests {
         assert_eq!(ptrace_request(16), "PTRACE_ATTACH");
         assert_eq!(ptrace_request(0x4206), "PTRACE_SEIZE");
         assert_eq!(ptrace_request(0x9999), "PTRACE_0x9999");
-        assert!(ptrace_writes(5) && !ptrace_writes(2));
         assert_eq!(errno(1), "EPERM");
         assert_eq!(errno(1234), "E1234");
         assert_eq!(perf_type(1), "software");

@@ -190,6 +190,7 @@ impl Running {
                 "enforcement": {
                     "mechanism": mechanism.as_str(),
                     "reason": mechanism_reason,
+                    "parts": mechanism.parts(),
                 },
                 "processes_seeded": seeded,
                 "policy": {

@@ -23,9 +23,7 @@
 //! The target is found from the address space's owner (CONFIG_MEMCG); a
 //! kernel without it has this check off, and the open hooks alone decide.
 
-use agent_common::{
-    AccessKind, EventKind, KernelOffsets, OFFSET_ABSENT, Protected, access_flags, ops,
-};
+use agent_common::{AccessKind, EventKind, KernelOffsets, OFFSET_ABSENT, Protected, access_flags};
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_task_pt_regs},
     macros::btf_tracepoint,
@@ -34,7 +32,7 @@ use aya_ebpf::{
 
 use super::{
     event::{aggregate, emit, new_event},
-    fallback::{denied, hooks_enforce, kill_before_copy, mark_killed},
+    fallback::{denied, hooks_enforce, kill_before_copy, mark_killed, op_of},
     procfs::{fd_file, proc_file},
 };
 use crate::{
@@ -87,11 +85,14 @@ fn foreign_lock(mm: *const u8) {
     if is_agent(tgid) || owner_tgid == tgid {
         return;
     }
-    let (file, uring) = if flags & PF_IO_WORKER != 0 {
-        (worker_file(off, task), true)
+    // Whether the access writes: known from the syscall; for an io_uring
+    // worker, whose request's direction is not read here, from whether the
+    // file was opened for writing.
+    let (file, uring, writes) = if flags & PF_IO_WORKER != 0 {
+        (worker_file(off, task), true, None)
     } else {
         match syscall(off) {
-            Syscall::FileRw(fd) => (fd_file(off, fd), false),
+            Syscall::FileRw(fd, writes) => (fd_file(off, fd), false, Some(writes)),
             Syscall::OwnHook => {
                 kill_before_copy(|| known.or_else(|| identity::protection_of(owner)));
                 return;
@@ -116,7 +117,7 @@ fn foreign_lock(mm: *const u8) {
     let Some(p) = known.or_else(|| identity::protection_of(owner)) else {
         return;
     };
-    judge(pid, tgid, &p, kind, uring);
+    judge(pid, tgid, &p, kind, uring, writes);
 }
 
 /// The file of the io_uring request the current worker thread runs.
@@ -141,8 +142,9 @@ fn worker_file(off: &KernelOffsets, task: *const u8) -> Option<*const u8> {
 
 /// What the syscall the current task is in does with a foreign map.
 enum Syscall {
-    /// Reads or writes this descriptor (read, pread64, readv, ...).
-    FileRw(u32),
+    /// Reads (false) or writes (true) this descriptor (read, pwrite64,
+    /// readv, ...).
+    FileRw(u32, bool),
     /// ptrace or process_vm_*: their own hooks parked an event.
     OwnHook,
     Other,
@@ -160,15 +162,19 @@ fn syscall(off: &KernelOffsets) -> Syscall {
         return Syscall::Other;
     };
     let nr = nr as u32;
-    let mut rw = false;
+    let (mut rw, mut writes) = (false, false);
     let mut i = 0;
     while i < off.sys_file_rw.len() {
-        rw |= off.sys_file_rw[i] == nr;
+        if off.sys_file_rw[i] == nr {
+            rw = true;
+            // Readers at even indexes, each one's writing twin after it.
+            writes = i % 2 == 1;
+        }
         i += 1;
     }
     if rw {
         return match read_field::<u64>(regs, off.sys_args[0]) {
-            Ok(fd) => Syscall::FileRw(fd as u32),
+            Ok(fd) => Syscall::FileRw(fd as u32, writes),
             Err(_) => Syscall::Other,
         };
     }
@@ -188,10 +194,24 @@ fn syscall(off: &KernelOffsets) -> Syscall {
 /// Records the access (the first per actor and target; repeats counted)
 /// or, where the syscall hooks enforce and a rule denies it, kills the
 /// actor before the memory moves. `kind` is the file's kind and access
-/// mode, unknown for a worker whose request could not be read.
+/// mode, unknown for a worker whose request could not be read; `writes`
+/// whether the syscall writes, unknown for a worker.
+///
+/// A write is judged here under BPF-LSM too: a read-only holder may open
+/// the file read-write (gdb and gdbserver read memory through such a
+/// descriptor and fail without it), so its writes meet no other hook.
 #[inline(always)]
-fn judge(pid: u32, tgid: u32, p: &Protected, kind: Option<(AccessKind, u64)>, uring: bool) {
+fn judge(
+    pid: u32,
+    tgid: u32,
+    p: &Protected,
+    kind: Option<(AccessKind, u64)>,
+    uring: bool,
+    writes: Option<bool>,
+) {
     let (kind, accmode) = kind.unwrap_or((AccessKind::ProcMem, 0));
+    // O_WRONLY (1) or O_RDWR (2): a worker's request may be a write.
+    let writes = writes.unwrap_or(accmode != 0);
     let Some(ev) = new_event(pid, tgid, kind, p.tgid) else {
         count_lost(EventKind::Access);
         return;
@@ -205,8 +225,11 @@ fn judge(pid: u32, tgid: u32, p: &Protected, kind: Option<(AccessKind, u64)>, ur
     // As at the open: a process's memory is a PTRACE_MODE_ATTACH access,
     // its environment only a READ one.
     if kind == AccessKind::ProcMem {
-        let slot = denied(&Some(*p), ops::ATTACH);
-        if slot != NO_SLOT && hooks_enforce(false) {
+        if writes {
+            ev.flags2 |= access_flags::WRITES;
+        }
+        let slot = denied(&Some(*p), op_of(ev));
+        if slot != NO_SLOT && hooks_enforce(writes) {
             mark_killed(ev, slot);
             emit(ev);
             return;

@@ -53,6 +53,17 @@ pub(super) fn denied(p: &Option<Protected>, op: u32) -> u32 {
     }
 }
 
+/// The op an access event stands for: [`ops::ATTACH`], with
+/// [`ops::WRITE`] when it changes the target.
+#[inline(always)]
+pub(super) fn op_of(ev: &AccessEvent) -> u32 {
+    if ev.flags2 & access_flags::WRITES != 0 {
+        ops::ATTACH | ops::WRITE
+    } else {
+        ops::ATTACH
+    }
+}
+
 /// The rule that denies `op` to the current actor whatever the target
 /// (perf, bpf), or [`NO_SLOT`].
 #[inline(always)]
@@ -87,7 +98,7 @@ pub(super) fn kill_before_copy(target: impl FnOnce() -> Option<Protected>) {
         let Some(p) = target() else {
             return;
         };
-        let slot = denied(&Some(p), ops::ATTACH);
+        let slot = denied(&Some(p), op_of(ev));
         if slot == NO_SLOT || !hooks_enforce(false) {
             return;
         }

@@ -2,7 +2,7 @@
 //! pidfd_getfd. A first occurrence is sent at the syscall's exit, with its
 //! result (and a BPF-LSM refusal, if there was one); repeats are counted.
 
-use agent_common::{AccessKind, EventKind, access_flags, ops};
+use agent_common::{AccessKind, EventKind, access_flags};
 use aya_ebpf::{
     macros::{fentry, fexit, tracepoint},
     programs::{FEntryContext, FExitContext, TracePointContext},
@@ -12,7 +12,7 @@ use super::{
     Args,
     event::{aggregate_or_park, new_event, park},
     exit_ret,
-    fallback::{denied, hooks_enforce, kill_if_done, send_parked},
+    fallback::{denied, hooks_enforce, kill_if_done, op_of, send_parked},
     procfs::fd_file,
 };
 use crate::{
@@ -36,13 +36,16 @@ fn vm_access(a: Args, kind: AccessKind) {
         count_lost(EventKind::Access);
         return;
     };
+    if kind == AccessKind::VmWritev {
+        ev.flags2 |= access_flags::WRITES;
+    }
     let p = protect::named(target);
     if let Some(p) = &p {
         ev.target_host_pid = p.tgid;
         ev.flags2 |= access_flags::TARGET_RESOLVED;
     }
     // BPF-LSM refuses these in `ptrace_access_check` (through mm_access).
-    let slot = denied(&p, ops::ATTACH);
+    let slot = denied(&p, op_of(ev));
     if slot != NO_SLOT && hooks_enforce(false) {
         kill_if_done(ev, slot);
         park(pid, ev);
@@ -102,6 +105,8 @@ fn mem_sys_enter_pidfd_getfd_body(a: Args) -> u32 {
         return 0;
     };
     ev.arg = targetfd;
+    // Taking a descriptor out of a process is using it as that process.
+    ev.flags2 |= access_flags::WRITES;
     let mut p = None;
     if let Some(host_pid) = pidfd_to_pid(pidfd as u32) {
         ev.target_pid = host_pid;
@@ -113,7 +118,7 @@ fn mem_sys_enter_pidfd_getfd_body(a: Args) -> u32 {
             ev.target_host_pid = p.tgid;
         }
     }
-    let slot = denied(&p, ops::ATTACH);
+    let slot = denied(&p, op_of(ev));
     if slot != NO_SLOT && hooks_enforce(false) {
         kill_if_done(ev, slot);
     }

@@ -127,6 +127,6 @@ mod io_uring;
 mod listen;
 mod memory;
 pub(crate) mod perf_bpf;
-mod procfs;
+pub(crate) mod procfs;
 mod ptrace;
 mod signal;

@@ -13,7 +13,7 @@ use aya_ebpf::{
 
 use super::{
     Args,
-    event::{aggregate, aggregate_or_park, new_event, park},
+    event::{aggregate_or_park, new_event, park},
     exit_ret,
     fallback::{denied_actor, hooks_enforce, kill_if_done, send_parked},
 };
@@ -120,10 +120,10 @@ fn bpf_sys_enter_bpf_body(a: Args) -> u32 {
         ev.arg = u64::from(kind) << 32 | u64::from(id);
         if hooks_enforce(false) {
             kill_if_done(ev, SELF_PROTECTION);
-            park(pid, ev);
-        } else {
-            aggregate(ev);
         }
+        // Parked under BPF-LSM too: its `bpf` hook writes the refusal on
+        // this event, which then goes out once, as the refusal it was.
+        park(pid, ev);
         return 0;
     }
     if cmd != BPF_PROG_LOAD {

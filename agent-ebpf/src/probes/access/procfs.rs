@@ -3,7 +3,7 @@
 //! fail), and by what was opened at its exit, which catches every other way
 //! to the same file (relative paths, dirfds, symlinks, `task/<tid>/`).
 
-use agent_common::{AccessKind, Enforcement, EventKind, OFFSET_ABSENT, access_flags, ops};
+use agent_common::{AccessKind, Enforcement, EventKind, OFFSET_ABSENT, access_flags};
 use aya_ebpf::{
     helpers::{bpf_probe_read_user, generated::bpf_get_current_task},
     macros::{fentry, fexit, tracepoint},
@@ -14,12 +14,12 @@ use super::{
     Args,
     event::{emit, new_event, park},
     exit_ret,
-    fallback::{denied, hooks_enforce, kill_if_done, mark_killed, settle},
+    fallback::{denied, hooks_enforce, kill_if_done, mark_killed, op_of, settle},
 };
 use crate::{
     enforce::{NO_SLOT, protect},
     ring::count_lost,
-    task::{current_pid_tgid, is_agent, offsets, read_field},
+    task::{current_pid_tgid, is_agent, lock_offsets, offsets, read_field},
 };
 
 const O_ACCMODE: u64 = 3;
@@ -296,6 +296,13 @@ pub(super) fn report_opened(
 /// A successful open of process `target`'s memory (a PTRACE_MODE_ATTACH
 /// access; `environ` is only READ): marks `ev` for the kill when a rule
 /// denies it and the syscall hooks enforce it.
+///
+/// An open for writing is judged as a read here: gdb opens the file
+/// read-write to read through it, and each write through it is judged
+/// as it happens (`address_space`), so a read-only grant lets the reads
+/// through and stops the first write before it lands. A kernel where
+/// accesses cannot be judged as they happen (no CONFIG_MEMCG) judges the
+/// writing open instead.
 #[inline(always)]
 fn judge_mem_open(ev: &mut agent_common::AccessEvent, target: u32) {
     if ev.enforcement != Enforcement::None as u32 {
@@ -305,7 +312,10 @@ fn judge_mem_open(ev: &mut agent_common::AccessEvent, target: u32) {
     if let Some(p) = &p {
         ev.target_host_pid = p.tgid;
     }
-    let slot = denied(&p, ops::ATTACH);
+    if ev.request & O_ACCMODE != 0 && lock_offsets().2 == OFFSET_ABSENT {
+        ev.flags2 |= access_flags::WRITES;
+    }
+    let slot = denied(&p, op_of(ev));
     if slot != NO_SLOT && hooks_enforce(false) {
         kill_if_done(ev, slot);
     }

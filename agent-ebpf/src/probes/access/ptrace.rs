@@ -6,9 +6,15 @@
 //! BPF-LSM refuses attaches (`ptrace_access_check`), but no LSM hook sees
 //! the requests on a task already traced: a tracer that attached before
 //! its tracee became protected (by exec, fork or a policy load) is killed
-//! at its next request whatever the mechanism.
+//! at its next request whatever the mechanism, and so is a tracer holding
+//! only a read-only grant at its first request that changes the tracee
+//! ([`ptrace_writes`]). A write to memory is stopped before it lands (the
+//! kill is sent as the target's memory is locked); a register write lands
+//! as the tracer dies, since nothing here can fail the syscall.
 
-use agent_common::{AccessKind, Enforcement, EventKind, Protected, access_flags, ops};
+use agent_common::{
+    AccessKind, Enforcement, EventKind, Protected, access_flags, ops, ptrace_writes,
+};
 use aya_ebpf::{
     helpers::generated::bpf_get_current_task,
     macros::{fentry, fexit, tracepoint},
@@ -19,7 +25,7 @@ use super::{
     Args,
     event::{aggregate, new_event, park},
     exit_ret,
-    fallback::{denied, hooks_enforce, kill_if_done, settle},
+    fallback::{denied, hooks_enforce, kill_if_done, op_of, settle},
 };
 use crate::{
     enforce::{NO_SLOT, protect},
@@ -52,6 +58,10 @@ fn ptrace_sys_enter_ptrace_body(a: Args) -> u32 {
     };
     ev.request = req;
     ev.arg = a.arg(2).unwrap_or(0);
+    let data = a.arg(3).unwrap_or(0);
+    if ptrace_writes(req, data) {
+        ev.flags2 |= access_flags::WRITES;
+    }
     let p: Option<Protected> = if traceme {
         // SAFETY: helper without preconditions.
         protect::of_task(unsafe { bpf_get_current_task() } as *const u8)
@@ -62,7 +72,7 @@ fn ptrace_sys_enter_ptrace_body(a: Args) -> u32 {
         ev.target_host_pid = p.tgid;
         ev.flags2 |= access_flags::TARGET_RESOLVED;
     }
-    let op = if traceme { ops::TRACEME } else { ops::ATTACH };
+    let op = if traceme { ops::TRACEME } else { op_of(ev) };
     let slot = denied(&p, op);
     // BPF-LSM decides attach, seize and traceme itself; nothing else.
     if slot != NO_SLOT && hooks_enforce(!attach) {
@@ -106,7 +116,7 @@ fn ptrace_exit(ret: Option<i64>) {
         };
         ev.target_host_pid = p.tgid;
         ev.flags2 |= access_flags::TARGET_RESOLVED;
-        let slot = denied(&Some(p), ops::ATTACH);
+        let slot = denied(&Some(p), op_of(ev));
         if slot != NO_SLOT && hooks_enforce(false) {
             kill_if_done(ev, slot);
         }

@@ -38,6 +38,91 @@ impl Mechanism {
     }
 }
 
+/// One part of enforcement and how this mechanism carries it out, for
+/// the start record: a reader learns what "enforced" will mean here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Part {
+    pub part: &'static str,
+    pub how: &'static str,
+}
+
+const fn part(part: &'static str, how: &'static str) -> Part {
+    Part { part, how }
+}
+
+/// Kills that no mechanism here can turn into a refusal (BPF fmod_ret on
+/// syscalls is not used): the same under both.
+const WRITE_THROUGH_MEM: Part = part(
+    "write through an open /proc/PID/mem",
+    "kill: the actor dies as it locks the target's memory, before the write lands",
+);
+const PTRACE_WRITES: Part = part(
+    "ptrace request that changes the tracee (POKE*, SET*REGS*, SETSIGINFO, SYSEMU, EXITKILL, KILL)",
+    "kill: a memory write is stopped before it lands; a register or signal-state write lands \
+     as the tracer dies",
+);
+
+impl Mechanism {
+    /// How each part of enforcement is carried out (docs/threat-model.md
+    /// "Read-only access").
+    pub fn parts(self) -> Vec<Part> {
+        match self {
+            Self::Lsm => vec![
+                part(
+                    "attach (ptrace attach and seize, process_vm_*, /proc/PID/mem open, pidfd_getfd)",
+                    "lsm: refused with EPERM in ptrace_access_check",
+                ),
+                part(
+                    "process_vm_writev, pidfd_getfd and EXITKILL under read-only access",
+                    "lsm: refused with EPERM in ptrace_access_check, which the syscall names",
+                ),
+                part(
+                    "/proc/PID/mem opened for writing under read-only access",
+                    "allowed: debuggers open it read-write to read through it; each write is \
+                     judged as it happens",
+                ),
+                WRITE_THROUGH_MEM,
+                PTRACE_WRITES,
+                part(
+                    "exec of a denied program",
+                    "lsm: refused in bprm_check_security",
+                ),
+                part(
+                    "perf_event_open, bpf(PROG_LOAD)",
+                    "lsm: refused in perf_event_open, bpf",
+                ),
+            ],
+            Self::Kill => vec![
+                part(
+                    "attach (ptrace attach and seize, process_vm_*, /proc/PID/mem open, pidfd_getfd)",
+                    "kill: the actor dies at the syscall's return, or as it locks the target's \
+                     memory, before a byte moves",
+                ),
+                part(
+                    "process_vm_writev, pidfd_getfd and EXITKILL under read-only access",
+                    "kill: as for attach",
+                ),
+                part(
+                    "/proc/PID/mem opened for writing under read-only access",
+                    "allowed: reads through it pass, each write is judged as it happens",
+                ),
+                WRITE_THROUGH_MEM,
+                PTRACE_WRITES,
+                part(
+                    "exec of a denied program",
+                    "not enforced: recorded and alerted; what the program then does to a \
+                     protected process meets the parts above",
+                ),
+                part(
+                    "perf_event_open, bpf(PROG_LOAD)",
+                    "kill: at the syscall's return",
+                ),
+            ],
+            Self::Off => vec![part("everything", "recorded and alerted, not enforced")],
+        }
+    }
+}
+
 /// True when `bpf` is in the comma-separated active LSM list.
 pub fn lsm_list_has_bpf(list: &str) -> bool {
     list.trim().split(',').any(|m| m == "bpf")

@@ -20,8 +20,8 @@ use std::path::Path;
 use agent_common::{
     AGENT_OBJECTS_MAP, CommKey, ENFORCE_MAP, EXEC_DENY_MAP, EXEMPT_MAP, ExemptKey, GRANTS_MAP,
     GrantKey, IdentityKey, InodeKey, KRULES_BANK, KRULES_MAP, KRule, ObjectKey, PROTECT_COMM_MAP,
-    PROTECT_ID_MAP, PROTECT_MAP, PidKey, Protected, SELF_PROTECTION, enforce_slot, id_kind,
-    krule_flags,
+    PROTECT_ID_MAP, PROTECT_MAP, PidKey, Protected, SELF_PROTECTION, access_mode, enforce_slot,
+    id_kind, krule_flags,
 };
 use aya::{
     Ebpf,
@@ -31,7 +31,7 @@ use thiserror::Error;
 
 pub use self::mechanism::Mechanism;
 use self::{identity::Identities, seed::ProcFacts};
-use crate::policy::kernel::KernelPolicy;
+use crate::policy::{grant::AccessMode, kernel::KernelPolicy};
 
 #[derive(Debug, Error)]
 pub enum EnforceError {
@@ -203,9 +203,13 @@ impl Enforcer {
         }
         for (i, r) in policy.rules.iter().enumerate() {
             let slot = base + i as u32;
-            for uid in &r.exempt_uids {
+            for (uid, mode) in &r.exempt {
+                let mode = match mode {
+                    AccessMode::Read => access_mode::READ,
+                    AccessMode::Full => access_mode::FULL,
+                };
                 self.exempt
-                    .insert(ExemptKey { slot, uid: *uid }, 1, 0)
+                    .insert(ExemptKey { slot, uid: *uid }, mode, 0)
                     .map_err(upd(EXEMPT_MAP))?;
             }
             for p in &r.exec_paths {

@@ -183,6 +183,7 @@ fn decode_access(bytes: &[u8]) -> Result<AccessInfo, DecodeError> {
         aggregate: a.flags2 & access_flags::AGGREGATE != 0,
         io_uring: a.flags2 & access_flags::IO_URING != 0,
         at_access: a.flags2 & access_flags::AT_ACCESS != 0,
+        writes: a.flags2 & access_flags::WRITES != 0,
         refused: false,
         target_host_pid: (a.flags2 & access_flags::TARGET_RESOLVED != 0)
             .then_some(a.target_host_pid),

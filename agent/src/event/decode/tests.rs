@@ -198,6 +198,7 @@ fn access_round_trip_every_kind() {
             aggregate: false,
             io_uring: true,
             at_access: false,
+            writes: false,
             refused: false,
             target_host_pid: Some(1099),
             ppid: 2,

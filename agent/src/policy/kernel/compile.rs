@@ -10,7 +10,7 @@ use agent_common::ops;
 
 use super::{KernelPolicy, KernelRule};
 use crate::{
-    policy::{Action, PolicySet, Trigger, model::RuleSpec},
+    policy::{Action, PolicySet, Trigger, grant::AccessMode, model::RuleSpec},
     sys::users::UserDb,
 };
 
@@ -155,18 +155,31 @@ pub fn kernel_policy(set: &PolicySet, users: &UserDb) -> (KernelPolicy, Vec<Stri
             ));
             continue;
         }
-        let mut exempt: Vec<u32> = Vec::new();
+        let mut exempt: Vec<(u32, AccessMode)> = Vec::new();
         for role in &spec.unless.role {
             if let Some((_, r)) = set.role_specs().iter().find(|(n, _)| n == role) {
-                exempt.extend(r.users.iter().filter_map(|u| users.uid_of(u)));
+                let mode = r.access.unwrap_or_default();
+                exempt.extend(
+                    r.users
+                        .iter()
+                        .filter_map(|u| users.uid_of(u))
+                        .map(|u| (u, mode)),
+                );
                 for g in &r.groups {
-                    exempt.extend(users.uids_in_group(g));
+                    exempt.extend(users.uids_in_group(g).into_iter().map(|u| (u, mode)));
                 }
             }
         }
-        exempt.extend(spec.unless.users.iter().filter_map(|u| users.uid_of(u)));
-        exempt.sort_unstable();
-        exempt.dedup();
+        exempt.extend(
+            spec.unless
+                .users
+                .iter()
+                .filter_map(|u| users.uid_of(u))
+                .map(|u| (u, AccessMode::Full)),
+        );
+        // One entry per uid, the widest access any of its roles gives.
+        exempt.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        exempt.dedup_by_key(|e| e.0);
         let mut target_uids = spec.target.uids.clone();
         target_uids.extend(spec.target.users.iter().filter_map(|u| users.uid_of(u)));
         let ops = ops_of(spec);
@@ -185,7 +198,7 @@ pub fn kernel_policy(set: &PolicySet, users: &UserDb) -> (KernelPolicy, Vec<Stri
             target_units: spec.target.unit.clone(),
             target_exes: spec.target.exe.clone(),
             target_uids,
-            exempt_uids: exempt,
+            exempt,
             honor_grants: spec.unless.grant,
             actor_only: ops & (agent_common::ops::PERF | agent_common::ops::BPF) != 0,
             exec_paths,
@@ -262,7 +275,11 @@ rules:
         let (k, notes) = kernel_policy(&set, &db);
         assert_eq!(k.rules.len(), 2, "{notes:?}");
         assert_eq!(k.rules[0].name, "protect");
-        assert_eq!(k.rules[0].exempt_uids, vec![0], "root via the role");
+        assert_eq!(
+            k.rules[0].exempt,
+            vec![(0, AccessMode::Full)],
+            "root via the role"
+        );
         assert_eq!(k.rules[0].target_units, vec!["x.service".to_owned()]);
         assert_eq!(k.rules[1].name, "no-bpf");
         assert!(k.rules[1].actor_only);

@@ -8,6 +8,8 @@ mod compile;
 
 pub use compile::kernel_policy;
 
+use super::grant::AccessMode;
+
 /// One deny rule in kernel form. `slot` is its index in the KRULES map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelRule {
@@ -20,8 +22,9 @@ pub struct KernelRule {
     /// Exact executable paths of protected processes.
     pub target_exes: Vec<String>,
     pub target_uids: Vec<u32>,
-    /// Actors (login uid, else uid) the rule does not apply to.
-    pub exempt_uids: Vec<u32>,
+    /// Actors (login uid, else uid) the rule does not apply to, and how
+    /// far: a read-only role's members may look but not change.
+    pub exempt: Vec<(u32, AccessMode)>,
     pub honor_grants: bool,
     /// Applies to the actor whatever the target (perf, bpf).
     pub actor_only: bool,

@@ -27,7 +27,9 @@ fn write_users(etc: &Path, sre: &str) {
 
 fn exempt(effects: &[Effect]) -> Option<Vec<u32>> {
     effects.iter().find_map(|e| match e {
-        Effect::Install { kernel, .. } => Some(kernel.rules[0].exempt_uids.clone()),
+        Effect::Install { kernel, .. } => {
+            Some(kernel.rules[0].exempt.iter().map(|e| e.0).collect())
+        }
         _ => None,
     })
 }

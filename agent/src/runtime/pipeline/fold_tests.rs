@@ -73,6 +73,7 @@ fn environ_read(target: u32) -> Vec<u8> {
         aggregate: false,
         io_uring: false,
         at_access: false,
+        writes: false,
         refused: false,
         target_host_pid: Some(target),
         ppid: 20,

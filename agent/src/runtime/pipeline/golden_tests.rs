@@ -188,6 +188,7 @@ fn access(actor: u32, uid: u32, kind: AccessKind, target: u32, request: u64) -> 
         aggregate: false,
         io_uring: false,
         at_access: false,
+        writes: false,
         refused: false,
         target_host_pid: None,
         ppid: 30,
@@ -229,6 +230,7 @@ fn accesses() -> Vec<AccessInfo> {
         AccessInfo {
             io_uring: true,
             at_access: false,
+            writes: false,
             refused: false,
             ret: Some(3),
             ..gdb(K::ProcMem, 50, 2)

@@ -426,6 +426,7 @@ impl Pipeline {
                 aggregate: true,
                 io_uring: false,
                 at_access: false,
+                writes: false,
                 refused: key.outcome == agent_common::agg_outcome::REFUSED,
                 target_host_pid: None,
                 ppid: actor.ppid,

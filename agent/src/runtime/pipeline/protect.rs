@@ -5,14 +5,14 @@
 //! tracer the kill fallback removed, for the runtime to check they were not
 //! left stopped.
 
-use agent_common::{GrantKey, grant_scope, unit_hash};
+use agent_common::{GRANT_READ_ONLY, GrantKey, grant_scope, unit_hash};
 
 use crate::{
     ebpf::enforce::{EnforceError, Enforcer, Mechanism},
     enrich::Enricher,
     error::error_chain,
     policy::{
-        grant::{Grant, GrantTarget},
+        grant::{AccessMode, Grant, GrantTarget},
         kernel::KernelPolicy,
     },
     process::ProcessTable,
@@ -107,7 +107,13 @@ fn grant_keys(grants: &[Grant], table: &ProcessTable, e: &Enricher) -> Vec<(Gran
             continue;
         };
         let left = (g.expires - now_wall).num_nanoseconds().unwrap_or(0).max(0);
-        let expiry = now_boot.saturating_add(u64::try_from(left).unwrap_or(0));
+        let expiry = now_boot
+            .saturating_add(u64::try_from(left).unwrap_or(0))
+            .min(GRANT_READ_ONLY - 1);
+        let expiry = match g.mode {
+            AccessMode::Read => expiry | GRANT_READ_ONLY,
+            AccessMode::Full => expiry,
+        };
         let key = |scope, value, start_tick| {
             (
                 GrantKey {

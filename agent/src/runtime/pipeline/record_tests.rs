@@ -97,6 +97,7 @@ fn access(kind: AccessKind, target: u32, request: u64) -> AccessInfo {
         aggregate: false,
         io_uring: false,
         at_access: false,
+        writes: false,
         refused: false,
         target_host_pid: None,
         ppid: 20,
@@ -192,6 +193,7 @@ fn mem_access_kinds_tell_read_from_write() {
     let a = AccessInfo {
         io_uring: true,
         at_access: false,
+        writes: false,
         refused: false,
         ..access(AccessKind::ProcMem, 40, 0)
     };

@@ -202,6 +202,7 @@ fn access_to_oneself_is_not_a_record() {
         aggregate: false,
         io_uring: false,
         at_access: false,
+        writes: false,
         refused: false,
         target_host_pid: None,
         ppid: 1,

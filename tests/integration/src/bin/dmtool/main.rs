@@ -8,6 +8,7 @@
 //! child's exec was refused; 12 a protected program ran under a tracer
 //! (the evasion worked); 3 io_uring is not available; 64 usage.
 
+mod change;
 mod race;
 mod uring;
 
@@ -445,6 +446,11 @@ fn arg(args: &[String], i: usize) -> i32 {
     })
 }
 
+/// An address in hex, as `sentinel` prints it; 0 when absent.
+fn hex(args: &[String], i: usize) -> usize {
+    usize::from_str_radix(args.get(i).map_or("", String::as_str), 16).unwrap_or(0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = |i: usize| args.get(i..).unwrap_or(&[]).to_vec();
@@ -454,11 +460,11 @@ fn main() {
         Some("attach-retrying") => attach_retrying(arg(&args, 1), arg(&args, 2)),
         Some("peek") => attach(arg(&args, 1), true),
         Some("vm-read") => vm_read(arg(&args, 1)),
-        Some("vm-write") => vm_write(
-            arg(&args, 1),
-            usize::from_str_radix(args.get(2).map_or("", String::as_str), 16).unwrap_or(0),
-        ),
+        Some("vm-write") => vm_write(arg(&args, 1), hex(&args, 2)),
         Some("sentinel") => sentinel(),
+        Some("poke") => change::poke(arg(&args, 1), hex(&args, 2)),
+        Some("mem-read") => change::mem(arg(&args, 1), hex(&args, 2), false),
+        Some("mem-write") => change::mem(arg(&args, 1), hex(&args, 2), true),
         Some("pidfd") => pidfd_getfd(arg(&args, 1)),
         Some("trace-exec") => trace_exec(&args[1], &rest(2)),
         Some("trace-fork-exec") => trace_fork_exec(&args[1], &rest(2)),
@@ -478,7 +484,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: dmtool threads N | sentinel | forker | race FORKER SECS | vm-write PID HEXADDR | attach PID | attach-retrying PID TRIES | peek PID | vm-read PID | pidfd PID | \
+                "usage: dmtool threads N | sentinel | forker | race FORKER SECS | vm-write PID HEXADDR | poke PID HEXADDR | mem-read PID HEXADDR | mem-write PID HEXADDR | attach PID | attach-retrying PID TRIES | peek PID | vm-read PID | pidfd PID | \
                  trace-exec PATH ARGS | trace-fork-exec PATH ARGS | ns-attach PATH ARGS | \
                  spawn-pid PID PATH ARGS | perf PID | uring PID {} | bpf-map ID | as UID CMD ARGS | \
                  traceme",
