@@ -30,12 +30,40 @@ const VM_TESTS: &[(&str, &[&str])] = &[
     // Evasions under BPF-LSM; the shipped-policy names test is about
     // identity, not the mechanism, and needs the repository's policies.
     ("evasion", &["--skip", "names_a_user"]),
+    // Read-only access: ptrace_access_check refuses the writing syscalls.
+    ("readonly", &[]),
 ];
 
 /// Tools the VM tests drive, with their libraries. The coreutils programs
 /// replace busybox's applets: tests copy them under other names, and a
 /// renamed busybox only answers "applet not found".
-const VM_TOOLS: &[&str] = &["/usr/bin/strace", "/bin/sleep", "/bin/true", "/bin/echo"];
+const VM_TOOLS: &[&str] = &[
+    "/usr/bin/strace",
+    "/usr/bin/gdb",
+    "/bin/sleep",
+    "/bin/true",
+    "/bin/echo",
+];
+
+/// Trees gdb needs at run time: it embeds Python and stops at start
+/// without the standard library, and reads its own Python package and
+/// syscall names from its data directory.
+const VM_TREES: &[&str] = &["/usr/lib/python3.11", "/usr/share/gdb"];
+
+/// Parts of those trees no test reaches, left out to keep the image small.
+const VM_TREES_SKIP: &[&str] = &[
+    "__pycache__",
+    "test",
+    "idlelib",
+    "tkinter",
+    "ensurepip",
+    "lib2to3",
+    "pydoc_data",
+    "turtledemo",
+    "dist-packages",
+    "site-packages",
+    "config-3.11-x86_64-linux-gnu",
+];
 
 fn kernel_package() -> Result<String> {
     let out = Command::new("apt-cache")
@@ -109,6 +137,31 @@ fn copy_into(rootfs: &Path, src: &Path, dst_rel: &Path) -> Result<()> {
     }
     // Follow symlinks: the initramfs gets the real file at the linked path.
     fs::copy(src, &dst).with_context(|| format!("copy {} -> {}", src.display(), dst.display()))?;
+    Ok(())
+}
+
+/// Copies the tree at `src` to the same path under `rootfs`, less the
+/// names in [`VM_TREES_SKIP`], with the libraries its shared objects need.
+fn copy_tree(rootfs: &Path, src: &Path, libs_out: &mut BTreeSet<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(src).with_context(|| format!("read {}", src.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if VM_TREES_SKIP.iter().any(|s| entry.file_name() == *s) {
+            continue;
+        }
+        // A dangling link (a module of a package not installed) is skipped.
+        let Ok(kind) = fs::metadata(&path) else {
+            continue;
+        };
+        if kind.is_dir() {
+            copy_tree(rootfs, &path, libs_out)?;
+        } else {
+            copy_into(rootfs, &path, &path)?;
+            if path.extension().is_some_and(|e| e == "so") {
+                libs_out.extend(libs(&path)?);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -236,6 +289,11 @@ fn build_initramfs(dir: &Path, tests: &[(String, PathBuf, Vec<String>)]) -> Resu
         copy_into(&rootfs, src, dst)?;
         lib_set.extend(libs(src)?);
     }
+    for tree in VM_TREES {
+        copy_tree(&rootfs, Path::new(tree), &mut lib_set)?;
+    }
+    // gdb loads libthread_db to see a process's threads.
+    lib_set.insert(PathBuf::from("/lib/x86_64-linux-gnu/libthread_db.so.1"));
     for lib in lib_set {
         copy_into(&rootfs, &lib, &lib)?;
     }

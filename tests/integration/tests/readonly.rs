@@ -67,10 +67,11 @@ fn grant(agent: &Agent, target: &str, mode: &str) -> String {
     id
 }
 
-/// Runs gdb against `pid` in batch mode with one command.
-fn gdb(pid: u32, command: &str) -> Output {
+/// Runs gdb against `pid` in batch mode with `commands`.
+fn gdb(pid: u32, commands: &[&str]) -> Output {
     let mut c = Command::new("/usr/bin/gdb")
-        .args(["-nx", "-p", &pid.to_string(), "-batch", "-ex", command])
+        .args(["-nx", "-p", &pid.to_string(), "-batch"])
+        .args(commands.iter().flat_map(|c| ["-ex", c]))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -116,10 +117,37 @@ fn assert_killed(out: &Output, what: &str) {
 
 /// The denial of a change under read-only access names the mode and what
 /// would let it through.
-fn write_denial(agent: &Agent, pid: u32, what: &str, holder: &str) -> Value {
-    let rec = agent.wait_for(what, WAIT, |r| {
-        denial(r, pid, "test-protected") && r["detail"]["writes"] == true
-    });
+fn write_denial(
+    agent: &Agent,
+    pid: u32,
+    (what, via): (&str, &str),
+    holder: &str,
+    actor: &str,
+) -> Value {
+    let rec = agent
+        .try_wait_for(WAIT, |r| {
+            denial(r, pid, "test-protected")
+                && r["detail"]["writes"] == true
+                && r["detail"]["via"] == via
+        })
+        .unwrap_or_else(|| {
+            let about: Vec<_> = agent
+                .matching(|r| r["target"]["pid"] == pid)
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {} {}",
+                        r["kind"], r["actor"]["argv"], r["detail"], r["decision"]
+                    )
+                })
+                .collect();
+            let start = agent.matching(|r| r["detail"]["event"] == "started");
+            panic!(
+                "no record for {what} ({actor}); the target's records:\n{}\nprograms: {}",
+                about.join("\n"),
+                start[0]["detail"]["programs"]
+            )
+        });
     let reason = rec["decision"]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains(holder), "{what}: {rec}");
     rec
@@ -129,7 +157,7 @@ fn write_denial(agent: &Agent, pid: u32, what: &str, holder: &str) -> Value {
 /// against one sentinel; `holder` is how the denials name the access.
 fn look_but_not_change(s: &Setup, t: &mut Proc, addr: &str, holder: &str) {
     let pid = t.pid().to_string();
-    let out = gdb(t.pid(), "bt");
+    let out = gdb(t.pid(), &["bt"]);
     assert!(out.status.success(), "gdb bt: {}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("#0"),
@@ -150,11 +178,19 @@ fn look_but_not_change(s: &Setup, t: &mut Proc, addr: &str, holder: &str) {
     });
     assert_ne!(attach["decision"]["action"], "deny", "{attach}");
 
+    // C's syntax whatever language gdb guesses for the frame (Rust's
+    // parser has no `{type}address`).
     let set = format!("set {{char}}0x{addr} = 88");
-    let out = gdb(t.pid(), &set);
+    let out = gdb(t.pid(), &["set language c", &set]);
     assert!(!out.status.success(), "gdb set: {}", show(&out));
     assert_untouched(t, "gdb set");
-    write_denial(&s.agent, t.pid(), "gdb's write denied", holder);
+    write_denial(
+        &s.agent,
+        t.pid(),
+        ("gdb's write denied", "proc_mem"),
+        holder,
+        &show(&out),
+    );
 
     for change in ["poke", "mem-write"] {
         let out = dmtool(&[change, &pid, addr]);
@@ -168,7 +204,13 @@ fn look_but_not_change(s: &Setup, t: &mut Proc, addr: &str, holder: &str) {
     assert_untouched(t, "vm-write");
     let out = dmtool(&["pidfd", &pid]);
     assert_stopped(&s.mechanism, &out, "pidfd_getfd");
-    let rec = write_denial(&s.agent, t.pid(), "process_vm_writev denied", holder);
+    let rec = write_denial(
+        &s.agent,
+        t.pid(),
+        ("process_vm_writev denied", "process_vm_writev"),
+        holder,
+        "",
+    );
     assert_eq!(rec["decision"]["enforced"], s.mechanism.as_str(), "{rec}");
     s.agent.wait_for("POKEDATA denied", WAIT, |r| {
         denial(r, t.pid(), "test-protected")

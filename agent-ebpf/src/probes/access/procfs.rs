@@ -312,11 +312,14 @@ fn judge_mem_open(ev: &mut agent_common::AccessEvent, target: u32) {
     if let Some(p) = &p {
         ev.target_host_pid = p.tgid;
     }
-    if ev.request & O_ACCMODE != 0 && lock_offsets().2 == OFFSET_ABSENT {
+    // BPF-LSM lets a writing open through (see above), so where the
+    // open is the write's only judge the syscall hooks enforce it.
+    let writes = ev.request & O_ACCMODE != 0 && lock_offsets().2 == OFFSET_ABSENT;
+    if writes {
         ev.flags2 |= access_flags::WRITES;
     }
     let slot = denied(&p, op_of(ev));
-    if slot != NO_SLOT && hooks_enforce(false) {
+    if slot != NO_SLOT && hooks_enforce(writes) {
         kill_if_done(ev, slot);
     }
 }
