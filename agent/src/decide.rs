@@ -224,7 +224,7 @@ impl Decider {
     /// in the record's reason too.
     fn explain_kernel_denial(
         &mut self,
-        mut v: Verdict,
+        v: Verdict,
         kind: Kind,
         actor: &Actor,
         target: Option<&Target>,
@@ -234,24 +234,24 @@ impl Decider {
             return v;
         }
         let ev = policy_event(kind, actor, target, detail);
-        let grants = self.grants.clone();
-        let guard = grants.as_ref().map(|g| g.lock());
-        let no_grants = NoGrants;
-        let lookup: &dyn policy::GrantLookup = match &guard {
-            Some(Ok(store)) => &**store,
-            _ => &no_grants,
-        };
-        let ctx = EvalContext {
-            now: chrono::Utc::now(),
-            grants: lookup,
-        };
-        let d = self.set.evaluate(&ev, &ctx);
+        let (set, grants) = (Arc::clone(&self.set), self.grants.clone());
+        evaluate(&set, grants.as_deref(), &ev, |d| {
+            self.tell_kernel_denial(v, &ev, &d)
+        })
+    }
+
+    fn tell_kernel_denial(
+        &mut self,
+        mut v: Verdict,
+        ev: &PolicyEvent,
+        d: &policy::Ruling<'_>,
+    ) -> Verdict {
         // The policy's own reading of the event names the read-only grant
         // or role when it agrees with the kernel on the rule.
         let read_only = d.read_only.filter(|_| d.rule == v.rule.as_deref());
         if let (Some(ro), Some(reason)) = (read_only, v.reason.as_mut()) {
             reason.push_str("; ");
-            reason.push_str(&policy::read_only_note(&ev, ro));
+            reason.push_str(&policy::read_only_note(ev, ro));
         }
         let reason = v.reason.clone().unwrap_or_default();
         let ruling = policy::Ruling {
@@ -263,9 +263,9 @@ impl Decider {
             tags: &[],
             read_only,
         };
-        let key = FoldKey::new(&ev, &ruling);
+        let key = FoldKey::new(ev, &ruling);
         if self.folder.offer(key, Instant::now()) == FoldOutcome::Emit {
-            tracing::warn!(target: "debugmon::decision", "{}", policy::human_line(&ev, &ruling));
+            tracing::warn!(target: "debugmon::decision", "{}", policy::human_line(ev, &ruling));
         }
         v
     }
@@ -369,18 +369,13 @@ impl Decider {
         detail: PolicyDetail,
     ) -> Option<Verdict> {
         let ev = policy_event(kind, actor, target, detail);
-        let guard = self.grants.as_ref().map(|g| g.lock());
-        let no_grants = NoGrants;
-        let lookup: &dyn policy::GrantLookup = match &guard {
-            Some(Ok(store)) => &**store,
-            // A poisoned lock: evaluate without grants (stricter, never looser).
-            _ => &no_grants,
-        };
-        let ctx = EvalContext {
-            now: chrono::Utc::now(),
-            grants: lookup,
-        };
-        let d = self.set.evaluate(&ev, &ctx);
+        let (set, grants) = (Arc::clone(&self.set), self.grants.clone());
+        evaluate(&set, grants.as_deref(), &ev, |d| self.verdict(&ev, &d))
+    }
+
+    /// The verdict a rule's ruling gives, with the journal line for
+    /// anything but an allow; `None` when no rule matched.
+    fn verdict(&mut self, ev: &PolicyEvent, d: &policy::Ruling<'_>) -> Option<Verdict> {
         d.rule?;
         // Whether the kernel acted comes with the event itself (a refusal
         // written on it, or a kill): an event that gets here was not acted
@@ -390,7 +385,7 @@ impl Decider {
             (Action::Deny, Mechanism::Lsm | Mechanism::Kill)
                 if d.rule.is_some_and(|r| self.kernel_rules.contains(r)) =>
             {
-                format!("{} ({})", d.reason, not_enforced_note(&ev))
+                format!("{} ({})", d.reason, not_enforced_note(ev))
             }
             (Action::Deny, Mechanism::Lsm | Mechanism::Kill) => format!(
                 "{} (not enforced: the kernel does not act on this here; alerted instead)",
@@ -403,13 +398,13 @@ impl Decider {
             _ => d.reason.to_owned(),
         };
         let reason = match d.read_only {
-            Some(ro) => format!("{reason}; {}", policy::read_only_note(&ev, ro)),
+            Some(ro) => format!("{reason}; {}", policy::read_only_note(ev, ro)),
             None => reason,
         };
         if d.action != Action::Allow {
-            let key = FoldKey::new(&ev, &d);
+            let key = FoldKey::new(ev, d);
             if self.folder.offer(key, Instant::now()) == FoldOutcome::Emit {
-                tracing::warn!(target: "debugmon::decision", "{}", policy::human_line(&ev, &d));
+                tracing::warn!(target: "debugmon::decision", "{}", policy::human_line(ev, d));
             }
         }
         Some(Verdict {
@@ -422,6 +417,28 @@ impl Decider {
             tags: d.tags.to_vec(),
         })
     }
+}
+
+/// Evaluates `ev` under `set` with the grants in force and hands the
+/// ruling to `f`. A poisoned grant lock evaluates without grants
+/// (stricter, never looser).
+fn evaluate<R>(
+    set: &PolicySet,
+    grants: Option<&Mutex<GrantStore>>,
+    ev: &PolicyEvent,
+    f: impl FnOnce(policy::Ruling<'_>) -> R,
+) -> R {
+    let guard = grants.map(Mutex::lock);
+    let no_grants = NoGrants;
+    let lookup: &dyn policy::GrantLookup = match &guard {
+        Some(Ok(store)) => &**store,
+        _ => &no_grants,
+    };
+    let ctx = EvalContext {
+        now: chrono::Utc::now(),
+        grants: lookup,
+    };
+    f(set.evaluate(ev, &ctx))
 }
 
 /// The event as policy sees it.
