@@ -245,10 +245,15 @@ impl Running {
             programs: attached.len(),
             last_events: 0,
             heartbeat: cfg.heartbeat.map(|every| Cadence::new(every, started_ns)),
+            inventory: cfg.inventory.map(|every| Cadence::new(every, started_ns)),
             stop_control,
             _serving: serving,
             _watchdog: watchdog,
         };
+        if a.inventory.is_some() {
+            a.take_inventory(host::boottime_ns());
+            a.sink.send(a.p.take_batch()).await?;
+        }
         a.sleep_on_wake()?;
         Ok(a)
     }
