@@ -236,6 +236,15 @@ fn inventory_reports_tracers_debug_ports_and_preloads_and_the_agent_alerts() {
     let snapshot = agent.wait_for("the start inventory", WAIT, |r| {
         r["kind"] == "inventory" && r["detail"]["event"] == "snapshot"
     });
+    // Taken at start: the record right after the start record.
+    let started = agent.wait_for("the start record", WAIT, |r| {
+        r["kind"] == "agent" && r["detail"]["event"] == "started"
+    });
+    assert_eq!(
+        snapshot["seq"].as_u64(),
+        started["seq"].as_u64().map(|s| s + 1),
+        "{snapshot}"
+    );
     assert!(
         snapshot["hash"].is_string() && snapshot.get("actor").is_none(),
         "{snapshot}"
