@@ -219,6 +219,8 @@ pub fn collect(src: &Sources, set: &PolicySet) -> Inventory {
     let mut all = Vec::with_capacity(pids.len());
     for pid in pids {
         match procs::read(&src.proc_root, pid) {
+            // /proc lists processes only; a thread's directory is not one.
+            Some(p) if p.tgid != p.pid => {}
             Some(p) => all.push(p),
             None => skipped += 1,
         }
@@ -228,11 +230,13 @@ pub fn collect(src: &Sources, set: &PolicySet) -> Inventory {
         .iter()
         .filter(|p| p.tracer_pid != 0)
         .filter_map(|p| {
-            // A tracer gone since the tracee was read: skipped.
-            let Some(t) = by_pid.get(&p.tracer_pid) else {
+            // TracerPid names the tracing thread: its process is the
+            // tracer. One gone since the tracee was read is skipped.
+            let Some(t) = tracer_of(&src.proc_root, p.tracer_pid, &by_pid) else {
                 skipped += 1;
                 return None;
             };
+            let t = &t;
             let debugger = set.debugger_class(&t.exe, &t.comm).map(str::to_owned);
             Some(Traced {
                 process: ProcRef::of(p),
@@ -267,6 +271,21 @@ pub fn collect(src: &Sources, set: &PolicySet) -> Inventory {
         findings,
         skipped,
     }
+}
+
+/// The process of tracing thread `tid`: listed under its own pid when it
+/// is a process's main thread, else found through the thread's `Tgid`
+/// (/proc does not list threads, but reads them).
+fn tracer_of(
+    proc_root: &Path,
+    tid: u32,
+    by_pid: &HashMap<u32, &procs::Proc>,
+) -> Option<procs::Proc> {
+    if let Some(p) = by_pid.get(&tid) {
+        return Some((*p).clone());
+    }
+    let thread = procs::read(proc_root, tid)?;
+    Some(by_pid.get(&thread.tgid).map_or(thread, |p| (*p).clone()))
 }
 
 /// The debug interfaces listening on TCP ports: each network namespace's

@@ -12,6 +12,8 @@ use crate::enrich::switches::{self, Switch};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub name: String,
+    /// The process (thread group) a thread belongs to.
+    pub tgid: u32,
     pub uid: u32,
     /// 0: not traced.
     pub tracer_pid: u32,
@@ -20,6 +22,7 @@ pub struct Status {
 /// Parses `/proc/PID/status`; `None` when a field is missing or malformed.
 pub fn parse_status(text: &str) -> Option<Status> {
     let mut name = None;
+    let mut tgid = None;
     let mut uid = None;
     let mut tracer_pid = None;
     for line in text.lines() {
@@ -29,6 +32,7 @@ pub fn parse_status(text: &str) -> Option<Status> {
         match key {
             // The name is the rest of the line after one tab, spaces kept.
             "Name" => name = Some(value.strip_prefix('\t').unwrap_or(value).to_owned()),
+            "Tgid" => tgid = value.trim().parse().ok(),
             "Uid" => uid = value.split_ascii_whitespace().next()?.parse().ok(),
             "TracerPid" => tracer_pid = value.trim().parse().ok(),
             _ => {}
@@ -36,6 +40,7 @@ pub fn parse_status(text: &str) -> Option<Status> {
     }
     Some(Status {
         name: name?,
+        tgid: tgid?,
         uid: uid?,
         tracer_pid: tracer_pid?,
     })
@@ -45,6 +50,8 @@ pub fn parse_status(text: &str) -> Option<Status> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proc {
     pub pid: u32,
+    /// Its process: `pid` itself, unless `pid` names a thread.
+    pub tgid: u32,
     pub comm: String,
     /// The program's path; empty for a kernel thread or when unreadable.
     pub exe: String,
@@ -111,6 +118,7 @@ pub fn read(proc_root: &Path, pid: u32) -> Option<Proc> {
         .map(|p| p.to_string_lossy().into_owned());
     Some(Proc {
         pid,
+        tgid: status.tgid,
         comm: status.name,
         exe,
         uid: status.uid,
@@ -134,6 +142,7 @@ mod tests {
             parse_status(STATUS),
             Some(Status {
                 name: "my worker".into(),
+                tgid: 4242,
                 uid: 1000,
                 tracer_pid: 4300
             })

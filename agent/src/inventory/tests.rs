@@ -26,13 +26,19 @@ const TCP: &[u8] = b"  sl  local_address rem_address   st tx_queue rx_queue tr t
    0: 00000000:162E 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 40112 1 0 100 0 0 10 0\n\
    1: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 40113 1 0 100 0 0 10 0\n";
 
-/// A process directory under `proc/`.
-fn process(root: &Path, pid: u32, name: &str, exe: &str, tracer: u32, cmdline: &[u8], env: &[u8]) {
+/// The status of thread `tid` of process `tgid`.
+fn thread(root: &Path, tid: u32, tgid: u32, name: &str, tracer: u32) {
     write(
         root,
-        &format!("proc/{pid}/status"),
-        format!("Name:\t{name}\nTgid:\t{pid}\nTracerPid:\t{tracer}\nUid:\t0\t0\t0\t0\n").as_bytes(),
+        &format!("proc/{tid}/status"),
+        format!("Name:\t{name}\nTgid:\t{tgid}\nTracerPid:\t{tracer}\nUid:\t0\t0\t0\t0\n")
+            .as_bytes(),
     );
+}
+
+/// A process directory under `proc/`.
+fn process(root: &Path, pid: u32, name: &str, exe: &str, tracer: u32, cmdline: &[u8], env: &[u8]) {
+    thread(root, pid, pid, name, tracer);
     write(root, &format!("proc/{pid}/cmdline"), cmdline);
     write(root, &format!("proc/{pid}/environ"), env);
     link(root, &format!("proc/{pid}/exe"), exe);
@@ -93,6 +99,10 @@ fn a_fixture_host() {
         b"sleep\x00100\0",
         b"PATH=/bin\0LD_PRELOAD=/usr/lib/libx.so\0",
     );
+    // 50: traced by thread 71 of process 70 (TracerPid names a thread).
+    process(root, 50, "svc", "/srv/svc", 71, b"svc\0", b"");
+    process(root, 70, "injector", "/opt/injector", 0, b"injector\0", b"");
+    thread(root, 71, 70, "worker-3", 0);
     // 40: a directory without status (exited while read).
     std::fs::create_dir_all(root.join("proc/40")).unwrap();
     write(
@@ -116,7 +126,13 @@ fn a_fixture_host() {
     let inv = collect(&src, &policy());
     // 40 without a status, 10 without its namespace's sockets.
     assert_eq!(inv.skipped, 2, "{inv:#?}");
-    assert_eq!(inv.traced.len(), 2, "{inv:#?}");
+    assert_eq!(inv.traced.len(), 3, "{inv:#?}");
+    assert_eq!(
+        (inv.traced[2].process.pid, inv.traced[2].tracer.pid),
+        (50, 70),
+        "the tracing thread's process"
+    );
+    assert_eq!(inv.traced[2].tracer.comm, "injector");
     assert_eq!(inv.traced[0].process.pid, 10);
     assert_eq!(inv.traced[0].tracer.pid, 11);
     assert_eq!(inv.traced[0].tracer.exe, "/tmp/helper");

@@ -204,6 +204,8 @@ impl Running {
                 // Declared here, not only in the heartbeats: a run killed
                 // or frozen before its first heartbeat is still judged.
                 "heartbeat_s": cfg.heartbeat.map_or(0, |d| d.as_secs()),
+                // How often this run writes `inventory` records (0: never).
+                "inventory_s": cfg.inventory.map_or(0, |d| d.as_secs()),
                 "public_key": sink.public_key(),
             }),
         );

@@ -245,6 +245,7 @@ fn inventory_reports_tracers_debug_ports_and_preloads_and_the_agent_alerts() {
         started["seq"].as_u64().map(|s| s + 1),
         "{snapshot}"
     );
+    assert_eq!(started["detail"]["inventory_s"], 2, "{started}");
     assert!(
         snapshot["hash"].is_string() && snapshot.get("actor").is_none(),
         "{snapshot}"
