@@ -145,8 +145,9 @@ fn scene(dir: &Path) -> Scene {
     }
 }
 
-/// What `debugmon inventory --json` reports, with the agent not running.
-fn check_command(s: &Scene) {
+/// What `debugmon inventory --json` reports, with the agent not running;
+/// the report, for the agent's to be compared with.
+fn check_command(s: &Scene) -> Value {
     let out = Command::new(agent_bin())
         .args(["inventory", "--json", "--policies", POLICIES])
         .output()
@@ -219,6 +220,7 @@ fn check_command(s: &Scene) {
             )),
         "{table}"
     );
+    inv
 }
 
 #[test]
@@ -227,7 +229,7 @@ fn inventory_reports_tracers_debug_ports_and_preloads_and_the_agent_alerts() {
     let dir = std::env::temp_dir().join(nonce("inventory"));
     std::fs::create_dir_all(&dir).unwrap();
     let s = scene(&dir);
-    check_command(&s);
+    let inv = check_command(&s);
     // The agent takes an inventory at start and then every 2 s here.
     let agent = Agent::start_env(
         &["--policies", POLICIES],
@@ -248,6 +250,12 @@ fn inventory_reports_tracers_debug_ports_and_preloads_and_the_agent_alerts() {
     assert_eq!(started["detail"]["inventory_s"], 2, "{started}");
     assert!(
         snapshot["hash"].is_string() && snapshot.get("actor").is_none(),
+        "{snapshot}"
+    );
+    // The agent reads the same kernel settings and debuggers.
+    assert_eq!(snapshot["detail"]["kernel"], inv["kernel"], "{snapshot}");
+    assert_eq!(
+        snapshot["detail"]["debuggers"], inv["debuggers"],
         "{snapshot}"
     );
     assert!(
