@@ -63,6 +63,8 @@ pub struct PolicyDetail {
     pub inventory: bool,
     /// exec: the switches, as policy names them (`jdwp`, `jdwp:any_address`).
     pub debug_switches: Vec<String>,
+    /// inventory: the findings, as policy names them.
+    pub findings: Vec<String>,
     /// The access changes the target (the kernel's judgement).
     pub writes: bool,
 }
@@ -368,7 +370,22 @@ impl Decider {
         target: Option<&Target>,
         detail: PolicyDetail,
     ) -> Option<Verdict> {
-        let ev = policy_event(kind, actor, target, detail);
+        self.decide_event(policy_event(kind, actor, target, detail))
+    }
+
+    /// The verdict on a record of the host itself, without actor or
+    /// target: an inventory's findings about the host (`ld_so_preload`,
+    /// kernel settings).
+    pub fn decide_host(&mut self, kind: Kind, detail: PolicyDetail) -> Option<Verdict> {
+        self.decide_event(PolicyEvent {
+            kind,
+            actor: policy::event::Actor::default(),
+            target: None,
+            detail: policy_detail(detail),
+        })
+    }
+
+    fn decide_event(&mut self, ev: PolicyEvent) -> Option<Verdict> {
         let (set, grants) = (Arc::clone(&self.set), self.grants.clone());
         evaluate(&set, grants.as_deref(), &ev, |d| self.verdict(&ev, &d))
     }
@@ -452,17 +469,23 @@ fn policy_event(
         kind,
         actor: policy_actor(actor),
         target: target.filter(|t| t.known).map(policy_target),
-        detail: Detail {
-            debugger: detail.debugger,
-            ptrace_request: detail.ptrace_request,
-            via: detail.via,
-            access: detail.access,
-            prog_type: detail.prog_type,
-            result: detail.result,
-            inventory: detail.inventory.then_some(true),
-            debug_switches: detail.debug_switches,
-            writes: detail.writes.then_some(true),
-        },
+        detail: policy_detail(detail),
+    }
+}
+
+/// The detail fields as policy sees them.
+fn policy_detail(detail: PolicyDetail) -> Detail {
+    Detail {
+        debugger: detail.debugger,
+        ptrace_request: detail.ptrace_request,
+        via: detail.via,
+        access: detail.access,
+        prog_type: detail.prog_type,
+        result: detail.result,
+        inventory: detail.inventory.then_some(true),
+        debug_switches: detail.debug_switches,
+        findings: detail.findings,
+        writes: detail.writes.then_some(true),
     }
 }
 

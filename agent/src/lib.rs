@@ -28,6 +28,9 @@
 //! - [`policy`]: policy files, compiled rules, rulings, what grants cover
 //!   and the kernel's part of a policy
 //! - [`grants`]: the grants store and the control socket
+//! - [`inventory`]: the host's debug exposure now (debuggers installed,
+//!   traced processes, debug ports and switches, injection, kernel
+//!   settings), read from /proc and /sys
 //! - [`config`]: the config file, environment and flag overrides, validation
 //! - [`metrics`]: counters and gauges, Prometheus text, `/metrics` and
 //!   `/status`
@@ -43,6 +46,7 @@ pub mod enrich;
 pub mod error;
 pub mod event;
 pub mod grants;
+pub mod inventory;
 pub mod metrics;
 pub mod policy;
 pub mod process;

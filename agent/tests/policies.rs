@@ -154,6 +154,14 @@ fn shipped_policies_decide_the_table() {
         ("preload from /usr/lib", format!(r#"{{"kind":"exec","actor":{},"detail":{{"debug_switches":["ld_preload"]}}}}"#, actor("bob", 1001, "ls")), Action::Allow, None),
         ("ld.so.preload", format!(r#"{{"kind":"injection","actor":{},"detail":{{"via":"ld_so_preload","access":"write"}}}}"#, actor("root", 0, "tee")), Action::Alert, Some("system-wide-preload-written")),
         ("kcore", format!(r#"{{"kind":"mem_access","actor":{},"detail":{{"via":"kcore","access":"read"}}}}"#, actor("root", 0, "dd")), Action::Alert, Some("kernel-memory-read")),
+        // The host inventory's findings.
+        ("inventory: jdwp on every address", format!(r#"{{"kind":"inventory","actor":{},"detail":{{"event":"finding","findings":["debug_port","debug_port:jdwp","debug_port:any_address"]}}}}"#, actor("bob", 1001, "java")), Action::Alert, Some("inventory-debug-port-on-every-address")),
+        ("inventory: a port on localhost", format!(r#"{{"kind":"inventory","actor":{},"detail":{{"event":"finding","findings":["debug_port","debug_port:jdwp"]}}}}"#, actor("bob", 1001, "java")), Action::Allow, None),
+        ("inventory: traced by a non-debugger", format!(r#"{{"kind":"inventory","actor":{},"target":{alice_app},"detail":{{"event":"finding","findings":["traced","traced:non_debugger"]}}}}"#, actor("bob", 1001, "helper")), Action::Alert, Some("inventory-traced-by-a-non-debugger")),
+        ("inventory: traced by gdb", format!(r#"{{"kind":"inventory","actor":{},"target":{alice_app},"detail":{{"event":"finding","findings":["traced"]}}}}"#, actor("bob", 1001, "gdb")), Action::Allow, None),
+        ("inventory: ld.so.preload", r#"{"kind":"inventory","detail":{"event":"snapshot","findings":["ld_so_preload","lockdown:none"]}}"#.into(), Action::Alert, Some("inventory-system-wide-preload")),
+        ("inventory: LD_PRELOAD", format!(r#"{{"kind":"inventory","actor":{},"detail":{{"event":"finding","findings":["debug_switch:ld_preload"]}}}}"#, actor("bob", 1001, "sleep")), Action::Alert, Some("inventory-library-preloaded-in-a-process")),
+        ("inventory: a hardened kernel", r#"{"kind":"inventory","detail":{"event":"snapshot","findings":[]}}"#.into(), Action::Allow, None),
         ("sshd dumped core", format!(r#"{{"kind":"core_dump","actor":{},"target":{}}}"#, actor("root", 0, "sshd"), target("sshd", 0, "ssh.service")), Action::Alert, Some("core-dump-of-a-protected-process")),
     ];
     assert!(cases.len() >= 15);
@@ -204,7 +212,7 @@ fn policy_check_reports_every_broken_fixture_at_its_position() {
         "syntax.yaml:4:1: while parsing a flow sequence, expected ',' or ']'",
         "unknown-field.yaml:5:5: unknown field `severty`, expected one of `name`, `on`, `actor`, `target`, `detail`, `context`, `unless`, `action`, `severity`, `tags`, `title`, `description`",
         "unknown-role.yaml:5:30: unknown role `dbas`",
-        "unknown-trigger.yaml:4:20: unknown variant `ptrace_atach`, expected one of `exec`, `debugger_exec`, `ptrace_attach`, `ptrace_traceme`, `ptrace_access`, `mem_read`, `mem_write`, `mem_access`, `perf_attach`, `bpf_load`, `pidfd_getfd`, `inventory_read`, `debug_signal`, `debug_port`, `library_injection`, `core_dump`",
+        "unknown-trigger.yaml:4:20: unknown variant `ptrace_atach`, expected one of `exec`, `debugger_exec`, `ptrace_attach`, `ptrace_traceme`, `ptrace_access`, `mem_read`, `mem_write`, `mem_access`, `perf_attach`, `bpf_load`, `pidfd_getfd`, `inventory_read`, `debug_signal`, `debug_port`, `library_injection`, `core_dump`, `inventory`",
     ];
     let want: Vec<String> = want
         .iter()

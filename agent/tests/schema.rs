@@ -4,7 +4,11 @@
 use std::path::Path;
 
 use agent::{
+    enrich::switches,
     event::{AccessInfo, Event, ExecInfo, Kind, encode},
+    inventory::{
+        DebugPort, Installed, Inventory, KernelSettings, Preload, ProcRef, Switched, Traced,
+    },
     process::{ProcessEntry, ProcessTable},
     record::{LostCounts, RecordBuilder, seal::Sealer},
     runtime::pipeline::Pipeline,
@@ -60,6 +64,7 @@ fn every_documented_example_matches_the_schema() {
         "policy",
         "agent",
         "lost",
+        "inventory",
     ];
     all.sort_unstable();
     assert_eq!(kinds, all, "an example of every kind");
@@ -99,6 +104,61 @@ fn the_schema_rejects_what_it_should() {
     }
     beat["detail"]["interval_s"] = json!(0);
     assert!(!v.is_valid(&beat), "a heartbeat every 0 s");
+}
+
+/// An inventory with one of each finding: a traced process, a debug port
+/// on every address, a process started with LD_PRELOAD.
+fn inventory_fixture() -> Inventory {
+    let bash = ProcRef {
+        pid: 30,
+        comm: "bash".into(),
+        exe: "/usr/bin/bash".into(),
+        uid: 0,
+    };
+    Inventory {
+        debuggers: vec![Installed {
+            class: "gdb".into(),
+            path: "/usr/bin/gdb".into(),
+        }],
+        traced: vec![Traced {
+            process: ProcRef {
+                pid: 40,
+                ..bash.clone()
+            },
+            tracer: bash.clone(),
+            debugger: None,
+            findings: vec!["traced".into(), "traced:non_debugger".into()],
+        }],
+        debug_ports: vec![DebugPort {
+            process: bash.clone(),
+            port: 5678,
+            bind: "0.0.0.0".into(),
+            interface: "debugpy",
+            risk: Some("any_address"),
+            findings: vec!["debug_port".into(), "debug_port:any_address".into()],
+        }],
+        switches: vec![Switched {
+            process: bash,
+            switches: switches::detect(
+                "/usr/bin/bash",
+                &["bash".into()],
+                &[("LD_PRELOAD".into(), "/usr/lib/x.so".into())],
+            ),
+            findings: vec!["debug_switch:ld_preload".into()],
+        }],
+        ld_so_preload: Some(Preload {
+            path: "/etc/ld.so.preload".into(),
+            libraries: vec!["/usr/lib/x.so".into()],
+        }),
+        kernel: KernelSettings {
+            ptrace_scope: Some(1),
+            lsm: Some(vec!["bpf".into()]),
+            bpf_lsm: Some(true),
+            ..KernelSettings::default()
+        },
+        findings: vec!["ld_so_preload".into()],
+        skipped: 1,
+    }
 }
 
 fn exec_info() -> ExecInfo {
@@ -228,6 +288,7 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
             ..LostCounts::default()
         },
     );
+    p.report_inventory(9, &inventory_fixture());
     p.note(
         9,
         Kind::Agent,
@@ -251,9 +312,14 @@ fn records_built_and_sealed_by_the_agent_match_the_schema() {
         events.push(format!("{}/{}", rec["kind"], rec["detail"]["event"]));
         n += 1;
     }
-    assert_eq!(n, 9, "{events:?}");
-    for e in ["\"ptrace\"/\"exec_under_trace\"", "\"agent\"/\"tamper\""] {
+    assert_eq!(n, 13, "{events:?}");
+    for e in [
+        "\"ptrace\"/\"exec_under_trace\"",
+        "\"agent\"/\"tamper\"",
+        "\"inventory\"/\"snapshot\"",
+        "\"inventory\"/\"finding\"",
+    ] {
         assert!(events.iter().any(|x| x == e), "{e} in {events:?}");
     }
-    assert_eq!(sealer.next_seq(), 10);
+    assert_eq!(sealer.next_seq(), 14);
 }

@@ -8,11 +8,13 @@
 //!   connection flags they share)
 //! - [`policy`], [`grant`]: engineers' and security's commands around
 //!   policy and time-boxed access
+//! - [`inventory`]: security's view of the host's debug exposure now
 //! - [`status`], [`config`]: ops' view of the running agent and its config
 //! - [`logging`]: where the agent's own log goes
 
 pub mod config;
 pub mod grant;
+pub mod inventory;
 pub mod logging;
 pub mod nats;
 pub mod policy;
@@ -63,6 +65,8 @@ pub enum Command {
     },
     /// Show the running agent's status (from its metrics endpoint)
     Status(status::Args),
+    /// The host's debug exposure now: debuggers installed, traced processes, debug ports, injection, kernel settings
+    Inventory(inventory::Args),
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is an error, not a panic.

@@ -29,6 +29,7 @@ pub use units::{ByteSize, HumanDuration, Secret};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub agent: AgentSection,
+    pub inventory: InventorySection,
     pub policy: PolicySection,
     pub grants: GrantsSection,
     pub control: ControlSection,
@@ -74,6 +75,22 @@ impl Default for AgentSection {
             table_max: 262_144,
             enforce: true,
             heartbeat_secs: 5,
+        }
+    }
+}
+
+/// `[inventory]`: the host's debug exposure as `inventory` records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventorySection {
+    /// Seconds between inventories (one is also taken at start); 0: none.
+    pub interval_secs: u64,
+}
+
+impl Default for InventorySection {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
         }
     }
 }
@@ -330,6 +347,8 @@ impl Config {
             exit_grace: Duration::from_secs(a.exit_grace_secs),
             aggregate_window: Duration::from_secs(a.aggregate_window_secs),
             heartbeat: (a.heartbeat_secs > 0).then(|| Duration::from_secs(a.heartbeat_secs)),
+            inventory: (self.inventory.interval_secs > 0)
+                .then(|| Duration::from_secs(self.inventory.interval_secs)),
             metrics_listen: self.metrics.listen.parse().ok(),
             enforce: a.enforce,
             policy_dirs: self.policy.dirs.clone(),

@@ -16,6 +16,7 @@ pub const KEYS: &[&str] = &[
     "agent.exit_grace_secs",
     "agent.table_max",
     "agent.heartbeat_secs",
+    "inventory.interval_secs",
     "policy.dirs",
     "grants.path",
     "grants.max_duration",
@@ -98,6 +99,7 @@ pub fn set(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         "agent.table_max" => c.agent.table_max = parse(v)?,
         "agent.heartbeat_secs" => c.agent.heartbeat_secs = parse(v)?,
         "agent.enforce" => c.agent.enforce = boolean(v)?,
+        "inventory.interval_secs" => c.inventory.interval_secs = parse(v)?,
         "policy.dirs" => c.policy.dirs = list(v).into_iter().map(PathBuf::from).collect(),
         "grants.path" => c.grants.path = PathBuf::from(v),
         "grants.max_duration" => c.grants.max_duration = parse(v)?,
@@ -160,7 +162,13 @@ mod tests {
                     "true"
                 }
                 "log.format" => "json",
-                k if k.starts_with("agent.") || k.ends_with("keep") || k.ends_with("_ms") => "7",
+                k if k.starts_with("agent.")
+                    || k.ends_with("keep")
+                    || k.ends_with("_ms")
+                    || k.ends_with("_secs") =>
+                {
+                    "7"
+                }
                 _ => "/x",
             };
             set(&mut Config::default(), key, sample).unwrap_or_else(|e| panic!("{key}: {e}"));

@@ -246,6 +246,30 @@ fn heartbeat_is_set_by_file_and_environment_and_zero_turns_it_off() {
 }
 
 #[test]
+fn inventory_interval_is_set_by_file_and_environment_and_zero_turns_it_off() {
+    let secs = std::time::Duration::from_secs;
+    let run = Config::default().to_settings().unwrap();
+    assert_eq!(run.inventory, Some(secs(3600)));
+    let c = load_text("[inventory]\ninterval_secs = 600\n", &no_env()).unwrap();
+    assert_eq!(c.to_settings().unwrap().inventory, Some(secs(600)));
+    let env = HashMap::from([(
+        "DEBUGMON_INVENTORY_INTERVAL_SECS".to_owned(),
+        "0".to_owned(),
+    )]);
+    let c = load_text("[inventory]\ninterval_secs = 600\n", &env).unwrap();
+    assert_eq!(c.to_settings().unwrap().inventory, None);
+    let env = HashMap::from([(
+        "DEBUGMON_INVENTORY_INTERVAL_SECS".to_owned(),
+        "604801".to_owned(),
+    )]);
+    let msg = load_text("", &env).unwrap_err().to_string();
+    assert!(
+        msg.contains("inventory.interval_secs: 604801 is out of range"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn printout_parses_back() {
     let printed = Config::default().to_toml().unwrap();
     let back: Config = toml::from_str(&printed).unwrap();

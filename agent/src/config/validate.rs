@@ -98,6 +98,18 @@ impl Config {
                 a.heartbeat_secs
             )
         });
+        // 0 switches inventories off; a week is the most a fleet's view
+        // of its exposure may lag.
+        c.check(
+            self.inventory.interval_secs <= 604_800,
+            "inventory.interval_secs",
+            || {
+                format!(
+                    "{} is out of range: must be 0 (off) or between 1 and 604800",
+                    self.inventory.interval_secs
+                )
+            },
+        );
 
         for d in &self.policy.dirs {
             c.absolute("policy.dirs", d);

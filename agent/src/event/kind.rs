@@ -26,6 +26,8 @@ pub enum Kind {
     Injection,
     /// A process dumped its memory to a core file.
     CoreDump,
+    /// The host's debug exposure: a snapshot, or one finding of it.
+    Inventory,
     /// A kind this agent does not write (a record from a newer agent).
     #[default]
     #[serde(other)]
@@ -34,7 +36,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind the agent writes, in the order metrics list them.
-    pub const WRITTEN: [Kind; 13] = [
+    pub const WRITTEN: [Kind; 14] = [
         Kind::Exec,
         Kind::Ptrace,
         Kind::MemAccess,
@@ -48,6 +50,7 @@ impl Kind {
         Kind::DebugPort,
         Kind::Injection,
         Kind::CoreDump,
+        Kind::Inventory,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Kind {
             Kind::DebugPort => "debug_port",
             Kind::Injection => "injection",
             Kind::CoreDump => "core_dump",
+            Kind::Inventory => "inventory",
             Kind::Other => "other",
         }
     }
@@ -82,6 +86,7 @@ impl Kind {
                 | Kind::DebugPort
                 | Kind::Injection
                 | Kind::CoreDump
+                | Kind::Inventory
         )
     }
 }

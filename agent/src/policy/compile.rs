@@ -342,6 +342,7 @@ impl Compiler {
                 Source::DebugSwitch,
                 &d.debug_switches,
             ),
+            (["detail", "findings"], Source::Finding, &d.findings),
         ] {
             if !list.is_empty() {
                 let ids = self.patterns(fi, files, node, &path, source, list);

@@ -180,7 +180,9 @@ impl<'e, 's> Facts<'e, 's> {
             Source::Via => d.via.as_deref(),
             Source::ProgType => d.prog_type.as_deref(),
             // Several values or derived: see `matched`.
-            Source::ActorGroup | Source::ActorDebugger | Source::DebugSwitch => None,
+            Source::ActorGroup | Source::ActorDebugger | Source::DebugSwitch | Source::Finding => {
+                None
+            }
         }
     }
 
@@ -198,6 +200,10 @@ impl<'e, 's> Facts<'e, 's> {
                     }
                 } else if src == Source::DebugSwitch {
                     for s in &self.ev.detail.debug_switches {
+                        ix.matches_into(s, self.ids, self.gbuf);
+                    }
+                } else if src == Source::Finding {
+                    for s in &self.ev.detail.findings {
                         ix.matches_into(s, self.ids, self.gbuf);
                     }
                 } else if src == Source::ActorDebugger {

@@ -77,6 +77,10 @@ pub struct Detail {
     /// with, as `INTERFACE` and, where one applies, `INTERFACE:RISK`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub debug_switches: Vec<String>,
+    /// inventory: what the host inventory found (`debug_port:any_address`,
+    /// `traced:non_debugger`, ...).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub findings: Vec<String>,
     /// The access changes the target (set by the kernel: a ptrace request
     /// that writes, EXITKILL, a write through `/proc/PID/mem`).
     pub writes: Option<bool>,
@@ -120,10 +124,11 @@ pub enum EventClass {
     DebugPort,
     Injection,
     CoreDump,
+    Inventory,
 }
 
 impl EventClass {
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
 
     pub fn bit(self) -> u16 {
         1 << self as u8
@@ -147,6 +152,7 @@ impl EventClass {
             Self::DebugPort => "debug port",
             Self::Injection => "library injection",
             Self::CoreDump => "core dump",
+            Self::Inventory => "inventory finding",
         }
     }
 }
@@ -194,6 +200,7 @@ impl PolicyEvent {
             Kind::DebugPort => EventClass::DebugPort,
             Kind::Injection => EventClass::Injection,
             Kind::CoreDump => EventClass::CoreDump,
+            Kind::Inventory => EventClass::Inventory,
             Kind::Grant | Kind::Policy | Kind::Agent | Kind::Lost | Kind::Other => return None,
         })
     }
@@ -220,6 +227,7 @@ impl crate::policy::model::Trigger {
             T::DebugPort => EventClass::DebugPort.bit(),
             T::LibraryInjection => EventClass::Injection.bit(),
             T::CoreDump => EventClass::CoreDump.bit(),
+            T::Inventory => EventClass::Inventory.bit(),
         }
     }
 }

@@ -90,10 +90,11 @@ pub(crate) enum Source {
     Via,
     ProgType,
     DebugSwitch,
+    Finding,
 }
 
 impl Source {
-    pub(crate) const COUNT: usize = 16;
+    pub(crate) const COUNT: usize = 17;
     pub(crate) const ALL: [Source; Self::COUNT] = [
         Self::ActorUser,
         Self::ActorLoginUser,
@@ -111,6 +112,7 @@ impl Source {
         Self::Via,
         Self::ProgType,
         Self::DebugSwitch,
+        Self::Finding,
     ];
 
     /// Exe patterns without a `/` match the basename (`gdb` matches
@@ -137,6 +139,7 @@ impl Source {
             Self::Via => "detail.via",
             Self::ProgType => "detail.prog_type",
             Self::DebugSwitch => "detail.debug_switches",
+            Self::Finding => "detail.findings",
         }
     }
 }

@@ -101,6 +101,10 @@ pub enum Trigger {
     LibraryInjection,
     /// A process dumped core.
     CoreDump,
+    /// A finding of the host inventory (`detail.findings`): a debug port
+    /// on every address, a process traced by a program that is no
+    /// debugger, `/etc/ld.so.preload`, a permissive kernel setting.
+    Inventory,
 }
 
 /// `roles: { NAME: {users, groups} }`. The same role in several files is the
@@ -225,6 +229,10 @@ pub struct DetailSpec {
     /// `ld_preload:writable_dir`; docs/records.md lists them).
     #[serde(default)]
     pub debug_switches: Vec<String>,
+    /// Globs over an inventory record's findings (`debug_port:any_address`,
+    /// `traced:non_debugger`, `ld_so_preload`; docs/records.md lists them).
+    #[serde(default)]
+    pub findings: Vec<String>,
 }
 
 /// When the rule applies. `hours: "09:00-18:00"` (end exclusive; may wrap

@@ -120,7 +120,7 @@ pub struct PolicySet {
 
 /// Key sources in order of preference: target fields are the most
 /// selective in practice, detail fields the least; uid lists come last.
-const KEY_ORDER: [Source; 15] = [
+const KEY_ORDER: [Source; 16] = [
     Source::TargetComm,
     Source::TargetExe,
     Source::TargetUnit,
@@ -136,6 +136,7 @@ const KEY_ORDER: [Source; 15] = [
     Source::Via,
     Source::ProgType,
     Source::DebugSwitch,
+    Source::Finding,
 ];
 
 const ID_KEYS: [IdField; 4] = [

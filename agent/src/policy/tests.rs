@@ -506,7 +506,7 @@ extra: 1
         "p.yaml:13:10: unknown variant `ptrace_atach`, expected one of `exec`, `debugger_exec`, \
          `ptrace_attach`, `ptrace_traceme`, `ptrace_access`, `mem_read`, `mem_write`, \
          `mem_access`, `perf_attach`, `bpf_load`, `pidfd_getfd`, `inventory_read`, `debug_signal`, \
-         `debug_port`, `library_injection`, `core_dump`",
+         `debug_port`, `library_injection`, `core_dump`, `inventory`",
     ];
     for w in want {
         assert!(d.iter().any(|x| x == w), "missing {w}\n got: {d:#?}");

@@ -399,6 +399,7 @@ impl AccessDetail {
             result: self.result.as_ref().map(|c| c.to_string()),
             inventory: self.inventory == Some(true),
             debug_switches: Vec::new(),
+            findings: Vec::new(),
             writes: self.writes == Some(true),
         }
     }

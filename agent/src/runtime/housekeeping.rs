@@ -1,6 +1,7 @@
 //! The agent's periodic work beside the ring: once a second (lost counts,
 //! reaping, the kill fallback's stopped targets, grants, policy reloads,
-//! the heartbeat when it is due, metrics and the systemd status line),
+//! the heartbeat and the inventory when they are due, metrics and the
+//! systemd status line),
 //! once per aggregate window (repeated accesses), and on SIGHUP (reload
 //! now).
 
@@ -9,6 +10,7 @@ use tracing::info;
 use super::{AgentError, running::Running};
 use crate::{
     event::Kind,
+    inventory,
     record::LostCounts,
     sys::host::{self, Clock},
 };
@@ -72,6 +74,9 @@ impl Running {
         let effects = self.gov.poll_programs();
         self.p.apply(effects);
         self.heartbeat(now, lost);
+        if self.inventory.as_mut().is_some_and(|c| c.due(now)) {
+            self.take_inventory(now);
+        }
         self.sink.send(self.p.take_batch()).await?;
         self.publish(lost);
         Ok(())
@@ -87,6 +92,21 @@ impl Running {
             let detail = cadence.detail(now, &self.p.stats(), lost);
             self.p.note(now, Kind::Agent, detail);
         }
+    }
+
+    /// The host's debug exposure as `inventory` records. Reading /proc
+    /// takes a few milliseconds per thousand processes, once an interval.
+    pub(super) fn take_inventory(&mut self, now: u64) {
+        let path = std::env::var("PATH").ok();
+        let src = inventory::Sources::host(path.as_deref());
+        let inv = inventory::collect(&src, self.p.decider_mut().set());
+        if inv.skipped > 0 {
+            info!(
+                skipped = inv.skipped,
+                "inventory: processes exited or files could not be read"
+            );
+        }
+        self.p.report_inventory(now, &inv);
     }
 
     pub(super) async fn on_hangup(&mut self) -> Result<(), AgentError> {

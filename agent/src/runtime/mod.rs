@@ -46,6 +46,9 @@ pub struct Settings {
     pub enforce: bool,
     /// How often an `agent` heartbeat record goes out; `None`: never.
     pub heartbeat: Option<Duration>,
+    /// How often an `inventory` (the host's debug exposure) is taken,
+    /// besides at start; `None`: never.
+    pub inventory: Option<Duration>,
     /// Policy directories (`*.yaml`, in order), grants file, their longest
     /// duration, and the root-only control socket.
     pub policy_dirs: Vec<std::path::PathBuf>,
@@ -68,6 +71,7 @@ impl Default for Settings {
             aggregate_window: Duration::from_secs(5),
             enforce: true,
             heartbeat: Some(Duration::from_secs(5)),
+            inventory: Some(Duration::from_secs(3600)),
             policy_dirs: vec![std::path::PathBuf::from("/etc/debugmon/policies.d")],
             grants_path: std::path::PathBuf::from("/var/lib/debugmon/grants.json"),
             grants_max: Duration::from_secs(4 * 3600),

@@ -51,6 +51,8 @@ pub(super) struct Running {
     pub(super) last_events: u64,
     /// When heartbeat records are due; `None`: heartbeats are off.
     pub(super) heartbeat: Option<Cadence>,
+    /// When the next inventory is due; `None`: inventories are off.
+    pub(super) inventory: Option<Cadence>,
     /// Tells the control socket to stop serving.
     pub(super) stop_control: watch::Sender<bool>,
     pub(super) _serving: Option<Serving>,

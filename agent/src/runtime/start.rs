@@ -204,6 +204,8 @@ impl Running {
                 // Declared here, not only in the heartbeats: a run killed
                 // or frozen before its first heartbeat is still judged.
                 "heartbeat_s": cfg.heartbeat.map_or(0, |d| d.as_secs()),
+                // How often this run writes `inventory` records (0: never).
+                "inventory_s": cfg.inventory.map_or(0, |d| d.as_secs()),
                 "public_key": sink.public_key(),
             }),
         );
@@ -245,10 +247,15 @@ impl Running {
             programs: attached.len(),
             last_events: 0,
             heartbeat: cfg.heartbeat.map(|every| Cadence::new(every, started_ns)),
+            inventory: cfg.inventory.map(|every| Cadence::new(every, started_ns)),
             stop_control,
             _serving: serving,
             _watchdog: watchdog,
         };
+        if a.inventory.is_some() {
+            a.take_inventory(host::boottime_ns());
+            a.sink.send(a.p.take_batch()).await?;
+        }
         a.sleep_on_wake()?;
         Ok(a)
     }

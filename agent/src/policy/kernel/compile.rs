@@ -79,6 +79,7 @@ fn undecidable(spec: &RuleSpec) -> Option<String> {
             | Trigger::DebugPort
             | Trigger::LibraryInjection
             | Trigger::CoreDump
+            | Trigger::Inventory
             | Trigger::InventoryRead => {
                 return Some(
                     "the kernel records debug signals, debug ports, injection and core dumps \
@@ -118,7 +119,8 @@ fn ops_of(spec: &RuleSpec) -> u32 {
             | Trigger::DebugSignal
             | Trigger::DebugPort
             | Trigger::LibraryInjection
-            | Trigger::CoreDump => 0,
+            | Trigger::CoreDump
+            | Trigger::Inventory => 0,
         }
     })
 }

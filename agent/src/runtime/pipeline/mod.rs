@@ -12,6 +12,7 @@
 mod debug;
 mod env;
 mod fold;
+mod inventory;
 mod protect;
 
 use std::{collections::HashMap, sync::Arc};
