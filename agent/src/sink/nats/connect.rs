@@ -319,6 +319,10 @@ pub async fn ensure_stream(
             duplicate_window: Duration::from_secs(s.duplicate_window_secs),
             num_replicas: s.replicas.max(1),
             storage: stream::StorageType::File,
+            // Records are evidence: nobody deletes one message or purges
+            // the stream through the API; only age and size trim it.
+            deny_delete: true,
+            deny_purge: true,
             ..Default::default()
         })
         .await
@@ -326,7 +330,16 @@ pub async fn ensure_stream(
             name: s.name.clone(),
             source: Box::new(e),
         })?;
-    let has = &stream.cached_info().config.subjects;
+    let info = &stream.cached_info().config;
+    if !info.deny_delete || !info.deny_purge {
+        tracing::warn!(
+            stream = %s.name,
+            deny_delete = info.deny_delete,
+            deny_purge = info.deny_purge,
+            "NATS stream allows deleting or purging records; see docs/nats.md"
+        );
+    }
+    let has = &info.subjects;
     let missing: Vec<String> = cfg
         .published_subjects()
         .into_iter()
