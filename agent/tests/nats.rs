@@ -14,7 +14,10 @@ use agent::{
         verify::{VerifyArgs, VerifySource, run_verify},
     },
     error::error_chain,
-    record::{seal::Sealer, verify::Problem},
+    record::{
+        seal::Sealer,
+        verify::{Problem, trust::Trust},
+    },
     sink::nats::{NatsConfig, NatsError, NatsSink, TlsConfig, connect, ensure_stream, jetstream},
     spool::{SharedSpool, Spool, SpoolConfig},
 };
@@ -208,7 +211,8 @@ async fn nothing_is_lost_or_duplicated_across_an_outage_and_a_crash() {
             nats: Box::new(cfg.clone()),
             subject: Some("debugmon.audit.>".into()),
         },
-        keys: vec![],
+        trust: Trust::FirstUse,
+        now_ns: None,
     })
     .await
     .unwrap();
@@ -256,7 +260,8 @@ async fn verify_reports_tampering_in_a_file() {
         std::fs::write(&path, lines.concat()).unwrap();
         run_verify(VerifyArgs {
             source: VerifySource::File(path),
-            keys: vec![pk.clone()],
+            trust: Trust::Pinned(vec![pk.clone()]),
+            now_ns: None,
         })
     };
     assert!(verify(lines.clone(), "intact").await.unwrap().ok());
@@ -296,7 +301,8 @@ async fn verify_reports_tampering_in_a_file() {
 
     let missing = run_verify(VerifyArgs {
         source: VerifySource::File(dir.path().join("nope")),
-        keys: vec![],
+        trust: Trust::FirstUse,
+        now_ns: None,
     })
     .await
     .unwrap_err();
@@ -409,7 +415,8 @@ async fn a_subject_prefix_moves_every_subject_and_a_stream_without_them_is_named
             // Not given: every record under the prefix.
             subject: None,
         },
-        keys: vec![],
+        trust: Trust::FirstUse,
+        now_ns: None,
     })
     .await
     .unwrap();
@@ -490,7 +497,8 @@ async fn a_host_silent_between_heartbeats_is_named_by_verify_and_tail() {
             nats: Box::new(cfg.clone()),
             subject: None,
         },
-        keys: vec![],
+        trust: Trust::FirstUse,
+        now_ns: None,
     })
     .await
     .unwrap();
