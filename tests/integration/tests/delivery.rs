@@ -42,7 +42,7 @@ fn is_ours(r: &Value, tag: &str) -> bool {
 
 /// The stream's verify report (exit code, parsed JSON).
 fn verify_stream(url: &str) -> (Option<i32>, Value) {
-    let out = debugmon(&["verify", "--nats", url, "--json"]);
+    let out = debugmon(&["verify", "--nats", url, "--json", "--trust-on-first-use"]);
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "verify --json printed no report ({e}): {}",
@@ -89,6 +89,9 @@ fn every_record_reaches_jetstream_once_across_an_outage_and_a_kill() {
         ("DEBUGMON_SPOOL_DIR", spool_s.as_str()),
         ("DEBUGMON_NATS_ENABLED", "true"),
         ("DEBUGMON_NATS_URLS", url.as_str()),
+        // JetStream refuses a stream larger than the disk space it may use
+        // (10 GiB by default): keep it within a test machine's disk.
+        ("DEBUGMON_NATS_MAX_BYTES", "1GiB"),
     ];
     let tag = nonce("dlv");
     let (up, down, killed, after) = (

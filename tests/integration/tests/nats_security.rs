@@ -78,6 +78,8 @@ fn a_publisher_that_takes_the_agents_message_ids_first_loses_no_record() {
         &[
             ("DEBUGMON_NATS_ENABLED", "true"),
             ("DEBUGMON_NATS_URLS", url.as_str()),
+            // Within a test machine's disk (JetStream refuses more).
+            ("DEBUGMON_NATS_MAX_BYTES", "1GiB"),
             ("DEBUGMON_NATS_BACKOFF_MAX_MS", "500"),
         ],
     );
@@ -202,6 +204,8 @@ fn the_stream_the_agent_creates_refuses_deleting_or_purging_records() {
         &[
             ("DEBUGMON_NATS_ENABLED", "true"),
             ("DEBUGMON_NATS_URLS", url.as_str()),
+            // Within a test machine's disk (JetStream refuses more).
+            ("DEBUGMON_NATS_MAX_BYTES", "1GiB"),
         ],
     );
     execs(&nonce("deny"), 5);

@@ -133,6 +133,11 @@ pub struct NatsConfig {
     /// First tokens of every subject: `<prefix>.audit.<host>.<kind>`,
     /// `<prefix>.alert.<host>.<severity>`.
     pub subject_prefix: String,
+    /// Subject prefix of the client's reply inboxes (`None`: the client's
+    /// `_INBOX`). The agent uses `_INBOX.<host>`, so a server can let each
+    /// agent subscribe to its own replies (acks) and to nothing else
+    /// (docs/nats.md).
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for NatsConfig {
@@ -149,6 +154,7 @@ impl Default for NatsConfig {
             backoff_max_ms: 10_000,
             client_name: "debugmon".to_owned(),
             subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
+            inbox_prefix: None,
         }
     }
 }
@@ -269,6 +275,9 @@ pub async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, NatsError> 
                 io_error,
             })?,
     };
+    if let Some(p) = &cfg.inbox_prefix {
+        opts = opts.custom_inbox_prefix(p);
+    }
     if let Some(ca) = &cfg.tls.ca_file {
         opts = opts.add_root_certificates(ca.clone());
     }
