@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::store::{Clock, GrantStore, ManualClock, SystemClock};
-pub use crate::policy::grant::{AccessMode, BadMode, BadTarget, Grant, GrantTarget};
+pub use crate::policy::grant::{AccessMode, BadMode, BadTarget, Grant, GrantTarget, Requester};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {

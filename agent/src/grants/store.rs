@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccessMode, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, format_duration,
+    AccessMode, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, Requester,
+    format_duration,
 };
 use crate::policy::{GrantLookup, event::Target};
 
@@ -130,6 +131,19 @@ impl GrantStore {
         dur: Duration,
         reason: &str,
     ) -> Result<GrantEvent, GrantError> {
+        self.grant_by(user, target, mode, dur, reason, None)
+    }
+
+    /// [`Self::grant`], naming who asked (the control socket's peer).
+    pub fn grant_by(
+        &mut self,
+        user: &str,
+        target: GrantTarget,
+        mode: AccessMode,
+        dur: Duration,
+        reason: &str,
+        requested_by: Option<Requester>,
+    ) -> Result<GrantEvent, GrantError> {
         if user.trim().is_empty() {
             return Err(GrantError::Empty("user"));
         }
@@ -162,6 +176,7 @@ impl GrantStore {
             created,
             expires,
             start_tick,
+            requested_by,
         };
         self.grants.push(grant.clone());
         if let Err(e) = self.save() {
