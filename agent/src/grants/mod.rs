@@ -57,6 +57,9 @@ pub enum GrantEventKind {
     Used,
     Revoked,
     Expired,
+    /// Found in the grants file on load but longer than the configured
+    /// maximum (`grants.max_duration`): never used, removed from the file.
+    Rejected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
