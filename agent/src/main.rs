@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             cli::logging::init();
             cli::tail::main(args)
         }
+        Command::Key { command } => cli::key::main(command),
         Command::Policy { command } => cli::policy::main(command),
         Command::Grant(args) => cli::grant::main(args),
         Command::Config { command } => cli::config::main(command),

@@ -71,6 +71,16 @@ async fn grant_list_revoke_and_refuse_non_root() {
         agent::grants::AccessMode::Full,
         "full is the default"
     );
+    // The grant names who asked: this process, by SO_PEERCRED, and its
+    // login uid as the kernel keeps it.
+    let asked = g.requested_by.clone().expect("requested_by");
+    assert_eq!(asked.uid, 0);
+    assert_eq!(asked.pid, Some(i32::try_from(std::process::id()).unwrap()));
+    let own_login = std::fs::read_to_string("/proc/self/loginuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&u| u != u32::MAX);
+    assert_eq!(asked.login_uid, own_login);
     match events.recv().await.unwrap() {
         ControlEvent::Grant(e) => assert_eq!(
             (e.event, e.grant.id),

@@ -14,7 +14,10 @@ use agent::{
         verify::{VerifyArgs, VerifySource, run_verify},
     },
     error::error_chain,
-    record::{seal::Sealer, verify::Problem},
+    record::{
+        seal::Sealer,
+        verify::{Problem, trust::Trust},
+    },
     sink::nats::{NatsConfig, NatsError, NatsSink, TlsConfig, connect, ensure_stream, jetstream},
     spool::{SharedSpool, Spool, SpoolConfig},
 };
@@ -44,12 +47,15 @@ struct Agent {
     spool: SharedSpool,
     /// Records sealed with an alert severity.
     alerts: u64,
+    /// The spool's last seq when this run opened it.
+    opened_at: u64,
 }
 
 impl Agent {
     /// Opens from disk as a (re)started agent does, and seals the start record.
     fn start(dir: &Path) -> Self {
         let spool = Spool::open(&spool_cfg(dir)).unwrap();
+        let opened_at = spool.last_appended().map_or(0, |t| t.seq);
         let sealer = Sealer::open_with_tip(
             &dir.join("state"),
             &dir.join("host.key"),
@@ -60,6 +66,7 @@ impl Agent {
             sealer,
             spool: SharedSpool::new(spool),
             alerts: 0,
+            opened_at,
         };
         let pk = a.sealer.public_key_hex();
         let rec = a
@@ -92,6 +99,11 @@ impl Agent {
             self.alerts += batch.iter().filter(|s| s.severity.is_some()).count() as u64;
             self.spool.append_batch(&batch).unwrap();
         }
+    }
+
+    /// What the sink is told: entries up to here may be out already.
+    fn tip(&self) -> u64 {
+        self.opened_at
     }
 
     fn pending(&self) -> u64 {
@@ -128,7 +140,7 @@ async fn nothing_is_lost_or_duplicated_across_an_outage_and_a_crash() {
     let cfg = nats_cfg(port);
 
     let mut agent = Agent::start(dir.path());
-    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone());
+    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone(), agent.tip());
     agent.produce(4_000);
     // Crash mid-publish: no graceful shutdown, no Sealer::close.
     wait_until("some records acked", Duration::from_secs(30), || {
@@ -144,7 +156,7 @@ async fn nothing_is_lost_or_duplicated_across_an_outage_and_a_crash() {
     drop(agent);
 
     let mut agent = Agent::start(dir.path());
-    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone());
+    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone(), agent.tip());
     agent.produce(6_000);
     wait_until("the spool drained", Duration::from_secs(60), || {
         agent.pending() == 0
@@ -199,7 +211,8 @@ async fn nothing_is_lost_or_duplicated_across_an_outage_and_a_crash() {
             nats: Box::new(cfg.clone()),
             subject: Some("debugmon.audit.>".into()),
         },
-        keys: vec![],
+        trust: Trust::FirstUse,
+        now_ns: None,
     })
     .await
     .unwrap();
@@ -247,7 +260,8 @@ async fn verify_reports_tampering_in_a_file() {
         std::fs::write(&path, lines.concat()).unwrap();
         run_verify(VerifyArgs {
             source: VerifySource::File(path),
-            keys: vec![pk.clone()],
+            trust: Trust::Pinned(vec![pk.clone()]),
+            now_ns: None,
         })
     };
     assert!(verify(lines.clone(), "intact").await.unwrap().ok());
@@ -287,7 +301,8 @@ async fn verify_reports_tampering_in_a_file() {
 
     let missing = run_verify(VerifyArgs {
         source: VerifySource::File(dir.path().join("nope")),
-        keys: vec![],
+        trust: Trust::FirstUse,
+        now_ns: None,
     })
     .await
     .unwrap_err();
@@ -369,7 +384,7 @@ async fn a_subject_prefix_moves_every_subject_and_a_stream_without_them_is_named
     cfg.stream.name = "ACME".into();
 
     let mut agent = Agent::start(dir.path());
-    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone());
+    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone(), agent.tip());
     agent.produce(N);
     wait_until("the spool drained", Duration::from_secs(60), || {
         agent.pending() == 0
@@ -400,7 +415,8 @@ async fn a_subject_prefix_moves_every_subject_and_a_stream_without_them_is_named
             // Not given: every record under the prefix.
             subject: None,
         },
-        keys: vec![],
+        trust: Trust::FirstUse,
+        now_ns: None,
     })
     .await
     .unwrap();
@@ -469,7 +485,7 @@ async fn a_host_silent_between_heartbeats_is_named_by_verify_and_tail() {
         agent.spool.append_batch(&[sealed]).unwrap();
         times.push(time);
     }
-    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone());
+    let sink = NatsSink::spawn(cfg.clone(), agent.spool.clone(), agent.tip());
     wait_until("the spool drained", Duration::from_secs(60), || {
         agent.pending() == 0
     })
@@ -481,7 +497,8 @@ async fn a_host_silent_between_heartbeats_is_named_by_verify_and_tail() {
             nats: Box::new(cfg.clone()),
             subject: None,
         },
-        keys: vec![],
+        trust: Trust::FirstUse,
+        now_ns: None,
     })
     .await
     .unwrap();

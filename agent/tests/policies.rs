@@ -97,6 +97,7 @@ fn shipped_policies_decide_the_table() {
         created: t0,
         expires: t0 + chrono::Duration::hours(1),
         start_tick: None,
+        requested_by: None,
         mode: Default::default(),
     }]);
 

@@ -131,6 +131,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
                     "readonly",
                     "--test",
                     "inventory",
+                    "nats_security",
                 ])
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),

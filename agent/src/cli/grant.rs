@@ -87,6 +87,17 @@ pub fn grant_request(socket: &Path, req: &Request) -> ExitCode {
     }
 }
 
+/// `  (asked by uid 0, login alice (1000), pid 4242)`.
+fn asked_by(r: &crate::grants::Requester) -> String {
+    let login = match (&r.login_user, r.login_uid) {
+        (Some(name), Some(uid)) => format!(", login {name} ({uid})"),
+        (None, Some(uid)) => format!(", login uid {uid}"),
+        _ => ", no login session".to_owned(),
+    };
+    let pid = r.pid.map_or_else(String::new, |p| format!(", pid {p}"));
+    format!("  (asked by uid {}{login}{pid})", r.uid)
+}
+
 fn print_response(r: &Response) -> ExitCode {
     if !r.ok {
         eprintln!(
@@ -112,13 +123,14 @@ fn print_response(r: &Response) -> ExitCode {
         }
         for g in list {
             println!(
-                "{}  {}  {}  {}  until {}  {}",
+                "{}  {}  {}  {}  until {}  {}{}",
                 g.id,
                 g.user,
                 g.target,
                 g.mode.as_str(),
                 g.expires.to_rfc3339(),
-                g.reason
+                g.reason,
+                g.requested_by.as_ref().map_or_else(String::new, asked_by)
             );
         }
     }

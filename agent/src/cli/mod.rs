@@ -5,7 +5,7 @@
 //!
 //! - [`run`]: the agent itself
 //! - [`verify`], [`tail`]: reading sealed records back ([`nats`]: the
-//!   connection flags they share)
+//!   connection flags they share); [`key`]: the host keys `verify` trusts
 //! - [`policy`], [`grant`]: engineers' and security's commands around
 //!   policy and time-boxed access
 //! - [`inventory`]: security's view of the host's debug exposure now
@@ -15,6 +15,7 @@
 pub mod config;
 pub mod grant;
 pub mod inventory;
+pub mod key;
 pub mod logging;
 pub mod nats;
 pub mod policy;
@@ -49,6 +50,11 @@ pub enum Command {
     Run(run::Args),
     /// Check sealed records (hash chain, signatures, gaps, duplicates); exit 1 on any problem
     Verify(verify::Args),
+    /// Show this host's public key, or add a host's key to the trusted-keys file verify uses
+    Key {
+        #[command(subcommand)]
+        command: key::Command,
+    },
     /// Follow records from the JetStream stream
     Tail(tail::Args),
     /// Check policy files, or explain which rule decides a record

@@ -13,7 +13,10 @@ use thiserror::Error;
 use super::{nats::NatsFlags, runtime};
 use crate::{
     error::error_chain,
-    record::verify::{Verifier, VerifyError, VerifyReport},
+    record::verify::{
+        Verifier, VerifyError, VerifyReport,
+        trust::{DEFAULT_TRUSTED_KEYS, Trust, TrustedKeys},
+    },
     sink::nats::{NatsConfig, NatsError, read::read_subject},
 };
 
@@ -37,9 +40,21 @@ pub struct Args {
     /// debugmon]
     #[arg(long, value_name = "PREFIX")]
     subject_prefix: Option<String>,
-    /// Trusted host public key (hex); repeatable [default: keys from the agent start records]
+    /// Trusted host public key (hex) for every host; repeatable [default: each host's keys from
+    /// the trusted-keys file]
     #[arg(long = "key", value_name = "HEX")]
     keys: Vec<String>,
+    /// File of trusted host keys, `HOST HEXKEY` a line (written by `debugmon key add`)
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_TRUSTED_KEYS)]
+    trusted_keys: PathBuf,
+    /// Trust the key a host's start record carries when the trusted-keys file does not name
+    /// the host (or there is no file): proves the chain intact, not who wrote it
+    #[arg(long)]
+    trust_on_first_use: bool,
+    /// Judge whether each chain ends open (no stop record, no recent heartbeat) as of this
+    /// time (RFC 3339, or `now`) [default: the newest record in the input]
+    #[arg(long, value_name = "TIME")]
+    now: Option<String>,
     /// Config file whose [nats] section gives stream, TLS and credentials
     #[arg(long)]
     config: Option<PathBuf>,
@@ -57,6 +72,11 @@ pub struct VerifyFlags {
     /// `None`: every record, `<nats.subject_prefix>.audit.>`.
     pub subject: Option<String>,
     pub keys: Vec<String>,
+    /// `None`: [`DEFAULT_TRUSTED_KEYS`].
+    pub trusted_keys: Option<PathBuf>,
+    pub trust_on_first_use: bool,
+    /// `--now` as given.
+    pub now: Option<String>,
     /// The report as JSON instead of text.
     pub json: bool,
 }
@@ -78,8 +98,10 @@ pub enum VerifySource {
 #[derive(Debug, Clone)]
 pub struct VerifyArgs {
     pub source: VerifySource,
-    /// Hex Ed25519 public keys to trust (empty: keys from start records).
-    pub keys: Vec<String>,
+    /// Whose keys to believe.
+    pub trust: Trust,
+    /// The end of the input, Unix ns (`None`: its newest record).
+    pub now_ns: Option<i64>,
 }
 
 #[derive(Debug, Error)]
@@ -94,7 +116,7 @@ pub enum VerifyRunError {
 
 /// Reads the source and verifies it.
 pub async fn run_verify(args: VerifyArgs) -> Result<VerifyReport, VerifyRunError> {
-    let mut v = Verifier::new(&args.keys)?;
+    let mut v = Verifier::with_trust(args.trust)?.with_now(args.now_ns);
     match args.source {
         VerifySource::File(path) => {
             let what = path.display().to_string();
@@ -134,8 +156,47 @@ pub fn main(a: Args) -> ExitCode {
         },
         subject: a.subject,
         keys: a.keys,
+        trusted_keys: Some(a.trusted_keys),
+        trust_on_first_use: a.trust_on_first_use,
+        now: a.now,
         json: a.json,
     })
+}
+
+/// `--now`: RFC 3339, or `now`.
+fn parse_now(s: &str) -> Result<i64, String> {
+    let t = if s == "now" {
+        chrono::Utc::now()
+    } else {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map_err(|e| format!("--now {s:?}: {e} (give RFC 3339, or `now`)"))?
+            .with_timezone(&chrono::Utc)
+    };
+    t.timestamp_nanos_opt()
+        .ok_or_else(|| format!("--now {s:?}: out of range"))
+}
+
+/// Which keys to believe: `--key`, else the trusted-keys file (a missing
+/// file is an error unless `--trust-on-first-use`).
+fn trust_of(f: &VerifyFlags) -> Result<Trust, String> {
+    if !f.keys.is_empty() {
+        return Ok(Trust::Pinned(f.keys.clone()));
+    }
+    let path = f
+        .trusted_keys
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_TRUSTED_KEYS));
+    match TrustedKeys::load(&path).map_err(|e| error_chain(&e))? {
+        Some(keys) => Ok(Trust::File {
+            keys,
+            tofu: f.trust_on_first_use,
+        }),
+        None if f.trust_on_first_use => Ok(Trust::FirstUse),
+        None => Err(format!(
+            "no trusted-keys file at {}: add each host's key with `debugmon key add HOST HEXKEY` (the package adds its own host's), pin keys with --key, or pass --trust-on-first-use",
+            path.display()
+        )),
+    }
 }
 
 /// `debugmon verify` on parsed flags.
@@ -155,13 +216,28 @@ pub fn verify(f: VerifyFlags) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let trust = match trust_of(&f) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("debugmon verify: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now_ns = match f.now.as_deref().map(parse_now).transpose() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("debugmon verify: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let report = match rt.block_on(run_verify(VerifyArgs {
         source,
-        keys: f.keys,
+        trust,
+        now_ns,
     })) {
         Ok(r) => r,
         Err(e) => {
@@ -212,8 +288,33 @@ mod tests {
     fn a_missing_file_is_a_runtime_error() {
         let code = verify(VerifyFlags {
             file: Some("/nonexistent-debugmon/records.jsonl".into()),
+            trust_on_first_use: true,
             ..VerifyFlags::default()
         });
         assert_eq!(code, ExitCode::from(1));
+    }
+
+    #[test]
+    fn without_keys_a_trusted_keys_file_or_first_use_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("trusted-keys");
+        let flags = |tofu: bool| VerifyFlags {
+            file: Some(dir.path().join("records.jsonl")),
+            trusted_keys: Some(missing.clone()),
+            trust_on_first_use: tofu,
+            ..VerifyFlags::default()
+        };
+        let e = trust_of(&flags(false)).unwrap_err();
+        assert!(
+            e.contains("no trusted-keys file") && e.contains("--trust-on-first-use"),
+            "{e}"
+        );
+        assert_eq!(verify(flags(false)), ExitCode::from(2));
+        assert!(matches!(trust_of(&flags(true)), Ok(Trust::FirstUse)));
+        std::fs::write(&missing, "db-1 not-a-key\n").unwrap();
+        let e = trust_of(&flags(true)).unwrap_err();
+        assert!(e.contains(":1:"), "a bad file is refused, not skipped: {e}");
+        assert!(parse_now("2026-01-01T00:00:00Z").is_ok());
+        assert!(parse_now("yesterday").is_err());
     }
 }

@@ -12,6 +12,11 @@ use crate::{
     spool::SpoolConfig,
 };
 
+/// The agent's reply-inbox prefix on host `name`.
+pub fn agent_inbox(name: &str) -> String {
+    format!("_INBOX.{}", crate::sink::nats::subject_token(name))
+}
+
 impl Config {
     /// NATS client settings from `[nats]` (whether or not it is enabled:
     /// `verify` and `tail` use them too). Reads the nkey seed file, so the
@@ -70,7 +75,11 @@ impl Config {
     /// [`Self::nats_config`], taken only when `[nats] enabled`.
     pub fn delivery_config(&self) -> Result<DeliveryConfig, NatsError> {
         let nats = if self.nats.enabled {
-            Some(self.nats_config()?)
+            let mut n = self.nats_config()?;
+            // Replies (acks) come to `_INBOX.<host>.*`: a server can then
+            // let this agent read its own replies and nothing else.
+            n.inbox_prefix = Some(agent_inbox(&crate::sys::host::Host::detect().name));
+            Some(n)
         } else {
             None
         };

@@ -20,6 +20,7 @@ pub mod validate;
 
 use std::{path::PathBuf, time::Duration};
 
+pub use delivery::agent_inbox;
 pub use load::{ConfigError, ConfigSource, DEFAULT_PATH, Flag, Invalid, load};
 use serde::{Deserialize, Serialize};
 pub use units::{ByteSize, HumanDuration, Secret};

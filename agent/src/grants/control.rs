@@ -19,7 +19,9 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::{AccessMode, Grant, GrantError, GrantEvent, GrantStore, GrantTarget, parse_duration};
+use super::{
+    AccessMode, Grant, GrantError, GrantEvent, GrantStore, GrantTarget, Requester, parse_duration,
+};
 
 pub const DEFAULT_SOCKET: &str = "/run/debugmon/control.sock";
 
@@ -190,13 +192,14 @@ async fn connection(
             .await;
         return write(&mut wr, &Response::error(e.to_string())).await;
     }
+    let requester = Requester::of_peer(peer.uid, peer.pid, Path::new("/etc"));
     let mut lines = BufReader::new(rd).lines();
     while let Some(line) = lines.next_line().await? {
         if line.trim().is_empty() {
             continue;
         }
         let (resp, event) = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(&store, req),
+            Ok(req) => handle(&store, req, &requester),
             Err(e) => (Response::error(format!("bad request: {e}")), None),
         };
         if let Some(ev) = event {
@@ -213,7 +216,11 @@ async fn write(wr: &mut (impl AsyncWriteExt + Unpin), resp: &Response) -> std::i
     wr.write_all(&buf).await
 }
 
-fn handle(store: &Mutex<GrantStore>, req: Request) -> (Response, Option<GrantEvent>) {
+fn handle(
+    store: &Mutex<GrantStore>,
+    req: Request,
+    requester: &Requester,
+) -> (Response, Option<GrantEvent>) {
     let mut store = store.lock().expect("invariant: store lock never poisoned");
     let result: Result<(Response, Option<GrantEvent>), GrantError> = (|| match req {
         Request::Grant {
@@ -225,7 +232,14 @@ fn handle(store: &Mutex<GrantStore>, req: Request) -> (Response, Option<GrantEve
         } => {
             let target: GrantTarget = target.parse()?;
             let mode: AccessMode = mode.as_deref().unwrap_or("full").parse()?;
-            let ev = store.grant(&user, target, mode, parse_duration(&duration)?, &reason)?;
+            let ev = store.grant_by(
+                &user,
+                target,
+                mode,
+                parse_duration(&duration)?,
+                &reason,
+                Some(requester.clone()),
+            )?;
             let resp = Response {
                 ok: true,
                 grant: Some(ev.grant.clone()),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::store::{Clock, GrantStore, ManualClock, SystemClock};
-pub use crate::policy::grant::{AccessMode, BadMode, BadTarget, Grant, GrantTarget};
+pub use crate::policy::grant::{AccessMode, BadMode, BadTarget, Grant, GrantTarget, Requester};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
@@ -57,6 +57,9 @@ pub enum GrantEventKind {
     Used,
     Revoked,
     Expired,
+    /// Found in the grants file on load but longer than the configured
+    /// maximum (`grants.max_duration`): never used, removed from the file.
+    Rejected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccessMode, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, format_duration,
+    AccessMode, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, Requester,
+    format_duration,
 };
 use crate::policy::{GrantLookup, event::Target};
 
@@ -111,14 +112,33 @@ impl GrantStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io("open", &path)(e)),
         };
+        // A grant longer than the maximum was not made through the control
+        // socket (it refuses those): someone edited the file. Never use it.
+        let (grants, too_long): (Vec<Grant>, Vec<Grant>) = grants
+            .into_iter()
+            .partition(|g| (g.expires - g.created).to_std().is_ok_and(|d| d <= max));
         let mut store = Self {
             path,
             grants,
             max,
             clock,
         };
-        let expired = store.expire()?;
-        Ok((store, expired))
+        let mut events: Vec<GrantEvent> = too_long
+            .into_iter()
+            .map(|grant| {
+                tracing::error!(id = %grant.id, user = %grant.user, expires = %grant.expires, max = %format_duration(max),
+                    "grants file holds a grant longer than the maximum: rejected, not used");
+                GrantEvent {
+                    event: GrantEventKind::Rejected,
+                    grant,
+                }
+            })
+            .collect();
+        if !events.is_empty() {
+            store.save()?;
+        }
+        events.extend(store.expire()?);
+        Ok((store, events))
     }
 
     /// Creates a grant for `user` on `target` for `dur`.
@@ -129,6 +149,19 @@ impl GrantStore {
         mode: AccessMode,
         dur: Duration,
         reason: &str,
+    ) -> Result<GrantEvent, GrantError> {
+        self.grant_by(user, target, mode, dur, reason, None)
+    }
+
+    /// [`Self::grant`], naming who asked (the control socket's peer).
+    pub fn grant_by(
+        &mut self,
+        user: &str,
+        target: GrantTarget,
+        mode: AccessMode,
+        dur: Duration,
+        reason: &str,
+        requested_by: Option<Requester>,
     ) -> Result<GrantEvent, GrantError> {
         if user.trim().is_empty() {
             return Err(GrantError::Empty("user"));
@@ -162,6 +195,7 @@ impl GrantStore {
             created,
             expires,
             start_tick,
+            requested_by,
         };
         self.grants.push(grant.clone());
         if let Err(e) = self.save() {
@@ -314,6 +348,48 @@ mod tests {
             unit: Some(u.into()),
             ..Target::default()
         }
+    }
+
+    #[test]
+    fn a_grant_longer_than_the_maximum_is_rejected_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grants.json");
+        let c = clock();
+        let (mut s, _) = GrantStore::open(&path, DEFAULT_MAX, c.clone()).unwrap();
+        let t = GrantTarget::Unit("pg.service".into());
+        let ok = s
+            .grant(
+                "alice",
+                t.clone(),
+                AccessMode::Full,
+                Duration::from_secs(1800),
+                "INC-1",
+            )
+            .unwrap();
+        s.grant(
+            "bob",
+            t,
+            AccessMode::Full,
+            Duration::from_secs(1800),
+            "INC-2",
+        )
+        .unwrap();
+        drop(s);
+        // Someone stretches bob's grant to a day in the file.
+        let text = fs::read_to_string(&path).unwrap();
+        let mut file: FileFormat = serde_json::from_str(&text).unwrap();
+        file.grants[1].expires = file.grants[1].created + chrono::Duration::days(1);
+        fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+        let (s, ev) = GrantStore::open(&path, DEFAULT_MAX, c.clone()).unwrap();
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].event, GrantEventKind::Rejected);
+        assert_eq!(ev[0].grant.user, "bob");
+        let left: Vec<&str> = s.list().iter().map(|g| g.user.as_str()).collect();
+        assert_eq!(left, ["alice"]);
+        assert_eq!(s.list()[0].id, ok.grant.id);
+        // And it is gone from the file: the next load finds nothing to reject.
+        let (_, again) = GrantStore::open(&path, DEFAULT_MAX, c).unwrap();
+        assert!(again.is_empty(), "{again:?}");
     }
 
     #[test]

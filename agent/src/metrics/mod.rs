@@ -10,7 +10,8 @@
 //! Registered for the policy, grants and NATS stages, which own them and
 //! call the `record_*`/`set_*` methods below: `decisions_total`,
 //! `policy_reloads_total`, `grants_active`, `spool_records`, `spool_bytes`,
-//! `nats_connected`, `nats_publish_errors_total`, `nats_ack_latency_seconds`.
+//! `nats_connected`, `nats_publish_errors_total`, `nats_msg_id_collisions_total`,
+//! `nats_ack_latency_seconds`.
 //!
 //! - [`render`]: the text exposition
 //! - [`status`]: the `debugmon status` report built from the registry, and
@@ -163,6 +164,7 @@ pub struct Metrics {
     spool_bytes: AtomicU64,
     nats_connected: AtomicU64,
     publish_errors: AtomicU64,
+    nats_collisions: AtomicU64,
     ack_latency: Histogram,
     policy_reloads_ok: AtomicU64,
     policy_reloads_error: AtomicU64,
@@ -197,6 +199,7 @@ impl Metrics {
             spool_bytes: AtomicU64::new(0),
             nats_connected: AtomicU64::new(0),
             publish_errors: AtomicU64::new(0),
+            nats_collisions: AtomicU64::new(0),
             ack_latency: Histogram::default(),
             policy_reloads_ok: AtomicU64::new(0),
             policy_reloads_error: AtomicU64::new(0),
@@ -263,6 +266,13 @@ impl Metrics {
 
     pub fn set_nats_connected(&self, connected: bool) {
         self.nats_connected.store(u64::from(connected), Relaxed);
+    }
+
+    /// The NATS sink's own cumulative counters, copied once a second.
+    pub fn set_nats(&self, connected: bool, errors: u64, collisions: u64) {
+        self.set_nats_connected(connected);
+        self.publish_errors.store(errors, Relaxed);
+        self.nats_collisions.store(collisions, Relaxed);
     }
 
     pub fn record_publish_error(&self) {

@@ -111,6 +111,12 @@ impl Metrics {
             "NATS publishes that failed or were not acknowledged.",
             self.publish_errors.load(Relaxed),
         );
+        o.single(
+            "debugmon_nats_msg_id_collisions_total",
+            "counter",
+            "Records whose NATS message id another publisher had used first (each published again under a fresh id).",
+            self.nats_collisions.load(Relaxed),
+        );
         self.render_ack_latency(&mut o);
         o.labelled(
             "debugmon_policy_reloads_total",

@@ -102,6 +102,49 @@ pub struct Grant {
     /// only, never a later one that reuses the pid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_tick: Option<u64>,
+    /// Who asked for the grant over the control socket (`None`: a grant
+    /// from before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<Requester>,
+}
+
+/// The peer that asked for a grant: its credentials from SO_PEERCRED, and
+/// the login uid the kernel keeps for its session (`/proc/PID/loginuid`,
+/// unchanged by sudo or su), so a grant made as root still names the
+/// person who logged in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requester {
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// `None`: no login session (a daemon, or the pid was gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_user: Option<String>,
+}
+
+impl Requester {
+    /// From the peer's credentials, reading its login uid and the user's
+    /// name from `etc`/passwd.
+    pub fn of_peer(uid: u32, pid: Option<i32>, etc: &std::path::Path) -> Self {
+        let login_uid = pid
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/loginuid")).ok())
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            // (uid_t)-1: no login uid set.
+            .filter(|&u| u != u32::MAX);
+        let login_user = login_uid.and_then(|u| {
+            crate::sys::users::UserDb::new(etc)
+                .user(u)
+                .map(str::to_owned)
+        });
+        Self {
+            uid,
+            pid,
+            login_uid,
+            login_user,
+        }
+    }
 }
 
 impl Grant {
@@ -124,6 +167,51 @@ impl Grant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child whose login uid is set to `uid` (root may set a process's
+    /// own login uid once), reaped by its pid.
+    #[test]
+    fn a_requester_names_the_login_user_behind_root() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: setting a login uid needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("passwd"),
+            "alice:x:4321:4321::/home/alice:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("group"), "").unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "echo 4321 > /proc/$$/loginuid && exec sleep 30"])
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let r = loop {
+            let r = Requester::of_peer(0, Some(pid), dir.path());
+            if r.login_uid.is_some() || std::time::Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            r,
+            Requester {
+                uid: 0,
+                pid: Some(pid),
+                login_uid: Some(4321),
+                login_user: Some("alice".into()),
+            }
+        );
+        // A process without a login session (loginuid unset) names none.
+        let gone = Requester::of_peer(0, Some(i32::MAX), dir.path());
+        assert_eq!((gone.login_uid, gone.login_user), (None, None));
+    }
 
     #[test]
     fn targets_parse_and_cover() {

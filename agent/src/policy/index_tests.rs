@@ -83,6 +83,7 @@ fn bobs_grant() -> OneGrant {
         created: t0,
         expires: t0 + chrono::Duration::hours(2),
         start_tick: None,
+        requested_by: None,
     })
 }
 

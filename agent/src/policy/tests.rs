@@ -275,6 +275,7 @@ fn grant(user: &str, target: &str) -> OneGrant {
         created: t0,
         expires: t0 + chrono::Duration::hours(2),
         start_tick: None,
+        requested_by: None,
     })
 }
 

@@ -9,6 +9,7 @@ use tracing::info;
 
 use super::{AgentError, running::Running};
 use crate::{
+    decide::Verdict,
     event::Kind,
     inventory,
     record::LostCounts,
@@ -77,6 +78,7 @@ impl Running {
         if self.inventory.as_mut().is_some_and(|c| c.due(now)) {
             self.take_inventory(now);
         }
+        self.report_collisions(now);
         self.sink.send(self.p.take_batch()).await?;
         self.publish(lost);
         Ok(())
@@ -107,6 +109,42 @@ impl Running {
             );
         }
         self.p.report_inventory(now, &inv);
+    }
+
+    /// Records NATS published again because another publisher had taken
+    /// their message id: nothing was lost, but someone with publish rights
+    /// on the stream is interfering, which security must hear about.
+    fn report_collisions(&mut self, now: u64) {
+        let Some(stats) = self.sink.nats_stats() else {
+            return;
+        };
+        self.metrics
+            .set_nats(stats.connected, stats.errors, stats.collisions);
+        let new = stats.collisions.saturating_sub(self.collisions_reported);
+        if new == 0 {
+            return;
+        }
+        self.collisions_reported = stats.collisions;
+        let verdict = Verdict {
+            action: "alert",
+            enforced: None,
+            grant_id: None,
+            reason: Some(format!(
+                "{new} records found their NATS message id already taken by another publisher; each was published again under a fresh id"
+            )),
+            rule: Some("nats-msg-id-collision".to_owned()),
+            severity: Some("high".to_owned()),
+            tags: Vec::new(),
+        };
+        self.p.note_alert(
+            now,
+            serde_json::json!({
+                "event": "delivery_collision",
+                "collisions": new,
+                "cumulative": stats.collisions,
+            }),
+            &verdict,
+        );
     }
 
     pub(super) async fn on_hangup(&mut self) -> Result<(), AgentError> {

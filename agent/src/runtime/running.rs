@@ -49,6 +49,8 @@ pub(super) struct Running {
     pub(super) programs: usize,
     /// Events handled at the last status line.
     pub(super) last_events: u64,
+    /// NATS message-id collisions already reported in an alert record.
+    pub(super) collisions_reported: u64,
     /// When heartbeat records are due; `None`: heartbeats are off.
     pub(super) heartbeat: Option<Cadence>,
     /// When the next inventory is due; `None`: inventories are off.

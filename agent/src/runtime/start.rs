@@ -246,6 +246,7 @@ impl Running {
             notifier,
             programs: attached.len(),
             last_events: 0,
+            collisions_reported: 0,
             heartbeat: cfg.heartbeat.map(|every| Cadence::new(every, started_ns)),
             inventory: cfg.inventory.map(|every| Cadence::new(every, started_ns)),
             stop_control,

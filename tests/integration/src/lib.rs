@@ -14,6 +14,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod nats;
+
 /// Everything read from the agent's stdout so far.
 #[derive(Default)]
 struct Collected {

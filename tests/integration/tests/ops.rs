@@ -431,7 +431,7 @@ fn a_stopped_agent_is_named_silent_by_verify() {
     let lines: Vec<String> = stopped.records.iter().map(Value::to_string).collect();
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     let out = Command::new(agent_bin())
-        .args(["verify", "--json", "--file"])
+        .args(["verify", "--json", "--trust-on-first-use", "--file"])
         .arg(&file)
         .output()
         .unwrap();

@@ -5,30 +5,36 @@
 //! the last one and any silence ([`silence`]): what a stopped or frozen
 //! agent leaves, since no chain can show records never written.
 //!
-//! Keys: `--key` (hex, repeatable) pins the public keys; without it each
-//! host's key comes from its `agent` started records
+//! Keys ([`trust`]): `--key` (hex, repeatable) pins the public keys for
+//! every host; otherwise the trusted-keys file names each host's keys, and
+//! a host signing with any other key (its own forged one, or another
+//! host's) fails. Only with `--trust-on-first-use` is a host the file does
+//! not know judged by the key its `agent` started records carry
 //! (`detail.public_key`), which proves the chain is intact and
-//! self-consistent but not who wrote it (trust on first use). Limits of
-//! any hash chain: records cut from the *end* (or from the start of a
-//! stream trimmed by age) leave no hole to see; the report gives the first
-//! and last seq so they can be compared with what is expected.
+//! self-consistent but not who wrote it. Records cut from the *end* leave
+//! no hole in a hash chain; heartbeats and the closing `stopped` record
+//! make a cut end visible (see [`silence`]), and the report says up to
+//! which record and time each chain is proven.
 
+mod parse;
 mod report;
 mod silence;
+pub mod trust;
 
 use std::{
     collections::BTreeMap,
     io::{self, BufRead},
 };
 
-use base64::Engine;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
-pub use report::{Heartbeat, HostReport, Malformed, Problem, VerifyReport};
-use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+pub use report::{Heartbeat, HostReport, Malformed, Problem, Proven, VerifyReport};
 use thiserror::Error;
 
-use self::silence::Mark;
+use self::{
+    parse::{Parsed, parse},
+    silence::Mark,
+    trust::{Trust, TrustedKeys},
+};
 use super::{canonical, seal::GENESIS_HASH};
 
 #[derive(Debug, Error)]
@@ -93,20 +99,51 @@ struct HostState {
 #[derive(Debug, Default)]
 pub struct Verifier {
     pinned: Vec<VerifyingKey>,
+    /// The trusted-keys file, and whether unknown hosts are trusted on
+    /// first use (`None`: `--key`, or first use for every host).
+    file: Option<(TrustedKeys, bool)>,
+    /// Where the input counts as ending, Unix ns: `--now`, else the newest
+    /// record in the input.
+    now_ns: Option<i64>,
     hosts: BTreeMap<String, HostState>,
     malformed: Vec<Malformed>,
     lines: u64,
 }
 
 impl Verifier {
+    /// `keys` pinned for every host (empty: each host by its start
+    /// records, trust on first use).
     pub fn new(keys: &[String]) -> Result<Self, VerifyError> {
-        Ok(Self {
-            pinned: keys
-                .iter()
-                .map(|k| parse_key(k))
-                .collect::<Result<_, _>>()?,
-            ..Self::default()
+        Self::with_trust(if keys.is_empty() {
+            Trust::FirstUse
+        } else {
+            Trust::Pinned(keys.to_vec())
         })
+    }
+
+    pub fn with_trust(trust: Trust) -> Result<Self, VerifyError> {
+        Ok(match trust {
+            Trust::Pinned(keys) => Self {
+                pinned: keys
+                    .iter()
+                    .map(|k| parse_key(k))
+                    .collect::<Result<_, _>>()?,
+                ..Self::default()
+            },
+            Trust::File { keys, tofu } => Self {
+                file: Some((keys, tofu)),
+                ..Self::default()
+            },
+            Trust::FirstUse => Self::default(),
+        })
+    }
+
+    /// Judges the end of each chain against this time (Unix ns) instead of
+    /// the newest record in the input.
+    #[must_use]
+    pub fn with_now(mut self, now_ns: Option<i64>) -> Self {
+        self.now_ns = now_ns;
+        self
     }
 
     /// Feeds every line of `r`.
@@ -164,20 +201,69 @@ impl Verifier {
     pub fn finish(self) -> VerifyReport {
         // Where the input ends, on wall time (the only clock hosts share):
         // a host whose records stop well before it went silent.
-        let newest_ns = self
-            .hosts
-            .values()
-            .flat_map(|h| h.arrivals.iter().filter_map(|r| r.mark.time_ns))
-            .max();
+        let newest_ns = self.now_ns.or_else(|| {
+            self.hosts
+                .values()
+                .flat_map(|h| h.arrivals.iter().filter_map(|r| r.mark.time_ns))
+                .max()
+        });
         let mut hosts = BTreeMap::new();
-        for (id, h) in self.hosts {
-            hosts.insert(id, check_host(h, &self.pinned, newest_ns));
+        for (id, mut h) in self.hosts {
+            let (pinned, mut notes) = match &self.file {
+                None => (self.pinned.clone(), Vec::new()),
+                Some((file, tofu)) => trusted_for(&mut h, file, *tofu),
+            };
+            let mut report = check_host(h, &pinned, newest_ns);
+            report.notes.append(&mut notes);
+            hosts.insert(id, report);
         }
         VerifyReport {
             hosts,
             malformed: self.malformed,
         }
     }
+}
+
+/// The keys a host's signatures must verify with, from the trusted-keys
+/// file: its own. A start record announcing any other key is a problem
+/// (naming the host the key belongs to, if any). A host the file does not
+/// know is a problem too, unless `tofu`: then its start records' keys are
+/// used, and a note says the host was trusted on first use.
+fn trusted_for(
+    h: &mut HostState,
+    file: &TrustedKeys,
+    tofu: bool,
+) -> (Vec<VerifyingKey>, Vec<String>) {
+    let Some(keys) = file.keys_of(&h.name) else {
+        if tofu {
+            return (
+                Vec::new(),
+                vec![format!(
+                    "host {:?} is not in the trusted-keys file: its start record's key was trusted on first use",
+                    h.name
+                )],
+            );
+        }
+        // The start records' keys still check the chain's own
+        // consistency; the host itself is not trusted.
+        h.problems.push(Problem::UnknownHost {
+            host: h.name.clone(),
+        });
+        return (Vec::new(), Vec::new());
+    };
+    for (seq, k) in &h.keys {
+        if !keys.iter().any(|t| t.eq_ignore_ascii_case(k)) {
+            h.problems.push(Problem::UntrustedKey {
+                seq: *seq,
+                key: k.clone(),
+                owner: file.owner_of(k).map(str::to_owned),
+            });
+        }
+    }
+    (
+        keys.iter().filter_map(|k| parse_key(k).ok()).collect(),
+        Vec::new(),
+    )
 }
 
 impl HostState {
@@ -191,80 +277,6 @@ impl HostState {
         };
         u32::try_from(i).unwrap_or(u32::MAX)
     }
-}
-
-/// One line, parsed: the host's key (machine-id, else name) and name, the
-/// record, the public key of a start record, and the boot it came from.
-struct Parsed {
-    host: String,
-    name: String,
-    rec: Rec,
-    key: Option<String>,
-    boot_id: String,
-}
-
-fn parse(line: &[u8]) -> Result<Parsed, String> {
-    let mut m: Map<String, Value> =
-        serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
-    let str_of =
-        |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
-    let host = m.get("host").and_then(Value::as_object).ok_or("no host")?;
-    let (name, id) = (
-        str_of(host, "name").unwrap_or_default(),
-        str_of(host, "id").unwrap_or_default(),
-    );
-    let host_key = if id.is_empty() { name.clone() } else { id };
-    let boot_id = str_of(host, "boot_id").unwrap_or_default();
-    let seq = m.get("seq").and_then(Value::as_u64).ok_or("no seq")?;
-    let hash = str_of(&m, "hash").ok_or_else(|| format!("seq {seq}: no hash"))?;
-    let prev_hash = str_of(&m, "prev_hash").ok_or_else(|| format!("seq {seq}: no prev_hash"))?;
-    let sig = match m.get("sig") {
-        None => Sig::Absent,
-        Some(v) => v
-            .as_str()
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-            .and_then(|b| Signature::from_slice(&b).ok())
-            .map_or(Sig::Malformed, Sig::Present),
-    };
-    let chain = m.get("chain").and_then(Value::as_object);
-    let declared_prev = chain
-        .and_then(|c| c.get("prev_seq"))
-        .and_then(Value::as_u64);
-    let skipped = chain
-        .and_then(|c| c.get("skipped"))
-        .and_then(Value::as_array)
-        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
-    let started_key = (m.get("kind").and_then(Value::as_str) == Some("agent"))
-        .then(|| m.get("detail").and_then(Value::as_object))
-        .flatten()
-        .filter(|d| d.get("event").and_then(Value::as_str) == Some("started"))
-        .and_then(|d| str_of(d, "public_key"));
-    let mark = Mark {
-        seq,
-        time_ns: silence::time_ns(&m),
-        monotonic_ns: m.get("monotonic_ns").and_then(Value::as_u64),
-        boot: 0,
-        agent: silence::agent_event(&m),
-    };
-    m.remove("hash");
-    m.remove("sig");
-    let digest: [u8; 32] = Sha256::digest(canonical::to_vec(&Value::Object(m))).into();
-    Ok(Parsed {
-        host: host_key,
-        name,
-        rec: Rec {
-            seq,
-            hash,
-            prev_hash,
-            digest,
-            sig,
-            declared_prev,
-            skipped,
-            mark,
-        },
-        key: started_key,
-        boot_id,
-    })
 }
 
 fn check_host(mut h: HostState, pinned: &[VerifyingKey], newest_ns: Option<i64>) -> HostReport {
@@ -442,6 +454,18 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey], newest_ns: Option<i64>)
     }
     let marks: Vec<Mark> = ordered.iter().map(|r| r.mark).collect();
     let last_heartbeat = judge_silence(&marks, newest_ns, &mut problems, &mut notes);
+    // The last record a good signature covers, through unbroken links from
+    // the start of the input: what the chain proves, and up to when.
+    let proven_to = ordered
+        .iter()
+        .enumerate()
+        .take_while(|(k, _)| *k == 0 || linked[*k] || link_back[*k].is_some())
+        .filter(|(_, r)| signed.contains(&r.seq) && hex::encode(r.digest) == r.hash)
+        .last()
+        .map(|(_, r)| Proven {
+            seq: r.seq,
+            time: r.mark.time_ns.map(silence::rfc3339),
+        });
     problems.sort_by_key(Problem::seq);
     let mut seen_keys: Vec<String> = Vec::new();
     for (_, k) in h.keys {
@@ -455,6 +479,7 @@ fn check_host(mut h: HostState, pinned: &[VerifyingKey], newest_ns: Option<i64>)
         first_seq: ordered.first().map(|r| r.seq),
         last_seq: ordered.last().map(|r| r.seq),
         keys: seen_keys,
+        proven_to,
         last_heartbeat,
         problems,
         notes,
@@ -500,9 +525,14 @@ fn judge_silence(
         }
     }
     if let (Some(end), Some(newest)) = (&judged.open_end, newest_ns)
-        && let Some(note) = silence::end_note(end, newest)
+        && let Some(seconds) = silence::end_silence(end, newest)
     {
-        notes.push(note);
+        problems.push(Problem::EndsOpen {
+            seq: end.seq,
+            time: silence::rfc3339(end.time_ns),
+            seconds,
+            interval_s: end.interval_s,
+        });
     }
     judged.last_beat.map(|b| Heartbeat {
         seq: b.seq,
@@ -513,3 +543,5 @@ fn judge_silence(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;

@@ -29,6 +29,26 @@ pub enum Problem {
     Unsigned { from: u64, to: u64 },
     /// No `--key` and no start record with `detail.public_key`.
     NoKey,
+    /// The host's name is not in the trusted-keys file (and no
+    /// `--trust-on-first-use`).
+    UnknownHost { host: String },
+    /// The start record at `seq` announces a key the trusted-keys file
+    /// does not give this host (`owner`: the host it belongs to, if any).
+    UntrustedKey {
+        seq: u64,
+        key: String,
+        owner: Option<String>,
+    },
+    /// The chain ends without a `stopped` record and its last own record
+    /// (seq, time) is `seconds` older than the end of the input (`--now`,
+    /// else its newest record), more than three heartbeat intervals:
+    /// records were cut from its end, or the agent went silent.
+    EndsOpen {
+        seq: u64,
+        time: String,
+        seconds: u64,
+        interval_s: u64,
+    },
     /// Nothing between seq `from` and seq `to` for `seconds`, more than
     /// three heartbeat intervals, and no clean stop explains it: the agent
     /// was stopped, frozen or killed.
@@ -52,8 +72,10 @@ impl Problem {
             | Self::BrokenLink { seq, .. }
             | Self::BadSignature { seq }
             | Self::Unsigned { from: seq, .. }
-            | Self::Silent { from: seq, .. } => *seq,
-            Self::NoKey => 0,
+            | Self::Silent { from: seq, .. }
+            | Self::UntrustedKey { seq, .. }
+            | Self::EndsOpen { seq, .. } => *seq,
+            Self::NoKey | Self::UnknownHost { .. } => 0,
         }
     }
 }
@@ -84,6 +106,35 @@ impl fmt::Display for Problem {
                 f,
                 "no public key (pass --key, or include the agent start record)"
             ),
+            Self::UnknownHost { host } => write!(
+                f,
+                "untrusted: host {host:?} is not in the trusted-keys file (add its key with `debugmon key add`, or pass --trust-on-first-use)"
+            ),
+            Self::UntrustedKey {
+                seq,
+                key,
+                owner: Some(owner),
+            } => write!(
+                f,
+                "untrusted: seq {seq} announces key {key}, which is trusted for host {owner:?}, not this one"
+            ),
+            Self::UntrustedKey {
+                seq,
+                key,
+                owner: None,
+            } => write!(
+                f,
+                "untrusted: seq {seq} announces key {key}, which the trusted-keys file does not give this host"
+            ),
+            Self::EndsOpen {
+                seq,
+                time,
+                seconds,
+                interval_s,
+            } => write!(
+                f,
+                "ends open: no stop record, and the last heartbeat or start (seq {seq} at {time}) is {seconds}s before the end of the input (heartbeat every {interval_s}s): the tail may have been cut"
+            ),
             Self::Silent {
                 from,
                 to,
@@ -104,6 +155,14 @@ pub struct Malformed {
     pub reason: String,
 }
 
+/// The last record a good signature covers through unbroken links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Proven {
+    pub seq: u64,
+    /// Its `time` (RFC 3339); `None` when the record had none.
+    pub time: Option<String>,
+}
+
 /// A host's latest heartbeat record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Heartbeat {
@@ -121,6 +180,8 @@ pub struct HostReport {
     pub last_seq: Option<u64>,
     /// Public keys announced by start records, in order.
     pub keys: Vec<String>,
+    /// How far the chain is proven (`None`: no record verified).
+    pub proven_to: Option<Proven>,
     /// `None`: the host sent none.
     pub last_heartbeat: Option<Heartbeat>,
     pub problems: Vec<Problem>,
@@ -170,6 +231,15 @@ impl fmt::Display for VerifyReport {
                 "host {} ({id}): {} records, {range}: {verdict}",
                 h.name, h.records
             )?;
+            match &h.proven_to {
+                Some(p) => writeln!(
+                    f,
+                    "  proven to seq {} at {}",
+                    p.seq,
+                    p.time.as_deref().unwrap_or("an unknown time")
+                )?,
+                None => writeln!(f, "  proven to: nothing (no record verified)")?,
+            }
             if let Some(b) = &h.last_heartbeat {
                 writeln!(
                     f,

@@ -201,20 +201,14 @@ pub(super) fn judge(marks: &[Mark]) -> Judged {
     out
 }
 
-/// The note for a host silent at the end of the input: its last record is
-/// more than [`SILENT_AFTER`] intervals older than `newest_ns`, the newest
-/// record of any host (wall time: hosts share no other clock).
-pub(super) fn end_note(end: &OpenEnd, newest_ns: i64) -> Option<String> {
-    let behind = u64::try_from(newest_ns.saturating_sub(end.time_ns)).unwrap_or(0);
-    (behind > SILENT_AFTER * end.interval_s * NS_PER_S).then(|| {
-        format!(
-            "silent at the end of the input: its last record, seq {} at {}, is {}s older than the newest record in the input (heartbeat every {}s)",
-            end.seq,
-            rfc3339(end.time_ns),
-            behind / NS_PER_S,
-            end.interval_s
-        )
-    })
+/// A chain that ends open: no `stopped` record, and its last own record
+/// (start or heartbeat) more than [`SILENT_AFTER`] intervals older than
+/// `now_ns` (`--now`, else the newest record of any host in the input;
+/// wall time: hosts share no other clock). Its tail was cut, or the agent
+/// stopped writing. Returns how many seconds behind it is.
+pub(super) fn end_silence(end: &OpenEnd, now_ns: i64) -> Option<u64> {
+    let behind = u64::try_from(now_ns.saturating_sub(end.time_ns)).unwrap_or(0);
+    (behind > SILENT_AFTER * end.interval_s * NS_PER_S).then_some(behind / NS_PER_S)
 }
 
 #[cfg(test)]
@@ -335,7 +329,7 @@ mod tests {
         let early = [started(1, 0, Some(5)), at(2, 1000, None)];
         let end = judge(&early).open_end.expect("never stopped");
         assert_eq!(end.seq, 1);
-        assert!(end_note(&end, T0 + i64::try_from(1000 * S).expect("small")).is_some());
+        assert!(end_silence(&end, T0 + i64::try_from(1000 * S).expect("small")).is_some());
         // A stream that starts mid-run learns the interval from the
         // heartbeats, and measures from the first of the agent's records.
         let mid = [at(7, 0, None), beat(8, 5), at(9, 100, None), beat(10, 105)];
@@ -351,12 +345,8 @@ mod tests {
         let end = judge(&marks).open_end.expect("judged, not stopped");
         assert_eq!(end.seq, 2);
         let newest = |t: u64| T0 + i64::try_from(t * S).expect("small");
-        assert_eq!(end_note(&end, newest(20)), None, "15 s: three intervals");
-        let note = end_note(&end, newest(65)).expect("60 s behind");
-        assert!(
-            note.contains("seq 2 at 2026-01-01T00:00:05.000000000Z, is 60s older"),
-            "{note}"
-        );
+        assert_eq!(end_silence(&end, newest(20)), None, "15 s: three intervals");
+        assert_eq!(end_silence(&end, newest(65)), Some(60), "60 s behind");
         // A clean stop at the end is not silence.
         let stopped = [beat(2, 5), at(3, 6, Some(AgentEvent::Stopped))];
         assert_eq!(judge(&stopped).open_end, None);

@@ -1,11 +1,12 @@
 //! Tests of `verify` on sealed records and tampered copies.
 
-use serde_json::json;
+use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
 
 use super::*;
 use crate::record::seal::Sealer;
 
-fn record(kind: &str, host: &str, detail: Value) -> Map<String, Value> {
+pub(super) fn record(kind: &str, host: &str, detail: Value) -> Map<String, Value> {
     match json!({"schema": 1, "kind": kind, "host": {"name": host, "id": format!("id-{host}"), "boot_id": "b"}, "detail": detail})
     {
         Value::Object(m) => m,
@@ -14,7 +15,7 @@ fn record(kind: &str, host: &str, detail: Value) -> Map<String, Value> {
 }
 
 /// A chain: a start record with the key, then `n - 1` exec records.
-fn chain(dir: &std::path::Path, host: &str, n: usize) -> (Vec<Vec<u8>>, String) {
+pub(super) fn chain(dir: &std::path::Path, host: &str, n: usize) -> (Vec<Vec<u8>>, String) {
     let mut s = Sealer::open(&dir.join(host), &dir.join(format!("{host}.key"))).unwrap();
     let pk = s.public_key_hex();
     let mut lines = vec![
@@ -32,7 +33,7 @@ fn chain(dir: &std::path::Path, host: &str, n: usize) -> (Vec<Vec<u8>>, String) 
     (lines, pk)
 }
 
-fn verify(lines: &[Vec<u8>], keys: &[String]) -> VerifyReport {
+pub(super) fn verify(lines: &[Vec<u8>], keys: &[String]) -> VerifyReport {
     let mut v = Verifier::new(keys).unwrap();
     for l in lines {
         v.push_line(l);
@@ -40,7 +41,7 @@ fn verify(lines: &[Vec<u8>], keys: &[String]) -> VerifyReport {
     v.finish()
 }
 
-fn problems(r: &VerifyReport) -> Vec<Problem> {
+pub(super) fn problems(r: &VerifyReport) -> Vec<Problem> {
     r.problems().map(|(_, p)| p.clone()).collect()
 }
 
@@ -343,7 +344,7 @@ fn a_group_signature_vouches_for_the_unsigned_records_before_it() {
 
 /// Sealed records of one host at times `t` (seconds) on boot `boot`; the
 /// first is the start record (with the key and a 5 s heartbeat).
-fn timeline(
+pub(super) fn timeline(
     dir: &std::path::Path,
     host: &str,
     events: &[(&str, Value, u64, &str)],
@@ -377,7 +378,7 @@ fn timeline(
     lines
 }
 
-fn started(t: u64, boot: &'static str) -> (&'static str, Value, u64, &'static str) {
+pub(super) fn started(t: u64, boot: &'static str) -> (&'static str, Value, u64, &'static str) {
     (
         "agent",
         json!({"event": "started", "heartbeat_s": 5}),
@@ -386,7 +387,7 @@ fn started(t: u64, boot: &'static str) -> (&'static str, Value, u64, &'static st
     )
 }
 
-fn beat(t: u64, boot: &'static str) -> (&'static str, Value, u64, &'static str) {
+pub(super) fn beat(t: u64, boot: &'static str) -> (&'static str, Value, u64, &'static str) {
     (
         "agent",
         json!({"event": "heartbeat", "interval_s": 5, "uptime_s": t, "events": 0, "records": 1, "lost": 0}),
@@ -481,7 +482,7 @@ fn a_silent_host_fails_and_a_clean_restart_across_a_reboot_does_not() {
 }
 
 #[test]
-fn a_host_silent_at_the_end_of_the_input_is_a_note() {
+fn a_host_silent_at_the_end_of_the_input_ends_open() {
     let d = tempfile::tempdir().unwrap();
     let busy: Vec<_> = (0..=20)
         .map(|i| {
@@ -496,16 +497,18 @@ fn a_host_silent_at_the_end_of_the_input_is_a_note() {
     let mut lines = timeline(d.path(), "busy", &busy);
     lines.extend(timeline(d.path(), "quiet", &quiet));
     let r = verify(&lines, &[]);
-    assert!(r.ok(), "a note, not a problem: {r}");
-    let notes = &r.hosts["id-quiet"].notes;
-    assert!(
-        notes
-            .iter()
-            .any(|n| n.contains("silent at the end of the input")
-                && n.contains("seq 3 at 2026-01-01T00:00:10.000000000Z, is 90s older")),
+    assert!(!r.ok(), "{r}");
+    assert_eq!(
+        r.hosts["id-quiet"].problems,
+        vec![Problem::EndsOpen {
+            seq: 3,
+            time: "2026-01-01T00:00:10.000000000Z".into(),
+            seconds: 90,
+            interval_s: 5
+        }],
         "{r}"
     );
-    assert!(r.hosts["id-busy"].notes.is_empty(), "{r}");
+    assert!(r.hosts["id-busy"].problems.is_empty(), "{r}");
     // Hosts without heartbeats are not judged at all.
     let (plain, _) = chain(d.path(), "plain", 3);
     let r = verify(&plain, &[]);

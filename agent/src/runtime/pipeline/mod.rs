@@ -501,6 +501,26 @@ impl Pipeline {
         self.emit(now_ns, Parts::note(kind, detail));
     }
 
+    /// Appends an alert without actor or target: something happened to
+    /// the agent's own records (`agent` kind, rule `verdict.rule`).
+    pub fn note_alert<D: Serialize>(
+        &mut self,
+        now_ns: u64,
+        detail: D,
+        verdict: &crate::decide::Verdict,
+    ) {
+        self.emit(
+            now_ns,
+            Parts {
+                kind: Kind::Agent,
+                actor: None,
+                target: None,
+                detail,
+                verdict: Some(verdict),
+            },
+        );
+    }
+
     /// Applies what governance asked for, in order.
     pub fn apply(&mut self, effects: Vec<Effect>) {
         for e in effects {

@@ -212,6 +212,7 @@ impl Delivery {
         }
         check_writable(&cfg.spool.dir)?;
         let spool = Spool::open(&cfg.spool)?;
+        let tip_at_start = spool.last_appended().map_or(0, |t| t.seq);
         let sealer = Sealer::open_with_tip(&cfg.state_dir, &cfg.key_path, spool.last_appended())?;
         let public_key = sealer.public_key_hex();
         let spool = SharedSpool::new(spool);
@@ -258,7 +259,9 @@ impl Delivery {
             .map_err(DeliveryError::Spawn)?;
         // Started after the thread: a spool left by the previous run
         // drains at once, in order, before the new records.
-        let nats = cfg.nats.map(|n| NatsSink::spawn(n, spool.clone()));
+        let nats = cfg
+            .nats
+            .map(|n| NatsSink::spawn(n, spool.clone(), tip_at_start));
         info!(sinks = %sinks.join(","), spool = %cfg.spool.dir.display(), "delivery started");
         Ok(Self {
             tx,

@@ -133,6 +133,11 @@ pub struct NatsConfig {
     /// First tokens of every subject: `<prefix>.audit.<host>.<kind>`,
     /// `<prefix>.alert.<host>.<severity>`.
     pub subject_prefix: String,
+    /// Subject prefix of the client's reply inboxes (`None`: the client's
+    /// `_INBOX`). The agent uses `_INBOX.<host>`, so a server can let each
+    /// agent subscribe to its own replies (acks) and to nothing else
+    /// (docs/nats.md).
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for NatsConfig {
@@ -149,6 +154,7 @@ impl Default for NatsConfig {
             backoff_max_ms: 10_000,
             client_name: "debugmon".to_owned(),
             subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
+            inbox_prefix: None,
         }
     }
 }
@@ -269,6 +275,9 @@ pub async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, NatsError> 
                 io_error,
             })?,
     };
+    if let Some(p) = &cfg.inbox_prefix {
+        opts = opts.custom_inbox_prefix(p);
+    }
     if let Some(ca) = &cfg.tls.ca_file {
         opts = opts.add_root_certificates(ca.clone());
     }
@@ -319,6 +328,10 @@ pub async fn ensure_stream(
             duplicate_window: Duration::from_secs(s.duplicate_window_secs),
             num_replicas: s.replicas.max(1),
             storage: stream::StorageType::File,
+            // Records are evidence: nobody deletes one message or purges
+            // the stream through the API; only age and size trim it.
+            deny_delete: true,
+            deny_purge: true,
             ..Default::default()
         })
         .await
@@ -326,7 +339,16 @@ pub async fn ensure_stream(
             name: s.name.clone(),
             source: Box::new(e),
         })?;
-    let has = &stream.cached_info().config.subjects;
+    let info = &stream.cached_info().config;
+    if !info.deny_delete || !info.deny_purge {
+        tracing::warn!(
+            stream = %s.name,
+            deny_delete = info.deny_delete,
+            deny_purge = info.deny_purge,
+            "NATS stream allows deleting or purging records; see docs/nats.md"
+        );
+    }
+    let has = &info.subjects;
     let missing: Vec<String> = cfg
         .published_subjects()
         .into_iter()

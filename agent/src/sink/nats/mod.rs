@@ -6,10 +6,12 @@
 //! entries, publishes each to
 //! `<prefix>.audit.<host>.<kind>` (and alerts/denials also to
 //! `<prefix>.alert.<host>.<severity>`; the prefix is `debugmon` unless
-//! `nats.subject_prefix` says otherwise) with `Nats-Msg-Id =
-//! <host>:<boot_id>:<seq>` (`...:alert` for the copy), awaits the acks of
-//! the whole batch, and only then acks the spool. A retry after a lost ack
-//! or a crash republishes the same ids, which the server de-duplicates.
+//! `nats.subject_prefix` says otherwise) with `Nats-Msg-Id = <hash>` (the
+//! record's seal; `<hash>:alert` for the copy), awaits the acks of the
+//! whole batch, and only then acks the spool. A retry after a lost ack or
+//! a crash republishes the same ids, which the server de-duplicates. The
+//! id cannot be predicted by another publisher, and one taken anyway is
+//! detected ([`publish`]).
 //!
 //! Acks are awaited per bounded batch: holding thousands of unawaited ack
 //! futures stalls the publisher (docs/toolchain.md). While NATS is
@@ -17,6 +19,7 @@
 //! grows; on reconnect it drains in order.
 
 mod connect;
+mod publish;
 pub mod read;
 
 use std::{
@@ -24,11 +27,9 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use async_nats::jetstream::{self, message::PublishMessage};
-use bytes::Bytes;
 pub use connect::{
     DEFAULT_SUBJECT_PREFIX, NatsAuth, NatsConfig, NatsError, PREFIX_RULE, StreamSettings,
     TlsConfig, connect, covers, ensure_stream, jetstream, valid_prefix,
@@ -37,11 +38,8 @@ use serde::Deserialize;
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{debug, info, warn};
 
-use crate::{
-    error::error_chain,
-    record::alert::severity_of,
-    spool::{SharedSpool, SpoolEntry},
-};
+use self::publish::{Ids, publish_batch};
+use crate::{error::error_chain, record::alert::severity_of, spool::SharedSpool};
 
 /// A subject token from a free-form name: NATS tokens cannot hold `.`,
 /// `*`, `>` or whitespace.
@@ -69,8 +67,6 @@ struct HostMeta {
     name: String,
     #[serde(default)]
     id: String,
-    #[serde(default)]
-    boot_id: String,
 }
 
 #[derive(Deserialize)]
@@ -81,7 +77,7 @@ struct DecisionMeta {
 
 #[derive(Deserialize)]
 struct Meta {
-    seq: u64,
+    hash: String,
     kind: String,
     host: HostMeta,
     decision: Option<DecisionMeta>,
@@ -97,7 +93,9 @@ pub struct Route {
 }
 
 /// Where a sealed line goes under subject prefix `prefix`; `None` for a
-/// line that is not a record.
+/// line that is not a sealed record. The message id is the record's
+/// `hash`: unique per record, and unknown to anyone before the agent
+/// sealed it, so no other publisher can claim it in advance.
 pub fn route(line: &[u8], prefix: &str) -> Option<Route> {
     let m: Meta = serde_json::from_slice(line).ok()?;
     let host = subject_token(if m.host.name.is_empty() {
@@ -105,7 +103,10 @@ pub fn route(line: &[u8], prefix: &str) -> Option<Route> {
     } else {
         &m.host.name
     });
-    let msg_id = format!("{host}:{}:{}", m.host.boot_id, m.seq);
+    if m.hash.len() != 64 || !m.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let msg_id = m.hash;
     let severity = m
         .decision
         .and_then(|d| severity_of(d.severity.as_deref(), d.action.as_deref()));
@@ -126,6 +127,7 @@ struct Counters {
     published: AtomicU64,
     acked: AtomicU64,
     duplicates: AtomicU64,
+    collisions: AtomicU64,
     errors: AtomicU64,
     invalid: AtomicU64,
     connected: AtomicBool,
@@ -144,6 +146,9 @@ pub struct NatsStats {
     pub acked: u64,
     /// Acks the server flagged as duplicates (retries it had already stored).
     pub duplicates: u64,
+    /// Records whose message id someone else had used first (each then
+    /// published again under a fresh id).
+    pub collisions: u64,
     /// Connect, publish and ack failures.
     pub errors: u64,
     /// Spool entries that were not records (dropped, counted).
@@ -162,6 +167,7 @@ impl Counters {
             published: self.published.load(Relaxed),
             acked: self.acked.load(Relaxed),
             duplicates: self.duplicates.load(Relaxed),
+            collisions: self.collisions.load(Relaxed),
             errors: self.errors.load(Relaxed),
             invalid: self.invalid.load(Relaxed),
             connected: self.connected.load(Relaxed),
@@ -209,15 +215,19 @@ impl NatsHandle {
     }
 }
 
-/// Entry point: `NatsSink::spawn(cfg, spool)`.
+/// Entry point: `NatsSink::spawn(cfg, spool, tip_at_start)`.
 pub struct NatsSink;
 
 impl NatsSink {
     /// Starts the background task on the current tokio runtime.
-    pub fn spawn(cfg: NatsConfig, spool: SharedSpool) -> NatsHandle {
+    /// `tip_at_start`: the last seq the spool held when this run opened it;
+    /// entries up to there may have gone out before a crash, so a
+    /// duplicate for them is a retry, not a collision.
+    pub fn spawn(cfg: NatsConfig, spool: SharedSpool, tip_at_start: u64) -> NatsHandle {
         let counters = Arc::new(Counters::default());
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(cfg, spool, counters.clone(), stop_rx));
+        let ids = Ids::new(tip_at_start);
+        let task = tokio::spawn(run(cfg, spool, ids, counters.clone(), stop_rx));
         NatsHandle {
             task,
             stop,
@@ -235,6 +245,7 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
 async fn run(
     cfg: NatsConfig,
     spool: SharedSpool,
+    mut ids: Ids,
     c: Arc<Counters>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -297,7 +308,8 @@ async fn run(
             }
             continue;
         }
-        let (done_upto, failed) = publish_batch(&js, &cfg.subject_prefix, &batch, &c).await;
+        let (done_upto, failed) =
+            publish_batch(&js, &cfg.subject_prefix, &batch, &mut ids, &c).await;
         if let Some(upto) = done_upto {
             let spool = spool.clone();
             match tokio::task::spawn_blocking(move || spool.lock().ack(upto)).await {
@@ -341,132 +353,57 @@ async fn run(
     }
 }
 
-enum Pending {
-    /// Not a record: dropped and counted, nothing to wait for.
-    Skip,
-    Sent(jetstream::context::PublishAckFuture),
-    Failed,
-}
-
-/// Publishes a batch and awaits every ack. Returns the seq up to which
-/// every record (and its alert copy) is stored, and whether anything failed.
-async fn publish_batch(
-    js: &jetstream::Context,
-    prefix: &str,
-    batch: &[SpoolEntry],
-    c: &Counters,
-) -> (Option<u64>, bool) {
-    let start = Instant::now();
-    let mut pending = Vec::with_capacity(batch.len() * 2);
-    'entries: for e in batch {
-        let Some(route) = route(&e.line, prefix) else {
-            warn!(
-                seq = e.seq,
-                "NATS sink: spool entry is not a record; dropped"
-            );
-            c.invalid.fetch_add(1, Relaxed);
-            pending.push((e.seq, Pending::Skip));
-            continue;
-        };
-        let payload = Bytes::copy_from_slice(e.line.strip_suffix(b"\n").unwrap_or(&e.line));
-        let mut sends = vec![(route.audit_subject, route.msg_id)];
-        sends.extend(route.alert);
-        for (subject, id) in sends {
-            let publish = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(id);
-            match js.send_publish(subject, publish).await {
-                Ok(fut) => {
-                    c.published.fetch_add(1, Relaxed);
-                    pending.push((e.seq, Pending::Sent(fut)));
-                }
-                Err(err) => {
-                    debug!(seq = e.seq, error = %error_chain(&err), "NATS sink: publish failed");
-                    pending.push((e.seq, Pending::Failed));
-                    break 'entries;
-                }
-            }
-        }
-    }
-    // A record is done when all its messages are acked; the spool is acked
-    // up to the last record of the unbroken done prefix.
-    let mut results: Vec<(u64, bool)> = Vec::with_capacity(batch.len());
-    for (seq, p) in pending {
-        let ok = match p {
-            Pending::Skip => true,
-            Pending::Failed => false,
-            Pending::Sent(f) => match f.await {
-                Ok(ack) => {
-                    if ack.duplicate {
-                        c.duplicates.fetch_add(1, Relaxed);
-                    }
-                    true
-                }
-                Err(err) => {
-                    debug!(seq, error = %error_chain(&err), "NATS sink: no ack");
-                    false
-                }
-            },
-        };
-        match results.last_mut() {
-            Some((s, all)) if *s == seq => *all &= ok,
-            _ => results.push((seq, ok)),
-        }
-    }
-    let done_upto = results
-        .iter()
-        .take_while(|(_, ok)| *ok)
-        .last()
-        .map(|(s, _)| *s);
-    let failed = results.len() < batch.len() || results.iter().any(|(_, ok)| !ok);
-    if !failed {
-        let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        c.batches.fetch_add(1, Relaxed);
-        c.ack_latency_last_us.store(us, Relaxed);
-        c.ack_latency_max_us.fetch_max(us, Relaxed);
-        c.ack_latency_total_us.fetch_add(us, Relaxed);
-    }
-    (done_upto, failed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const H7: &str = "7777777777777777777777777777777777777777777777777777777777777777";
+    const H8: &str = "8888888888888888888888888888888888888888888888888888888888888888";
+
     #[test]
-    fn routes_follow_the_design_subjects() {
-        let line = br#"{"seq":7,"kind":"exec","host":{"name":"db-1.prod","id":"m","boot_id":"b"}}"#;
+    fn routes_follow_the_design_subjects_and_ids_are_the_seal() {
+        let line = format!(
+            r#"{{"seq":7,"hash":"{H7}","kind":"exec","host":{{"name":"db-1.prod","id":"m","boot_id":"b"}}}}"#
+        );
         assert_eq!(
-            route(line, "debugmon").unwrap(),
+            route(line.as_bytes(), "debugmon").unwrap(),
             Route {
                 audit_subject: "debugmon.audit.db-1_prod.exec".into(),
-                msg_id: "db-1_prod:b:7".into(),
+                msg_id: H7.into(),
                 alert: None,
             }
         );
-        let line = br#"{"seq":8,"kind":"ptrace","host":{"name":"","id":"m","boot_id":"b"},"decision":{"action":"deny","severity":"critical"}}"#;
-        let r = route(line, "debugmon").unwrap();
+        let line = format!(
+            r#"{{"seq":8,"hash":"{H8}","kind":"ptrace","host":{{"name":"","id":"m","boot_id":"b"}},"decision":{{"action":"deny","severity":"critical"}}}}"#
+        );
+        let r = route(line.as_bytes(), "debugmon").unwrap();
         assert_eq!(r.audit_subject, "debugmon.audit.m.ptrace");
         assert_eq!(
             r.alert,
-            Some(("debugmon.alert.m.critical".into(), "m:b:8:alert".into()))
+            Some(("debugmon.alert.m.critical".into(), format!("{H8}:alert")))
         );
         // Another prefix changes the subjects, not the ids.
-        let r = route(line, "acme.prod").unwrap();
+        let r = route(line.as_bytes(), "acme.prod").unwrap();
         assert_eq!(r.audit_subject, "acme.prod.audit.m.ptrace");
         assert_eq!(
             r.alert,
-            Some(("acme.prod.alert.m.critical".into(), "m:b:8:alert".into()))
+            Some(("acme.prod.alert.m.critical".into(), format!("{H8}:alert")))
         );
-        let line =
-            br#"{"seq":9,"kind":"ptrace","host":{"name":"h"},"decision":{"action":"allow"}}"#;
-        assert_eq!(route(line, "debugmon").unwrap().alert, None);
+        let line = format!(
+            r#"{{"seq":9,"hash":"{H7}","kind":"ptrace","host":{{"name":"h"}},"decision":{{"action":"allow"}}}}"#
+        );
+        assert_eq!(route(line.as_bytes(), "debugmon").unwrap().alert, None);
         assert_eq!(route(b"not json", "debugmon"), None);
         assert_eq!(
             route(br#"{"kind":"exec"}"#, "debugmon"),
             None,
             "no seq/host: not a record"
         );
+        // Unsealed, or a hash that is not one: no id to publish under.
+        let unsealed = br#"{"seq":9,"kind":"exec","host":{"name":"h"}}"#;
+        assert_eq!(route(unsealed, "debugmon"), None);
+        let odd = br#"{"seq":9,"hash":"h:b:9","kind":"exec","host":{"name":"h"}}"#;
+        assert_eq!(route(odd, "debugmon"), None);
     }
 
     #[test]
