@@ -22,8 +22,8 @@ use std::{
 };
 
 use faultkit::{
-    Nats, Tmpfs, cluster, debugmon, execs, fill, is_ours, only_host, strictly_increasing,
-    tail_stream, verify_stream, verify_stream_key, wait_stream_reaches,
+    Nats, Tmpfs, cluster, debugmon, execs, fill, http_get, is_ours, only_host, sample,
+    strictly_increasing, tail_stream, verify_stream, verify_stream_key, wait_stream_reaches,
 };
 use integration_test::{Agent, nonce, require_root};
 use serde_json::Value;
@@ -90,6 +90,25 @@ fn all_execs_in(stream: &[Value], tag: &str, n: u64) {
     );
 }
 
+/// Waits until `series` on the agent's `/metrics` is above 0 (they are
+/// refreshed once a second).
+fn wait_metric_positive(agent: &Agent, series: &str) {
+    let started = agent.matching(|r| r["kind"] == "agent" && r["detail"]["event"] == "started");
+    let addr = started[0]["detail"]["metrics"]
+        .as_str()
+        .expect("metrics address")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = http_get(&addr, "/metrics").unwrap_or_default();
+        if sample(&text, series).is_some_and(|n| n > 0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} stays 0:\n{text}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 #[test]
 fn a_full_disk_under_the_spool_is_counted_alerted_and_survived() {
     require_root();
@@ -127,6 +146,11 @@ fn a_full_disk_under_the_spool_is_counted_alerted_and_survived() {
         },
     );
     assert_eq!(said["decision"]["action"], "alert", "{said}");
+    // And the metrics count them.
+    wait_metric_positive(
+        &agent,
+        "debugmon_spool_records_lost_total{reason=\"unwritable\"}",
+    );
     std::fs::remove_file(tmpfs.at.join("filler")).unwrap();
     execs(&after, 0..100);
     agent.barrier();
@@ -368,6 +392,7 @@ fn sigkill_during_spool_writes_keeps_every_whole_record() {
         },
     );
     assert_eq!(said["decision"]["action"], "alert", "{said}");
+    wait_metric_positive(&agent, "debugmon_spool_records_lost_total{reason=\"torn\"}");
     agent.barrier();
     let stopped = agent.stop();
     stopped.assert_clean();

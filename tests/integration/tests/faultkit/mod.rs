@@ -108,17 +108,11 @@ impl Nats {
 
     /// `/jsz` of this server, with stream details.
     pub(crate) fn jsz(&self) -> Option<Value> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.monitor)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET /jsz?streams=true&config=true HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-        )
-        .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        let json = body.split_once("\r\n\r\n")?.1;
-        serde_json::from_str(json).ok()
+        let body = http_get(
+            &format!("127.0.0.1:{}", self.monitor),
+            "/jsz?streams=true&config=true",
+        )?;
+        serde_json::from_str(&body).ok()
     }
 
     /// The stream `name` as this server reports it.
@@ -139,6 +133,27 @@ impl Drop for Nats {
             let _ = child.wait();
         }
     }
+}
+
+/// The body of `GET path` at `addr` (`None`: no answer).
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text.split_once("\r\n\r\n")?.1.to_owned())
+}
+
+/// Value of one series in a Prometheus text exposition.
+pub(crate) fn sample(metrics: &str, series: &str) -> Option<u64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Three servers routed to each other as one JetStream cluster.
