@@ -30,6 +30,8 @@ const VM_TESTS: &[(&str, &[&str])] = &[
     // Evasions under BPF-LSM; the shipped-policy names test is about
     // identity, not the mechanism, and needs the repository's policies.
     ("evasion", &["--skip", "names_a_user"]),
+    // Sets the wall clock, which only the VM may do.
+    ("vm_clock", &[]),
 ];
 
 /// Tools the VM tests drive, with their libraries. The coreutils programs
