@@ -29,7 +29,7 @@ use integration_test::{Agent, nonce, require_root};
 use serde_json::Value;
 
 /// Agent settings: state and spool under `state`, NATS at `urls`, no
-/// heartbeats (the tests count every record), plus `extra`.
+/// heartbeats (the tests count every record), a small stream, plus `extra`.
 fn agent_env(state: &Path, urls: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("DEBUGMON_HOST_STATE_DIR", state.display().to_string()),
@@ -44,6 +44,9 @@ fn agent_env(state: &Path, urls: &str, extra: &[(&str, &str)]) -> Vec<(String, S
         ("DEBUGMON_NATS_ENABLED", "true".to_owned()),
         ("DEBUGMON_NATS_URLS", urls.to_owned()),
         ("DEBUGMON_AGENT_HEARTBEAT_SECS", "0".to_owned()),
+        // JetStream refuses a stream whose bound exceeds the free disk:
+        // the default 10 GiB would tie the tests to a roomy /tmp.
+        ("DEBUGMON_NATS_MAX_BYTES", "64MiB".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
