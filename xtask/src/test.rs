@@ -132,6 +132,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
                     "--test",
                     "inventory",
                     "nats_security",
+                    "faults",
                 ])
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),

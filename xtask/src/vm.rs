@@ -32,6 +32,8 @@ const VM_TESTS: &[(&str, &[&str])] = &[
     ("evasion", &["--skip", "names_a_user"]),
     // Read-only access: ptrace_access_check refuses the writing syscalls.
     ("readonly", &[]),
+    // Sets the wall clock, which only the VM may do.
+    ("vm_clock", &[]),
 ];
 
 /// Tools the VM tests drive, with their libraries. The coreutils programs

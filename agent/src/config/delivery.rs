@@ -63,6 +63,7 @@ impl Config {
                     Ok(0) | Err(_) => -1,
                     Ok(b) => b,
                 },
+                replicas: n.replicas.clamp(1, 5),
                 ..StreamSettings::default()
             },
             client_name: format!("debugmon {}", env!("CARGO_PKG_VERSION")),

@@ -237,6 +237,9 @@ pub struct NatsSection {
     pub max_age: HumanDuration,
     /// Stream retention by size when the agent creates the stream (0: unlimited).
     pub max_bytes: ByteSize,
+    /// Copies of the stream a server cluster keeps when the agent creates
+    /// it (3 on a 3-node cluster: losing the leader loses no record).
+    pub replicas: usize,
 }
 
 impl Default for NatsSection {
@@ -254,6 +257,7 @@ impl Default for NatsSection {
             creds_file: None,
             max_age: HumanDuration::from_secs(30 * 86_400),
             max_bytes: ByteSize(10 << 30),
+            replicas: 1,
         }
     }
 }

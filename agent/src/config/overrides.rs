@@ -44,6 +44,7 @@ pub const KEYS: &[&str] = &[
     "nats.creds_file",
     "nats.max_age",
     "nats.max_bytes",
+    "nats.replicas",
     "metrics.listen",
     "log.level",
     "log.format",
@@ -127,6 +128,7 @@ pub fn set(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         "nats.creds_file" => c.nats.creds_file = opt_path(v),
         "nats.max_age" => c.nats.max_age = parse(v)?,
         "nats.max_bytes" => c.nats.max_bytes = parse(v)?,
+        "nats.replicas" => c.nats.replicas = parse(v)?,
         "metrics.listen" => c.metrics.listen = v.trim().to_owned(),
         "log.level" => c.log.level = v.trim().to_owned(),
         "log.format" => {
@@ -165,7 +167,8 @@ mod tests {
                 k if k.starts_with("agent.")
                     || k.ends_with("keep")
                     || k.ends_with("_ms")
-                    || k.ends_with("_secs") =>
+                    || k.ends_with("_secs")
+                    || k.ends_with("replicas") =>
                 {
                     "7"
                 }

@@ -9,7 +9,7 @@ use std::{
     io::{Read, Write},
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -20,7 +20,10 @@ use super::{
     AccessMode, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, Requester,
     format_duration,
 };
-use crate::policy::{GrantLookup, event::Target};
+use crate::{
+    policy::{GrantLookup, event::Target},
+    sys::host,
+};
 
 pub const DEFAULT_PATH: &str = "/var/lib/debugmon/grants.json";
 /// Longest grant accepted unless configured otherwise.
@@ -30,11 +33,22 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
 
+/// The wall clock as it read when the process first asked, moved on by
+/// the boot-time clock: a grant's hour is an hour even when someone (or
+/// NTP) sets the wall clock forward or back meanwhile, and the kernel's
+/// grant deadlines, which are boot-time, agree with the store's. Shared by
+/// every `SystemClock` of the process, so the store and the code that
+/// hands grants to the kernel read the same time.
 pub struct SystemClock;
+
+/// (wall time, boot-time ns) sampled together once per process.
+static ANCHOR: OnceLock<(DateTime<Utc>, u64)> = OnceLock::new();
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        let (wall, boot) = *ANCHOR.get_or_init(|| (Utc::now(), host::boottime_ns()));
+        let since = host::boottime_ns().saturating_sub(boot);
+        wall + chrono::Duration::nanoseconds(i64::try_from(since).unwrap_or(i64::MAX))
     }
 }
 
@@ -336,6 +350,20 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn the_system_clock_moves_with_boot_time_from_the_wall_time_it_started_at() {
+        let (a, boot_a) = (SystemClock.now(), host::boottime_ns());
+        std::thread::sleep(Duration::from_millis(20));
+        let (b, boot_b) = (SystemClock.now(), host::boottime_ns());
+        let moved = (b - a).num_nanoseconds().unwrap();
+        let booted = i64::try_from(boot_b - boot_a).unwrap();
+        // Each pair is read back to back (a preempted pair may lag a little).
+        assert!((moved - booted).abs() < 100_000_000, "{moved} vs {booted}");
+        // Anchored at the wall clock: on a host whose clock is not being
+        // set, the two agree.
+        assert!((Utc::now() - b).num_seconds().abs() < 5, "{b}");
+    }
 
     fn clock() -> Arc<ManualClock> {
         Arc::new(ManualClock::new(

@@ -6,7 +6,8 @@
 //! `events_total`, `records_total`, `kernel_events_lost_total`,
 //! `events_undecodable_total`, `programs_attached`,
 //! `enforcement_mechanism`, `process_table_entries`, `build_info`,
-//! `start_time_seconds`.
+//! `start_time_seconds`, `spool_records`, `spool_bytes`,
+//! `spool_records_lost_total`.
 //! Registered for the policy, grants and NATS stages, which own them and
 //! call the `record_*`/`set_*` methods below: `decisions_total`,
 //! `policy_reloads_total`, `grants_active`, `spool_records`, `spool_bytes`,
@@ -81,6 +82,11 @@ pub const ACTIONS: [&str; 3] = ["allow", "alert", "deny"];
 
 /// `kind` label values of `debugmon_kernel_events_lost_total`: the kernel's drop counters.
 pub const LOST_KINDS: [&str; 4] = ["exec", "fork", "exit", "access"];
+
+/// `reason` label values of `debugmon_spool_records_lost_total`: sealed
+/// records that will not reach NATS (shed by the size bound, not
+/// writable (disk full), torn by a kill during the write).
+pub const SPOOL_LOST: [&str; 3] = ["shed", "unwritable", "torn"];
 
 /// Upper bounds (seconds) of the ack latency histogram buckets.
 const ACK_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
@@ -162,6 +168,7 @@ pub struct Metrics {
     process_table: AtomicU64,
     spool_records: AtomicU64,
     spool_bytes: AtomicU64,
+    spool_lost: [AtomicU64; SPOOL_LOST.len()],
     nats_connected: AtomicU64,
     publish_errors: AtomicU64,
     nats_collisions: AtomicU64,
@@ -197,6 +204,7 @@ impl Metrics {
             process_table: AtomicU64::new(0),
             spool_records: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
+            spool_lost: Default::default(),
             nats_connected: AtomicU64::new(0),
             publish_errors: AtomicU64::new(0),
             nats_collisions: AtomicU64::new(0),
@@ -262,6 +270,13 @@ impl Metrics {
     pub fn set_spool(&self, records: u64, bytes: u64) {
         self.spool_records.store(records, Relaxed);
         self.spool_bytes.store(bytes, Relaxed);
+    }
+
+    /// Cumulative spool losses, in [`SPOOL_LOST`] order.
+    pub fn set_spool_lost(&self, counts: [u64; SPOOL_LOST.len()]) {
+        for (slot, v) in self.spool_lost.iter().zip(counts) {
+            slot.store(v, Relaxed);
+        }
     }
 
     pub fn set_nats_connected(&self, connected: bool) {
@@ -332,6 +347,10 @@ impl Metrics {
             self.spool_records.load(Relaxed),
             self.spool_bytes.load(Relaxed),
         )
+    }
+
+    pub fn spool_lost_by_reason(&self) -> Vec<(&'static str, u64)> {
+        zip_load(&SPOOL_LOST, &self.spool_lost)
     }
 
     pub fn nats_connected(&self) -> bool {

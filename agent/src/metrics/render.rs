@@ -99,6 +99,13 @@ impl Metrics {
             "Bytes used by the on-disk spool.",
             spool_bytes,
         );
+        o.labelled(
+            "debugmon_spool_records_lost_total",
+            "counter",
+            "Sealed records that will not reach NATS, by reason (shed: spool bound; unwritable: disk full or I/O error; torn: cut after a kill mid-write).",
+            "reason",
+            &self.spool_lost_by_reason(),
+        );
         o.single(
             "debugmon_nats_connected",
             "gauge",

@@ -177,6 +177,13 @@ impl Running {
             .set_kernel_lost([lost.exec, lost.fork, lost.exit, lost.access]);
         self.metrics.set_undecodable(stats.undecodable);
         self.metrics.set_process_table(self.p.table().len() as u64);
+        let d = self.sink.stats();
+        self.metrics.set_spool(d.spool_pending, d.spool_bytes);
+        self.metrics
+            .set_spool_lost([d.spool_shed, d.spool_unwritable, d.spool_torn]);
+        if let Some(n) = self.sink.nats_stats() {
+            self.metrics.set_nats_connected(n.connected);
+        }
         if self.notifier.is_enabled() {
             let rate = stats.events.saturating_sub(self.last_events);
             self.notifier.status(&format!(

@@ -97,7 +97,9 @@ impl Protection {
 /// pid and start time, which a reused pid does not share; an executable's
 /// processes now).
 fn grant_keys(grants: &[Grant], table: &ProcessTable, e: &Enricher) -> Vec<(GrantKey, u64)> {
-    let now_wall = chrono::Utc::now();
+    // The grant store's clock: wall time moved on by boot time, so a
+    // wall-clock jump neither ends nor stretches a grant in the kernel.
+    let now_wall = crate::grants::Clock::now(&crate::grants::SystemClock);
     let now_boot = host::boottime_ns();
     let tick = host::tick_ns().max(1);
     let mut keys = Vec::new();

@@ -18,6 +18,7 @@
 //! [`Delivery::spool_shed`] counts them for the next `lost` record, which
 //! goes out as an alert.
 
+mod loss;
 mod worker;
 
 use std::{
@@ -31,6 +32,7 @@ use std::{
     time::Duration,
 };
 
+use loss::SpoolLoss;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -137,6 +139,12 @@ pub(crate) struct Counters {
     invalid: AtomicU64,
     /// Local sink writes that failed (file, journal), records affected.
     sink_errors: AtomicU64,
+    /// Sealed records the spool could not write (disk full, I/O error).
+    unwritable: AtomicU64,
+    /// Spool writes, fsyncs or releases that failed.
+    spool_errors: AtomicU64,
+    /// Torn frames cut when the spool was opened.
+    torn: AtomicU64,
 }
 
 /// What a finished delivery did.
@@ -149,6 +157,12 @@ pub struct DeliveryStats {
     pub sink_errors: u64,
     /// Entries left in the spool for the next start.
     pub spool_pending: u64,
+    pub spool_bytes: u64,
+    /// Sealed records the spool could not write; they miss NATS.
+    pub spool_unwritable: u64,
+    /// Torn frames (a kill during a write) cut when the spool was opened.
+    pub spool_torn: u64,
+    pub spool_errors: u64,
 }
 
 /// The running stage; the interface the driver uses is `send`, `flushed`
@@ -213,6 +227,7 @@ impl Delivery {
         check_writable(&cfg.spool.dir)?;
         let spool = Spool::open(&cfg.spool)?;
         let tip_at_start = spool.last_appended().map_or(0, |t| t.seq);
+        let opened = spool.stats();
         let sealer = Sealer::open_with_tip(&cfg.state_dir, &cfg.key_path, spool.last_appended())?;
         let public_key = sealer.public_key_hex();
         let spool = SharedSpool::new(spool);
@@ -238,6 +253,7 @@ impl Delivery {
             sinks.push("nats".to_owned());
         }
         let counters = Arc::new(Counters::default());
+        counters.torn.store(opened.torn_frames, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel::<Vec<u8>>(cfg.capacity.max(1));
         let (written_tx, written) = watch::channel(0u64);
         let worker = Worker {
@@ -252,6 +268,7 @@ impl Delivery {
             sync_interval: cfg.sync_interval,
             rt: tokio::runtime::Handle::try_current().map_err(|_| DeliveryError::NoRuntime)?,
             unsynced_since: None,
+            loss: SpoolLoss::torn_at_open(opened.torn_frames, opened.torn_bytes),
         };
         let thread = std::thread::Builder::new()
             .name("debugmon-deliver".into())
@@ -297,13 +314,18 @@ impl Delivery {
     }
 
     pub fn stats(&self) -> DeliveryStats {
+        let spool = self.spool.lock().stats();
         DeliveryStats {
             records: self.counters.records.load(Ordering::Relaxed),
             bytes: self.counters.bytes.load(Ordering::Relaxed),
             spool_shed: self.spool_shed(),
             invalid: self.counters.invalid.load(Ordering::Relaxed),
             sink_errors: self.counters.sink_errors.load(Ordering::Relaxed),
-            spool_pending: self.spool.lock().stats().pending,
+            spool_pending: spool.pending,
+            spool_bytes: spool.bytes,
+            spool_unwritable: self.counters.unwritable.load(Ordering::Relaxed),
+            spool_torn: self.counters.torn.load(Ordering::Relaxed),
+            spool_errors: self.counters.spool_errors.load(Ordering::Relaxed),
         }
     }
 

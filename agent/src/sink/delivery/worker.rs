@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, warn};
 
-use super::{Counters, DeliveryError};
+use super::{Counters, DeliveryError, loss::SpoolLoss};
 use crate::{
     record::{
         alert::severity_of,
@@ -55,6 +55,8 @@ pub(super) struct Worker {
     pub(super) rt: tokio::runtime::Handle,
     /// When the spool was last fsync'd, if records were appended since.
     pub(super) unsynced_since: Option<Instant>,
+    /// Sealed records the spool could not keep, until a `lost` record said so.
+    pub(super) loss: SpoolLoss,
 }
 
 /// Parses one builder line into the record to seal: drops the builder's
@@ -264,14 +266,19 @@ impl Worker {
     }
 
     fn sync(&mut self) -> Result<(), DeliveryError> {
-        if self.unsynced_since.take().is_some() {
-            self.spool.lock().flush()?;
+        if self.unsynced_since.take().is_some()
+            && let Err(e) = self.spool.lock().flush()
+        {
+            // The records are in the page cache and stay peekable; only
+            // their durability across a power loss is in doubt.
+            self.counters.spool_errors.fetch_add(1, Relaxed);
+            error!(error = %crate::error::error_chain(&e), "spool: fsync failed");
         }
         Ok(())
     }
 
     fn deliver(&mut self, group: &[Vec<u8>]) -> Result<(), DeliveryError> {
-        let mut records = Vec::new();
+        let mut records: Vec<Unsealed<'_>> = Vec::new();
         for batch in group {
             for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 if let Some(record) = prepare_canonical(&self.redactor, line) {
@@ -288,6 +295,22 @@ impl Worker {
                 records.push(record);
             }
         }
+        self.loss.learn_host(&records);
+        // A loss not yet reported goes first: if this group reaches the
+        // spool at all, the report does.
+        let report = if records.is_empty() {
+            None
+        } else {
+            let own = records.iter().any(|r| match r {
+                Unsealed::Map(m) => m.get("kind").and_then(Value::as_str) == Some("agent"),
+                Unsealed::Canonical { kind, .. } => kind == "agent",
+            });
+            self.loss.report(own)
+        };
+        let report = report.map(|(rec, taken)| {
+            records.insert(0, Unsealed::Map(rec));
+            taken
+        });
         let sealed: Vec<Sealed> = self.sealer.seal_group(records)?;
         let Some(last) = sealed.last().map(|r| r.seq) else {
             return Ok(());
@@ -296,18 +319,54 @@ impl Worker {
         let since = *self.unsynced_since.get_or_insert_with(Instant::now);
         let sync_now =
             sealed.iter().any(|r| r.severity.is_some()) || since.elapsed() >= self.sync_interval;
-        let shed = {
+        let (shed, kept, failed) = {
             let mut spool = self.spool.lock();
-            spool.append_group(&sealed)?;
-            if sync_now {
-                spool.flush()?;
+            let before = spool.stats().appended;
+            let appended = spool.append_group(&sealed);
+            let kept = usize::try_from(spool.stats().appended - before).unwrap_or(usize::MAX);
+            let synced = if sync_now {
+                let r = spool.flush();
                 self.unsynced_since = None;
+                r.err()
             } else {
                 spool.publish();
+                None
+            };
+            if let Some(e) = synced {
+                self.counters.spool_errors.fetch_add(1, Relaxed);
+                error!(error = %crate::error::error_chain(&e), "spool: fsync failed");
             }
-            spool.take_shed()
+            (spool.take_shed(), kept.min(sealed.len()), appended.err())
         };
         self.spool.notify_flushed();
+        if let Some(taken) = report
+            && kept == 0
+        {
+            self.loss.restore(taken);
+        }
+        if failed.is_none() {
+            self.loss.spooled();
+        }
+        if let Some(e) = failed {
+            // Not fatal: the agent keeps monitoring and the records still
+            // go to the local sinks; a `lost` alert counts what NATS misses.
+            let missed = &sealed[kept..];
+            let n = missed.len() as u64;
+            if let (Some(a), Some(b)) = (missed.first(), missed.last()) {
+                self.loss
+                    .unwritable(a.seq, b.seq, n, crate::error::error_chain(&e));
+            }
+            self.counters.spool_errors.fetch_add(1, Relaxed);
+            let total = self.counters.unwritable.fetch_add(n, Relaxed) + n;
+            if total.is_power_of_two() || total == n {
+                error!(
+                    records = n,
+                    total,
+                    error = %crate::error::error_chain(&e),
+                    "spool: records could not be written and will not reach NATS"
+                );
+            }
+        }
         if shed > 0 {
             let total = self.counters.shed.fetch_add(shed, Relaxed) + shed;
             error!(
@@ -336,8 +395,12 @@ impl Worker {
                 }
             }
         }
-        if self.release_at_once {
-            self.spool.lock().ack(last)?;
+        if self.release_at_once
+            && let Err(e) = self.spool.lock().ack(last)
+        {
+            // Releasing only frees space; a failure leaves entries to ack later.
+            self.counters.spool_errors.fetch_add(1, Relaxed);
+            warn!(error = %crate::error::error_chain(&e), "spool: releasing records failed");
         }
         self.counters
             .records
