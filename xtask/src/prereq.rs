@@ -36,6 +36,8 @@ const APT_PACKAGES: &[&str] = &[
     // The runtimes whose own debug interfaces the interface tests drive.
     "openjdk-17-jdk-headless",
     "nodejs",
+    // The tz database policy time windows read IANA zones from.
+    "tzdata",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -229,7 +229,8 @@ pub struct DetailSpec {
 
 /// When the rule applies. `hours: "09:00-18:00"` (end exclusive; may wrap
 /// midnight), `days: [mon, tue]` or ranges `[mon-fri]`, `timezone: UTC`
-/// (default), `local`, or a fixed offset such as `+02:00`.
+/// (default), `local`, a fixed offset such as `+02:00`, or an IANA name such
+/// as `Europe/Berlin` (daylight saving followed).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContextSpec {
