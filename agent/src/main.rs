@@ -21,5 +21,6 @@ fn main() -> ExitCode {
         Command::Grant(args) => cli::grant::main(args),
         Command::Config { command } => cli::config::main(command),
         Command::Status(args) => cli::status::main(args),
+        Command::GenerateDocs(args) => cli::gendocs::main(args),
     }
 }

@@ -10,8 +10,10 @@
 //!   policy and time-boxed access
 //! - [`status`], [`config`]: ops' view of the running agent and its config
 //! - [`logging`]: where the agent's own log goes
+//! - [`gendocs`]: man pages and shell completions from these definitions
 
 pub mod config;
+pub mod gendocs;
 pub mod grant;
 pub mod logging;
 pub mod nats;
@@ -63,6 +65,9 @@ pub enum Command {
     },
     /// Show the running agent's status (from its metrics endpoint)
     Status(status::Args),
+    /// Write the man pages and shell completions (used by packaging)
+    #[command(hide = true)]
+    GenerateDocs(gendocs::Args),
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is an error, not a panic.

@@ -64,7 +64,7 @@ impl fmt::Display for Severity {
 
 /// The `on:` triggers of a rule. Each event belongs to exactly one
 /// [`crate::policy::EventClass`]; a trigger names one or more classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// Every exec, debugger or not.

@@ -251,10 +251,13 @@ pub struct Args {
     /// Alerts and denials (<nats.subject_prefix>.alert.>) instead of every record
     #[arg(long)]
     alerts: bool,
+    /// Only records from this host (its name as records carry it in host.name)
     #[arg(long)]
     host: Option<String>,
+    /// Only records of this kind: exec, ptrace, mem_read, agent, ... (docs/records.md)
     #[arg(long)]
     kind: Option<String>,
+    /// Only records whose decision has this severity: info, low, medium, high, critical
     #[arg(long)]
     severity: Option<String>,
     /// From this RFC 3339 time or this long ago (30s, 10m, 2h, 1d) [default: new records only]
