@@ -129,6 +129,8 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
                     "interfaces",
                     "--test",
                     "readonly",
+                    "--test",
+                    "identity",
                 ])
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),

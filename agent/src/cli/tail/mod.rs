@@ -254,13 +254,13 @@ pub struct Args {
     /// Only records from this host (its name as records carry it in host.name)
     #[arg(long)]
     host: Option<String>,
-    /// Only records of this kind: exec, ptrace, mem_read, agent, ... (docs/records.md)
+    /// Only records of this kind: exec, ptrace, mem_access, agent, ... (docs/records.md)
     #[arg(long)]
     kind: Option<String>,
     /// Only records whose decision has this severity: info, low, medium, high, critical
     #[arg(long)]
     severity: Option<String>,
-    /// From this RFC 3339 time or this long ago (30s, 10m, 2h, 1d) [default: new records only]
+    /// From this RFC 3339 time or this long ago (30s, 10m, 1h30m, 1d) [default: new records only]
     #[arg(long)]
     since: Option<String>,
     /// Raw JSON lines instead of one summary line per record
