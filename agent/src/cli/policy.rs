@@ -230,3 +230,59 @@ pub fn policy_explain(event: &Path, dirs: &[PathBuf]) -> ExitCode {
     print!("{}", policy::explain(&set, &ev, &ctx));
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PolicySet {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"));
+        PolicySet::load_files(&expand(&[dir])).expect("the shipped policies load")
+    }
+
+    #[test]
+    fn list_shows_every_rule_with_its_columns() {
+        let set = shipped();
+        let text = list_text(&set, false);
+        let mut lines = text.lines();
+        let header = lines.next().unwrap();
+        for col in ["NAME", "ACTION", "SEVERITY", "TRIGGERS", "TAGS", "FILE"] {
+            assert!(header.contains(col), "{header}");
+        }
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), set.rule_count(), "{text}");
+        let sshd = rows
+            .iter()
+            .find(|l| l.starts_with("attach-to-sshd "))
+            .expect("the shipped sshd rule");
+        for want in [
+            "deny",
+            "critical",
+            "ptrace_attach",
+            "attack.t1055.008",
+            ".yaml:",
+        ] {
+            assert!(sshd.contains(want), "{sshd}");
+        }
+    }
+
+    #[test]
+    fn list_json_has_one_object_per_rule() {
+        let set = shipped();
+        let text = list_text(&set, true);
+        let rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(rows.len(), set.rule_count());
+        for r in &rows {
+            for key in ["name", "action", "severity", "triggers", "tags", "file"] {
+                assert!(r.get(key).is_some(), "{key} missing: {r}");
+            }
+            assert!(
+                !r["triggers"].as_array().unwrap().is_empty(),
+                "every rule has a trigger: {r}"
+            );
+        }
+    }
+}
