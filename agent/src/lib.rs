@@ -36,11 +36,13 @@
 //!   `/status`
 //! - [`sys`]: the host: identity, clocks, users, environment, systemd
 //! - [`error`]: helpers every error shares
+//! - [`duration`]: the one duration grammar (config, CLI, grants)
 //! - [`cli`]: one module per `debugmon` subcommand
 
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod duration;
 pub mod ebpf;
 pub mod enrich;
 pub mod error;

@@ -23,5 +23,6 @@ fn main() -> ExitCode {
         Command::Config { command } => cli::config::main(command),
         Command::Status(args) => cli::status::main(args),
         Command::Inventory(args) => cli::inventory::main(args),
+        Command::GenerateDocs(args) => cli::gendocs::main(args),
     }
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask dist`: the release binary packaged as a .deb with dpkg-deb
 //! alone (no debhelper): the binary, the systemd unit, the default config
-//! as a conffile, the policies, the state directory, and the maintainer
-//! scripts from packaging/deb/.
+//! as a conffile, the policies, the state directory, the man pages and
+//! shell completions the binary generates from its own flags, and the
+//! maintainer scripts from packaging/deb/.
 
 use std::{
     fs,
@@ -89,6 +90,67 @@ fn size_kib(dir: &Path) -> Result<u64> {
     Ok(total.div_ceil(1024))
 }
 
+/// Where each generated completion goes: the directories Debian's bash,
+/// zsh and fish packages read vendor completions from.
+const COMPLETION_DIRS: &[(&str, &str)] = &[
+    (
+        "debugmon.bash",
+        "usr/share/bash-completion/completions/debugmon",
+    ),
+    ("_debugmon", "usr/share/zsh/vendor-completions/_debugmon"),
+    (
+        "debugmon.fish",
+        "usr/share/fish/vendor_completions.d/debugmon.fish",
+    ),
+];
+
+/// Runs `bin generate-docs` and installs its man pages (gzipped, as
+/// Debian policy wants them) and completions into `stage`.
+fn docs(bin: &Path, stage: &Path, scratch: &Path) -> Result<()> {
+    if scratch.exists() {
+        fs::remove_dir_all(scratch).with_context(|| format!("removing {}", scratch.display()))?;
+    }
+    sh(Command::new(bin)
+        .arg("generate-docs")
+        .arg("--out")
+        .arg(scratch))?;
+    let man = stage.join("usr/share/man/man1");
+    mkdir(&man, 0o755)?;
+    let mut pages: Vec<PathBuf> = fs::read_dir(scratch.join("man1"))
+        .context("reading the generated man pages")?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    pages.sort();
+    if !pages.iter().any(|p| p.ends_with("debugmon.1")) {
+        bail!("generate-docs wrote no debugmon.1");
+    }
+    for page in pages {
+        let name = page
+            .file_name()
+            .expect("invariant: read_dir entries have names");
+        let dst = man.join(format!("{}.gz", name.to_string_lossy()));
+        // -n: no name or time stamp inside, so the package is reproducible.
+        let out = Command::new("gzip")
+            .args(["-9n", "-c"])
+            .arg(&page)
+            .output()
+            .context("running gzip")?;
+        if !out.status.success() {
+            bail!("gzip {} failed", page.display());
+        }
+        fs::write(&dst, out.stdout).with_context(|| format!("writing {}", dst.display()))?;
+        fs::set_permissions(&dst, fs::Permissions::from_mode(0o644))?;
+    }
+    for (src, dst) in COMPLETION_DIRS {
+        install(
+            &scratch.join("completions").join(src),
+            &stage.join(dst),
+            0o644,
+        )?;
+    }
+    Ok(())
+}
+
 /// Lays out the package tree under `stage` for `bin`.
 fn stage(bin: &Path, stage: &Path, arch: &str) -> Result<()> {
     if stage.exists() {
@@ -96,6 +158,8 @@ fn stage(bin: &Path, stage: &Path, arch: &str) -> Result<()> {
     }
     mkdir(stage, 0o755)?;
     install(bin, &stage.join("usr/bin/debugmon"), 0o755)?;
+    let scratch = stage.with_extension("docs");
+    docs(bin, stage, &scratch)?;
     for (src, dst, mode) in FILES {
         install(&root().join(src), &stage.join(dst), *mode)?;
     }
@@ -128,6 +192,7 @@ fn stage(bin: &Path, stage: &Path, arch: &str) -> Result<()> {
          Maintainer: debugmon maintainers <debugmon@example.invalid>\n\
          Installed-Size: {installed}\n\
          Depends: libc6\n\
+         Recommends: tzdata\n\
          Section: admin\n\
          Priority: optional\n\
          Description: watches debugging on production Linux hosts\n \

@@ -167,6 +167,11 @@ pub(crate) fn dist_test() -> Result<()> {
         ("etc/debugmon/policies.d", 0o755),
         ("var/lib/debugmon", 0o700),
         ("usr/share/doc/debugmon/README.md", 0o644),
+        ("usr/share/man/man1/debugmon.1.gz", 0o644),
+        ("usr/share/man/man1/debugmon-policy-list.1.gz", 0o644),
+        ("usr/share/bash-completion/completions/debugmon", 0o644),
+        ("usr/share/zsh/vendor-completions/_debugmon", 0o644),
+        ("usr/share/fish/vendor_completions.d/debugmon.fish", 0o644),
     ] {
         let got = mode(&r.join(path))?;
         ensure!(got == want, "/{path}: mode {got:o}, expected {want:o}");

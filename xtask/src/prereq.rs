@@ -36,6 +36,11 @@ const APT_PACKAGES: &[&str] = &[
     // The runtimes whose own debug interfaces the interface tests drive.
     "openjdk-17-jdk-headless",
     "nodejs",
+    // The tz database policy time windows read IANA zones from.
+    "tzdata",
+    // A user known only to NSS, not /etc/passwd: the identity test's
+    // stand-in for DynamicUser, LDAP and SSSD users.
+    "libnss-extrausers",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -133,6 +133,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
                     "inventory",
                     "nats_security",
                     "faults",
+                    "identity",
                 ])
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),

@@ -13,6 +13,7 @@ pub enum Command {
     /// Check the config file (with DEBUGMON_* overrides) and print the effective configuration
     /// (exit 2 with file:line:column on errors)
     Check {
+        /// Config file [default: /etc/debugmon/config.toml; built-in defaults if it is absent]
         #[arg(long)]
         config: Option<PathBuf>,
     },

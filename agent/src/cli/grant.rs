@@ -45,7 +45,10 @@ enum Command {
     /// List active grants
     List,
     /// Revoke a grant by id
-    Revoke { id: String },
+    Revoke {
+        /// The grant's id, as `debugmon grant list` shows it
+        id: String,
+    },
 }
 
 pub fn main(a: Args) -> ExitCode {

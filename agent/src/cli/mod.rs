@@ -11,8 +11,10 @@
 //! - [`inventory`]: security's view of the host's debug exposure now
 //! - [`status`], [`config`]: ops' view of the running agent and its config
 //! - [`logging`]: where the agent's own log goes
+//! - [`gendocs`]: man pages and shell completions from these definitions
 
 pub mod config;
+pub mod gendocs;
 pub mod grant;
 pub mod inventory;
 pub mod key;
@@ -73,6 +75,9 @@ pub enum Command {
     Status(status::Args),
     /// The host's debug exposure now: debuggers installed, traced processes, debug ports, injection, kernel settings
     Inventory(inventory::Args),
+    /// Write the man pages and shell completions (used by packaging)
+    #[command(hide = true)]
+    GenerateDocs(gendocs::Args),
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is an error, not a panic.

@@ -29,6 +29,10 @@ pub struct Args {
     /// address:port of /metrics and /status; port 0 picks one, "" disables [config: metrics.listen]
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// How stdout and the file sink write records: json (sealed records) or ecs (ECS
+    /// documents with the sealed record under `debugmon`) [config: sinks.format]
+    #[arg(long, value_name = "FORMAT", value_parser = ["json", "ecs"])]
+    pub format: Option<String>,
     /// Observe only: do not enforce deny rules or protect the agent
     #[arg(long)]
     pub no_enforce: bool,
@@ -60,6 +64,7 @@ fn overrides(a: &Args) -> Vec<Flag> {
             "--metrics-listen",
             a.metrics_listen.clone(),
         ),
+        ("sinks.format", "--format", a.format.clone()),
     ]
     .into_iter()
     .filter_map(|(key, flag, v)| {

@@ -93,6 +93,7 @@ impl Config {
                 ..SpoolConfig::default()
             },
             stdout: self.sinks.stdout,
+            format: self.sinks.format,
             journal: self.sinks.journal,
             file: self.sinks.file.path.as_ref().map(|path| FileSinkConfig {
                 path: path.clone(),

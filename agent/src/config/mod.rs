@@ -152,6 +152,9 @@ impl Default for ControlSection {
 pub struct SinksSection {
     /// One JSON record per line on stdout (the journal, under systemd).
     pub stdout: bool,
+    /// How stdout and the file write records: `json` (the sealed record)
+    /// or `ecs` (an ECS document with the sealed record under `debugmon`).
+    pub format: crate::sink::ecs::RecordFormat,
     /// Records sent to journald natively, with fields.
     pub journal: bool,
     pub file: FileSinkSection,
@@ -161,6 +164,7 @@ impl Default for SinksSection {
     fn default() -> Self {
         Self {
             stdout: true,
+            format: crate::sink::ecs::RecordFormat::Json,
             journal: false,
             file: FileSinkSection::default(),
         }

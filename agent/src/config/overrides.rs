@@ -22,6 +22,7 @@ pub const KEYS: &[&str] = &[
     "grants.max_duration",
     "control.socket",
     "sinks.stdout",
+    "sinks.format",
     "sinks.journal",
     "sinks.file.path",
     "sinks.file.max_bytes",
@@ -106,6 +107,7 @@ pub fn set(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         "grants.max_duration" => c.grants.max_duration = parse(v)?,
         "control.socket" => c.control.socket = PathBuf::from(v),
         "sinks.stdout" => c.sinks.stdout = boolean(v)?,
+        "sinks.format" => c.sinks.format = parse(v)?,
         "sinks.journal" => c.sinks.journal = boolean(v)?,
         "sinks.file.path" => c.sinks.file.path = opt_path(v),
         "sinks.file.max_bytes" => c.sinks.file.max_bytes = parse(v)?,
@@ -164,6 +166,7 @@ mod tests {
                     "true"
                 }
                 "log.format" => "json",
+                "sinks.format" => "ecs",
                 k if k.starts_with("agent.")
                     || k.ends_with("keep")
                     || k.ends_with("_ms")

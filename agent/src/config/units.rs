@@ -20,64 +20,18 @@ impl HumanDuration {
 impl std::str::FromStr for HumanDuration {
     type Err = String;
 
+    /// The grammar of [`crate::duration`], shared with the CLI and grants.
     fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s == "0" {
-            return Ok(Self(Duration::ZERO));
-        }
-        if s.is_empty() {
-            return Err("empty duration; write e.g. \"30m\", \"4h\" or \"1h30m\"".into());
-        }
-        let mut total: u64 = 0;
-        let mut digits = String::new();
-        for c in s.chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let unit: u64 = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                _ => {
-                    return Err(format!(
-                        "invalid duration {s:?}: unknown unit {c:?} (use s, m, h or d)"
-                    ));
-                }
-            };
-            let n: u64 = digits
-                .parse()
-                .map_err(|_| format!("invalid duration {s:?}: a number must precede {c:?}"))?;
-            digits.clear();
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(|| format!("duration {s:?} is too large"))?;
-        }
-        if !digits.is_empty() {
-            return Err(format!(
-                "invalid duration {s:?}: {digits} has no unit (use s, m, h or d)"
-            ));
-        }
-        Ok(Self(Duration::from_secs(total)))
+        crate::duration::parse(s)
+            .map(Self)
+            .map_err(|e| e.to_string())
     }
 }
 
 impl fmt::Display for HumanDuration {
     /// The shortest `<n><unit>` spelling that parses back to the same value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut secs = self.0.as_secs();
-        if secs == 0 {
-            return f.write_str("0");
-        }
-        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-            if secs >= size {
-                write!(f, "{}{unit}", secs / size)?;
-                secs %= size;
-            }
-        }
-        Ok(())
+        fmt::Display::fmt(&crate::duration::Display(self.0), f)
     }
 }
 
@@ -254,7 +208,7 @@ mod tests {
             "99999999999999999999d"
                 .parse::<HumanDuration>()
                 .unwrap_err()
-                .contains("number")
+                .contains("too large")
         );
     }
 

@@ -22,7 +22,7 @@ pub use self::{
 use crate::{
     event::{AccessInfo, ExeFile, ExecInfo},
     process::{ProcessEntry, ProcessTable},
-    sys::users::UserDb,
+    sys::{nss::NssResolver, users::UserDb},
 };
 
 /// One level of ancestry, nearest parent first.
@@ -232,6 +232,9 @@ fn audit_id(v: u32) -> Option<u32> {
 
 pub struct Enricher {
     users: UserDb,
+    /// Names of users the files do not list, through NSS off this thread
+    /// (the running host only; tests read fixture files alone).
+    nss: Option<NssResolver>,
     cgroups: CgroupResolver,
     v1: cgroups::V1Probe,
     sessions: SessionCache,
@@ -252,6 +255,7 @@ impl Enricher {
             .unwrap_or(0);
         Self {
             users: UserDb::new(etc),
+            nss: None,
             cgroups: CgroupResolver::new(cgroup_root),
             v1: cgroups::V1Probe::new(Vec::new()),
             sessions: SessionCache::new(proc_root),
@@ -270,6 +274,7 @@ impl Enricher {
             std::path::PathBuf::from("/sys/fs/cgroup")
         });
         let mut e = Self::new(Path::new("/etc"), &root, Path::new("/proc"), ancestry_depth);
+        e.nss = NssResolver::start();
         e.v1 = cgroups::V1Probe::new(cgroups::cgroup1_roots(&mounts));
         e
     }
@@ -289,8 +294,25 @@ impl Enricher {
         self.users.refresh();
     }
 
+    /// The files first (read in memory, never blocking), then NSS's cache.
     fn user(&self, uid: u32) -> Option<String> {
-        self.users.user(uid).map(str::to_owned)
+        self.users
+            .user(uid)
+            .map(str::to_owned)
+            .or_else(|| self.nss.as_ref()?.user(uid).map(|u| u.name))
+    }
+
+    /// Group names of `user` (uid `uid`): from the files when they list
+    /// the user, else from NSS's cache.
+    fn groups(&self, uid: u32, user: &str) -> Vec<String> {
+        if self.users.user(uid).is_some() {
+            return self.users.groups_of(user);
+        }
+        self.nss
+            .as_ref()
+            .and_then(|n| n.user(uid))
+            .map(|u| u.groups)
+            .unwrap_or_default()
     }
 
     /// cgroup path, unit and container of process `pid` in cgroup `cgroup_id`.
@@ -337,7 +359,7 @@ impl Enricher {
         let user = self.user(f.creds.uid);
         let groups = user
             .as_deref()
-            .map(|u| self.users.groups_of(u))
+            .map(|u| self.groups(f.creds.uid, u))
             .unwrap_or_default();
         Actor {
             pid: f.pid,

@@ -23,8 +23,10 @@ pub enum GrantError {
     BadTarget(#[from] BadTarget),
     #[error(transparent)]
     BadMode(#[from] BadMode),
-    #[error("bad duration `{0}`: expected e.g. 90s, 30m, 2h or 1h30m")]
-    BadDuration(String),
+    #[error(transparent)]
+    BadDuration(#[from] crate::duration::DurationError),
+    #[error("bad duration `{0}`: a grant must last some time, e.g. 30m or 2h")]
+    ZeroDuration(String),
     #[error("grant of {requested} refused: longer than the maximum of {max}")]
     TooLong { requested: String, max: String },
     #[error("{0} must not be empty")]
@@ -68,34 +70,14 @@ pub struct GrantEvent {
     pub grant: Grant,
 }
 
-/// `90s`, `30m`, `2h`, `1h30m`, `1d`: one or more number+unit parts.
+/// `90s`, `30m`, `2h`, `1h30m`, `1d` ([`crate::duration`], the grammar
+/// the config and `tail --since` use too); a grant of no time is refused.
 pub fn parse_duration(s: &str) -> Result<Duration, GrantError> {
-    let bad = || GrantError::BadDuration(s.to_owned());
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
+    let d = crate::duration::parse(s)?;
+    if d.is_zero() {
+        return Err(GrantError::ZeroDuration(s.to_owned()));
     }
-    if !num.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    Ok(d)
 }
 
 /// The inverse of [`parse_duration`] for messages: `4h`, `1h30m`, `90s`.

@@ -64,7 +64,7 @@ impl fmt::Display for Severity {
 
 /// The `on:` triggers of a rule. Each event belongs to exactly one
 /// [`crate::policy::EventClass`]; a trigger names one or more classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// Every exec, debugger or not.
@@ -237,7 +237,8 @@ pub struct DetailSpec {
 
 /// When the rule applies. `hours: "09:00-18:00"` (end exclusive; may wrap
 /// midnight), `days: [mon, tue]` or ranges `[mon-fri]`, `timezone: UTC`
-/// (default), `local`, or a fixed offset such as `+02:00`.
+/// (default), `local`, a fixed offset such as `+02:00`, or an IANA name such
+/// as `Europe/Berlin` (daylight saving followed).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContextSpec {

@@ -1,6 +1,8 @@
 //! uid/gid -> names from the host's passwd and group files, cached and
 //! re-read when a file changes (checked at most once per `recheck`). A
 //! missing or unreadable file leaves names unknown, never stops the agent.
+//! Users the files do not list (DynamicUser, LDAP, SSSD, extrausers) are
+//! resolved through NSS by [`super::nss`], off the enricher's thread.
 
 use std::{
     collections::HashMap,

@@ -27,8 +27,9 @@ use crate::{
 pub enum TailError {
     #[error(transparent)]
     Nats(#[from] NatsError),
-    #[error("--since {0:?}: expected an RFC 3339 time or a duration like 30s, 10m, 2h, 1d")]
-    Since(String),
+    /// `why` is empty or the duration parser's reason in parentheses.
+    #[error("--since {0:?}: expected an RFC 3339 time or a duration like 30s, 10m, 1h30m, 1d{1}")]
+    Since(String, String),
     #[error("writing the output")]
     Write(#[source] std::io::Error),
 }
@@ -50,25 +51,23 @@ pub struct TailArgs {
     pub limit: Option<u64>,
 }
 
-/// Parses `--since`: an RFC 3339 time, or `<n>s|m|h|d` ago.
+/// Parses `--since`: an RFC 3339 time, or a duration ago in the grammar
+/// of [`crate::duration`] (`30s`, `10m`, `1h30m`, `1d`). A duration that
+/// reaches before the clocks' range is an error, not a wrap or a panic.
 pub fn parse_since(
     s: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<time::OffsetDateTime, TailError> {
-    let bad = || TailError::Since(s.to_owned());
+    let bad = || TailError::Since(s.to_owned(), " (out of range)".into());
     let at = if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         t.with_timezone(&chrono::Utc)
     } else {
-        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-        let n: i64 = num.parse().map_err(|_| bad())?;
-        let secs = match unit {
-            "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86_400,
-            _ => return Err(bad()),
-        };
-        now - chrono::Duration::seconds(secs)
+        let ago = crate::duration::parse(s)
+            .map_err(|e| TailError::Since(s.to_owned(), format!(" ({e})")))?;
+        chrono::Duration::from_std(ago)
+            .ok()
+            .and_then(|ago| now.checked_sub_signed(ago))
+            .ok_or_else(bad)?
     };
     let nanos = at.timestamp_nanos_opt().ok_or_else(bad)?;
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(|_| bad())
@@ -252,13 +251,16 @@ pub struct Args {
     /// Alerts and denials (<nats.subject_prefix>.alert.>) instead of every record
     #[arg(long)]
     alerts: bool,
+    /// Only records from this host (its name as records carry it in host.name)
     #[arg(long)]
     host: Option<String>,
+    /// Only records of this kind: exec, ptrace, mem_access, agent, ... (docs/records.md)
     #[arg(long)]
     kind: Option<String>,
+    /// Only records whose decision has this severity: info, low, medium, high, critical
     #[arg(long)]
     severity: Option<String>,
-    /// From this RFC 3339 time or this long ago (30s, 10m, 2h, 1d) [default: new records only]
+    /// From this RFC 3339 time or this long ago (30s, 10m, 1h30m, 1d) [default: new records only]
     #[arg(long)]
     since: Option<String>,
     /// Raw JSON lines instead of one summary line per record
@@ -312,7 +314,7 @@ pub fn main(a: Args) -> ExitCode {
     };
     match rt.block_on(run_tail(&args, &mut out, stop)) {
         Ok(_) => ExitCode::SUCCESS,
-        Err(e @ TailError::Since(_)) => {
+        Err(e @ TailError::Since(..)) => {
             eprintln!("debugmon tail: {e}");
             ExitCode::from(2)
         }
@@ -358,7 +360,20 @@ mod tests {
                 .unix_timestamp(),
             1_767_225_600
         );
-        for bad in ["", "10", "5x", "yesterday", "m"] {
+        assert_eq!(
+            parse_since("1h30m", now).unwrap().unix_timestamp(),
+            now.timestamp() - 5400
+        );
+        // Far past the clock's range: an error, not a panic.
+        for bad in [
+            "",
+            "10",
+            "5x",
+            "yesterday",
+            "m",
+            "9223372036854775807s",
+            "99999999999d",
+        ] {
             assert!(parse_since(bad, now).is_err(), "{bad}");
         }
     }

@@ -22,6 +22,13 @@ pub(super) struct Parsed {
 pub(super) fn parse(line: &[u8]) -> Result<Parsed, String> {
     let mut m: Map<String, Value> =
         serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    // An ECS document (sink `format = "ecs"`) carries the sealed record
+    // whole under `debugmon`; the seal is checked on that.
+    if m.contains_key("ecs")
+        && let Some(Value::Object(inner)) = m.remove("debugmon")
+    {
+        m = inner;
+    }
     let str_of =
         |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
     let host = m.get("host").and_then(Value::as_object).ok_or("no host")?;

@@ -58,6 +58,32 @@ fn an_intact_chain_passes_with_and_without_a_pinned_key() {
 }
 
 #[test]
+fn ecs_documents_are_verified_on_the_record_they_carry() {
+    let d = tempfile::tempdir().unwrap();
+    let (lines, pk) = chain(d.path(), "h", 4);
+    // The shape the sinks' ECS format writes (sink::ecs): mapped fields
+    // beside the sealed record under `debugmon`.
+    let ecs: Vec<Vec<u8>> = lines
+        .iter()
+        .map(|l| {
+            let rec: Value = serde_json::from_slice(l).unwrap();
+            let doc =
+                json!({"ecs": {"version": "8.11.0"}, "event": {"kind": "event"}, "debugmon": rec});
+            serde_json::to_vec(&doc).unwrap()
+        })
+        .collect();
+    let r = verify(&ecs, std::slice::from_ref(&pk));
+    assert!(r.ok(), "{r}");
+    assert_eq!(r.hosts["id-h"].records, 4);
+    // An edit of the carried record is caught; the ECS view is not evidence.
+    let mut doc: Value = serde_json::from_slice(&ecs[2]).unwrap();
+    doc["debugmon"]["detail"]["i"] = json!(99);
+    let mut forged = ecs.clone();
+    forged[2] = serde_json::to_vec(&doc).unwrap();
+    assert!(!verify(&forged, &[pk]).ok());
+}
+
+#[test]
 fn each_kind_of_tampering_is_named_with_its_seq() {
     let d = tempfile::tempdir().unwrap();
     let (lines, _) = chain(d.path(), "h", 6);

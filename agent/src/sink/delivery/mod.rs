@@ -95,6 +95,9 @@ pub struct DeliveryConfig {
     pub key_path: PathBuf,
     pub spool: SpoolConfig,
     pub stdout: bool,
+    /// How stdout and the file write records (`[sinks] format`); the
+    /// spool, NATS and the journal always carry the sealed record.
+    pub format: crate::sink::ecs::RecordFormat,
     pub journal: bool,
     pub file: Option<FileSinkConfig>,
     /// `None`: NATS disabled, records are released once written locally.
@@ -117,6 +120,7 @@ impl Default for DeliveryConfig {
             key_path: PathBuf::from("/var/lib/debugmon/host.key"),
             spool: SpoolConfig::default(),
             stdout: true,
+            format: crate::sink::ecs::RecordFormat::Json,
             journal: false,
             file: None,
             nats: None,
@@ -262,6 +266,7 @@ impl Delivery {
             spool: spool.clone(),
             release_at_once: cfg.nats.is_none(),
             stdout,
+            format: cfg.format,
             file,
             journal,
             counters: Arc::clone(&counters),

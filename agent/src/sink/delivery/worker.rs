@@ -45,6 +45,7 @@ pub(super) struct Worker {
     /// spool at once (else the spool would fill and shed for nothing).
     pub(super) release_at_once: bool,
     pub(super) stdout: Option<Box<dyn Write + Send>>,
+    pub(super) format: crate::sink::ecs::RecordFormat,
     pub(super) file: Option<RotatingFile>,
     pub(super) journal: Option<Journal>,
     pub(super) counters: Arc<Counters>,
@@ -378,13 +379,14 @@ impl Worker {
         for r in &sealed {
             out.extend_from_slice(&r.line);
         }
+        let local = self.local_lines(&out, &sealed);
         if let Some(w) = &mut self.stdout {
-            w.write_all(&out)
+            w.write_all(&local)
                 .and_then(|()| w.flush())
                 .map_err(DeliveryError::Stdout)?;
         }
         if let Some(f) = &mut self.file
-            && let Err(e) = f.write_batch(&out)
+            && let Err(e) = f.write_batch(&local)
         {
             sink_error(&self.counters, "file", &e, sealed.len());
         }
@@ -407,6 +409,29 @@ impl Worker {
             .fetch_add(sealed.len() as u64, Relaxed);
         self.counters.bytes.fetch_add(out.len() as u64, Relaxed);
         Ok(())
+    }
+}
+
+impl Worker {
+    /// What stdout and the file get: the sealed lines as they are, or each
+    /// as an ECS document. A sealed line is always a JSON object, so a
+    /// conversion cannot fail in practice; if it did, the sealed line is
+    /// written instead (nothing lost) and counted as a sink error.
+    fn local_lines<'a>(&self, out: &'a [u8], sealed: &[Sealed]) -> std::borrow::Cow<'a, [u8]> {
+        if self.format == crate::sink::ecs::RecordFormat::Json {
+            return std::borrow::Cow::Borrowed(out);
+        }
+        let mut ecs = Vec::with_capacity(out.len() * 2);
+        for r in sealed {
+            match crate::sink::ecs::ecs_line(&r.line) {
+                Some(doc) => ecs.extend_from_slice(&doc),
+                None => {
+                    self.counters.sink_errors.fetch_add(1, Relaxed);
+                    ecs.extend_from_slice(&r.line);
+                }
+            }
+        }
+        std::borrow::Cow::Owned(ecs)
     }
 }
 
