@@ -18,7 +18,8 @@ use crate::{
 pub enum Command {
     /// Check files or directories; print file:line:column for every error (exit 2 on any)
     Check {
-        #[arg(default_value = "/etc/debugmon/policies.d")]
+        /// Files or directories; a later one's file replaces an earlier one's of the same name
+        #[arg(default_values = policy::DEFAULT_DIRS)]
         paths: Vec<PathBuf>,
     },
     /// Which rule decides the record in FILE, and why each other rule did not
@@ -28,7 +29,7 @@ pub enum Command {
         #[arg(
             long = "policies",
             value_name = "DIR",
-            default_value = "/etc/debugmon/policies.d"
+            default_values = policy::DEFAULT_DIRS
         )]
         policies: Vec<PathBuf>,
     },
@@ -75,26 +76,9 @@ pub fn policy_check(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-/// Files for `paths`: a directory stands for its `*.yaml` files, in name order.
+/// Files for `paths`, overlaid by name as the agent loads its directories.
 fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.path())
-                        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out
+    policy::overlay(paths, &mut Vec::new())
 }
 
 /// `debugmon policy explain --event FILE [--policies DIR...]`.

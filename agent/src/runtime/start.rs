@@ -248,6 +248,7 @@ impl Running {
             stop_control,
             _serving: serving,
             _watchdog: watchdog,
+            reload: cfg.reload.clone(),
         };
         a.sleep_on_wake()?;
         Ok(a)
