@@ -166,9 +166,9 @@ fn changelog(version: &str) -> Result<String> {
     ))
 }
 
-/// Writes the control file (Depends: what the binary links,
-/// init-system-helpers for the maintainer scripts' deb-systemd-* and
-/// procps for the unit's ExecReload=/bin/kill), md5sums, docs and overrides into `stage`
+/// Writes the control file (Depends: what the binary links and procps
+/// for the unit's ExecReload=/bin/kill; init-system-helpers, whose
+/// deb-systemd-* the maintainer scripts call, is essential in Debian 12), md5sums, docs and overrides into `stage`
 /// (which is `build/debian/<package>`); `conffiles` are absolute paths.
 pub(crate) fn write(build: &Path, stage: &Path, arch: &str, conffiles: &[String]) -> Result<()> {
     let version = deb_version();
@@ -197,7 +197,7 @@ pub(crate) fn write(build: &Path, stage: &Path, arch: &str, conffiles: &[String]
          Architecture: {arch}\n\
          Maintainer: {MAINTAINER}\n\
          Installed-Size: {installed}\n\
-         Depends: {depends}, init-system-helpers, procps\n\
+         Depends: {depends}, procps\n\
          Section: admin\n\
          Priority: optional\n\
          Description: watches debugging on production Linux hosts\n \
