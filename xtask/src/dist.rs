@@ -1,8 +1,10 @@
 //! `cargo xtask dist`: the release binary packaged as a .deb with dpkg-deb
-//! alone (no debhelper): the binary, the systemd unit, the default config
-//! as a conffile, the policies, the state directory, the man pages and
-//! shell completions the binary generates from its own flags, and the
-//! maintainer scripts from packaging/deb/.
+//! alone (no debhelper): the stripped binary, the systemd unit, the default
+//! config as a conffile (with empty `config.d/` and `policies.d/` for the
+//! site), the shipped policies under /usr/share/debugmon/policies (updated
+//! with the package, not conffiles), the man pages and shell completions
+//! the binary generates from its own flags, the maintainer scripts from
+//! packaging/deb/, and the metadata lintian expects ([`crate::dist_meta`]).
 
 use std::{
     fs,
@@ -14,12 +16,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
+    dist_meta::{self, PACKAGE},
     prereq,
     shell::{cmd, root, sh},
 };
-
-pub(crate) const PACKAGE: &str = "debugmon";
-const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What goes where, with which mode (source relative to the workspace root).
 const FILES: &[(&str, &str, u32)] = &[
@@ -31,6 +31,11 @@ const FILES: &[(&str, &str, u32)] = &[
     // 0600: admins add NATS credentials here.
     ("packaging/config.toml", "etc/debugmon/config.toml", 0o600),
     ("README.md", "usr/share/doc/debugmon/README.md", 0o644),
+    (
+        "docs/operations.md",
+        "usr/share/doc/debugmon/operations.md",
+        0o644,
+    ),
 ];
 
 const SCRIPTS: &[&str] = &["postinst", "prerm", "postrm"];
@@ -73,21 +78,6 @@ fn policies() -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
-}
-
-/// Total size in KiB of the files under `dir` (the control file's Installed-Size).
-fn size_kib(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            size_kib(&entry.path())? * 1024
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total.div_ceil(1024))
 }
 
 /// Where each generated completion goes: the directories Debian's bash,
@@ -151,29 +141,41 @@ fn docs(bin: &Path, stage: &Path, scratch: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Lays out the package tree under `stage` for `bin`.
-fn stage(bin: &Path, stage: &Path, arch: &str) -> Result<()> {
-    if stage.exists() {
-        fs::remove_dir_all(stage).with_context(|| format!("removing {}", stage.display()))?;
+/// Lays out the package tree under `stage` for `bin` (`stage` is
+/// `build/debian/<package>`, where dpkg-shlibdeps expects it).
+fn stage(bin: &Path, build: &Path, stage: &Path, arch: &str) -> Result<()> {
+    if build.exists() {
+        fs::remove_dir_all(build).with_context(|| format!("removing {}", build.display()))?;
     }
     mkdir(stage, 0o755)?;
-    install(bin, &stage.join("usr/bin/debugmon"), 0o755)?;
-    let scratch = stage.with_extension("docs");
+    let staged_bin = stage.join("usr/bin/debugmon");
+    install(bin, &staged_bin, 0o755)?;
+    // Debian ships stripped binaries (debug symbols belong in a -dbgsym
+    // package); --strip-unneeded keeps what the dynamic linker needs.
+    sh(Command::new("strip")
+        .args(["--strip-unneeded", "--remove-section=.comment"])
+        .arg(&staged_bin))
+    .context("stripping the binary")?;
+    let scratch = build.join("generated-docs");
     docs(bin, stage, &scratch)?;
     for (src, dst, mode) in FILES {
         install(&root().join(src), &stage.join(dst), *mode)?;
     }
-    let mut conffiles = vec!["/etc/debugmon/config.toml".to_owned()];
+    let conffiles = vec!["/etc/debugmon/config.toml".to_owned()];
+    // The site's directories: its policies (a file named like a shipped
+    // one replaces it) and its config drop-ins. Empty, owned by dpkg.
     mkdir(&stage.join("etc/debugmon/policies.d"), 0o755)?;
+    mkdir(&stage.join("etc/debugmon/config.d"), 0o755)?;
+    let shipped = stage.join("usr/share/debugmon/policies");
+    mkdir(&shipped, 0o755)?;
     for p in policies()? {
         let name = p
             .file_name()
-            .expect("invariant: read_dir entries have names");
-        let rel = Path::new("etc/debugmon/policies.d").join(name);
-        install(&p, &stage.join(&rel), 0o644)?;
-        conffiles.push(format!("/{}", rel.display()));
+            .context("a policies/ entry without a file name")?;
+        install(&p, &shipped.join(name), 0o644)?;
     }
-    mkdir(&stage.join("var/lib/debugmon"), 0o700)?;
+    // Not /var/lib/debugmon: postinst and systemd's StateDirectory create it
+    // with mode 0700, which lintian would flag in the package.
 
     let debian = stage.join("DEBIAN");
     mkdir(&debian, 0o755)?;
@@ -184,26 +186,7 @@ fn stage(bin: &Path, stage: &Path, arch: &str) -> Result<()> {
             0o755,
         )?;
     }
-    let installed = size_kib(stage)?;
-    let control = format!(
-        "Package: {PACKAGE}\n\
-         Version: {VERSION}\n\
-         Architecture: {arch}\n\
-         Maintainer: debugmon maintainers <debugmon@example.invalid>\n\
-         Installed-Size: {installed}\n\
-         Depends: libc6\n\
-         Recommends: tzdata\n\
-         Section: admin\n\
-         Priority: optional\n\
-         Description: watches debugging on production Linux hosts\n \
-         An eBPF agent that records ptrace, process memory access and debugger\n \
-         execs as JSON records, with a systemd service, Prometheus metrics and\n \
-         a status command.\n"
-    );
-    fs::write(debian.join("control"), control).context("writing DEBIAN/control")?;
-    fs::write(debian.join("conffiles"), conffiles.join("\n") + "\n")
-        .context("writing DEBIAN/conffiles")?;
-    Ok(())
+    dist_meta::write(build, stage, arch, &conffiles)
 }
 
 /// Builds the release binary and the .deb; returns the .deb's path.
@@ -213,9 +196,11 @@ pub(crate) fn build() -> Result<PathBuf> {
     let bin = root().join("target/release/debugmon");
     let arch = arch()?;
     let out_dir = root().join("target/dist");
-    let tree = out_dir.join(format!("{PACKAGE}_{VERSION}_{arch}"));
-    stage(&bin, &tree, &arch)?;
-    let deb = out_dir.join(format!("{PACKAGE}_{VERSION}_{arch}.deb"));
+    let build = out_dir.join("build");
+    let tree = build.join("debian").join(PACKAGE);
+    stage(&bin, &build, &tree, &arch)?;
+    let version = dist_meta::deb_version();
+    let deb = out_dir.join(format!("{PACKAGE}_{version}_{arch}.deb"));
     // --root-owner-group: files are root:root whoever builds the package.
     sh(Command::new("dpkg-deb")
         .args(["--root-owner-group", "--build"])

@@ -3,10 +3,12 @@
 //! maintainer scripts run chrooted there, with busybox as /bin/sh and
 //! recording stand-ins for systemctl, deb-systemd-helper and
 //! deb-systemd-invoke, under a /run/systemd/system that says "systemd is
-//! running". Checks: files and modes, the conffile (registered, and kept
-//! when modified across a reinstall), the scripts' systemd calls on
-//! install, remove and purge, `config check` of the installed config, and
-//! `systemd-analyze verify` of the installed unit. Needs root (chroot).
+//! running". Checks: lintian (no errors or warnings), files and modes, the
+//! conffile (registered, and kept when modified across a reinstall), the
+//! shipped policies with a site override, the scripts' systemd calls on
+//! install, remove and purge, `config check` of the installed config with
+//! a drop-in, `systemd-analyze verify` of the installed unit and its
+//! exposure score. Needs root (chroot).
 
 use std::{
     fs,
@@ -18,7 +20,8 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::{
-    dist::{self, PACKAGE},
+    dist, dist_checks,
+    dist_meta::PACKAGE,
     shell::{is_root, root, sh},
 };
 
@@ -30,6 +33,9 @@ const FAKE: &str = "#!/bin/sh\necho \"$(basename \"$0\") $*\" >> /fake-systemd.l
 /// Busybox applets the maintainer scripts use.
 const APPLETS: &[&str] = &[
     "sh", "mkdir", "chmod", "rm", "cat", "echo", "test", "[", "basename",
+    // Not used by the scripts: the unit's ExecReload, which
+    // `systemd-analyze verify` looks for in the root.
+    "kill",
 ];
 
 fn write_exec(path: &Path, text: &str) -> Result<()> {
@@ -150,12 +156,55 @@ fn verify_unit(r: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The shipped policies load; a site file of the same name replaces the
+/// shipped one (`policy check` of both directories, as the agent loads
+/// them, sees no duplicate rules and the site's rule count).
+fn site_policy_override(r: &Path, bin: &Path) -> Result<()> {
+    let check = || -> Result<String> {
+        let o = Command::new(bin)
+            .args(["policy", "check"])
+            .arg(r.join("usr/share/debugmon/policies"))
+            .arg(r.join("etc/debugmon/policies.d"))
+            .output()?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        ensure!(
+            o.status.success(),
+            "`debugmon policy check` of the installed policies:\n{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Ok(out)
+    };
+    let rules = |out: &str| -> Option<usize> {
+        out.lines().find_map(|l| {
+            l.strip_prefix("ok: ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+    };
+    let shipped = rules(&check()?).context("policy check printed no rule count")?;
+    let site = r.join("etc/debugmon/policies.d/40-perf-bpf.yaml");
+    fs::write(
+        &site,
+        "rules:\n  - { name: site-perf, on: [exec], action: alert }\n",
+    )?;
+    let with_site = rules(&check()?).context("policy check printed no rule count")?;
+    fs::remove_file(&site)?;
+    ensure!(
+        with_site < shipped,
+        "a site 40-perf-bpf.yaml did not replace the shipped one ({shipped} -> {with_site} rules)"
+    );
+    Ok(())
+}
+
 pub(crate) fn dist_test() -> Result<()> {
     if !is_root() {
         bail!("dist-test installs into a chroot with dpkg --root: run it as root");
     }
     let deb = dist::build()?;
     let deb_s = deb.to_str().context("non-UTF-8 .deb path")?;
+    dist_checks::lintian(&deb)?;
     let r = root().join("target/dist-test/root");
     fresh_root(&r)?;
 
@@ -165,6 +214,8 @@ pub(crate) fn dist_test() -> Result<()> {
         ("lib/systemd/system/debugmon.service", 0o644),
         ("etc/debugmon/config.toml", 0o600),
         ("etc/debugmon/policies.d", 0o755),
+        ("etc/debugmon/config.d", 0o755),
+        ("usr/share/debugmon/policies/20-protected.yaml", 0o644),
         ("var/lib/debugmon", 0o700),
         ("usr/share/doc/debugmon/README.md", 0o644),
         ("usr/share/man/man1/debugmon.1.gz", 0o644),
@@ -172,6 +223,8 @@ pub(crate) fn dist_test() -> Result<()> {
         ("usr/share/bash-completion/completions/debugmon", 0o644),
         ("usr/share/zsh/vendor-completions/_debugmon", 0o644),
         ("usr/share/fish/vendor_completions.d/debugmon.fish", 0o644),
+        ("usr/share/doc/debugmon/copyright", 0o644),
+        ("usr/share/doc/debugmon/changelog.Debian.gz", 0o644),
     ] {
         let got = mode(&r.join(path))?;
         ensure!(got == want, "/{path}: mode {got:o}, expected {want:o}");
@@ -199,14 +252,35 @@ pub(crate) fn dist_test() -> Result<()> {
         "config.toml is not a registered conffile:\n{q}"
     );
 
-    // The installed binary checks the installed config.
-    sh(Command::new(r.join("usr/bin/debugmon"))
+    ensure!(
+        q.lines()
+            .filter(|l| l.trim_start().starts_with('/'))
+            .count()
+            == 1,
+        "only config.toml may be a conffile (policies update with the package):\n{q}"
+    );
+
+    // The installed binary checks the installed config, with a drop-in.
+    let bin = r.join("usr/bin/debugmon");
+    fs::write(
+        r.join("etc/debugmon/config.d/50-site.toml"),
+        "[agent]\nring_mib = 16\n",
+    )?;
+    let shown = Command::new(&bin)
         .args(["config", "check", "--config"])
         .arg(r.join("etc/debugmon/config.toml"))
-        .stdout(std::process::Stdio::null()))
-    .context("the shipped config does not pass `debugmon config check`")?;
+        .output()?;
+    ensure!(
+        shown.status.success() && String::from_utf8_lossy(&shown.stdout).contains("ring_mib = 16"),
+        "`debugmon config check` of the shipped config with a drop-in:\n{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    fs::remove_file(r.join("etc/debugmon/config.d/50-site.toml"))?;
+    site_policy_override(&r, &bin)?;
 
     verify_unit(&r)?;
+    let score = dist_checks::exposure(&r.join("lib/systemd/system/debugmon.service"), &r)?;
+    println!("dist-test: systemd-analyze security exposure {score}");
 
     // An admin's edit survives a reinstall (dpkg keeps a modified conffile).
     let cfg = r.join("etc/debugmon/config.toml");

@@ -6,6 +6,8 @@
 
 mod bench;
 mod dist;
+mod dist_checks;
+mod dist_meta;
 mod dist_test;
 mod lint;
 mod prereq;

@@ -26,6 +26,11 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     // systemd-analyze, for the package test's check of the unit.
     "systemd",
+    // The package test: lintian on the .deb; dpkg-shlibdeps and strip
+    // when building it.
+    "lintian",
+    "dpkg-dev",
+    "binutils",
     // auditd and auditctl: the peer `cargo xtask bench` measures against.
     "auditd",
     // An admin's everyday tools, which the quiet test runs beside the agent.

@@ -19,8 +19,8 @@ use crate::{
 pub enum Command {
     /// Check files or directories; print file:line:column for every error (exit 2 on any)
     Check {
-        /// Policy files or directories (a directory stands for its *.yaml files)
-        #[arg(default_value = "/etc/debugmon/policies.d")]
+        /// Files or directories; a later one's file replaces an earlier one's of the same name
+        #[arg(default_values = policy::DEFAULT_DIRS)]
         paths: Vec<PathBuf>,
     },
     /// List the rules in load order: name, action, severity, triggers, tags, file:line
@@ -41,7 +41,7 @@ pub enum Command {
         #[arg(
             long = "policies",
             value_name = "DIR",
-            default_value = "/etc/debugmon/policies.d"
+            default_values = policy::DEFAULT_DIRS
         )]
         policies: Vec<PathBuf>,
     },
@@ -176,26 +176,9 @@ pub fn policy_check(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-/// Files for `paths`: a directory stands for its `*.yaml` files, in name order.
+/// Files for `paths`, overlaid by name as the agent loads its directories.
 fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.path())
-                        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out
+    policy::overlay(paths, &mut Vec::new())
 }
 
 /// `debugmon policy explain --event FILE [--policies DIR...]`.

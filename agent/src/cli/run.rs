@@ -1,12 +1,18 @@
 //! `debugmon run`: the agent. Its settings come from the config file, the
 //! `DEBUGMON_*` environment and these flags (flags win); it runs until
-//! SIGINT or SIGTERM, then drains and exits 0.
+//! SIGINT or SIGTERM, then drains and exits 0. SIGHUP reloads the
+//! configuration (its `[policy]` at once, other sections on restart) and
+//! the policy; one that does not load is rejected and the running one stays.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+};
 
 use super::{load_config, logging};
 use crate::{
-    config::Flag,
+    config::{Flag, reload::ConfigReload},
     error::error_chain,
     runtime::{self, AgentError, Settings},
 };
@@ -80,7 +86,8 @@ fn overrides(a: &Args) -> Vec<Flag> {
 /// Loads the configuration for `run`, starts logging as `[log]` says, and
 /// returns the agent's settings.
 pub fn settings(a: &Args) -> Result<Settings, ExitCode> {
-    let (cfg, source) = load_config(a.config.as_deref(), &overrides(a))?;
+    let flags = overrides(a);
+    let (cfg, source) = load_config(a.config.as_deref(), &flags)?;
     logging::init_with(&cfg.log);
     tracing::info!("configuration: {source}");
     let mut s = cfg.to_settings().map_err(|e| {
@@ -93,6 +100,13 @@ pub fn settings(a: &Args) -> Result<Settings, ExitCode> {
     if !a.policies.is_empty() {
         s.policy_dirs.clone_from(&a.policies);
     }
+    // SIGHUP reads the same sources again.
+    s.reload = Some(Arc::new(Mutex::new(ConfigReload {
+        path: a.config.clone(),
+        flags,
+        policy_dirs_pinned: !a.policies.is_empty(),
+        running: cfg,
+    })));
     Ok(s)
 }
 

@@ -1,7 +1,10 @@
 //! Reading the configuration: the file (or the built-in defaults when the
-//! default path does not exist), then environment variables, then flags,
-//! then validation. Every error names where the bad value came from: the
-//! file with line and column, the environment variable, or the flag.
+//! default path does not exist), then the drop-ins `config.d/*.toml` beside
+//! it in file-name order, merged table by table (a key a drop-in sets
+//! replaces the file's; a table merges key by key; an array is replaced
+//! whole), then environment variables, then flags, then validation. Every
+//! error names where the bad value came from: the file or drop-in with line
+//! and column, the environment variable, or the flag.
 
 use std::{
     collections::HashMap,
@@ -32,26 +35,45 @@ pub struct Flag {
     pub value: String,
 }
 
+/// The drop-in directory beside a config file.
+pub const DROP_IN_DIR: &str = "config.d";
+
 /// Where the configuration came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
-    File(PathBuf),
-    /// The default path does not exist: built-in defaults (plus overrides).
+    /// The file, then these drop-ins (in the order merged).
+    File {
+        path: PathBuf,
+        drop_ins: Vec<PathBuf>,
+    },
+    /// The default path does not exist: built-in defaults, then drop-ins
+    /// (plus overrides).
     BuiltIn {
         missing: PathBuf,
+        drop_ins: Vec<PathBuf>,
     },
 }
 
 impl fmt::Display for ConfigSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::File(p) => write!(f, "{}", p.display()),
-            Self::BuiltIn { missing } => write!(
-                f,
-                "built-in defaults ({} does not exist)",
-                missing.display()
-            ),
+        let drop_ins = match self {
+            Self::File { path, drop_ins } => {
+                write!(f, "{}", path.display())?;
+                drop_ins
+            }
+            Self::BuiltIn { missing, drop_ins } => {
+                write!(
+                    f,
+                    "built-in defaults ({} does not exist)",
+                    missing.display()
+                )?;
+                drop_ins
+            }
+        };
+        for d in drop_ins {
+            write!(f, " + {}", d.display())?;
         }
+        Ok(())
     }
 }
 
@@ -146,20 +168,22 @@ struct File {
 
 impl File {
     fn parse(&self) -> Result<Config, ConfigError> {
-        toml::from_str(&self.text).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            let (line, column) = line_col(&self.text, offset);
-            let key = DeTable::parse(&self.text)
-                .ok()
-                .and_then(|t| key_at(t.get_ref(), offset));
-            ConfigError::Parse {
-                path: self.path.clone(),
-                line,
-                column,
-                key,
-                message: e.message().trim_end().to_owned(),
-            }
-        })
+        toml::from_str(&self.text).map_err(|e| self.parse_error(&e))
+    }
+
+    fn parse_error(&self, e: &toml::de::Error) -> ConfigError {
+        let offset = e.span().map_or(0, |s| s.start);
+        let (line, column) = line_col(&self.text, offset);
+        let key = DeTable::parse(&self.text)
+            .ok()
+            .and_then(|t| key_at(t.get_ref(), offset));
+        ConfigError::Parse {
+            path: self.path.clone(),
+            line,
+            column,
+            key,
+            message: e.message().trim_end().to_owned(),
+        }
     }
 
     fn location(&self, key: &str) -> Option<String> {
@@ -171,43 +195,48 @@ impl File {
 }
 
 /// Loads the configuration: `path` (or [`DEFAULT_PATH`], where a missing
-/// file means built-in defaults), then `env`, then `flags`, then validation.
+/// file means built-in defaults), then the `config.d/*.toml` drop-ins
+/// beside it, then `env`, then `flags`, then validation.
 pub fn load(
     path: Option<&Path>,
     env: &dyn Strings,
     flags: &[Flag],
 ) -> Result<(Config, ConfigSource), ConfigError> {
-    let (file, source) = match path {
-        Some(p) => (Some(read(p)?), ConfigSource::File(p.to_path_buf())),
-        None => {
-            let p = Path::new(DEFAULT_PATH);
-            match std::fs::read_to_string(p) {
-                Ok(text) => (
-                    Some(File {
-                        path: p.to_path_buf(),
-                        text,
-                    }),
-                    ConfigSource::File(p.to_path_buf()),
-                ),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => (
-                    None,
-                    ConfigSource::BuiltIn {
-                        missing: p.to_path_buf(),
-                    },
-                ),
-                Err(io_error) => {
-                    return Err(ConfigError::Read {
-                        path: p.to_path_buf(),
-                        io_error,
-                    });
-                }
+    let base = path.unwrap_or(Path::new(DEFAULT_PATH));
+    let file = match path {
+        Some(p) => Some(read(p)?),
+        None => match std::fs::read_to_string(base) {
+            Ok(text) => Some(File {
+                path: base.to_path_buf(),
+                text,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(io_error) => {
+                return Err(ConfigError::Read {
+                    path: base.to_path_buf(),
+                    io_error,
+                });
             }
-        }
+        },
     };
-    let mut cfg = match &file {
-        Some(f) => f.parse()?,
-        None => Config::default(),
+    let drop_ins = drop_in_files(base)?
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let source = match &file {
+        Some(f) => ConfigSource::File {
+            path: f.path.clone(),
+            drop_ins: drop_ins.iter().map(|d| d.path.clone()).collect(),
+        },
+        None => ConfigSource::BuiltIn {
+            missing: base.to_path_buf(),
+            drop_ins: drop_ins.iter().map(|d| d.path.clone()).collect(),
+        },
     };
+    // The file and the drop-ins, in merge order: the last that sets a key
+    // is where its value came from.
+    let files: Vec<&File> = file.iter().chain(&drop_ins).collect();
+    let mut cfg = merged(&files)?;
 
     // Where each overridden key got its value, for error messages.
     let mut origin: HashMap<&str, String> = HashMap::new();
@@ -251,7 +280,7 @@ pub fn load(
                     location: origin
                         .get(p.key)
                         .cloned()
-                        .or_else(|| file.as_ref().and_then(|f| f.location(p.key)))
+                        .or_else(|| files.iter().rev().find_map(|f| f.location(p.key)))
                         .unwrap_or_else(|| "built-in default".into()),
                     key: p.key.to_owned(),
                     reason: p.reason,
@@ -260,6 +289,75 @@ pub fn load(
         )
     })?;
     Ok((cfg, source))
+}
+
+/// The `*.toml` files of the `config.d` directory beside `base`, in
+/// file-name order; none when the directory does not exist.
+pub fn drop_in_files(base: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let dir = base.parent().unwrap_or(Path::new("/")).join(DROP_IN_DIR);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(io_error) => {
+            return Err(ConfigError::Read {
+                path: dir,
+                io_error,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let p = entry
+            .map_err(|io_error| ConfigError::Read {
+                path: dir.clone(),
+                io_error,
+            })?
+            .path();
+        // Editors' backups (`x.toml~`, `.x.toml.swp`) do not end in .toml.
+        if p.extension().is_some_and(|e| e == "toml") && !p.is_dir() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The files merged in order into one configuration. Each is first parsed
+/// on its own, so a bad key or type is reported at its own line; the
+/// merge of valid parts is then valid too.
+fn merged(files: &[&File]) -> Result<Config, ConfigError> {
+    let mut table = toml::Table::new();
+    for f in files {
+        f.parse()?;
+        let t: toml::Table = toml::from_str(&f.text).map_err(|e| f.parse_error(&e))?;
+        merge(&mut table, t);
+    }
+    let first = files.first();
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            // Unreachable for files that parsed one by one, but reported, not
+            // assumed: a key, the message, and the first file.
+            ConfigError::Parse {
+                path: first.map_or_else(|| PathBuf::from(DEFAULT_PATH), |f| f.path.clone()),
+                line: 0,
+                column: 0,
+                key: None,
+                message: format!("merging drop-ins: {}", e.message().trim_end()),
+            }
+        })
+}
+
+/// Merges `over` into `base`: tables key by key, everything else replaced.
+pub fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
 }
 
 fn read(path: &Path) -> Result<File, ConfigError> {

@@ -1,7 +1,9 @@
-//! The agent's configuration: `/etc/debugmon/config.toml` deserialized into
-//! the structs below (unknown keys refused), then overridden by
-//! `DEBUGMON_<SECTION>_<KEY>` environment variables and command-line flags
-//! (flags > env > file > defaults), then checked by [`Config::validate`].
+//! The agent's configuration: `/etc/debugmon/config.toml` and its drop-ins
+//! `/etc/debugmon/config.d/*.toml` (merged table by table, in file-name
+//! order) deserialized into the structs below (unknown keys refused), then
+//! overridden by `DEBUGMON_<SECTION>_<KEY>` environment variables and
+//! command-line flags (flags > env > drop-ins > file > defaults), then
+//! checked by [`Config::validate`].
 //!
 //! - [`load`]: reading the file, error locations, applying overrides
 //! - [`overrides`]: the keys an environment variable or flag can set
@@ -13,15 +15,18 @@
 //! [`Config::default`] identical.
 
 mod delivery;
+#[cfg(test)]
+mod drop_in_tests;
 pub mod load;
 pub mod overrides;
+pub mod reload;
 pub mod units;
 pub mod validate;
 
 use std::{path::PathBuf, time::Duration};
 
 pub use delivery::agent_inbox;
-pub use load::{ConfigError, ConfigSource, DEFAULT_PATH, Flag, Invalid, load};
+pub use load::{ConfigError, ConfigSource, DEFAULT_PATH, DROP_IN_DIR, Flag, Invalid, load};
 use serde::{Deserialize, Serialize};
 pub use units::{ByteSize, HumanDuration, Secret};
 
@@ -100,14 +105,15 @@ impl Default for InventorySection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicySection {
-    /// Directories whose `*.yaml` files are loaded, in order.
+    /// Directories whose `*.yaml` files are loaded as one set; a file in a
+    /// later directory replaces the one of the same name in an earlier one.
     pub dirs: Vec<PathBuf>,
 }
 
 impl Default for PolicySection {
     fn default() -> Self {
         Self {
-            dirs: vec![PathBuf::from("/etc/debugmon/policies.d")],
+            dirs: crate::policy::DEFAULT_DIRS.map(PathBuf::from).to_vec(),
         }
     }
 }
@@ -365,6 +371,7 @@ impl Config {
             grants_max: self.grants.max_duration.0,
             control_socket: self.control.socket.clone(),
             delivery: self.delivery_config()?,
+            reload: None,
         })
     }
 

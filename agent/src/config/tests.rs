@@ -155,7 +155,13 @@ fn env_overrides_file_and_flags_override_env() {
         value: "32".into(),
     }];
     let (c, source) = load(Some(&f.0), &env, &flags).unwrap();
-    assert_eq!(source, ConfigSource::File(f.0.clone()));
+    assert_eq!(
+        source,
+        ConfigSource::File {
+            path: f.0.clone(),
+            drop_ins: Vec::new()
+        }
+    );
     assert_eq!(c.agent.ring_mib, 32);
     assert_eq!(c.agent.ancestry_depth, 5);
     assert_eq!(c.nats.urls, ["nats://b:2", "tls://c:3"]);

@@ -1,9 +1,15 @@
-//! Loading policy files: `*.yaml` of each directory in name order, all
-//! parsed and checked before anything is used, every problem reported with
-//! its `file:line:column`. Also the content hash `status` shows and the
+//! Loading policy files: the `*.yaml` files of the policy directories,
+//! overlaid by file name (a file in a later directory replaces the one of
+//! the same name in an earlier one, as the site's
+//! `/etc/debugmon/policies.d/` does for the shipped
+//! `/usr/share/debugmon/policies/`), loaded in file-name order, all parsed
+//! and checked before anything is used, every problem reported with its
+//! `file:line:column`. Also the content hash `status` shows and the
 //! polling watcher behind hot reload.
 
 use std::{
+    collections::BTreeMap,
+    ffi::OsString,
     fs,
     path::{Path, PathBuf},
 };
@@ -17,7 +23,8 @@ use super::{
     yaml,
 };
 
-/// Where the shipped policies and the site's drop-ins live.
+/// Where the shipped policies and the site's drop-ins live, in overlay
+/// order: the package's files first, the site's replace them by name.
 pub const DEFAULT_DIRS: [&str; 2] = ["/usr/share/debugmon/policies", "/etc/debugmon/policies.d"];
 
 /// The `*.yaml` files of `dir` in name order. A directory that does not
@@ -47,20 +54,48 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     Ok(files)
 }
 
-/// Files named by `paths`: a directory stands for its `*.yaml` files.
-fn expand(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
+/// The files `paths` name, overlaid by file name: a directory stands for its
+/// `*.yaml` files, a file for itself, and a later path's file replaces an
+/// earlier one of the same name. The result is in file-name order, so a
+/// replacement keeps the replaced file's place in the load order.
+/// Unreadable directories become diagnostics.
+pub fn overlay(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let mut by_name: BTreeMap<OsString, PathBuf> = BTreeMap::new();
+    let mut add = |p: PathBuf| {
+        // A path without a file name (`/`, `..`) cannot be a policy file;
+        // it stays under its full text so reading it reports the problem.
+        let name = p
+            .file_name()
+            .map_or_else(|| p.as_os_str().to_owned(), ToOwned::to_owned);
+        by_name.insert(name, p);
+    };
     for p in paths {
         if p.is_dir() {
             match yaml_files(p) {
-                Ok(f) => out.extend(f),
+                Ok(f) => f.into_iter().for_each(&mut add),
                 Err(d) => diags.push(d),
             }
         } else {
-            out.push(p.clone());
+            // A missing file stays in: reading it reports it.
+            add(p.clone());
         }
     }
-    out
+    by_name.into_values().collect()
+}
+
+/// [`overlay`] of directories only: a missing one holds no files (the
+/// site's drop-in directory is optional); a plain file given as a policy
+/// directory is an error, not a policy.
+fn overlay_dirs(dirs: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let mut real = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        if d.is_dir() {
+            real.push(d.clone());
+        } else if d.exists() {
+            diags.push(Diagnostic::new(d, None, "is not a directory"));
+        }
+    }
+    overlay(&real, diags)
 }
 
 /// Reads `files`; unreadable ones become diagnostics.
@@ -128,22 +163,16 @@ fn load(files: &[PathBuf], mut diags: Vec<Diagnostic>) -> Result<PolicySet, Vec<
 /// standing for their `*.yaml`), checked as one set. Empty means valid.
 pub fn check_paths(paths: &[PathBuf]) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
-    let files = expand(paths, &mut diags);
+    let files = overlay(paths, &mut diags);
     load(&files, diags).err().unwrap_or_default()
 }
 
 impl PolicySet {
-    /// Loads the `*.yaml` files of `dirs` (each in name order, directories in
-    /// the order given) as one set. Missing directories are skipped.
+    /// Loads the `*.yaml` files of `dirs` as one set, overlaid by file name
+    /// (see [`overlay`]). Missing directories are skipped.
     pub fn load_dirs(dirs: &[PathBuf]) -> Result<PolicySet, Vec<Diagnostic>> {
         let mut diags = Vec::new();
-        let mut files = Vec::new();
-        for d in dirs {
-            match yaml_files(d) {
-                Ok(f) => files.extend(f),
-                Err(e) => diags.push(e),
-            }
-        }
+        let files = overlay_dirs(dirs, &mut diags);
         load(&files, diags)
     }
 
@@ -194,6 +223,11 @@ impl PolicyWatcher {
         }
     }
 
+    /// Watches `dirs` instead; the next poll compares against the set in use.
+    pub fn set_dirs(&mut self, dirs: Vec<PathBuf>) {
+        self.dirs = dirs;
+    }
+
     /// The watched directories.
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
@@ -203,16 +237,7 @@ impl PolicyWatcher {
     /// or the reasons it could not be loaded. On error the caller keeps its
     /// old set; the same broken content is not reported again.
     pub fn poll(&mut self) -> Option<Result<PolicySet, Vec<Diagnostic>>> {
-        let mut diags = Vec::new();
-        let mut files = Vec::new();
-        for d in &self.dirs {
-            match yaml_files(d) {
-                Ok(f) => files.extend(f),
-                Err(e) => diags.push(e),
-            }
-        }
-        let texts = read_texts(&files, &mut diags);
-        let hash = hash_texts(&texts);
+        let (texts, diags, hash) = self.read();
         // An unreadable file drops out of the hash, so it too is a change,
         // reported once.
         if hash == self.hash {
@@ -220,6 +245,23 @@ impl PolicyWatcher {
         }
         self.hash = hash;
         Some(compile_texts(&texts, diags))
+    }
+
+    /// Loads the set now, changed or not (SIGHUP); later polls compare
+    /// against what this read, so the same content is not loaded twice.
+    pub fn reload(&mut self) -> Result<PolicySet, Vec<Diagnostic>> {
+        let (texts, diags, hash) = self.read();
+        self.hash = hash;
+        compile_texts(&texts, diags)
+    }
+
+    /// The texts of the watched files, read problems, and their hash.
+    fn read(&self) -> (Vec<(PathBuf, String)>, Vec<Diagnostic>, String) {
+        let mut diags = Vec::new();
+        let files = overlay_dirs(&self.dirs, &mut diags);
+        let texts = read_texts(&files, &mut diags);
+        let hash = hash_texts(&texts);
+        (texts, diags, hash)
     }
 }
 
@@ -282,6 +324,63 @@ mod tests {
             missing[0].to_string().contains("cannot read"),
             "{}",
             missing[0]
+        );
+    }
+
+    #[test]
+    fn a_site_file_replaces_the_shipped_file_of_the_same_name() {
+        let shipped = tempfile::tempdir().unwrap();
+        let site = tempfile::tempdir().unwrap();
+        let rule = |name: &str, action: &str| {
+            format!("rules:\n  - {{ name: {name}, on: [exec], action: {action} }}\n")
+        };
+        fs::write(shipped.path().join("20-a.yaml"), rule("a", "deny")).unwrap();
+        fs::write(shipped.path().join("30-b.yaml"), rule("b", "alert")).unwrap();
+        // Same name: replaces the shipped rule `a` (no duplicate-name error).
+        fs::write(site.path().join("20-a.yaml"), rule("a", "alert")).unwrap();
+        // New name: added, and sorted between the shipped files.
+        fs::write(site.path().join("25-site.yaml"), rule("s", "alert")).unwrap();
+        let dirs = vec![
+            shipped.path().to_owned(),
+            site.path().to_owned(),
+            site.path().join("missing.d"),
+        ];
+        let set = PolicySet::load_dirs(&dirs).unwrap();
+        assert_eq!(
+            set.files(),
+            [
+                site.path().join("20-a.yaml"),
+                site.path().join("25-site.yaml"),
+                shipped.path().join("30-b.yaml"),
+            ]
+        );
+        assert_eq!(set.rule_count(), 3);
+        // `policy check` of the same directories sees the same set.
+        assert!(check_paths(&dirs[..2]).is_empty());
+
+        // An empty site file switches a shipped file off.
+        fs::write(site.path().join("30-b.yaml"), "").unwrap();
+        let set = PolicySet::load_dirs(&dirs).unwrap();
+        assert_eq!(set.rule_count(), 2);
+        assert_eq!(set.files()[2], site.path().join("30-b.yaml"));
+
+        // Directories in the other order: the shipped files win.
+        let set =
+            PolicySet::load_dirs(&[site.path().to_owned(), shipped.path().to_owned()]).unwrap();
+        assert_eq!(set.files()[0], shipped.path().join("20-a.yaml"));
+        assert_eq!(set.rule_count(), 3);
+    }
+
+    #[test]
+    fn a_file_given_as_a_policy_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.yaml");
+        fs::write(&f, RULE).unwrap();
+        let errs = PolicySet::load_dirs(std::slice::from_ref(&f)).unwrap_err();
+        assert!(
+            errs[0].to_string().contains("is not a directory"),
+            "{}",
+            errs[0]
         );
     }
 }

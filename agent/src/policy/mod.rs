@@ -46,6 +46,6 @@ pub use event::{EventClass, PolicyEvent};
 pub use explain::{Explanation, explain};
 pub use fold::{AlertFolder, FoldKey, Folded};
 pub use human::{human_line, read_only_note};
-pub use load::{DEFAULT_DIRS, PolicyWatcher, check_paths};
+pub use load::{DEFAULT_DIRS, PolicyWatcher, check_paths, overlay};
 pub use model::{Action, Severity, Trigger};
 pub use set::{PolicySet, RuleInfo};

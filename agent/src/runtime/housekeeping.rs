@@ -148,7 +148,35 @@ impl Running {
     }
 
     pub(super) async fn on_hangup(&mut self) -> Result<(), AgentError> {
-        info!("SIGHUP received: reloading the policy");
+        info!("SIGHUP received: reloading the configuration and the policy");
+        if let Some(r) = &self.reload {
+            // A panic elsewhere while holding the lock cannot leave the
+            // reloader half-updated: it changes its state only on success.
+            let result = match r.lock() {
+                Ok(mut g) => g.reload_config(),
+                Err(poisoned) => poisoned.into_inner().reload_config(),
+            };
+            match result {
+                Ok(done) => {
+                    if let Some(dirs) = done.policy_dirs {
+                        info!(?dirs, "policy directories changed");
+                        self.gov.set_policy_dirs(dirs);
+                    }
+                    if !done.needs_restart.is_empty() {
+                        tracing::warn!(
+                            "configuration changed in [{}]: takes effect on the next restart \
+                             (systemctl restart debugmon)",
+                            done.needs_restart.join("], [")
+                        );
+                    }
+                }
+                // The policy is still reloaded from the directories in use:
+                // a policy edit should not wait for a config fix.
+                Err(e) => tracing::error!(
+                    "configuration reload rejected, the running configuration stays:\n{e}"
+                ),
+            }
+        }
         let effects = self.gov.reload_now();
         self.p.apply(effects);
         self.sink.send(self.p.take_batch()).await?;

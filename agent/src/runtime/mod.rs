@@ -17,7 +17,12 @@ mod running;
 mod shutdown;
 mod start;
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use thiserror::Error;
 use tokio::time::Instant;
@@ -49,7 +54,7 @@ pub struct Settings {
     /// How often an `inventory` (the host's debug exposure) is taken,
     /// besides at start; `None`: never.
     pub inventory: Option<Duration>,
-    /// Policy directories (`*.yaml`, in order), grants file, their longest
+    /// Policy directories (`*.yaml`, overlaid by file name), grants file, their longest
     /// duration, and the root-only control socket.
     pub policy_dirs: Vec<std::path::PathBuf>,
     pub grants_path: std::path::PathBuf,
@@ -59,6 +64,26 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Sealing, spool, local sinks and NATS.
     pub delivery: DeliveryConfig,
+    /// How SIGHUP reads the configuration again; `None`: it reloads only
+    /// the policy, from `policy_dirs`.
+    pub reload: Option<Arc<Mutex<dyn Reloader>>>,
+}
+
+/// Reads the configuration again on SIGHUP (the config module implements
+/// it; the runtime only applies what it says).
+pub trait Reloader: std::fmt::Debug + Send {
+    /// The changes a reloaded configuration makes, or why it was rejected
+    /// (the running configuration then stays).
+    fn reload_config(&mut self) -> Result<Reloaded, String>;
+}
+
+/// What a configuration reload that loaded changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// New policy directories, when `[policy] dirs` changed.
+    pub policy_dirs: Option<Vec<std::path::PathBuf>>,
+    /// Sections that changed but take effect only on a restart.
+    pub needs_restart: Vec<&'static str>,
 }
 
 impl Default for Settings {
@@ -72,12 +97,15 @@ impl Default for Settings {
             enforce: true,
             heartbeat: Some(Duration::from_secs(5)),
             inventory: Some(Duration::from_secs(3600)),
-            policy_dirs: vec![std::path::PathBuf::from("/etc/debugmon/policies.d")],
+            policy_dirs: crate::policy::DEFAULT_DIRS
+                .map(std::path::PathBuf::from)
+                .to_vec(),
             grants_path: std::path::PathBuf::from("/var/lib/debugmon/grants.json"),
             grants_max: Duration::from_secs(4 * 3600),
             control_socket: std::path::PathBuf::from("/run/debugmon/control.sock"),
             metrics_listen: None,
             delivery: DeliveryConfig::default(),
+            reload: None,
         }
     }
 }

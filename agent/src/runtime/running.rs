@@ -3,7 +3,10 @@
 //! Its methods live with the work they do: [`super::start`],
 //! [`super::ring`], [`super::housekeeping`], [`super::shutdown`].
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -30,7 +33,7 @@ pub(super) struct Timers {
     /// Once per aggregate window: repeated accesses.
     pub(super) window: Interval,
     pub(super) window_len: Duration,
-    /// SIGHUP: reload the policy now.
+    /// SIGHUP: reload the configuration and the policy now.
     pub(super) hup: Signal,
 }
 
@@ -59,6 +62,8 @@ pub(super) struct Running {
     pub(super) stop_control: watch::Sender<bool>,
     pub(super) _serving: Option<Serving>,
     pub(super) _watchdog: Option<Watchdog>,
+    /// What SIGHUP reads again besides the policy.
+    pub(super) reload: Option<Arc<Mutex<dyn super::Reloader>>>,
 }
 
 impl Timers {

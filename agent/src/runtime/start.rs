@@ -252,6 +252,7 @@ impl Running {
             stop_control,
             _serving: serving,
             _watchdog: watchdog,
+            reload: cfg.reload.clone(),
         };
         if a.inventory.is_some() {
             a.take_inventory(host::boottime_ns());

@@ -160,9 +160,15 @@ impl Governance {
         effects
     }
 
+    /// Reads the policy from `dirs` from now on (a reloaded `[policy]`);
+    /// the caller reloads.
+    pub fn set_policy_dirs(&mut self, dirs: Vec<PathBuf>) {
+        self.watcher.set_dirs(dirs);
+    }
+
     /// Reloads now (SIGHUP), whether or not the files look changed.
     pub fn reload_now(&mut self) -> Vec<Effect> {
-        let r = PolicySet::load_dirs(self.watcher.dirs());
+        let r = self.watcher.reload();
         self.reloaded(Some(r))
     }
 
