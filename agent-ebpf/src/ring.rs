@@ -1,12 +1,12 @@
 //! Delivering events to the agent: the ring buffer and when to wake the
-//! reader, the drop counters, the per-CPU scratch space events are
+//! reader, the drop counters, the failure counters, the per-CPU scratch space events are
 //! assembled in, the events parked until their syscall returns, and the
 //! repeat counts of aggregated accesses.
 
 use core::ptr::{read_volatile, write_volatile};
 
 use agent_common::{
-    AGG_ENTRIES, AccessEvent, AggKey, DEFAULT_RING_BYTES, EventKind, ExecScratch, LOST_SLOTS,
+    AGG_ENTRIES, AccessEvent, AggKey, DEFAULT_RING_BYTES, EventKind, ExecScratch, LOST_SLOTS, fault,
 };
 use aya_ebpf::{
     macros::map,
@@ -89,6 +89,21 @@ pub(crate) static PENDING: LruHashMap<u32, AccessEvent> = LruHashMap::with_max_e
 #[inline(always)]
 pub(crate) fn count_lost(kind: EventKind) {
     if let Some(slot) = LOST.get_ptr_mut(kind as u32) {
+        // SAFETY: per-CPU slot; programs do not migrate CPUs while running.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Failures inside the programs that do not lose a whole event (a read
+/// that faulted, a map that refused an insert), by `agent_common::fault`
+/// site: the agent serves them as `debugmon_kernel_faults_total`.
+#[map(name = "FAULTS")]
+static FAULTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(fault::COUNT as u32, 0);
+
+/// Counts one failure at `site` (an `agent_common::fault` constant).
+#[inline(always)]
+pub(crate) fn count_fault(site: u32) {
+    if let Some(slot) = FAULTS.get_ptr_mut(site) {
         // SAFETY: per-CPU slot; programs do not migrate CPUs while running.
         unsafe { *slot += 1 };
     }

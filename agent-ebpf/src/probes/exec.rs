@@ -8,7 +8,7 @@ use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
 use agent_common::{
     ARGV_CAP, CWD_CAP, EXEC_EVENT_MAX, EventKind, ExecEvent, FILENAME_CAP, OFFSET_ABSENT, TTY_LEN,
-    flags,
+    fault, flags,
 };
 use aya_ebpf::{
     EbpfContext as _,
@@ -21,7 +21,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    ring::{EVENTS, EXEC_SCRATCH, count_lost, wake_if_idle},
+    ring::{EVENTS, EXEC_SCRATCH, count_fault, count_lost, wake_if_idle},
     task::{
         current_comm, current_pid_tgid, is_agent, offsets, read_creds, read_cwd, read_ns,
         read_or_zero, read_tty,
@@ -119,6 +119,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     }
     if filename_len == 0 {
         ev.header.flags |= flags::FILENAME_READ_FAILED;
+        count_fault(fault::EXEC_FILENAME_READ);
     }
 
     // argv lives in the new image's memory between mm.arg_start and arg_end.
@@ -151,10 +152,12 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
                 argv_len = want;
             } else {
                 ev.header.flags |= flags::ARGV_READ_FAILED;
+                count_fault(fault::EXEC_ARGV_READ);
             }
         }
     } else {
         ev.header.flags |= flags::ARGV_READ_FAILED;
+        count_fault(fault::EXEC_ARGV_READ);
     }
     // The working directory's names follow argv. The mask changes nothing
     // (filename_len < FILENAME_CAP, argv_len <= ARGV_CAP) but proves it.

@@ -266,8 +266,10 @@ pub struct MetricsSection {
 
 impl Default for MetricsSection {
     fn default() -> Self {
+        // Not 9464, the OpenTelemetry Prometheus exporter's default, nor a
+        // port of the exporters' 9100-9999 range (docs/metrics.md).
         Self {
-            listen: "127.0.0.1:9464".into(),
+            listen: "127.0.0.1:7464".into(),
         }
     }
 }

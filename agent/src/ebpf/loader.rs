@@ -7,7 +7,7 @@ use std::path::Path;
 
 use agent_common::{
     AGENT_TGID_GLOBAL, AGG_MAP, AggKey, DEFAULT_RING_BYTES, ENV_NAMES, ENV_NAMES_MAP, EVENTS_MAP,
-    EnvName, KernelOffsets, LOST_MAP, OFFSETS_GLOBAL, ObjectKey, READER_IDLE_MAP,
+    EnvName, FAULTS_MAP, KernelOffsets, LOST_MAP, OFFSETS_GLOBAL, ObjectKey, READER_IDLE_MAP,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -88,6 +88,8 @@ pub struct Loaded {
     /// Set while the agent waits for the kernel to wake it (`wake_if_idle`).
     pub reader_idle: Array<MapData, u32>,
     pub lost: PerCpuArray<MapData, u64>,
+    /// Failures inside the programs, by `agent_common::fault` site.
+    pub faults: PerCpuArray<MapData, u64>,
     /// Repeat counts of aggregated accesses.
     pub agg: PerCpuHashMap<MapData, AggKey, u64>,
     /// Names of the programs that are attached.
@@ -214,6 +216,11 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     .map_err(|_| LoadError::Map(EVENTS_MAP))?;
     let lost = PerCpuArray::try_from(ebpf.take_map(LOST_MAP).ok_or(LoadError::Map(LOST_MAP))?)
         .map_err(|_| LoadError::Map(LOST_MAP))?;
+    let faults = PerCpuArray::try_from(
+        ebpf.take_map(FAULTS_MAP)
+            .ok_or(LoadError::Map(FAULTS_MAP))?,
+    )
+    .map_err(|_| LoadError::Map(FAULTS_MAP))?;
     let agg = PerCpuHashMap::try_from(ebpf.take_map(AGG_MAP).ok_or(LoadError::Map(AGG_MAP))?)
         .map_err(|_| LoadError::Map(AGG_MAP))?;
     let reader_idle = Array::try_from(
@@ -226,6 +233,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         ring,
         reader_idle,
         lost,
+        faults,
         agg,
         attached,
         tracefs,

@@ -9,6 +9,7 @@ use tracing::info;
 use super::{AgentError, running::Running};
 use crate::{
     event::Kind,
+    metrics::NatsTotals,
     record::LostCounts,
     sys::host::{self, Clock},
 };
@@ -86,6 +87,7 @@ impl Running {
         if cadence.due(now) {
             let detail = cadence.detail(now, &self.p.stats(), lost);
             self.p.note(now, Kind::Agent, detail);
+            self.metrics.heartbeat_written();
         }
     }
 
@@ -119,6 +121,19 @@ impl Running {
             .set_kernel_lost([lost.exec, lost.fork, lost.exit, lost.access]);
         self.metrics.set_undecodable(stats.undecodable);
         self.metrics.set_process_table(self.p.table().len() as u64);
+        self.metrics.set_kernel_faults(self.kernel.faults());
+        let d = self.sink.stats();
+        self.metrics
+            .set_spool(d.spool_pending, d.spool_bytes, d.spool_shed);
+        if let Some(n) = self.sink.nats_stats() {
+            self.metrics.set_nats(NatsTotals {
+                connected: n.connected,
+                acked: n.acked,
+                errors: n.errors,
+                batches: n.batches,
+                ack_latency_total_us: n.ack_latency_total_us,
+            });
+        }
         if self.notifier.is_enabled() {
             let rate = stats.events.saturating_sub(self.last_events);
             self.notifier.status(&format!(

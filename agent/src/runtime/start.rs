@@ -170,7 +170,11 @@ impl Running {
             i.programs = attached.iter().map(ToString::to_string).collect();
             i.sinks = sink.sink_names();
             i.enforcement = mechanism.as_str().to_owned();
+            i.bpf_lsm_active = crate::ebpf::enforce::mechanism::active_lsms()
+                .ok()
+                .map(|(list, _)| crate::ebpf::enforce::mechanism::lsm_list_has_bpf(&list));
         });
+        metrics.set_heartbeat_interval(cfg.heartbeat.unwrap_or_default());
 
         let started_ns = host::boottime_ns();
         p.note(

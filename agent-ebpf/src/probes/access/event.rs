@@ -3,7 +3,7 @@
 //! repeats of one already sent.
 
 use agent_common::{
-    AccessEvent, AccessKind, AggKey, Enforcement, EventKind, access_flags, agg_outcome,
+    AccessEvent, AccessKind, AggKey, Enforcement, EventKind, access_flags, agg_outcome, fault,
 };
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    ring::{ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_lost, wake_if_idle},
+    ring::{ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_fault, count_lost, wake_if_idle},
     task::{current_comm, current_pid_tgid, offsets, read_creds, read_ns, read_or_zero},
 };
 
@@ -137,6 +137,8 @@ fn count_or_emit(ev: &AccessEvent, key: AggKey) {
         // Another CPU inserted it first: this call is a repeat.
         // SAFETY: as above.
         unsafe { *v += 1 };
+    } else {
+        count_fault(fault::AGG_INSERT);
     }
 }
 
@@ -144,6 +146,7 @@ fn count_or_emit(ev: &AccessEvent, key: AggKey) {
 #[inline(always)]
 pub(super) fn park(pid: u32, ev: &AccessEvent) {
     if PENDING.insert(pid, ev, 0).is_err() {
+        count_fault(fault::PENDING_INSERT);
         emit(ev); // better without a result than not at all
     }
 }
@@ -170,6 +173,8 @@ pub(super) fn aggregate_or_park(pid: u32, ev: &AccessEvent) {
     } else if let Some(v) = AGG.get_ptr_mut(key) {
         // SAFETY: as in `aggregate`.
         unsafe { *v += 1 };
+    } else {
+        count_fault(fault::AGG_INSERT);
     }
 }
 

@@ -149,6 +149,8 @@ pub struct DeliveryStats {
     pub sink_errors: u64,
     /// Entries left in the spool for the next start.
     pub spool_pending: u64,
+    /// Bytes the spool's segments hold.
+    pub spool_bytes: u64,
 }
 
 /// The running stage; the interface the driver uses is `send`, `flushed`
@@ -294,13 +296,15 @@ impl Delivery {
     }
 
     pub fn stats(&self) -> DeliveryStats {
+        let spool = self.spool.lock().stats();
         DeliveryStats {
             records: self.counters.records.load(Ordering::Relaxed),
             bytes: self.counters.bytes.load(Ordering::Relaxed),
             spool_shed: self.spool_shed(),
             invalid: self.counters.invalid.load(Ordering::Relaxed),
             sink_errors: self.counters.sink_errors.load(Ordering::Relaxed),
-            spool_pending: self.spool.lock().stats().pending,
+            spool_pending: spool.pending,
+            spool_bytes: spool.bytes,
         }
     }
 
