@@ -62,6 +62,9 @@ pub struct AgentSection {
     /// Seconds between `agent` heartbeat records, which make a stopped or
     /// frozen agent visible in the stream as silence; 0 disables them.
     pub heartbeat_secs: u64,
+    /// Have the kernel programs log each counted failure (which site,
+    /// thread and error) into the agent's log; off by default.
+    pub kernel_log: bool,
 }
 
 impl Default for AgentSection {
@@ -74,6 +77,7 @@ impl Default for AgentSection {
             table_max: 262_144,
             enforce: true,
             heartbeat_secs: 5,
+            kernel_log: false,
         }
     }
 }
@@ -334,6 +338,7 @@ impl Config {
             heartbeat: (a.heartbeat_secs > 0).then(|| Duration::from_secs(a.heartbeat_secs)),
             metrics_listen: self.metrics.listen.parse().ok(),
             enforce: a.enforce,
+            kernel_log: a.kernel_log,
             policy_dirs: self.policy.dirs.clone(),
             grants_path: self.grants.path.clone(),
             grants_max: self.grants.max_duration.0,

@@ -16,6 +16,7 @@ pub const KEYS: &[&str] = &[
     "agent.exit_grace_secs",
     "agent.table_max",
     "agent.heartbeat_secs",
+    "agent.kernel_log",
     "policy.dirs",
     "grants.path",
     "grants.max_duration",
@@ -98,6 +99,7 @@ pub fn set(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         "agent.table_max" => c.agent.table_max = parse(v)?,
         "agent.heartbeat_secs" => c.agent.heartbeat_secs = parse(v)?,
         "agent.enforce" => c.agent.enforce = boolean(v)?,
+        "agent.kernel_log" => c.agent.kernel_log = boolean(v)?,
         "policy.dirs" => c.policy.dirs = list(v).into_iter().map(PathBuf::from).collect(),
         "grants.path" => c.grants.path = PathBuf::from(v),
         "grants.max_duration" => c.grants.max_duration = parse(v)?,
@@ -155,7 +157,8 @@ mod tests {
                     || k.ends_with("journal")
                     || k.ends_with("enabled")
                     || k.ends_with("required")
-                    || k.ends_with("enforce") =>
+                    || k.ends_with("enforce")
+                    || k.ends_with("kernel_log") =>
                 {
                     "true"
                 }

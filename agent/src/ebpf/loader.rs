@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::{
     btf::{BtfError, KernelBtf, VMLINUX_BTF},
     enforce::{EnforceError, Enforcer, Mechanism, mechanism},
+    kernel_log,
     probes::{Hook, LSM_PROBES, PROBES, Probe, SYSCALL_PREFIX, SYSCALL_PROBES},
     tracefs::{self, TracefsError, TracefsState},
 };
@@ -39,6 +40,8 @@ pub enum LoadError {
     MissingProgram(&'static str),
     #[error("map `{0}` is missing from the eBPF object or has the wrong type")]
     Map(&'static str),
+    #[error("opening the programs' log ring (--kernel-log)")]
+    KernelLog(#[source] aya_log::Error),
     #[error("enforcement maps")]
     Enforce(#[from] EnforceError),
     #[error("writing map `{name}`")]
@@ -67,6 +70,8 @@ pub struct LoadOptions {
     /// Environment variables each exec reports (at most
     /// [`agent_common::ENV_NAMES`]; the kernel matches their first 8 bytes).
     pub env_names: Vec<String>,
+    /// Have the programs log each counted failure (`--kernel-log`).
+    pub kernel_log: bool,
 }
 
 impl Default for LoadOptions {
@@ -76,6 +81,7 @@ impl Default for LoadOptions {
             agent_tgid: std::process::id(),
             enforce: true,
             env_names: Vec::new(),
+            kernel_log: false,
         }
     }
 }
@@ -90,6 +96,8 @@ pub struct Loaded {
     pub lost: PerCpuArray<MapData, u64>,
     /// Failures inside the programs, by `agent_common::fault` site.
     pub faults: PerCpuArray<MapData, u64>,
+    /// The programs' log ring, when `kernel_log` was asked for.
+    pub kernel_log: Option<kernel_log::Logger>,
     /// Repeat counts of aggregated accesses.
     pub agg: PerCpuHashMap<MapData, AggKey, u64>,
     /// Names of the programs that are attached.
@@ -149,6 +157,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .btf(Some(&btf))
         .override_global(OFFSETS_GLOBAL, &offsets, true)
         .override_global(AGENT_TGID_GLOBAL, &opts.agent_tgid, true)
+        .override_global(aya_log::LEVEL, &kernel_log::level(opts.kernel_log), true)
         .map_max_entries(EVENTS_MAP, opts.ring_bytes)
         .load(OBJECT)?;
 
@@ -228,7 +237,13 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             .ok_or(LoadError::Map(READER_IDLE_MAP))?,
     )
     .map_err(|_| LoadError::Map(READER_IDLE_MAP))?;
+    let kernel_log = if opts.kernel_log {
+        Some(kernel_log::take(&mut ebpf).map_err(LoadError::KernelLog)?)
+    } else {
+        None
+    };
     Ok(Loaded {
+        kernel_log,
         ebpf,
         ring,
         reader_idle,

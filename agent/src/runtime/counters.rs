@@ -24,6 +24,8 @@ pub(super) struct Handover {
     pub(super) tracefs: TracefsState,
     pub(super) mechanism_reason: String,
     pub(super) objects: Vec<agent_common::ObjectKey>,
+    /// The programs' log ring, with `--kernel-log`.
+    pub(super) kernel_log: Option<crate::ebpf::kernel_log::Logger>,
 }
 
 pub(super) struct Kernel {
@@ -56,6 +58,7 @@ impl Kernel {
             tracefs: l.tracefs,
             mechanism_reason: l.mechanism_reason,
             objects: l.objects,
+            kernel_log: l.kernel_log,
         };
         (k, rest)
     }

@@ -44,6 +44,8 @@ pub struct Settings {
     pub aggregate_window: Duration,
     /// Enforce deny rules and protect the agent when the kernel allows it.
     pub enforce: bool,
+    /// The kernel programs log each counted failure (`--kernel-log`).
+    pub kernel_log: bool,
     /// How often an `agent` heartbeat record goes out; `None`: never.
     pub heartbeat: Option<Duration>,
     /// Policy directories (`*.yaml`, in order), grants file, their longest
@@ -67,6 +69,7 @@ impl Default for Settings {
             exit_grace: Duration::from_secs(10),
             aggregate_window: Duration::from_secs(5),
             enforce: true,
+            kernel_log: false,
             heartbeat: Some(Duration::from_secs(5)),
             policy_dirs: vec![std::path::PathBuf::from("/etc/debugmon/policies.d")],
             grants_path: std::path::PathBuf::from("/var/lib/debugmon/grants.json"),

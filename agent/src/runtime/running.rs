@@ -55,6 +55,8 @@ pub(super) struct Running {
     pub(super) stop_control: watch::Sender<bool>,
     pub(super) _serving: Option<Serving>,
     pub(super) _watchdog: Option<Watchdog>,
+    /// Forwards the kernel programs' log (`--kernel-log`) while held.
+    pub(super) _kernel_log: Option<crate::ebpf::kernel_log::Reading>,
 }
 
 impl Timers {

@@ -114,6 +114,7 @@ impl Running {
             ring_bytes: cfg.ring_bytes,
             agent_tgid: std::process::id(),
             enforce: cfg.enforce,
+            kernel_log: cfg.kernel_log,
             env_names: crate::enrich::switches::DEFAULT_ENV_NAMES
                 .iter()
                 .map(|n| (*n).to_owned())
@@ -128,6 +129,7 @@ impl Running {
             tracefs,
             mechanism_reason,
             objects,
+            kernel_log,
         } = h;
         release_startup_heap();
         // The agent is protected by what it is, not by a name: its threads
@@ -236,7 +238,12 @@ impl Running {
         // for as long as the RingBuf lives inside the AsyncFd.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| AgentError::Poll(e.into()))?;
+        let kernel_log = kernel_log
+            .map(crate::ebpf::kernel_log::spawn)
+            .transpose()
+            .map_err(AgentError::Poll)?;
         let mut a = Self {
+            _kernel_log: kernel_log,
             ring,
             reader: ReadMode::START,
             timers: Timers::new(cfg.aggregate_window)?,

@@ -5,7 +5,8 @@
 //! readable memory: the program cannot read the program type and name)
 //! and fails unless that site's counter moves by at least as many calls.
 //! It also checks the standard process metrics describe the agent's
-//! process, not the test's.
+//! process, not the test's, and that the kernel log of failures is off by
+//! default and, with `--kernel-log`, names the site in the agent's log.
 
 use std::{
     io::{Read as _, Write as _},
@@ -101,5 +102,35 @@ fn an_unreadable_syscall_attribute_is_counted_at_its_site() {
     agent.wait_for("bpf record", Duration::from_secs(10), |r| {
         r["kind"] == "bpf" && r["actor"]["pid"] == std::process::id()
     });
-    agent.stop().assert_clean();
+    let stopped = agent.stop();
+    stopped.assert_clean();
+    assert!(
+        !stopped.stderr.contains("kernel fault at"),
+        "kernel log lines without --kernel-log:\n{}",
+        stopped.stderr
+    );
+}
+
+#[test]
+fn kernel_log_names_the_failure_site_and_thread() {
+    let agent = Agent::start(&["--kernel-log"]);
+    bad_prog_load();
+    // The call's record is out: the log line, read from its own ring on
+    // the same loop, had its chance too.
+    agent.wait_for("bpf record", Duration::from_secs(10), |r| {
+        r["kind"] == "bpf" && r["actor"]["pid"] == std::process::id()
+    });
+    let stopped = agent.stop();
+    stopped.assert_clean();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let want = format!(
+        "kernel fault at syscall_attr_read: pid {tid} tgid {}",
+        std::process::id()
+    );
+    assert!(
+        stopped.stderr.contains(&want),
+        "no {want:?} in the agent's log:\n{}",
+        stopped.stderr
+    );
 }

@@ -131,22 +131,23 @@ fn count_or_emit(ev: &AccessEvent, key: AggKey) {
         unsafe { *v += 1 };
         return;
     }
-    if AGG.insert(key, 0, u64::from(BPF_NOEXIST)).is_ok() {
+    let inserted = AGG.insert(key, 0, u64::from(BPF_NOEXIST));
+    if inserted.is_ok() {
         emit(ev);
     } else if let Some(v) = AGG.get_ptr_mut(key) {
         // Another CPU inserted it first: this call is a repeat.
         // SAFETY: as above.
         unsafe { *v += 1 };
     } else {
-        count_fault(fault::AGG_INSERT);
+        count_fault(fault::AGG_INSERT, i64::from(inserted.err().unwrap_or(-1)));
     }
 }
 
 /// Parks an event until the syscall returns, so the record carries the result.
 #[inline(always)]
 pub(super) fn park(pid: u32, ev: &AccessEvent) {
-    if PENDING.insert(pid, ev, 0).is_err() {
-        count_fault(fault::PENDING_INSERT);
+    if let Err(e) = PENDING.insert(pid, ev, 0) {
+        count_fault(fault::PENDING_INSERT, i64::from(e));
         emit(ev); // better without a result than not at all
     }
 }
@@ -168,13 +169,14 @@ pub(super) fn aggregate_or_park(pid: u32, ev: &AccessEvent) {
         unsafe { *v += 1 };
         return;
     }
-    if AGG.insert(key, 0, u64::from(BPF_NOEXIST)).is_ok() {
+    let inserted = AGG.insert(key, 0, u64::from(BPF_NOEXIST));
+    if inserted.is_ok() {
         park(pid, ev);
     } else if let Some(v) = AGG.get_ptr_mut(key) {
         // SAFETY: as in `aggregate`.
         unsafe { *v += 1 };
     } else {
-        count_fault(fault::AGG_INSERT);
+        count_fault(fault::AGG_INSERT, i64::from(inserted.err().unwrap_or(-1)));
     }
 }
 

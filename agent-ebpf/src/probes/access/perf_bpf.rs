@@ -56,8 +56,8 @@ fn attr_u32(attr: u64, fallback: u32) -> u32 {
     // SAFETY: the helper checks the user address.
     match unsafe { bpf_probe_read_user::<u32>(attr as *const u32) } {
         Ok(v) => v,
-        Err(_) => {
-            count_fault(fault::SYSCALL_ATTR_READ);
+        Err(e) => {
+            count_fault(fault::SYSCALL_ATTR_READ, i64::from(e));
             fallback
         }
     }
@@ -152,8 +152,8 @@ fn bpf_sys_enter_bpf_body(a: Args) -> u32 {
     // SAFETY: the helper checks the user address.
     ev.name = match unsafe { bpf_probe_read_user::<[u8; 16]>((attr + 48) as *const [u8; 16]) } {
         Ok(name) => name,
-        Err(_) => {
-            count_fault(fault::SYSCALL_ATTR_READ);
+        Err(e) => {
+            count_fault(fault::SYSCALL_ATTR_READ, i64::from(e));
             [0; 16]
         }
     };
