@@ -7,6 +7,7 @@
 //! - [`access`]: one process acting on another, and what the kernel did
 //! - [`enforce`]: the decision maps' keys and values
 //! - [`offsets`]: kernel struct offsets resolved from BTF at load time
+//! - [`fault`]: the kernel programs' counted failure sites
 //!
 //! Rules (house style): no `bool`, no pointers, no implicit padding; every
 //! layout is pinned at compile time, field by field ([`layout!`]);
@@ -45,6 +46,7 @@ macro_rules! layout {
 pub mod access;
 pub mod enforce;
 pub mod event;
+pub mod fault;
 pub mod maps;
 pub mod offsets;
 #[cfg(feature = "user")]

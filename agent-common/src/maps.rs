@@ -7,6 +7,10 @@ pub const EVENTS_MAP: &str = "EVENTS";
 /// Per-CPU array of `u64` counters: events dropped in the kernel, indexed by [`EventKind`](crate::EventKind).
 pub const LOST_MAP: &str = "LOST";
 
+/// Per-CPU array of `u64` counters: failures inside the programs, indexed
+/// by the [`fault`](crate::fault) site constants.
+pub const FAULTS_MAP: &str = "FAULTS";
+
 /// One `u32`: non-zero while the agent waits to be woken (see the agent's read loop).
 pub const READER_IDLE_MAP: &str = "READER_IDLE";
 

@@ -1,12 +1,12 @@
 //! Delivering events to the agent: the ring buffer and when to wake the
-//! reader, the drop counters, the per-CPU scratch space events are
+//! reader, the drop counters, the failure counters, the per-CPU scratch space events are
 //! assembled in, the events parked until their syscall returns, and the
 //! repeat counts of aggregated accesses.
 
 use core::ptr::{read_volatile, write_volatile};
 
 use agent_common::{
-    AGG_ENTRIES, AccessEvent, AggKey, DEFAULT_RING_BYTES, EventKind, ExecScratch, LOST_SLOTS,
+    AGG_ENTRIES, AccessEvent, AggKey, DEFAULT_RING_BYTES, EventKind, ExecScratch, LOST_SLOTS, fault,
 };
 use aya_ebpf::{
     macros::map,
@@ -92,4 +92,38 @@ pub(crate) fn count_lost(kind: EventKind) {
         // SAFETY: per-CPU slot; programs do not migrate CPUs while running.
         unsafe { *slot += 1 };
     }
+}
+
+/// Failures inside the programs that do not lose a whole event (a read
+/// that faulted, a map that refused an insert), by `agent_common::fault`
+/// site: the agent serves them as `debugmon_kernel_faults_total`.
+#[map(name = "FAULTS")]
+static FAULTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(fault::COUNT as u32, 0);
+
+/// Counts one failure at `site` (an `agent_common::fault` constant) and,
+/// when the agent asked for kernel logs (`--kernel-log`), logs it with the
+/// thread and the helper's error code. Without the flag the agent loads the
+/// programs with aya-log's level global at 0, a frozen read-only value, so
+/// the verifier drops the logging path and it costs nothing.
+#[inline(always)]
+pub(crate) fn count_fault(site: u32, err: i64) {
+    if let Some(slot) = FAULTS.get_ptr_mut(site) {
+        // SAFETY: per-CPU slot; programs do not migrate CPUs while running.
+        unsafe { *slot += 1 };
+    }
+    let (pid, tgid) = crate::task::current_pid_tgid();
+    let name = match fault::NAMES.get(site as usize) {
+        Some(n) => *n,
+        None => "unknown",
+    };
+    // aya-log-ebpf 0.2 ignores its context argument (its ring buffer needs
+    // none), so the helpers that count faults need not carry one.
+    aya_log_ebpf::warn!(
+        &(),
+        "kernel fault at {}: pid {} tgid {} error {}",
+        name,
+        pid,
+        tgid,
+        err
+    );
 }

@@ -1,7 +1,7 @@
 //! Installs what building and testing need on a fresh Debian 12 machine,
 //! checking each piece first so a second run costs a few milliseconds:
 //! Debian packages, the nightly toolchain with rust-src, bpf-linker (pinned,
-//! built against LLVM 22: see docs/toolchain.md), nats-server.
+//! built against LLVM 22: see docs/toolchain.md), nats-server, promtool.
 
 use std::process::{Command, Stdio};
 
@@ -179,11 +179,70 @@ fn nats_server() -> Result<()> {
     Ok(())
 }
 
+/// The Prometheus server's unit and init script: the `prometheus` package
+/// ships promtool beside a server it would start on :9090. Masked before
+/// the install and disabled after, so no server runs beside the tests.
+const PROMETHEUS_UNIT: &str = "/etc/systemd/system/prometheus.service";
+const PROMETHEUS_INIT: &str = "/etc/init.d/prometheus";
+
+/// promtool checks and unit-tests the alert rules (packaging/prometheus).
+/// Debian 12 ships it only in the `prometheus` package.
+fn promtool() -> Result<()> {
+    if !installed("prometheus") {
+        // A mask is a unit symlinked to /dev/null: systemd (and the
+        // package's postinst through it) will not start the server.
+        if std::fs::symlink_metadata(PROMETHEUS_UNIT).is_err() {
+            std::fs::create_dir_all("/etc/systemd/system")
+                .context("creating /etc/systemd/system")?;
+            std::os::unix::fs::symlink("/dev/null", PROMETHEUS_UNIT)
+                .with_context(|| format!("masking {PROMETHEUS_UNIT}"))?;
+        }
+        eprintln!("xtask: installing prometheus (for promtool), its server masked");
+        sh(cmd("apt-get").arg("update").arg("-qq")).context("apt-get update")?;
+        sh(cmd("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "prometheus",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        .context("apt-get install prometheus")?;
+    }
+    quiet_prometheus_server()?;
+    if !output_contains("promtool", &["--version"], "promtool") {
+        bail!("promtool is missing after installing the prometheus package");
+    }
+    Ok(())
+}
+
+/// Makes sure the packaged Prometheus server is neither running nor set to
+/// start: without systemd the package's init script may have started it.
+fn quiet_prometheus_server() -> Result<()> {
+    if !std::path::Path::new(PROMETHEUS_INIT).exists() {
+        return Ok(());
+    }
+    let running = Command::new(PROMETHEUS_INIT)
+        .arg("status")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if running {
+        eprintln!("xtask: stopping the prometheus server the package started");
+        sh(cmd(PROMETHEUS_INIT).arg("stop")).context("stopping prometheus")?;
+    }
+    // Idempotent: removes the init script's start links.
+    sh(cmd("update-rc.d").args(["prometheus", "disable"])).context("update-rc.d prometheus disable")
+}
+
 pub(crate) fn ensure_all() -> Result<()> {
     apt()?;
     nightly()?;
     bpf_linker()?;
     nats_server()?;
+    promtool()?;
     Ok(())
 }
 

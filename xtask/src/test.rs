@@ -1,6 +1,6 @@
 //! `cargo xtask test`: installs what is missing, then runs every check CI
 //! runs, in order: format, the layout lint (`cargo xtask lint`), clippy (host crates and, for the bpf target, the
-//! eBPF crate), unit tests, the privileged tests against the running
+//! eBPF crate), unit tests, promtool on the alert rules, the privileged tests against the running
 //! kernel, and the .deb install test. It fails loudly when the privileged
 //! tests did not actually run.
 
@@ -103,6 +103,8 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
         bail!("unit tests failed: {:?}", unit.failed);
     }
 
+    promtool_rules()?;
+
     let mut privileged_tally = Tally::default();
     if privileged {
         sh(cmd("cargo").args(["build", "--locked", "-p", "agent"]))?;
@@ -134,6 +136,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
                     "nats_security",
                     "faults",
                     "identity",
+                    "faults_kernel",
                 ])
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),
@@ -183,4 +186,26 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
     println!();
     println!("total: {passed} passed, 0 failed");
     Ok(())
+}
+
+/// `promtool check rules` and `promtool test rules` on the shipped alert
+/// rules: syntax, and each alert firing on the synthetic series of
+/// packaging/prometheus/debugmon.rules.test.yml.
+fn promtool_rules() -> Result<()> {
+    let dir = root().join("packaging/prometheus");
+    let promtool = || {
+        let mut c = cmd("promtool");
+        c.current_dir(&dir);
+        c
+    };
+    if promtool().arg("--version").output().is_err() {
+        bail!(
+            "promtool is missing: the alert rules cannot be checked (it comes with Debian's \
+             prometheus package; `cargo xtask setup` installs it)"
+        );
+    }
+    sh(promtool().args(["check", "rules", "debugmon.rules.yml"]))
+        .context("promtool check rules packaging/prometheus/debugmon.rules.yml")?;
+    sh(promtool().args(["test", "rules", "debugmon.rules.test.yml"]))
+        .context("promtool test rules packaging/prometheus/debugmon.rules.test.yml")
 }

@@ -8,7 +8,7 @@ use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
 use agent_common::{
     ARGV_CAP, CWD_CAP, EXEC_EVENT_MAX, EventKind, ExecEvent, FILENAME_CAP, OFFSET_ABSENT, TTY_LEN,
-    flags,
+    fault, flags,
 };
 use aya_ebpf::{
     EbpfContext as _,
@@ -21,7 +21,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    ring::{EVENTS, EXEC_SCRATCH, count_lost, wake_if_idle},
+    ring::{EVENTS, EXEC_SCRATCH, count_fault, count_lost, wake_if_idle},
     task::{
         current_comm, current_pid_tgid, is_agent, offsets, read_creds, read_cwd, read_ns,
         read_or_zero, read_tty,
@@ -97,6 +97,8 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     // Path of the executed file: a `__data_loc` field whose low 16 bits are
     // the string's offset inside the tracepoint record.
     let mut filename_len = 0u32;
+    // The helper's return, for the fault log: -1 when there was nothing to read.
+    let mut filename_err = -1i64;
     let loc: Result<u32, i32> = if off.tp_exec_filename == OFFSET_ABSENT {
         Err(-1)
     } else {
@@ -112,6 +114,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
         let n = unsafe {
             bpf_probe_read_kernel_str(data.cast::<c_void>(), FILENAME_CAP as u32, src.cast())
         };
+        filename_err = n;
         if n > 0 {
             // `n` counts the NUL; PATH_MAX bounds it to FILENAME_CAP.
             filename_len = ((n - 1) as u32) & (FILENAME_CAP as u32 - 1);
@@ -119,6 +122,7 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
     }
     if filename_len == 0 {
         ev.header.flags |= flags::FILENAME_READ_FAILED;
+        count_fault(fault::EXEC_FILENAME_READ, filename_err);
     }
 
     // argv lives in the new image's memory between mm.arg_start and arg_end.
@@ -151,10 +155,13 @@ fn try_exec(ctx: &TracePointContext, pid: u32, tgid: u32) -> Result<(), i64> {
                 argv_len = want;
             } else {
                 ev.header.flags |= flags::ARGV_READ_FAILED;
+                count_fault(fault::EXEC_ARGV_READ, r);
             }
         }
     } else {
         ev.header.flags |= flags::ARGV_READ_FAILED;
+        // No argv range: the new image has no mm (or it was unreadable).
+        count_fault(fault::EXEC_ARGV_READ, -1);
     }
     // The working directory's names follow argv. The mask changes nothing
     // (filename_len < FILENAME_CAP, argv_len <= ARGV_CAP) but proves it.

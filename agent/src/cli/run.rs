@@ -42,6 +42,9 @@ pub struct Args {
     /// Observe only: do not enforce deny rules or protect the agent
     #[arg(long)]
     pub no_enforce: bool,
+    /// Log each failure inside the kernel programs (site, thread, error) [config: agent.kernel_log]
+    #[arg(long)]
+    pub kernel_log: bool,
     /// Policy directory (repeatable; replaces [policy] dirs of the config)
     #[arg(long = "policies", value_name = "DIR")]
     pub policies: Vec<PathBuf>,
@@ -96,6 +99,9 @@ pub fn settings(a: &Args) -> Result<Settings, ExitCode> {
     })?;
     if a.no_enforce {
         s.enforce = false;
+    }
+    if a.kernel_log {
+        s.kernel_log = true;
     }
     if !a.policies.is_empty() {
         s.policy_dirs.clone_from(&a.policies);

@@ -69,6 +69,9 @@ pub struct AgentSection {
     /// Seconds between `agent` heartbeat records, which make a stopped or
     /// frozen agent visible in the stream as silence; 0 disables them.
     pub heartbeat_secs: u64,
+    /// Have the kernel programs log each counted failure (which site,
+    /// thread and error) into the agent's log; off by default.
+    pub kernel_log: bool,
 }
 
 impl Default for AgentSection {
@@ -81,6 +84,7 @@ impl Default for AgentSection {
             table_max: 262_144,
             enforce: true,
             heartbeat_secs: 5,
+            kernel_log: false,
         }
     }
 }
@@ -298,8 +302,10 @@ pub struct MetricsSection {
 
 impl Default for MetricsSection {
     fn default() -> Self {
+        // Not 9464, the OpenTelemetry Prometheus exporter's default, nor a
+        // port of the exporters' 9100-9999 range (docs/metrics.md).
         Self {
-            listen: "127.0.0.1:9464".into(),
+            listen: "127.0.0.1:7464".into(),
         }
     }
 }
@@ -366,6 +372,7 @@ impl Config {
                 .then(|| Duration::from_secs(self.inventory.interval_secs)),
             metrics_listen: self.metrics.listen.parse().ok(),
             enforce: a.enforce,
+            kernel_log: a.kernel_log,
             policy_dirs: self.policy.dirs.clone(),
             grants_path: self.grants.path.clone(),
             grants_max: self.grants.max_duration.0,

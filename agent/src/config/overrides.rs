@@ -17,6 +17,7 @@ pub const KEYS: &[&str] = &[
     "agent.table_max",
     "agent.heartbeat_secs",
     "inventory.interval_secs",
+    "agent.kernel_log",
     "policy.dirs",
     "grants.path",
     "grants.max_duration",
@@ -102,6 +103,7 @@ pub fn set(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         "agent.heartbeat_secs" => c.agent.heartbeat_secs = parse(v)?,
         "agent.enforce" => c.agent.enforce = boolean(v)?,
         "inventory.interval_secs" => c.inventory.interval_secs = parse(v)?,
+        "agent.kernel_log" => c.agent.kernel_log = boolean(v)?,
         "policy.dirs" => c.policy.dirs = list(v).into_iter().map(PathBuf::from).collect(),
         "grants.path" => c.grants.path = PathBuf::from(v),
         "grants.max_duration" => c.grants.max_duration = parse(v)?,
@@ -161,7 +163,8 @@ mod tests {
                     || k.ends_with("journal")
                     || k.ends_with("enabled")
                     || k.ends_with("required")
-                    || k.ends_with("enforce") =>
+                    || k.ends_with("enforce")
+                    || k.ends_with("kernel_log") =>
                 {
                     "true"
                 }

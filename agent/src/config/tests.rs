@@ -168,7 +168,7 @@ fn env_overrides_file_and_flags_override_env() {
     assert!(c.nats.tls.required);
     let run = c.to_settings().unwrap();
     assert_eq!(run.ring_bytes, 32 << 20);
-    assert_eq!(run.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(run.metrics_listen, Some("127.0.0.1:7464".parse().unwrap()));
 }
 
 #[test]

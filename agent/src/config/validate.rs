@@ -165,7 +165,7 @@ impl Config {
         c.check(
             listen.is_empty() || listen.parse::<SocketAddr>().is_ok(),
             "metrics.listen",
-            || format!("{listen:?} is not address:port (e.g. \"127.0.0.1:9464\"; \"\" disables)"),
+            || format!("{listen:?} is not address:port (e.g. \"127.0.0.1:7464\"; \"\" disables)"),
         );
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             c.0.push(Problem {

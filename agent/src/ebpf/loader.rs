@@ -7,7 +7,7 @@ use std::path::Path;
 
 use agent_common::{
     AGENT_TGID_GLOBAL, AGG_MAP, AggKey, DEFAULT_RING_BYTES, ENV_NAMES, ENV_NAMES_MAP, EVENTS_MAP,
-    EnvName, KernelOffsets, LOST_MAP, OFFSETS_GLOBAL, ObjectKey, READER_IDLE_MAP,
+    EnvName, FAULTS_MAP, KernelOffsets, LOST_MAP, OFFSETS_GLOBAL, ObjectKey, READER_IDLE_MAP,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::{
     btf::{BtfError, KernelBtf, VMLINUX_BTF},
     enforce::{EnforceError, Enforcer, Mechanism, mechanism},
+    kernel_log,
     probes::{Hook, LSM_PROBES, PROBES, Probe, SYSCALL_PREFIX, SYSCALL_PROBES},
     tracefs::{self, TracefsError, TracefsState},
 };
@@ -39,6 +40,8 @@ pub enum LoadError {
     MissingProgram(&'static str),
     #[error("map `{0}` is missing from the eBPF object or has the wrong type")]
     Map(&'static str),
+    #[error("opening the programs' log ring (--kernel-log)")]
+    KernelLog(#[source] aya_log::Error),
     #[error("enforcement maps")]
     Enforce(#[from] EnforceError),
     #[error("writing map `{name}`")]
@@ -67,6 +70,8 @@ pub struct LoadOptions {
     /// Environment variables each exec reports (at most
     /// [`agent_common::ENV_NAMES`]; the kernel matches their first 8 bytes).
     pub env_names: Vec<String>,
+    /// Have the programs log each counted failure (`--kernel-log`).
+    pub kernel_log: bool,
 }
 
 impl Default for LoadOptions {
@@ -76,6 +81,7 @@ impl Default for LoadOptions {
             agent_tgid: std::process::id(),
             enforce: true,
             env_names: Vec::new(),
+            kernel_log: false,
         }
     }
 }
@@ -88,6 +94,10 @@ pub struct Loaded {
     /// Set while the agent waits for the kernel to wake it (`wake_if_idle`).
     pub reader_idle: Array<MapData, u32>,
     pub lost: PerCpuArray<MapData, u64>,
+    /// Failures inside the programs, by `agent_common::fault` site.
+    pub faults: PerCpuArray<MapData, u64>,
+    /// The programs' log ring, when `kernel_log` was asked for.
+    pub kernel_log: Option<kernel_log::Logger>,
     /// Repeat counts of aggregated accesses.
     pub agg: PerCpuHashMap<MapData, AggKey, u64>,
     /// Names of the programs that are attached.
@@ -147,6 +157,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .btf(Some(&btf))
         .override_global(OFFSETS_GLOBAL, &offsets, true)
         .override_global(AGENT_TGID_GLOBAL, &opts.agent_tgid, true)
+        .override_global(aya_log::LEVEL, &kernel_log::level(opts.kernel_log), true)
         .map_max_entries(EVENTS_MAP, opts.ring_bytes)
         .load(OBJECT)?;
 
@@ -214,6 +225,11 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     .map_err(|_| LoadError::Map(EVENTS_MAP))?;
     let lost = PerCpuArray::try_from(ebpf.take_map(LOST_MAP).ok_or(LoadError::Map(LOST_MAP))?)
         .map_err(|_| LoadError::Map(LOST_MAP))?;
+    let faults = PerCpuArray::try_from(
+        ebpf.take_map(FAULTS_MAP)
+            .ok_or(LoadError::Map(FAULTS_MAP))?,
+    )
+    .map_err(|_| LoadError::Map(FAULTS_MAP))?;
     let agg = PerCpuHashMap::try_from(ebpf.take_map(AGG_MAP).ok_or(LoadError::Map(AGG_MAP))?)
         .map_err(|_| LoadError::Map(AGG_MAP))?;
     let reader_idle = Array::try_from(
@@ -221,11 +237,18 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             .ok_or(LoadError::Map(READER_IDLE_MAP))?,
     )
     .map_err(|_| LoadError::Map(READER_IDLE_MAP))?;
+    let kernel_log = if opts.kernel_log {
+        Some(kernel_log::take(&mut ebpf).map_err(LoadError::KernelLog)?)
+    } else {
+        None
+    };
     Ok(Loaded {
+        kernel_log,
         ebpf,
         ring,
         reader_idle,
         lost,
+        faults,
         agg,
         attached,
         tracefs,

@@ -2,26 +2,22 @@
 //! `Arc<Metrics>` (no global state), rendered in the Prometheus text
 //! exposition format (version 0.0.4) by [`Metrics::render`].
 //!
-//! Wired in this build (something increments or sets them):
-//! `events_total`, `records_total`, `kernel_events_lost_total`,
-//! `events_undecodable_total`, `programs_attached`,
-//! `enforcement_mechanism`, `process_table_entries`, `build_info`,
-//! `start_time_seconds`, `spool_records`, `spool_bytes`,
-//! `spool_records_lost_total`.
-//! Registered for the policy, grants and NATS stages, which own them and
-//! call the `record_*`/`set_*` methods below: `decisions_total`,
-//! `policy_reloads_total`, `grants_active`, `spool_records`, `spool_bytes`,
-//! `nats_connected`, `nats_publish_errors_total`, `nats_msg_id_collisions_total`,
-//! `nats_ack_latency_seconds`.
+//! Every name the endpoint serves is in [`METRIC_NAMES`] (the dashboard
+//! and alert rules in `packaging/` are checked against it); docs/metrics.md
+//! says what each one means.
 //!
 //! - [`render`]: the text exposition
+//! - [`process`]: the standard `process_*` metrics from `/proc/self`
 //! - [`status`]: the `debugmon status` report built from the registry, and
 //!   the client that fetches it
 //! - [`http`]: the endpoint serving `/metrics` and `/status`
 
 pub mod http;
+pub mod process;
 pub mod render;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 use std::{
     sync::{
@@ -31,7 +27,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use agent_common::AccessKind;
+use agent_common::{AccessKind, fault};
 
 use crate::event::Kind;
 
@@ -88,8 +84,58 @@ pub const LOST_KINDS: [&str; 4] = ["exec", "fork", "exit", "access"];
 /// writable (disk full), torn by a kill during the write).
 pub const SPOOL_LOST: [&str; 3] = ["shed", "unwritable", "torn"];
 
-/// Upper bounds (seconds) of the ack latency histogram buckets.
-const ACK_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+/// Every metric name the endpoint serves (a summary's `_sum` and `_count`
+/// series under its base name). A test renders the registry and checks
+/// this list against it both ways.
+pub const METRIC_NAMES: [&str; 31] = [
+    "debugmon_build_info",
+    "debugmon_start_time_seconds",
+    "debugmon_programs_attached",
+    "debugmon_enforcement_mechanism",
+    "debugmon_bpf_lsm_active",
+    "debugmon_events_total",
+    "debugmon_records_total",
+    "debugmon_decisions_total",
+    "debugmon_kernel_events_lost_total",
+    "debugmon_events_undecodable_total",
+    "debugmon_kernel_faults_total",
+    "debugmon_process_table_entries",
+    "debugmon_spool_records",
+    "debugmon_spool_bytes",
+    "debugmon_spool_shed_total",
+    "debugmon_spool_records_lost_total",
+    "debugmon_nats_connected",
+    "debugmon_nats_acked_total",
+    "debugmon_nats_publish_errors_total",
+    "debugmon_nats_msg_id_collisions_total",
+    "debugmon_nats_ack_latency_seconds",
+    "debugmon_policy_reloads_total",
+    "debugmon_grants_active",
+    "debugmon_heartbeat_last_seconds",
+    "debugmon_heartbeat_interval_seconds",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+];
+
+/// The delivery stage's cumulative NATS numbers, copied in once a second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NatsTotals {
+    pub connected: bool,
+    /// Records acked by JetStream.
+    pub acked: u64,
+    /// Connect, publish and ack failures.
+    pub errors: u64,
+    /// Records whose message id another publisher had used first.
+    pub collisions: u64,
+    /// Acked batches, and the summed time from each batch's first publish
+    /// to its last ack.
+    pub batches: u64,
+    pub ack_latency_total_us: u64,
+}
 
 /// Event kinds and the index of their counter.
 pub enum EventLabel {
@@ -142,13 +188,9 @@ pub struct Info {
     pub enforcement: String,
     pub policy_hash: Option<String>,
     pub sinks: Vec<String>,
-}
-
-#[derive(Default)]
-struct Histogram {
-    buckets: [AtomicU64; ACK_BUCKETS.len()],
-    count: AtomicU64,
-    sum_ns: AtomicU64,
+    /// Whether `bpf` is in the kernel's active LSM list (BPF-LSM could
+    /// enforce here); `None` when the list could not be read.
+    pub bpf_lsm_active: Option<bool>,
 }
 
 /// The registry. All methods take `&self`: writers are the pipeline, the
@@ -169,10 +211,12 @@ pub struct Metrics {
     spool_records: AtomicU64,
     spool_bytes: AtomicU64,
     spool_lost: [AtomicU64; SPOOL_LOST.len()],
-    nats_connected: AtomicU64,
-    publish_errors: AtomicU64,
-    nats_collisions: AtomicU64,
-    ack_latency: Histogram,
+    spool_shed: AtomicU64,
+    nats: RwLock<NatsTotals>,
+    /// Unix time (ms) of the last heartbeat record, 0 before the first.
+    heartbeat_last_ms: AtomicU64,
+    heartbeat_every_s: AtomicU64,
+    kernel_faults: [AtomicU64; fault::COUNT],
     policy_reloads_ok: AtomicU64,
     policy_reloads_error: AtomicU64,
     grants_active: AtomicU64,
@@ -205,10 +249,11 @@ impl Metrics {
             spool_records: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
             spool_lost: Default::default(),
-            nats_connected: AtomicU64::new(0),
-            publish_errors: AtomicU64::new(0),
-            nats_collisions: AtomicU64::new(0),
-            ack_latency: Histogram::default(),
+            spool_shed: AtomicU64::new(0),
+            nats: RwLock::new(NatsTotals::default()),
+            heartbeat_last_ms: AtomicU64::new(0),
+            heartbeat_every_s: AtomicU64::new(0),
+            kernel_faults: Default::default(),
             policy_reloads_ok: AtomicU64::new(0),
             policy_reloads_error: AtomicU64::new(0),
             grants_active: AtomicU64::new(0),
@@ -267,9 +312,12 @@ impl Metrics {
         self.process_table.store(entries, Relaxed);
     }
 
-    pub fn set_spool(&self, records: u64, bytes: u64) {
+    /// The spool's unacked records and bytes, and the records its size
+    /// bound shed since start.
+    pub fn set_spool(&self, records: u64, bytes: u64, shed: u64) {
         self.spool_records.store(records, Relaxed);
         self.spool_bytes.store(bytes, Relaxed);
+        self.spool_shed.store(shed, Relaxed);
     }
 
     /// Cumulative spool losses, in [`SPOOL_LOST`] order.
@@ -279,33 +327,40 @@ impl Metrics {
         }
     }
 
-    pub fn set_nats_connected(&self, connected: bool) {
-        self.nats_connected.store(u64::from(connected), Relaxed);
+    pub fn set_nats(&self, totals: NatsTotals) {
+        *self.nats.write().unwrap_or_else(PoisonError::into_inner) = totals;
     }
 
-    /// The NATS sink's own cumulative counters, copied once a second.
-    pub fn set_nats(&self, connected: bool, errors: u64, collisions: u64) {
-        self.set_nats_connected(connected);
-        self.publish_errors.store(errors, Relaxed);
-        self.nats_collisions.store(collisions, Relaxed);
+    pub fn nats(&self) -> NatsTotals {
+        *self.nats.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn record_publish_error(&self) {
-        self.publish_errors.fetch_add(1, Relaxed);
+    /// The heartbeat interval (0: heartbeats are off).
+    pub fn set_heartbeat_interval(&self, every: Duration) {
+        self.heartbeat_every_s.store(every.as_secs(), Relaxed);
     }
 
-    /// Time from publish to JetStream ack.
-    pub fn record_ack_latency(&self, d: Duration) {
-        let h = &self.ack_latency;
-        let secs = d.as_secs_f64();
-        for (bucket, le) in h.buckets.iter().zip(ACK_BUCKETS) {
-            if secs <= le {
-                bucket.fetch_add(1, Relaxed);
-            }
+    /// A heartbeat record was written now.
+    pub fn heartbeat_written(&self) {
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.heartbeat_last_ms.store(ms, Relaxed);
+    }
+
+    /// The kernel's cumulative fault counters, in [`fault::NAMES`] order.
+    pub fn set_kernel_faults(&self, counts: [u64; fault::COUNT]) {
+        for (slot, v) in self.kernel_faults.iter().zip(counts) {
+            slot.store(v, Relaxed);
         }
-        h.count.fetch_add(1, Relaxed);
-        h.sum_ns
-            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub fn kernel_faults(&self) -> [u64; fault::COUNT] {
+        let mut out = [0; fault::COUNT];
+        for (o, v) in out.iter_mut().zip(&self.kernel_faults) {
+            *o = v.load(Relaxed);
+        }
+        out
     }
 
     pub fn record_policy_reload(&self, ok: bool) {
@@ -354,7 +409,7 @@ impl Metrics {
     }
 
     pub fn nats_connected(&self) -> bool {
-        self.nats_connected.load(Relaxed) != 0
+        self.nats().connected
     }
 
     pub fn grants_active(&self) -> u64 {

@@ -4,19 +4,29 @@
 
 use std::{fmt::Write as _, sync::atomic::Ordering::Relaxed};
 
-use super::{ACK_BUCKETS, Metrics};
+use agent_common::fault;
+
+use super::{Metrics, process};
 
 impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let info = self.info();
         let mut o = Out(String::with_capacity(4096));
-        o.head("debugmon_build_info", "gauge", "Agent build; always 1.");
-        o.sample(
+        o.head(
             "debugmon_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))],
-            1,
+            "gauge",
+            "Agent build, kernel and enforcement mechanism; always 1.",
         );
+        let mut build = vec![("version", env!("CARGO_PKG_VERSION"))];
+        // Set by whoever builds a package from a git checkout; a build
+        // without it has no such label rather than an empty one.
+        if let Some(commit) = option_env!("DEBUGMON_GIT_COMMIT").filter(|c| !c.is_empty()) {
+            build.push(("git_commit", commit));
+        }
+        build.push(("kernel", &info.kernel));
+        build.push(("mechanism", &info.enforcement));
+        o.sample("debugmon_build_info", &build, 1);
         o.head(
             "debugmon_start_time_seconds",
             "gauge",
@@ -46,6 +56,14 @@ impl Metrics {
             &[("mechanism", &info.enforcement)],
             1,
         );
+        if let Some(active) = info.bpf_lsm_active {
+            o.single(
+                "debugmon_bpf_lsm_active",
+                "gauge",
+                "1 when bpf is in the kernel's active LSM list (BPF-LSM can enforce here).",
+                u64::from(active),
+            );
+        }
         o.labelled(
             "debugmon_events_total",
             "counter",
@@ -80,6 +98,19 @@ impl Metrics {
             "Events userspace could not decode (counted, then dropped).",
             self.undecodable(),
         );
+        let faults = self.kernel_faults();
+        let by_site: Vec<(&str, u64)> = fault::NAMES
+            .iter()
+            .zip(faults)
+            .map(|(n, v)| (*n, v))
+            .collect();
+        o.labelled(
+            "debugmon_kernel_faults_total",
+            "counter",
+            "Failures inside the eBPF programs (a read that faulted, a full map), by site.",
+            "site",
+            &by_site,
+        );
         o.single(
             "debugmon_process_table_entries",
             "gauge",
@@ -107,24 +138,37 @@ impl Metrics {
             &self.spool_lost_by_reason(),
         );
         o.single(
+            "debugmon_spool_shed_total",
+            "counter",
+            "Unacked records the spool's size bound dropped (lost to NATS).",
+            self.spool_shed.load(Relaxed),
+        );
+        let nats = self.nats();
+        o.single(
             "debugmon_nats_connected",
             "gauge",
             "1 while connected to NATS.",
-            u64::from(self.nats_connected()),
+            u64::from(nats.connected),
+        );
+        o.single(
+            "debugmon_nats_acked_total",
+            "counter",
+            "Records JetStream acknowledged (and the spool released).",
+            nats.acked,
         );
         o.single(
             "debugmon_nats_publish_errors_total",
             "counter",
-            "NATS publishes that failed or were not acknowledged.",
-            self.publish_errors.load(Relaxed),
+            "NATS connects, publishes and acks that failed.",
+            nats.errors,
         );
         o.single(
             "debugmon_nats_msg_id_collisions_total",
             "counter",
             "Records whose NATS message id another publisher had used first (each published again under a fresh id).",
-            self.nats_collisions.load(Relaxed),
+            nats.collisions,
         );
-        self.render_ack_latency(&mut o);
+        render_ack_latency(&mut o, nats.batches, nats.ack_latency_total_us);
         o.labelled(
             "debugmon_policy_reloads_total",
             "counter",
@@ -141,30 +185,104 @@ impl Metrics {
             "Unexpired access grants.",
             self.grants_active(),
         );
+        self.render_heartbeat(&mut o);
+        render_process(&mut o);
         o.0
     }
 
-    fn render_ack_latency(&self, o: &mut Out) {
-        let name = "debugmon_nats_ack_latency_seconds";
-        let h = &self.ack_latency;
-        o.head(
-            name,
-            "histogram",
-            "Time from NATS publish to JetStream ack.",
+    fn render_heartbeat(&self, o: &mut Out) {
+        o.single(
+            "debugmon_heartbeat_interval_seconds",
+            "gauge",
+            "Configured time between heartbeat records; 0 when heartbeats are off.",
+            self.heartbeat_every_s.load(Relaxed),
         );
-        for (bucket, le) in h.buckets.iter().zip(ACK_BUCKETS) {
+        let ms = self.heartbeat_last_ms.load(Relaxed);
+        // Before the first heartbeat there is no time to give: a 0 would
+        // read as "last heartbeat in 1970" and fire every alert at once.
+        if ms > 0 {
+            o.head(
+                "debugmon_heartbeat_last_seconds",
+                "gauge",
+                "Unix time the last heartbeat record was written.",
+            );
             o.line(format_args!(
-                "{name}_bucket{{le=\"{le}\"}} {}",
-                bucket.load(Relaxed)
+                "debugmon_heartbeat_last_seconds {}.{:03}",
+                ms / 1000,
+                ms % 1000
             ));
         }
-        let count = h.count.load(Relaxed);
-        o.line(format_args!("{name}_bucket{{le=\"+Inf\"}} {count}"));
-        #[expect(clippy::cast_precision_loss, reason = "a latency sum in seconds")]
-        let sum = h.sum_ns.load(Relaxed) as f64 / 1e9;
-        o.line(format_args!("{name}_sum {sum}"));
-        o.line(format_args!("{name}_count {count}"));
     }
+}
+
+/// Time from a batch's first NATS publish to its last ack, as a summary
+/// without quantiles: the delivery stage keeps sums, not samples.
+fn render_ack_latency(o: &mut Out, batches: u64, total_us: u64) {
+    let name = "debugmon_nats_ack_latency_seconds";
+    o.head(
+        name,
+        "summary",
+        "Time from a batch's first NATS publish to its last JetStream ack.",
+    );
+    o.line(format_args!(
+        "{name}_sum {}.{:06}",
+        total_us / 1_000_000,
+        total_us % 1_000_000
+    ));
+    o.line(format_args!("{name}_count {batches}"));
+}
+
+/// The standard `process_*` metrics; left out (and logged) when
+/// `/proc/self` cannot be read, rather than served as zeros.
+fn render_process(o: &mut Out) {
+    let p = match process::read_self() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "process metrics unavailable");
+            return;
+        }
+    };
+    o.head(
+        "process_cpu_seconds_total",
+        "counter",
+        "User and system CPU time spent by the agent, in seconds.",
+    );
+    o.line(format_args!("process_cpu_seconds_total {}", p.cpu_seconds));
+    o.single(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        p.resident_bytes,
+    );
+    o.single(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+        p.virtual_bytes,
+    );
+    o.single(
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors.",
+        p.open_fds,
+    );
+    if let Some(max) = p.max_fds {
+        o.single(
+            "process_max_fds",
+            "gauge",
+            "Limit on open file descriptors (RLIMIT_NOFILE, soft).",
+            max,
+        );
+    }
+    o.head(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+    );
+    o.line(format_args!(
+        "process_start_time_seconds {:.2}",
+        p.start_time_seconds
+    ));
 }
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -210,141 +328,5 @@ impl Out {
         for (l, v) in vals {
             self.sample(name, &[(label, l)], *v);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use agent_common::AccessKind;
-
-    use super::*;
-    use crate::metrics::EventLabel;
-
-    fn value(text: &str, series: &str) -> Option<String> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_owned))
-    }
-
-    #[test]
-    fn renders_counters_with_help_and_type() {
-        let m = Metrics::new();
-        m.event(&EventLabel::Exec);
-        m.event(&EventLabel::Exec);
-        m.event(&EventLabel::Access(AccessKind::Ptrace));
-        m.record(crate::event::Kind::Exec);
-        m.record(crate::event::Kind::Other);
-        m.set_kernel_lost([1, 0, 0, 7]);
-        m.set_undecodable(3);
-        m.update_info(|i| i.programs = vec!["a".into(), "b".into()]);
-        let t = m.render();
-        assert!(t.contains("# HELP debugmon_events_total Kernel events received, by kind.\n# TYPE debugmon_events_total counter\n"), "{t}");
-        assert_eq!(
-            value(&t, "debugmon_events_total{kind=\"exec\"}").as_deref(),
-            Some("2")
-        );
-        assert_eq!(
-            value(&t, "debugmon_events_total{kind=\"ptrace\"}").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            value(&t, "debugmon_events_total{kind=\"fork\"}").as_deref(),
-            Some("0")
-        );
-        assert_eq!(
-            value(&t, "debugmon_records_total{kind=\"exec\"}").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            value(&t, "debugmon_kernel_events_lost_total{kind=\"access\"}").as_deref(),
-            Some("7")
-        );
-        assert_eq!(
-            value(&t, "debugmon_events_undecodable_total").as_deref(),
-            Some("3")
-        );
-        assert_eq!(
-            value(&t, "debugmon_programs_attached").as_deref(),
-            Some("2")
-        );
-        assert_eq!(
-            value(&t, "debugmon_enforcement_mechanism{mechanism=\"none\"}").as_deref(),
-            Some("1")
-        );
-        assert!(t.ends_with('\n'));
-    }
-
-    #[test]
-    fn every_sample_has_a_type_line_before_it() {
-        let t = Metrics::new().render();
-        let mut typed = Vec::new();
-        for l in t.lines() {
-            if let Some(rest) = l.strip_prefix("# TYPE ") {
-                typed.push(rest.split(' ').next().unwrap().to_owned());
-            } else if !l.starts_with('#') {
-                let name = l.split(['{', ' ']).next().unwrap();
-                let base = ["_bucket", "_sum", "_count"]
-                    .iter()
-                    .find_map(|s| name.strip_suffix(s))
-                    .filter(|b| typed.last().is_some_and(|t| t == b))
-                    .unwrap_or(name);
-                assert_eq!(typed.last().map(String::as_str), Some(base), "{l}");
-            }
-        }
-    }
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let m = Metrics::new();
-        m.record_ack_latency(Duration::from_micros(1500));
-        m.record_ack_latency(Duration::from_secs(10));
-        let t = m.render();
-        let b = |le: &str| {
-            value(
-                &t,
-                &format!("debugmon_nats_ack_latency_seconds_bucket{{le=\"{le}\"}}"),
-            )
-        };
-        assert_eq!(b("0.001").as_deref(), Some("0"));
-        assert_eq!(b("0.002").as_deref(), Some("1"));
-        assert_eq!(b("5").as_deref(), Some("1"));
-        assert_eq!(b("+Inf").as_deref(), Some("2"));
-        assert_eq!(
-            value(&t, "debugmon_nats_ack_latency_seconds_count").as_deref(),
-            Some("2")
-        );
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let m = Metrics::new();
-        m.update_info(|i| i.enforcement = "a\"b\\c\nd".into());
-        let t = m.render();
-        assert!(
-            t.contains(r#"debugmon_enforcement_mechanism{mechanism="a\"b\\c\nd"} 1"#),
-            "{t}"
-        );
-    }
-
-    #[test]
-    fn decisions_and_reloads_count() {
-        let m = Metrics::new();
-        m.record_decision("deny");
-        m.record_decision("bogus");
-        m.record_policy_reload(false);
-        let t = m.render();
-        assert_eq!(
-            value(&t, "debugmon_decisions_total{action=\"deny\"}").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            value(&t, "debugmon_decisions_total{action=\"allow\"}").as_deref(),
-            Some("0")
-        );
-        assert_eq!(
-            value(&t, "debugmon_policy_reloads_total{result=\"error\"}").as_deref(),
-            Some("1")
-        );
     }
 }

@@ -262,8 +262,8 @@ mod tests {
     #[test]
     fn url_follows_the_listen_address() {
         assert_eq!(
-            url_for("127.0.0.1:9464").as_deref(),
-            Some("http://127.0.0.1:9464")
+            url_for("127.0.0.1:7464").as_deref(),
+            Some("http://127.0.0.1:7464")
         );
         assert_eq!(url_for("0.0.0.0:9").as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(url_for("[::]:9").as_deref(), Some("http://[::1]:9"));
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused() {
-        for url in ["https://x:1", "127.0.0.1:9464", "http://", "http:///status"] {
+        for url in ["https://x:1", "127.0.0.1:7464", "http://", "http:///status"] {
             let e = fetch(url, Duration::from_secs(1)).unwrap_err();
             assert!(matches!(e, StatusError::BadUrl { .. }), "{url}: {e:?}");
         }

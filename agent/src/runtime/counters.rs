@@ -1,9 +1,9 @@
 //! The kernel objects the running agent holds besides the ring: the loaded
 //! object itself (dropping it detaches every program), the reader flag,
 //! and the counters it reads periodically (events the kernel dropped,
-//! repeats of aggregated accesses).
+//! failures inside the programs, repeats of aggregated accesses).
 
-use agent_common::{AggKey, EventKind};
+use agent_common::{AggKey, EventKind, fault};
 use aya::{
     Ebpf,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -24,6 +24,8 @@ pub(super) struct Handover {
     pub(super) tracefs: TracefsState,
     pub(super) mechanism_reason: String,
     pub(super) objects: Vec<agent_common::ObjectKey>,
+    /// The programs' log ring, with `--kernel-log`.
+    pub(super) kernel_log: Option<crate::ebpf::kernel_log::Logger>,
 }
 
 pub(super) struct Kernel {
@@ -33,6 +35,7 @@ pub(super) struct Kernel {
     /// Set while the agent waits for the kernel to wake it.
     pub(super) reader_idle: Array<MapData, u32>,
     pub(super) lost: PerCpuArray<MapData, u64>,
+    pub(super) faults: PerCpuArray<MapData, u64>,
     pub(super) agg: PerCpuHashMap<MapData, AggKey, u64>,
 }
 
@@ -45,6 +48,7 @@ impl Kernel {
             _ebpf: l.ebpf,
             reader_idle: l.reader_idle,
             lost: l.lost,
+            faults: l.faults,
             agg: l.agg,
         };
         let rest = Handover {
@@ -54,6 +58,7 @@ impl Kernel {
             tracefs: l.tracefs,
             mechanism_reason: l.mechanism_reason,
             objects: l.objects,
+            kernel_log: l.kernel_log,
         };
         (k, rest)
     }
@@ -84,6 +89,19 @@ impl Kernel {
             undecodable: 0,
             spool_shed: 0,
         }
+    }
+
+    /// The programs' failure counters, summed over CPUs, in
+    /// `agent_common::fault::NAMES` order.
+    pub(super) fn faults(&self) -> [u64; fault::COUNT] {
+        let mut out = [0; fault::COUNT];
+        for (site, slot) in (0u32..).zip(out.iter_mut()) {
+            match self.faults.get(&site, 0) {
+                Ok(v) => *slot = v.iter().sum(),
+                Err(e) => error!(error = %e, site, "reading the kernel fault counters failed"),
+            }
+        }
+        out
     }
 
     /// Cumulative repeat counts per aggregated access, summed over CPUs.

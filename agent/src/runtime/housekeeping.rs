@@ -12,6 +12,7 @@ use crate::{
     decide::Verdict,
     event::Kind,
     inventory,
+    metrics::NatsTotals,
     record::LostCounts,
     sys::host::{self, Clock},
 };
@@ -93,6 +94,7 @@ impl Running {
         if cadence.due(now) {
             let detail = cadence.detail(now, &self.p.stats(), lost);
             self.p.note(now, Kind::Agent, detail);
+            self.metrics.heartbeat_written();
         }
     }
 
@@ -118,8 +120,6 @@ impl Running {
         let Some(stats) = self.sink.nats_stats() else {
             return;
         };
-        self.metrics
-            .set_nats(stats.connected, stats.errors, stats.collisions);
         let new = stats.collisions.saturating_sub(self.collisions_reported);
         if new == 0 {
             return;
@@ -205,12 +205,21 @@ impl Running {
             .set_kernel_lost([lost.exec, lost.fork, lost.exit, lost.access]);
         self.metrics.set_undecodable(stats.undecodable);
         self.metrics.set_process_table(self.p.table().len() as u64);
+        self.metrics.set_kernel_faults(self.kernel.faults());
         let d = self.sink.stats();
-        self.metrics.set_spool(d.spool_pending, d.spool_bytes);
+        self.metrics
+            .set_spool(d.spool_pending, d.spool_bytes, d.spool_shed);
         self.metrics
             .set_spool_lost([d.spool_shed, d.spool_unwritable, d.spool_torn]);
         if let Some(n) = self.sink.nats_stats() {
-            self.metrics.set_nats_connected(n.connected);
+            self.metrics.set_nats(NatsTotals {
+                connected: n.connected,
+                acked: n.acked,
+                errors: n.errors,
+                collisions: n.collisions,
+                batches: n.batches,
+                ack_latency_total_us: n.ack_latency_total_us,
+            });
         }
         if self.notifier.is_enabled() {
             let rate = stats.events.saturating_sub(self.last_events);

@@ -49,6 +49,8 @@ pub struct Settings {
     pub aggregate_window: Duration,
     /// Enforce deny rules and protect the agent when the kernel allows it.
     pub enforce: bool,
+    /// The kernel programs log each counted failure (`--kernel-log`).
+    pub kernel_log: bool,
     /// How often an `agent` heartbeat record goes out; `None`: never.
     pub heartbeat: Option<Duration>,
     /// How often an `inventory` (the host's debug exposure) is taken,
@@ -95,6 +97,7 @@ impl Default for Settings {
             exit_grace: Duration::from_secs(10),
             aggregate_window: Duration::from_secs(5),
             enforce: true,
+            kernel_log: false,
             heartbeat: Some(Duration::from_secs(5)),
             inventory: Some(Duration::from_secs(3600)),
             policy_dirs: crate::policy::DEFAULT_DIRS

@@ -64,6 +64,8 @@ pub(super) struct Running {
     pub(super) _watchdog: Option<Watchdog>,
     /// What SIGHUP reads again besides the policy.
     pub(super) reload: Option<Arc<Mutex<dyn super::Reloader>>>,
+    /// Forwards the kernel programs' log (`--kernel-log`) while held.
+    pub(super) _kernel_log: Option<crate::ebpf::kernel_log::Reading>,
 }
 
 impl Timers {

@@ -114,6 +114,7 @@ impl Running {
             ring_bytes: cfg.ring_bytes,
             agent_tgid: std::process::id(),
             enforce: cfg.enforce,
+            kernel_log: cfg.kernel_log,
             env_names: crate::enrich::switches::DEFAULT_ENV_NAMES
                 .iter()
                 .map(|n| (*n).to_owned())
@@ -128,6 +129,7 @@ impl Running {
             tracefs,
             mechanism_reason,
             objects,
+            kernel_log,
         } = h;
         release_startup_heap();
         // The agent is protected by what it is, not by a name: its threads
@@ -170,7 +172,11 @@ impl Running {
             i.programs = attached.iter().map(ToString::to_string).collect();
             i.sinks = sink.sink_names();
             i.enforcement = mechanism.as_str().to_owned();
+            i.bpf_lsm_active = crate::ebpf::enforce::mechanism::active_lsms()
+                .ok()
+                .map(|(list, _)| crate::ebpf::enforce::mechanism::lsm_list_has_bpf(&list));
         });
+        metrics.set_heartbeat_interval(cfg.heartbeat.unwrap_or_default());
 
         let started_ns = host::boottime_ns();
         p.note(
@@ -234,7 +240,12 @@ impl Running {
         // for as long as the RingBuf lives inside the AsyncFd.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| AgentError::Poll(e.into()))?;
+        let kernel_log = kernel_log
+            .map(crate::ebpf::kernel_log::spawn)
+            .transpose()
+            .map_err(AgentError::Poll)?;
         let mut a = Self {
+            _kernel_log: kernel_log,
             ring,
             reader: ReadMode::START,
             timers: Timers::new(cfg.aggregate_window)?,

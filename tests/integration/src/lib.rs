@@ -212,7 +212,7 @@ impl Agent {
             .args(extra)
             .env("RUST_LOG", "info")
             // Any free port: concurrent agents (another worktree, a dev's
-            // `cargo xtask run`) must not collide on the default 9464.
+            // `cargo xtask run`) must not collide on the default 7464.
             .env("DEBUGMON_METRICS_LISTEN", "127.0.0.1:0")
             .env("DEBUGMON_GRANTS_PATH", state.join("grants.json"))
             .env("DEBUGMON_CONTROL_SOCKET", state.join("control.sock"))

@@ -3,7 +3,7 @@
 //! repeats of one already sent.
 
 use agent_common::{
-    AccessEvent, AccessKind, AggKey, Enforcement, EventKind, access_flags, agg_outcome,
+    AccessEvent, AccessKind, AggKey, Enforcement, EventKind, access_flags, agg_outcome, fault,
 };
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    ring::{ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_lost, wake_if_idle},
+    ring::{ACCESS_SCRATCH, AGG, EVENTS, PENDING, count_fault, count_lost, wake_if_idle},
     task::{current_comm, current_pid_tgid, offsets, read_creds, read_ns, read_or_zero},
 };
 
@@ -131,19 +131,23 @@ fn count_or_emit(ev: &AccessEvent, key: AggKey) {
         unsafe { *v += 1 };
         return;
     }
-    if AGG.insert(key, 0, u64::from(BPF_NOEXIST)).is_ok() {
+    let inserted = AGG.insert(key, 0, u64::from(BPF_NOEXIST));
+    if inserted.is_ok() {
         emit(ev);
     } else if let Some(v) = AGG.get_ptr_mut(key) {
         // Another CPU inserted it first: this call is a repeat.
         // SAFETY: as above.
         unsafe { *v += 1 };
+    } else {
+        count_fault(fault::AGG_INSERT, i64::from(inserted.err().unwrap_or(-1)));
     }
 }
 
 /// Parks an event until the syscall returns, so the record carries the result.
 #[inline(always)]
 pub(super) fn park(pid: u32, ev: &AccessEvent) {
-    if PENDING.insert(pid, ev, 0).is_err() {
+    if let Err(e) = PENDING.insert(pid, ev, 0) {
+        count_fault(fault::PENDING_INSERT, i64::from(e));
         emit(ev); // better without a result than not at all
     }
 }
@@ -165,11 +169,14 @@ pub(super) fn aggregate_or_park(pid: u32, ev: &AccessEvent) {
         unsafe { *v += 1 };
         return;
     }
-    if AGG.insert(key, 0, u64::from(BPF_NOEXIST)).is_ok() {
+    let inserted = AGG.insert(key, 0, u64::from(BPF_NOEXIST));
+    if inserted.is_ok() {
         park(pid, ev);
     } else if let Some(v) = AGG.get_ptr_mut(key) {
         // SAFETY: as in `aggregate`.
         unsafe { *v += 1 };
+    } else {
+        count_fault(fault::AGG_INSERT, i64::from(inserted.err().unwrap_or(-1)));
     }
 }
 

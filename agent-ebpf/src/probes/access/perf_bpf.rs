@@ -4,7 +4,7 @@
 //! the agent's programs, maps or links is someone reaching for the agent's
 //! own instruments.
 
-use agent_common::{AccessKind, EventKind, SELF_PROTECTION, object_kind, ops};
+use agent_common::{AccessKind, EventKind, SELF_PROTECTION, fault, object_kind, ops};
 use aya_ebpf::{
     helpers::bpf_probe_read_user,
     macros::{fentry, fexit, tracepoint},
@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     enforce::{self, NO_SLOT, protect},
-    ring::count_lost,
+    ring::{count_fault, count_lost},
     task::{agent_tgid, current_pid_tgid, is_agent},
 };
 
@@ -48,6 +48,21 @@ syscall_exit!(
     fexit_perf_event_open
 );
 
+/// The first `u32` of a syscall's attribute structure in the caller's
+/// memory, or `fallback` (counted) when it cannot be read: a bad pointer
+/// the syscall itself will refuse with EFAULT.
+#[inline(always)]
+fn attr_u32(attr: u64, fallback: u32) -> u32 {
+    // SAFETY: the helper checks the user address.
+    match unsafe { bpf_probe_read_user::<u32>(attr as *const u32) } {
+        Ok(v) => v,
+        Err(e) => {
+            count_fault(fault::SYSCALL_ATTR_READ, i64::from(e));
+            fallback
+        }
+    }
+}
+
 #[inline(always)]
 fn perf_sys_enter_perf_event_open_body(a: Args) -> u32 {
     let (pid, tgid) = current_pid_tgid();
@@ -75,8 +90,7 @@ fn perf_sys_enter_perf_event_open_body(a: Args) -> u32 {
         ev.flags2 |= agent_common::access_flags::TARGET_RESOLVED;
     }
     // SAFETY: the helper checks the user address; perf_event_attr.type is the first u32.
-    ev.request =
-        u64::from(unsafe { bpf_probe_read_user::<u32>(attr as *const u32) }.unwrap_or(u32::MAX));
+    ev.request = u64::from(attr_u32(attr, u32::MAX));
     ev.arg = u64::from(cpu as u32);
     // BPF-LSM refuses these in its `perf_event_open` hook.
     let slot = denied_actor(ops::PERF);
@@ -108,7 +122,7 @@ fn bpf_sys_enter_bpf_body(a: Args) -> u32 {
     if let Some(kind) = object_of(cmd) {
         // SAFETY: the helper checks the user address; every *_GET_FD_BY_ID
         // has the object's id first in bpf_attr.
-        let id = unsafe { bpf_probe_read_user::<u32>(attr as *const u32) }.unwrap_or(0);
+        let id = attr_u32(attr, 0);
         if !enforce::agent_object(kind, id) {
             return 0;
         }
@@ -134,12 +148,15 @@ fn bpf_sys_enter_bpf_body(a: Args) -> u32 {
         return 0;
     };
     // union bpf_attr (UAPI) for BPF_PROG_LOAD: prog_type at 0, prog_name[16] at 48.
+    ev.request = u64::from(attr_u32(attr, u32::MAX));
     // SAFETY: the helper checks the user address.
-    ev.request =
-        u64::from(unsafe { bpf_probe_read_user::<u32>(attr as *const u32) }.unwrap_or(u32::MAX));
-    // SAFETY: as above.
-    ev.name = unsafe { bpf_probe_read_user::<[u8; 16]>((attr + 48) as *const [u8; 16]) }
-        .unwrap_or([0; 16]);
+    ev.name = match unsafe { bpf_probe_read_user::<[u8; 16]>((attr + 48) as *const [u8; 16]) } {
+        Ok(name) => name,
+        Err(e) => {
+            count_fault(fault::SYSCALL_ATTR_READ, i64::from(e));
+            [0; 16]
+        }
+    };
     // BPF-LSM refuses these in its `bpf` hook.
     let slot = denied_actor(ops::BPF);
     if slot != NO_SLOT && hooks_enforce(false) {

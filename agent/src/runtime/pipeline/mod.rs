@@ -451,9 +451,13 @@ impl Pipeline {
 
     fn emit<D: Serialize>(&mut self, ktime_ns: u64, parts: Parts<'_, D>) {
         let mark = self.batch.len();
+        let action = parts.verdict.map(|v| v.action);
         match self.builder.write(&mut self.batch, ktime_ns, parts) {
             Ok(()) => {
                 self.stats.records += 1;
+                if let Some(a) = action {
+                    self.metrics.record_decision(a);
+                }
                 if let Some(k) = self.builder.last_kind() {
                     self.metrics.record(k);
                 }

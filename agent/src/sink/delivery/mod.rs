@@ -161,6 +161,7 @@ pub struct DeliveryStats {
     pub sink_errors: u64,
     /// Entries left in the spool for the next start.
     pub spool_pending: u64,
+    /// Bytes the spool's segments hold.
     pub spool_bytes: u64,
     /// Sealed records the spool could not write; they miss NATS.
     pub spool_unwritable: u64,
