@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(
         long = "policies",
         value_name = "DIR",
-        default_value = "/etc/debugmon/policies.d"
+        default_values = crate::policy::DEFAULT_DIRS
     )]
     policies: Vec<PathBuf>,
     /// Print JSON (the `detail` of an `inventory` snapshot record)

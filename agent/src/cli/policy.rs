@@ -25,8 +25,8 @@ pub enum Command {
     },
     /// List the rules in load order: name, action, severity, triggers, tags, file:line
     List {
-        /// Policy files or directories (a directory stands for its *.yaml files)
-        #[arg(default_value = "/etc/debugmon/policies.d")]
+        /// Files or directories; a later one's file replaces an earlier one's of the same name
+        #[arg(default_values = policy::DEFAULT_DIRS)]
         paths: Vec<PathBuf>,
         /// One JSON object per rule instead of aligned columns
         #[arg(long)]
