@@ -243,23 +243,45 @@ pub fn load(
         return Err(ConfigError::Invalid(bad));
     }
 
-    cfg.validate().map_err(|problems| {
-        ConfigError::Invalid(
-            problems
-                .into_iter()
-                .map(|p| Invalid {
-                    location: origin
-                        .get(p.key)
-                        .cloned()
-                        .or_else(|| file.as_ref().and_then(|f| f.location(p.key)))
-                        .unwrap_or_else(|| "built-in default".into()),
-                    key: p.key.to_owned(),
-                    reason: p.reason,
-                })
-                .collect(),
-        )
-    })?;
+    cfg.validate()
+        .map_err(|problems| invalid(problems, &origin, file.as_ref()))?;
     Ok((cfg, source))
+}
+
+/// Parses and validates config file text on its own (no environment, no
+/// flags); `path` only names it in errors. The entry point the fuzz target
+/// drives: any text must come back as a config or a [`ConfigError`].
+pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let file = File {
+        path: path.to_path_buf(),
+        text: text.to_owned(),
+    };
+    let cfg = file.parse()?;
+    cfg.validate()
+        .map_err(|problems| invalid(problems, &HashMap::new(), Some(&file)))?;
+    Ok(cfg)
+}
+
+/// Validation problems located where each key got its value.
+fn invalid(
+    problems: Vec<super::validate::Problem>,
+    origin: &HashMap<&str, String>,
+    file: Option<&File>,
+) -> ConfigError {
+    ConfigError::Invalid(
+        problems
+            .into_iter()
+            .map(|p| Invalid {
+                location: origin
+                    .get(p.key)
+                    .cloned()
+                    .or_else(|| file.and_then(|f| f.location(p.key)))
+                    .unwrap_or_else(|| "built-in default".into()),
+                key: p.key.to_owned(),
+                reason: p.reason,
+            })
+            .collect(),
+    )
 }
 
 fn read(path: &Path) -> Result<File, ConfigError> {

@@ -302,3 +302,17 @@ fn arbitrary_bytes_never_panic() {
         let _ = decode(&b);
     }
 }
+
+/// Fuzz finding (seed `fuzz/corpus/decode/regression-comm-without-nul`): a
+/// comm filling all 16 bytes with no NUL decoded to 16 bytes, which
+/// encode cannot carry; it is now cut at 15 as the kernel's comm is.
+#[test]
+fn a_fixed_string_without_its_nul_is_cut_before_the_last_byte() {
+    let seed = include_bytes!("../../../../fuzz/corpus/decode/regression-comm-without-nul");
+    let ev = decode(seed).unwrap();
+    let Event::Fork(f) = &ev else {
+        panic!("the seed is a fork event: {ev:?}")
+    };
+    assert_eq!(f.comm.len(), agent_common::COMM_LEN - 1);
+    assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+}
