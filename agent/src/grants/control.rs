@@ -198,10 +198,7 @@ async fn connection(
         if line.trim().is_empty() {
             continue;
         }
-        let (resp, event) = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(&store, req, &requester),
-            Err(e) => (Response::error(format!("bad request: {e}")), None),
-        };
+        let (resp, event) = respond(&store, &line, &requester);
         if let Some(ev) = event {
             let _ = events.send(ControlEvent::Grant(ev)).await;
         }
@@ -214,6 +211,20 @@ async fn write(wr: &mut (impl AsyncWriteExt + Unpin), resp: &Response) -> std::i
     let mut buf = serde_json::to_vec(resp).expect("invariant: responses always serialize");
     buf.push(b'\n');
     wr.write_all(&buf).await
+}
+
+/// Answers one request line from `requester`: a malformed line gets an
+/// `ok: false` response saying why, never a panic. Public for the fuzz
+/// target, which feeds it arbitrary lines.
+pub fn respond(
+    store: &Mutex<GrantStore>,
+    line: &str,
+    requester: &Requester,
+) -> (Response, Option<GrantEvent>) {
+    match serde_json::from_str::<Request>(line) {
+        Ok(req) => handle(store, req, requester),
+        Err(e) => (Response::error(format!("bad request: {e}")), None),
+    }
 }
 
 fn handle(

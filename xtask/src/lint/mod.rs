@@ -40,7 +40,14 @@ const SHORT_FNS: &[(&str, &str, usize)] = &[
 ];
 
 /// Directories whose `.rs` files are checked.
-const SOURCE_DIRS: &[&str] = &["agent", "agent-common", "agent-ebpf", "xtask", "tests"];
+const SOURCE_DIRS: &[&str] = &[
+    "agent",
+    "agent-common",
+    "agent-ebpf",
+    "xtask",
+    "tests",
+    "fuzz",
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {

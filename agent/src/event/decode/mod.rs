@@ -52,8 +52,15 @@ fn as_bytes<T: Copy>(v: &T) -> &[u8] {
     unsafe { std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), size_of::<T>()) }
 }
 
+/// A fixed C string field: up to its NUL. The kernel always leaves room
+/// for the NUL, so a field without one (only hostile or corrupt bytes) is
+/// cut before its last byte, as the kernel would have; otherwise such an
+/// event would re-encode differently (found by the `decode` fuzz target).
 fn cstr_bytes(b: &[u8]) -> Vec<u8> {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(b.len().saturating_sub(1));
     b[..end].to_vec()
 }
 
@@ -75,7 +82,10 @@ fn join_cwd(area: &[u8], deleted: bool) -> Vec<u8> {
     let body = area.strip_suffix(&[0]).unwrap_or(area);
     let mut path = Vec::with_capacity(area.len() + 1 + DELETED.len());
     if !body.is_empty() {
-        for name in body.rsplit(|&c| c == 0) {
+        // An empty name (a name the kernel side could not read) adds no
+        // component: `//` would name the same directory, and the record
+        // must read back as it was written.
+        for name in body.rsplit(|&c| c == 0).filter(|n| !n.is_empty()) {
             path.push(b'/');
             path.extend_from_slice(name);
         }

@@ -302,3 +302,60 @@ fn arbitrary_bytes_never_panic() {
         let _ = decode(&b);
     }
 }
+
+/// Fuzz finding (seed `fuzz/corpus/decode/regression-comm-without-nul`): a
+/// comm filling all 16 bytes with no NUL decoded to 16 bytes, which
+/// encode cannot carry; it is now cut at 15 as the kernel's comm is.
+#[test]
+fn a_fixed_string_without_its_nul_is_cut_before_the_last_byte() {
+    let seed = include_bytes!("../../../../fuzz/corpus/decode/regression-comm-without-nul");
+    let ev = decode(seed).unwrap();
+    let Event::Fork(f) = &ev else {
+        panic!("the seed is a fork event: {ev:?}")
+    };
+    assert_eq!(f.comm.len(), agent_common::COMM_LEN - 1);
+    assert_eq!(decode(&encode(&ev)).unwrap(), ev);
+}
+
+/// Fuzzing found cwd areas with empty names (`a\0\0`, `\0\0`): they read
+/// as `//a`, which encodes back as `/a`. Empty names add nothing now, so
+/// what is recorded reads back the same.
+#[test]
+fn empty_cwd_names_add_no_component_and_round_trip() {
+    let ok = flags::CWD_RESOLVED;
+    for (area, path) in [
+        (&b"a\0\0"[..], &b"/a"[..]),
+        (b"\0\0", b"/"),
+        (b"\0app\0\0srv\0", b"/srv/app"),
+    ] {
+        let bytes = exec_with_cwd_area(area, ok);
+        assert_eq!(cwd_of(&bytes).unwrap(), path, "{area:?}");
+        let ev = decode(&bytes).unwrap();
+        assert_eq!(decode(&encode(&ev)).unwrap(), ev, "{area:?}");
+    }
+}
+
+/// The inputs the decode fuzz target crashed on (kept as its seeds) now
+/// decode, or not, and read back as they were decoded.
+#[test]
+fn the_decode_fuzz_findings_round_trip() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/decode");
+    let mut crashes = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("crash-")
+        {
+            continue;
+        }
+        crashes += 1;
+        let bytes = std::fs::read(&path).unwrap();
+        if let Ok(ev) = decode(&bytes) {
+            assert_eq!(decode(&encode(&ev)).unwrap(), ev, "{}", path.display());
+        }
+    }
+    assert!(crashes >= 2, "the crash seeds are in {dir}");
+}

@@ -5,17 +5,26 @@
 //! serde_json's `preserve_order` feature, and a hash must not change because
 //! a dev-dependency did. The definition (also in docs/records.md):
 //!
-//! - objects: members sorted by key, comparing the keys' UTF-8 bytes;
+//! - objects: members sorted by key, comparing the keys' UTF-16 code units
+//!   as RFC 8785 does ([`jcs::key_order`]; the same as comparing UTF-8
+//!   bytes unless keys mix U+E000..U+FFFF with characters beyond);
 //!   `{"k":v,...}` with no whitespace;
 //! - arrays: `[v,...]` in order, no whitespace;
 //! - strings: serde_json's escaping: `"` and `\` escaped with a backslash,
 //!   `\b \f \n \r \t` for those controls, `\u00XX` (lower-case hex) for the
 //!   other bytes below 0x20, everything else (including non-ASCII) as raw
 //!   UTF-8;
-//! - numbers: integers in plain decimal; other numbers as serde_json prints
-//!   them (shortest round-trip form). Records only carry integers.
+//! - numbers: integers in plain decimal, exactly (also beyond 2^53, where
+//!   RFC 8785 would round through a double: the one intended difference);
+//!   other numbers in RFC 8785's ECMAScript form ([`jcs::write_f64`]).
+//!   Records only carry integers.
+//!
+//! Everything else is RFC 8785 (JCS) byte for byte; the differential test
+//! `agent/tests/jcs_differential.rs` compares against an independent
+//! implementation.
 //! - `true`, `false`, `null` as such.
 
+pub mod jcs;
 pub mod writer;
 
 use serde_json::Value;
@@ -26,7 +35,10 @@ pub fn encode(v: &Value, out: &mut Vec<u8>) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if !n.is_i64() && !n.is_u64() => jcs::write_f64(x, out),
+            _ => out.extend_from_slice(n.to_string().as_bytes()),
+        },
         Value::String(s) => encode_str(s, out),
         Value::Array(items) => {
             out.push(b'[');
@@ -48,7 +60,7 @@ pub fn encode_members<'a>(
     out: &mut Vec<u8>,
 ) {
     let mut sorted: Vec<(&String, &Value)> = members.collect();
-    sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    sorted.sort_unstable_by(|a, b| jcs::key_order(a.0.as_bytes(), b.0.as_bytes()));
     out.push(b'{');
     for (i, (k, v)) in sorted.into_iter().enumerate() {
         if i > 0 {
@@ -76,7 +88,7 @@ pub fn write_object<M>(
     value: impl Fn(&M, &mut Vec<u8>),
     out: &mut Vec<u8>,
 ) {
-    members.sort_unstable_by(|a, b| key(a).as_bytes().cmp(key(b).as_bytes()));
+    members.sort_unstable_by(|a, b| jcs::key_order(key(a).as_bytes(), key(b).as_bytes()));
     out.push(b'{');
     for (i, m) in members.iter().enumerate() {
         if i > 0 {
@@ -115,7 +127,7 @@ pub fn split_members(line: &[u8]) -> Option<Vec<(&str, &[u8])>> {
         let key = std::str::from_utf8(key).ok()?;
         if members
             .last()
-            .is_some_and(|(k, _)| k.as_bytes() >= key.as_bytes())
+            .is_some_and(|(k, _)| jcs::key_order(k.as_bytes(), key.as_bytes()).is_ge())
         {
             return None;
         }

@@ -79,10 +79,9 @@ impl<'a> Object<'a> {
 
     fn value<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> Result<(), Error> {
         if self.scratch.is_none() {
-            let in_order = self
-                .members
-                .last()
-                .is_none_or(|(last, _, _)| last.as_str().as_bytes() < key.as_str().as_bytes());
+            let in_order = self.members.last().is_none_or(|(last, _, _)| {
+                super::jcs::key_order(last.as_str().as_bytes(), key.as_str().as_bytes()).is_lt()
+            });
             if in_order {
                 if !self.members.is_empty() {
                     self.out.push(b',');
@@ -231,9 +230,10 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
     fn serialize_f64(self, v: f64) -> Result<(), Error> {
         // As `canonical::encode` prints a `Value` number.
-        let n = serde_json::Number::from_f64(v)
-            .ok_or_else(|| ser::Error::custom("canonical JSON: NaN or infinity"))?;
-        self.out.extend_from_slice(n.to_string().as_bytes());
+        if !v.is_finite() {
+            return Err(ser::Error::custom("canonical JSON: NaN or infinity"));
+        }
+        super::jcs::write_f64(v, self.out);
         Ok(())
     }
     fn serialize_char(self, v: char) -> Result<(), Error> {

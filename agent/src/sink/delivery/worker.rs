@@ -71,9 +71,9 @@ pub fn prepare_line(redactor: &Redactor, line: &[u8]) -> Option<Map<String, Valu
         redact_values(redactor, argv);
     }
     if let Some(Value::Object(env)) = m.get_mut("detail").and_then(|d| d.get_mut("env")) {
-        for v in env.values_mut() {
+        for (name, v) in env.iter_mut() {
             if let Value::String(s) = v
-                && let Cow::Owned(r) = redactor.redact_str(s)
+                && let Cow::Owned(r) = redactor.redact_env(name, s)
             {
                 *s = r;
             }
@@ -159,9 +159,9 @@ fn redact_env<'a>(redactor: &Redactor, raw: &'a [u8]) -> Option<Cow<'a, [u8]>> {
     };
     let mut env: Map<String, Value> = serde_json::from_slice(env_raw).ok()?;
     let mut changed = false;
-    for v in env.values_mut() {
+    for (name, v) in env.iter_mut() {
         if let Value::String(s) = v
-            && let Cow::Owned(r) = redactor.redact_str(s)
+            && let Cow::Owned(r) = redactor.redact_env(name, s)
         {
             *s = r;
             changed = true;

@@ -1,0 +1,156 @@
+//! `cargo xtask fuzz [--secs N] [TARGET...]`: builds the fuzz targets in
+//! `fuzz/` once (cargo-fuzz: nightly, libFuzzer, AddressSanitizer, debug
+//! assertions so an overflow is a finding too), then runs each for N
+//! seconds, two at a time, starting from its seed corpus in
+//! `fuzz/corpus/TARGET`. Inputs libFuzzer finds go to
+//! `fuzz/target/corpus/TARGET` (never into the checked-in seeds); a crash
+//! leaves its input in `fuzz/target/artifacts/TARGET/` and fails the task.
+//! `cargo xtask test` runs every target for [`TEST_SECS`].
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::shell::{cmd, root, sh, show};
+
+/// Every fuzz target (a `[[bin]]` of fuzz/Cargo.toml).
+pub(crate) const TARGETS: &[&str] = &[
+    "decode",
+    "policy",
+    "config",
+    "control",
+    "canonical",
+    "verify",
+];
+/// Seconds per target in `cargo xtask test`.
+pub(crate) const TEST_SECS: u64 = 30;
+/// Seconds per target in `cargo xtask fuzz` without `--secs`.
+pub(crate) const DEFAULT_SECS: u64 = 300;
+/// Targets running at once: the machines have two cores.
+const PARALLEL: usize = 2;
+
+/// Builds the targets once and runs `targets` (all when empty).
+pub(crate) fn fuzz(secs: u64, targets: &[String]) -> Result<()> {
+    for t in targets {
+        if !TARGETS.contains(&t.as_str()) {
+            bail!(
+                "no fuzz target {t:?}; the targets are {}",
+                TARGETS.join(", ")
+            );
+        }
+    }
+    let chosen: Vec<&str> = if targets.is_empty() {
+        TARGETS.to_vec()
+    } else {
+        targets.iter().map(String::as_str).collect()
+    };
+    let started = Instant::now();
+    sh(cmd("cargo")
+        .args([
+            "+nightly",
+            "fuzz",
+            "build",
+            "--fuzz-dir",
+            "fuzz",
+            "--debug-assertions",
+        ])
+        // No target loads the eBPF programs: skipping their second build
+        // (for the sanitizer's flags) saves minutes on a fresh clone.
+        .env("AYA_BUILD_SKIP", "1"))
+    .context("building the fuzz targets")?;
+    eprintln!("xtask: fuzz targets built in {:.0?}", started.elapsed());
+
+    let mut failed = Vec::new();
+    for batch in chosen.chunks(PARALLEL) {
+        let running: Vec<(&str, Child)> = batch
+            .iter()
+            .map(|t| start(t, secs).map(|c| (*t, c)))
+            .collect::<Result<_>>()?;
+        for (t, mut child) in running {
+            let st = child
+                .wait()
+                .with_context(|| format!("waiting for fuzz target {t}"))?;
+            let log = fs::read_to_string(log_path(t)).unwrap_or_default();
+            if st.success() {
+                eprintln!("xtask: fuzz {t}: {secs} s, no crash ({})", runs(&log));
+            } else {
+                eprintln!("xtask: fuzz {t} FAILED ({st}); the end of its log:");
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                for line in tail.into_iter().rev() {
+                    eprintln!("    {line}");
+                }
+                failed.push(t);
+            }
+        }
+    }
+    eprintln!("xtask: fuzzing took {:.0?} in all", started.elapsed());
+    if !failed.is_empty() {
+        bail!(
+            "fuzz targets crashed: {} (inputs in fuzz/target/artifacts/; keep each as a seed \
+             in fuzz/corpus/TARGET once fixed)",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn work_dir() -> PathBuf {
+    root().join("fuzz/target")
+}
+
+fn log_path(target: &str) -> PathBuf {
+    work_dir().join("logs").join(format!("{target}.log"))
+}
+
+/// Starts one built target on its corpora, its output to its log.
+fn start(target: &str, secs: u64) -> Result<Child> {
+    let work = work_dir();
+    let found = work.join("corpus").join(target);
+    let artifacts = work.join("artifacts").join(target);
+    for d in [&found, &artifacts, &work.join("logs")] {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let seeds = root().join("fuzz/corpus").join(target);
+    if !seeds.is_dir() {
+        bail!(
+            "fuzz target {target} has no seed corpus at {}",
+            seeds.display()
+        );
+    }
+    let bin = binary(&work, target);
+    let log = fs::File::create(log_path(target)).context("creating the fuzz log")?;
+    let mut c = cmd(&bin.display().to_string());
+    c.arg(format!("-max_total_time={secs}"))
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        // One slow input is a finding as well (a hang on hostile input).
+        .arg("-timeout=10")
+        .arg("-rss_limit_mb=2048")
+        .arg("-print_final_stats=1")
+        // New inputs go to the first directory, never into the seeds.
+        .arg(&found)
+        .arg(&seeds)
+        .stdout(Stdio::from(log.try_clone().context("log handle")?))
+        .stderr(Stdio::from(log));
+    eprintln!("xtask: $ {}", show(&c));
+    c.spawn()
+        .with_context(|| format!("starting fuzz target {target}"))
+}
+
+fn binary(work: &Path, target: &str) -> PathBuf {
+    // cargo-fuzz builds for the host triple, in release.
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    work.join(triple).join("release").join(target)
+}
+
+/// libFuzzer's "Done N runs in S second(s)" line, for the summary.
+fn runs(log: &str) -> String {
+    log.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Done ").map(str::to_owned))
+        .unwrap_or_else(|| "run count not reported".to_owned())
+}
