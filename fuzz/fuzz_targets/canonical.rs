@@ -37,7 +37,14 @@ fuzz_target!(|data: &[u8]| {
     let mut streamed = Vec::new();
     canonical::writer::to_writer(&mut streamed, &v).expect("a Value always writes");
     assert_eq!(streamed, bytes, "writer and encode disagree");
-    if let serde_json::Value::Object(map) = &v {
+    // split_members declines keys written with escapes (a quote, a
+    // backslash, a control character), and its callers then parse the
+    // line in full; every other canonical object must split.
+    if let serde_json::Value::Object(map) = &v
+        && !map
+            .keys()
+            .any(|k| k.chars().any(|c| c == '"' || c == '\\' || c < ' '))
+    {
         let members = canonical::split_members(&bytes).expect("a canonical object splits");
         assert_eq!(members.len(), map.len());
     }

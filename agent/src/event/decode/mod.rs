@@ -64,12 +64,19 @@ fn cstr_bytes(b: &[u8]) -> Vec<u8> {
     b[..end].to_vec()
 }
 
-/// Splits the kernel's NUL-separated argv area into arguments.
-fn split_argv(area: &[u8]) -> Vec<Vec<u8>> {
+/// Splits the kernel's NUL-separated argv area into arguments. A
+/// `truncated` area ends inside its last argument, without a NUL: one
+/// that ends with a NUL was cut where the next argument began, which is
+/// then empty.
+fn split_argv(area: &[u8], truncated: bool) -> Vec<Vec<u8>> {
     if area.is_empty() {
         return Vec::new();
     }
-    let body = area.strip_suffix(&[0]).unwrap_or(area);
+    let body = if truncated {
+        area
+    } else {
+        area.strip_suffix(&[0]).unwrap_or(area)
+    };
     body.split(|&c| c == 0).map(<[u8]>::to_vec).collect()
 }
 
@@ -77,17 +84,17 @@ fn split_argv(area: &[u8]) -> Vec<Vec<u8>> {
 const DELETED: &[u8] = b" (deleted)";
 
 /// The absolute path named by the kernel's cwd area: NUL-terminated
-/// names, innermost first.
+/// names, innermost first. An empty name (one the kernel side could not
+/// read) or a `/` inside a name (which no directory entry has) adds no
+/// empty component: the path is what [`split_cwd`] turns back into the
+/// same area, so a record reads back as it was written.
 fn join_cwd(area: &[u8], deleted: bool) -> Vec<u8> {
     let body = area.strip_suffix(&[0]).unwrap_or(area);
     let mut path = Vec::with_capacity(area.len() + 1 + DELETED.len());
-    if !body.is_empty() {
-        // An empty name (a name the kernel side could not read) adds no
-        // component: `//` would name the same directory, and the record
-        // must read back as it was written.
-        for name in body.rsplit(|&c| c == 0).filter(|n| !n.is_empty()) {
+    for name in body.rsplit(|&c| c == 0) {
+        for part in name.split(|&c| c == b'/').filter(|n| !n.is_empty()) {
             path.push(b'/');
-            path.extend_from_slice(name);
+            path.extend_from_slice(part);
         }
     }
     if path.is_empty() {
@@ -248,7 +255,10 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecInfo, DecodeError> {
         comm: cstr_bytes(&e.comm),
         tty: cstr_bytes(&e.tty),
         filename: payload[..fl].to_vec(),
-        argv: split_argv(&payload[fl..fl + al]),
+        argv: split_argv(
+            &payload[fl..fl + al],
+            e.header.flags & flags::ARGV_TRUNCATED != 0,
+        ),
         argv_truncated: e.header.flags & flags::ARGV_TRUNCATED != 0,
         argv_total_len: e.argv_total_len,
         exe_file: ExeFile {
@@ -373,6 +383,12 @@ pub fn encode(ev: &Event) -> Vec<u8> {
             }
             if a.target_host_pid.is_some() {
                 flags2 |= access_flags::TARGET_RESOLVED;
+            }
+            if a.at_access {
+                flags2 |= access_flags::AT_ACCESS;
+            }
+            if a.writes {
+                flags2 |= access_flags::WRITES;
             }
             as_bytes(&AccessEvent {
                 header: EventHeader {

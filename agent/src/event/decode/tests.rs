@@ -197,8 +197,10 @@ fn access_round_trip_every_kind() {
             count: 1,
             aggregate: false,
             io_uring: true,
-            at_access: false,
-            writes: false,
+            // Every flag the kernel sets survives the round trip (the
+            // decode fuzz target found these two dropped by `encode`).
+            at_access: kind == AccessKind::ProcMem,
+            writes: matches!(kind, AccessKind::ProcMem | AccessKind::VmWritev),
             refused: false,
             target_host_pid: Some(1099),
             ppid: 2,
@@ -317,9 +319,9 @@ fn a_fixed_string_without_its_nul_is_cut_before_the_last_byte() {
     assert_eq!(decode(&encode(&ev)).unwrap(), ev);
 }
 
-/// Fuzzing found cwd areas with empty names (`a\0\0`, `\0\0`): they read
-/// as `//a`, which encodes back as `/a`. Empty names add nothing now, so
-/// what is recorded reads back the same.
+/// Fuzzing found cwd areas with empty names (`a\0\0`, `\0\0`) or a `/`
+/// in a name: they read as `//a`, which encodes back as `/a`. Neither adds
+/// an empty component now, so what is recorded reads back the same.
 #[test]
 fn empty_cwd_names_add_no_component_and_round_trip() {
     let ok = flags::CWD_RESOLVED;
@@ -327,6 +329,8 @@ fn empty_cwd_names_add_no_component_and_round_trip() {
         (&b"a\0\0"[..], &b"/a"[..]),
         (b"\0\0", b"/"),
         (b"\0app\0\0srv\0", b"/srv/app"),
+        (b"/echo\0hi\0", b"/hi/echo"),
+        (b"echo/\0hi\0", b"/hi/echo"),
     ] {
         let bytes = exec_with_cwd_area(area, ok);
         assert_eq!(cwd_of(&bytes).unwrap(), path, "{area:?}");
@@ -358,4 +362,17 @@ fn the_decode_fuzz_findings_round_trip() {
         }
     }
     assert!(crashes >= 2, "the crash seeds are in {dir}");
+}
+
+/// Fuzzing found a truncated argv area that ends with a NUL: the cap fell
+/// where the next argument began, so that argument is empty, and it must
+/// survive being written back.
+#[test]
+fn a_truncated_argv_cut_at_an_argument_boundary_round_trips() {
+    let mut e = exec();
+    e.argv = vec![b"a".to_vec(), Vec::new()];
+    e.argv_truncated = true;
+    e.flags = flags::ARGV_TRUNCATED;
+    let ev = Event::Exec(e);
+    assert_eq!(decode(&encode(&ev)).unwrap(), ev);
 }
