@@ -52,6 +52,55 @@ fn cargo_test(c: &mut std::process::Command) -> Result<(bool, Tally)> {
     Ok((st.success(), tally))
 }
 
+/// Fails when a file in tests/integration/tests/ is in neither the host's
+/// list nor the VM's: a suite nobody runs would pass by being forgotten.
+fn every_suite_listed() -> Result<()> {
+    let dir = root().join("tests/integration/tests");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(name) = path
+            .extension()
+            .is_some_and(|e| e == "rs")
+            .then(|| path.file_stem())
+            .flatten()
+            .and_then(|n| n.to_str())
+        else {
+            continue;
+        };
+        let in_vm = crate::vm::VM_TESTS.iter().any(|(t, _)| *t == name);
+        if !PRIVILEGED.contains(&name) && !in_vm {
+            missing.push(name.to_owned());
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "privileged suites run nowhere (add them to PRIVILEGED in xtask/src/test.rs or VM_TESTS in xtask/src/vm.rs): {missing:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The privileged suites, run on the host (root, the real kernel).
+/// vm_enforce needs BPF-LSM: it runs inside `vm-test` with the others
+/// `xtask/src/vm.rs` lists.
+const PRIVILEGED: &[&str] = &[
+    "exec",
+    "coverage",
+    "ops",
+    "enforce",
+    "delivery",
+    "evasion",
+    "quiet",
+    "interfaces",
+    "readonly",
+    "inventory",
+    "nats_security",
+    "faults",
+    "identity",
+    "faults_kernel",
+];
+
 pub(crate) fn test(privileged: bool) -> Result<()> {
     if privileged && !is_root() {
         bail!(
@@ -109,6 +158,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
 
     let mut privileged_tally = Tally::default();
     if privileged {
+        every_suite_listed()?;
         sh(cmd("cargo").args(["build", "--locked", "-p", "agent"]))?;
         let bin = root().join("target/debug/debugmon");
         let (ok, t) = cargo_test(
@@ -121,25 +171,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
                     "-p",
                     "integration-test",
                 ])
-                // vm_enforce needs BPF-LSM: it runs inside `vm-test` below.
-                .args(["--test", "exec", "--test", "coverage", "--test", "ops"])
-                .args([
-                    "--test", "enforce", "--test", "delivery", "--test", "evasion",
-                ])
-                .args([
-                    "--test",
-                    "quiet",
-                    "--test",
-                    "interfaces",
-                    "--test",
-                    "readonly",
-                    "--test",
-                    "inventory",
-                    "nats_security",
-                    "faults",
-                    "identity",
-                    "faults_kernel",
-                ])
+                .args(PRIVILEGED.iter().flat_map(|t| ["--test", t]))
                 .args(["--", "--test-threads=1"])
                 .env("DEBUGMON_BIN", &bin),
         )?;

@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::shell::{cmd, root, sh};
 
 /// Test binaries run inside the VM, with cargo-test filters.
-const VM_TESTS: &[(&str, &[&str])] = &[
+pub(crate) const VM_TESTS: &[(&str, &[&str])] = &[
     // The exec tests, less the two that need a fast machine (storm, stall).
     ("exec", &["--skip", "storm", "--skip", "stalled"]),
     ("vm_enforce", &[]),
