@@ -36,6 +36,13 @@ const FILES: &[(&str, &str, u32)] = &[
         "usr/share/doc/debugmon/operations.md",
         0o644,
     ),
+    ("docs/nats.md", "usr/share/doc/debugmon/nats.md", 0o644),
+    // A drop-in turning NATS over TLS with credentials on (docs/nats.md).
+    (
+        "packaging/examples/50-nats-tls.toml",
+        "usr/share/doc/debugmon/examples/50-nats-tls.toml",
+        0o644,
+    ),
 ];
 
 const SCRIPTS: &[&str] = &["postinst", "prerm", "postrm"];
