@@ -511,6 +511,7 @@ fn a_cluster_losing_its_leader_stores_every_record_once() {
         "--subject",
         "debugmon.alert.>",
         "--json",
+        "--trust-on-first-use",
     ]);
     let alerts: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     let alert_msgs = alerts["hosts"].as_object().map_or(0, |h| {

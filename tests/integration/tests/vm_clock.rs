@@ -125,7 +125,7 @@ fn wall_clock_jumps_neither_end_nor_stretch_a_grant() {
     }
     std::fs::write(&path, lines).unwrap();
     let out = Command::new(agent_bin())
-        .args(["verify", "--json", "--file"])
+        .args(["verify", "--json", "--trust-on-first-use", "--file"])
         .arg(&path)
         .output()
         .unwrap();
