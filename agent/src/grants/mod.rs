@@ -47,12 +47,6 @@ pub enum GrantError {
         #[source]
         io_error: std::io::Error,
     },
-    #[error("grant file {path} is not valid")]
-    Corrupt {
-        path: String,
-        #[source]
-        json_error: serde_json::Error,
-    },
 }
 
 /// Something that happened to a grant, for the caller to record as a

@@ -52,6 +52,10 @@ pub enum SealFault {
     Mismatch,
     #[error("its version {0} is not one this agent reads")]
     Version(u32),
+    /// Not a grants file at all: refused like a bad seal, so whoever can
+    /// write the file cannot keep the agent from starting.
+    #[error("it is not a grants file ({0})")]
+    Unreadable(String),
 }
 
 /// The file for `grants`, signed by `signer`.

@@ -130,12 +130,10 @@ impl GrantStore {
             Ok(mut f) => {
                 let mut text = String::new();
                 f.read_to_string(&mut text).map_err(io("read", &path))?;
-                let file: SealedFile =
-                    serde_json::from_str(&text).map_err(|json_error| GrantError::Corrupt {
-                        path: path.display().to_string(),
-                        json_error,
-                    })?;
-                match seal::open(file, &*signer) {
+                let opened = serde_json::from_str::<SealedFile>(&text)
+                    .map_err(|e| SealFault::Unreadable(e.to_string()))
+                    .and_then(|file| seal::open(file, &*signer));
+                match opened {
                     Ok(grants) => grants,
                     Err(fault) => {
                         rejection = Some(set_aside(&path, &fault, clock.now())?);

@@ -215,15 +215,15 @@ fn too_long_empty_and_unknown_are_refused() {
     assert!(s.active_for("alice", None).is_none());
 }
 
+/// A file that is not a grants file at all is refused like one whose seal
+/// fails (moved aside, alerted, no grants): it does not keep the agent
+/// from starting, and its bytes are kept for whoever investigates.
 #[test]
-fn corrupt_file_is_an_error_not_an_empty_store() {
+fn a_corrupt_grants_file_is_refused_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("g.json");
+    let path = dir.path().join("grants.json");
     fs::write(&path, "{not json").unwrap();
-    assert!(matches!(
-        open(&path, DEFAULT_MAX, clock()),
-        Err(GrantError::Corrupt { .. })
-    ));
+    assert_refused(&path, clock(), "not a grants file");
 }
 
 /// A store at `path` holding grants for alice and bob (30m each).
