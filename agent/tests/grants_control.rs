@@ -34,6 +34,7 @@ async fn grant_list_revoke_and_refuse_non_root() {
         dir.path().join("grants.json"),
         DEFAULT_MAX,
         Arc::new(SystemClock),
+        Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
     )
     .unwrap();
     assert!(expired.is_empty());

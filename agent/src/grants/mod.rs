@@ -5,16 +5,21 @@
 //! - [`Grant`], [`GrantTarget`] (what a grant covers, which the policy
 //!   engine checks: [`crate::policy::grant`]), [`parse_duration`]
 //! - [`store`]: persisted grants with expiry and an injectable clock
+//! - [`seal`]: the grants file signed with the host key, checked on load
 //! - [`control`]: the root-only control socket (server and client)
 
 pub mod control;
+pub mod seal;
 pub mod store;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::store::{Clock, GrantStore, ManualClock, SystemClock};
+pub use self::{
+    seal::GrantSigner,
+    store::{Clock, FileRejection, GrantStore, ManualClock, SystemClock},
+};
 pub use crate::policy::grant::{AccessMode, BadMode, BadTarget, Grant, GrantTarget, Requester};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +46,6 @@ pub enum GrantError {
         path: String,
         #[source]
         io_error: std::io::Error,
-    },
-    #[error("grant file {path} is not valid")]
-    Corrupt {
-        path: String,
-        #[source]
-        json_error: serde_json::Error,
     },
 }
 

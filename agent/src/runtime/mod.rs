@@ -127,6 +127,8 @@ pub enum AgentError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     Governance(#[from] governance::GovernanceError),
+    #[error("loading the host key, which seals the grants file")]
+    HostKey(#[from] crate::record::seal::SealError),
 }
 
 /// What a finished run did.

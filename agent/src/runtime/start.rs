@@ -150,6 +150,9 @@ impl Running {
         p.set_protector(Box::new(enforcer));
         p.set_metrics(Arc::clone(&metrics));
         let (stop_control, control_stopped) = watch::channel(false);
+        // The grants file is sealed with the host key the records are: the
+        // store is handed the key, it does not look for it.
+        let host_key = crate::record::seal::load_or_create_key(&cfg.delivery.key_path)?;
         let (mut gov, expired) = Governance::start(
             &GovernanceConfig {
                 policy_dirs: cfg.policy_dirs.clone(),
@@ -159,6 +162,7 @@ impl Running {
                 etc: PathBuf::from("/etc"),
             },
             &policy,
+            Arc::new(host_key),
             async move {
                 let mut rx = control_stopped;
                 let _ = rx.changed().await;

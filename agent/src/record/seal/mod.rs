@@ -56,6 +56,8 @@ use thiserror::Error;
 
 mod key;
 
+mod grants_file;
+
 pub use self::key::load_or_create_key;
 use self::key::sync_parent;
 pub use super::alert::{alert_severity, severity_of};

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::{
     event::Kind,
     grants::{
-        Grant, GrantEvent, GrantStore,
+        FileRejection, Grant, GrantEvent, GrantSigner, GrantStore,
         control::{self, ControlEvent},
         store::SystemClock,
     },
@@ -67,6 +67,12 @@ pub enum Effect {
         kind: Kind,
         detail: serde_json::Value,
     },
+    /// Write a record of `kind` with this detail that is an alert.
+    Alert {
+        kind: Kind,
+        detail: serde_json::Value,
+        verdict: crate::decide::Verdict,
+    },
 }
 
 pub struct Governance {
@@ -101,20 +107,54 @@ fn grant_record(e: &GrantEvent) -> Effect {
     }
 }
 
+/// The alert for a grants file refused at open: no grant from it is used.
+fn file_rejected_record(r: &FileRejection) -> Effect {
+    Effect::Alert {
+        kind: Kind::Grant,
+        detail: json!({
+            "event": "file_rejected", "path": r.path, "moved_to": r.moved_to, "reason": r.reason,
+        }),
+        verdict: crate::decide::Verdict {
+            action: "alert",
+            enforced: None,
+            grant_id: None,
+            reason: Some(format!(
+                "{}; no grant from it is used, the file was moved to {}",
+                r.reason, r.moved_to
+            )),
+            rule: Some("grants-file-seal".to_owned()),
+            severity: Some("high".to_owned()),
+            tags: Vec::new(),
+        },
+    }
+}
+
 impl Governance {
-    /// Opens the grants store and the control socket, serving it until
-    /// `shutdown`. Also returns the records of grants that expired while
-    /// the agent was down.
+    /// Opens the grants store (sealed by `signer`, the host key) and the
+    /// control socket, serving it until `shutdown`. Also returns the
+    /// records of grants that expired while the agent was down and of a
+    /// grants file refused because its seal did not verify.
     pub fn start(
         cfg: &GovernanceConfig,
         set: &PolicySet,
+        signer: Arc<dyn GrantSigner>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(Self, Vec<Effect>), GovernanceError> {
         if let Some(dir) = cfg.grants_path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let (store, expired) =
-            GrantStore::open(&cfg.grants_path, cfg.grants_max, Arc::new(SystemClock))?;
+        let (store, expired) = GrantStore::open(
+            &cfg.grants_path,
+            cfg.grants_max,
+            Arc::new(SystemClock),
+            signer,
+        )?;
+        let mut effects: Vec<Effect> = store
+            .file_rejection()
+            .map(file_rejected_record)
+            .into_iter()
+            .collect();
+        effects.extend(expired.iter().map(grant_record));
         let grants = Arc::new(Mutex::new(store));
         let listener = control::bind(&cfg.control_socket)?;
         let (tx, rx) = mpsc::channel(256);
@@ -130,7 +170,7 @@ impl Governance {
             programs: Vec::new(),
             kernel_notes: Vec::new(),
         };
-        Ok((gov, expired.iter().map(grant_record).collect()))
+        Ok((gov, effects))
     }
 
     /// The grants store, for the decider.

@@ -50,6 +50,7 @@ async fn a_user_joining_an_exempt_role_reaches_the_kernel_rules() {
             etc: etc.clone(),
         },
         &set,
+        Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
         std::future::pending(),
     )
     .expect("governance starts");
@@ -100,6 +101,7 @@ async fn a_replaced_program_is_looked_up_again() {
             etc,
         },
         &set,
+        Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
         std::future::pending(),
     )
     .expect("governance starts");
@@ -128,4 +130,52 @@ async fn a_replaced_program_is_looked_up_again() {
     let reason = record["reason"].as_str().unwrap();
     assert!(reason.contains("db-server"), "{reason}");
     assert!(gov.poll_programs().is_empty(), "once per change");
+}
+
+#[tokio::test]
+async fn a_grants_file_that_does_not_verify_is_an_alert_and_grants_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let grants = dir.path().join("grants.json");
+    // An unsigned grant for mallory, as an intruder would write it.
+    std::fs::write(
+        &grants,
+        r#"{"version":1,"grants":[{"id":"g-20240301-00000001","user":"mallory","target":"any","mode":"full","reason":"x","created":"2099-01-01T00:00:00Z","expires":"2099-01-01T01:00:00Z"}]}"#,
+    )
+    .unwrap();
+    let set = Arc::new(PolicySet::from_texts(&[("t.yaml", POLICY)]).expect("valid"));
+    let (gov, effects) = Governance::start(
+        &GovernanceConfig {
+            policy_dirs: Vec::new(),
+            grants_path: grants.clone(),
+            grants_max: Duration::from_secs(3600),
+            control_socket: dir.path().join("control.sock"),
+            etc: dir.path().to_owned(),
+        },
+        &set,
+        Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
+        std::future::pending(),
+    )
+    .expect("governance starts without the refused grants");
+    assert!(gov.store().lock().unwrap().list().is_empty());
+    let [
+        Effect::Alert {
+            kind,
+            detail,
+            verdict,
+        },
+    ] = effects.as_slice()
+    else {
+        panic!("one alert expected");
+    };
+    assert_eq!(*kind, Kind::Grant);
+    assert_eq!(detail["event"], "file_rejected");
+    assert!(
+        detail["reason"].as_str().unwrap().contains("unsigned"),
+        "{detail}"
+    );
+    let moved = detail["moved_to"].as_str().unwrap();
+    assert!(std::path::Path::new(moved).exists(), "{moved}");
+    assert!(!grants.exists());
+    assert_eq!(verdict.action, "alert");
+    assert_eq!(verdict.severity.as_deref(), Some("high"));
 }

@@ -295,7 +295,7 @@ fn accesses() -> Vec<AccessInfo> {
     out
 }
 
-fn pipeline(etc: &Path, grants: &Path) -> Pipeline {
+fn pipeline(etc: &Path, grants: &Path, signer: Arc<dyn crate::grants::GrantSigner>) -> Pipeline {
     let enricher = Enricher::new(
         etc,
         Path::new("/nonexistent-debugmon/cgroup"),
@@ -316,6 +316,7 @@ fn pipeline(etc: &Path, grants: &Path) -> Pipeline {
         grants,
         std::time::Duration::from_secs(4 * 3600),
         Arc::new(ManualClock::new(now)),
+        signer,
     )
     .expect("grants fixture");
     assert!(expired.is_empty());
@@ -334,8 +335,14 @@ fn run() -> Vec<u8> {
     // The store may rewrite its file: it works on a copy.
     let tmp = tempfile::tempdir().unwrap();
     let grants = tmp.path().join("grants.json");
-    std::fs::copy(dir.join("grants.json"), &grants).unwrap();
-    let mut p = pipeline(&dir.join("etc"), &grants);
+    // The fixture lists the grants; sealed here with a test key, as the
+    // agent would have written them.
+    let text = std::fs::read_to_string(dir.join("grants.json")).unwrap();
+    let listed: crate::grants::seal::SealedFile = serde_json::from_str(&text).unwrap();
+    let signer = Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    let sealed = crate::grants::seal::seal(listed.grants, &*signer);
+    std::fs::write(&grants, serde_json::to_vec(&sealed).unwrap()).unwrap();
+    let mut p = pipeline(&dir.join("etc"), &grants, signer);
     let events = [
         fork(70, 30, 1000),
         exec(70, 30, 1000, b"/usr/bin/gdb", &[b"gdb", b"-p", b"50"], 0),

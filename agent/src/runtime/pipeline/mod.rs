@@ -536,6 +536,20 @@ impl Pipeline {
                 }
                 Effect::Grants(grants) => self.set_kernel_grants(&grants),
                 Effect::Record { kind, detail } => self.note(host::boottime_ns(), kind, detail),
+                Effect::Alert {
+                    kind,
+                    detail,
+                    verdict,
+                } => self.emit(
+                    host::boottime_ns(),
+                    Parts {
+                        kind,
+                        actor: None,
+                        target: None,
+                        detail,
+                        verdict: Some(&verdict),
+                    },
+                ),
             }
         }
     }

@@ -3,6 +3,8 @@
 //! so a crash leaves the old or the new list, never half of one. Expiry is
 //! checked against an injectable [`Clock`]: a lookup never returns a grant
 //! past its expiry, even before [`GrantStore::expire`] has removed it.
+//! The file is sealed with the host key ([`super::seal`]): one that does
+//! not verify is refused whole, moved aside and reported.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -14,11 +16,12 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{
     AccessMode, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, Requester,
     format_duration,
+    seal::{self, GrantSigner, SealFault, SealedFile},
 };
 use crate::{
     policy::{GrantLookup, event::Target},
@@ -72,10 +75,14 @@ impl Clock for ManualClock {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct FileFormat {
-    version: u32,
-    grants: Vec<Grant>,
+/// A grants file refused on load because its seal did not verify: none
+/// of its grants is used; the file was moved to `moved_to` for an
+/// investigator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileRejection {
+    pub path: String,
+    pub moved_to: String,
+    pub reason: String,
 }
 
 pub struct GrantStore {
@@ -83,6 +90,8 @@ pub struct GrantStore {
     grants: Vec<Grant>,
     max: Duration,
     clock: Arc<dyn Clock>,
+    signer: Arc<dyn GrantSigner>,
+    rejection: Option<FileRejection>,
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GrantError {
@@ -104,24 +113,33 @@ fn process_start(pid: u32) -> Result<u64, GrantError> {
 }
 
 impl GrantStore {
-    /// Loads `path` (missing: no grants). Grants that expired while the
-    /// agent was down are dropped and returned as `expired` events.
+    /// Loads `path` (missing: no grants), checking its seal with
+    /// `signer`'s key: a file that does not verify is moved aside and
+    /// none of its grants used ([`Self::file_rejection`] says why). Grants
+    /// that expired while the agent was down are dropped and returned as
+    /// `expired` events.
     pub fn open(
         path: impl Into<PathBuf>,
         max: Duration,
         clock: Arc<dyn Clock>,
+        signer: Arc<dyn GrantSigner>,
     ) -> Result<(Self, Vec<GrantEvent>), GrantError> {
         let path = path.into();
+        let mut rejection = None;
         let grants = match File::open(&path) {
             Ok(mut f) => {
                 let mut text = String::new();
                 f.read_to_string(&mut text).map_err(io("read", &path))?;
-                let file: FileFormat =
-                    serde_json::from_str(&text).map_err(|json_error| GrantError::Corrupt {
-                        path: path.display().to_string(),
-                        json_error,
-                    })?;
-                file.grants
+                let opened = serde_json::from_str::<SealedFile>(&text)
+                    .map_err(|e| SealFault::Unreadable(e.to_string()))
+                    .and_then(|file| seal::open(file, &*signer));
+                match opened {
+                    Ok(grants) => grants,
+                    Err(fault) => {
+                        rejection = Some(set_aside(&path, &fault, clock.now())?);
+                        Vec::new()
+                    }
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io("open", &path)(e)),
@@ -136,6 +154,8 @@ impl GrantStore {
             grants,
             max,
             clock,
+            signer,
+            rejection,
         };
         let mut events: Vec<GrantEvent> = too_long
             .into_iter()
@@ -284,6 +304,11 @@ impl GrantStore {
         self.max
     }
 
+    /// The grants file refused at open, if it was.
+    pub fn file_rejection(&self) -> Option<&FileRejection> {
+        self.rejection.as_ref()
+    }
+
     fn save(&self) -> Result<(), GrantError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -292,11 +317,8 @@ impl GrantStore {
             |n| n.to_string_lossy().into_owned(),
         );
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let body = serde_json::to_vec_pretty(&FileFormat {
-            version: 1,
-            grants: self.grants.clone(),
-        })
-        .expect("invariant: grants always serialize");
+        let body = serde_json::to_vec_pretty(&seal::seal(self.grants.clone(), &*self.signer))
+            .expect("invariant: grants always serialize");
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -313,6 +335,32 @@ impl GrantStore {
             .and_then(|d| d.sync_all())
             .map_err(io("fsync", dir))
     }
+}
+
+/// Moves a refused grants file to `<path>.rejected-<unix time>` (a free
+/// name), where nothing reads it but an investigator, and says so.
+fn set_aside(
+    path: &Path,
+    fault: &SealFault,
+    now: DateTime<Utc>,
+) -> Result<FileRejection, GrantError> {
+    let base = format!("{}.rejected-{}", path.display(), now.timestamp());
+    let mut to = PathBuf::from(&base);
+    let mut n = 1;
+    while to.exists() {
+        to = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    // Never left in place: the next save would overwrite the evidence.
+    fs::rename(path, &to).map_err(io("move aside the refused grants file", path))?;
+    let rejection = FileRejection {
+        path: path.display().to_string(),
+        moved_to: to.display().to_string(),
+        reason: format!("grants file refused: {fault}"),
+    };
+    tracing::error!(path = %rejection.path, moved_to = %rejection.moved_to,
+        "{}; no grant from it is used", rejection.reason);
+    Ok(rejection)
 }
 
 /// `g-YYYYMMDD-` and 8 random hex digits: sortable by day, unique enough
@@ -346,216 +394,4 @@ impl GrantLookup for GrantStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::*;
-
-    #[test]
-    fn the_system_clock_moves_with_boot_time_from_the_wall_time_it_started_at() {
-        let (a, boot_a) = (SystemClock.now(), host::boottime_ns());
-        std::thread::sleep(Duration::from_millis(20));
-        let (b, boot_b) = (SystemClock.now(), host::boottime_ns());
-        let moved = (b - a).num_nanoseconds().unwrap();
-        let booted = i64::try_from(boot_b - boot_a).unwrap();
-        // Each pair is read back to back (a preempted pair may lag a little).
-        assert!((moved - booted).abs() < 100_000_000, "{moved} vs {booted}");
-        // Anchored at the wall clock: on a host whose clock is not being
-        // set, the two agree.
-        assert!((Utc::now() - b).num_seconds().abs() < 5, "{b}");
-    }
-
-    fn clock() -> Arc<ManualClock> {
-        Arc::new(ManualClock::new(
-            Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap(),
-        ))
-    }
-
-    fn unit(u: &str) -> Target {
-        Target {
-            unit: Some(u.into()),
-            ..Target::default()
-        }
-    }
-
-    #[test]
-    fn a_grant_longer_than_the_maximum_is_rejected_on_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("grants.json");
-        let c = clock();
-        let (mut s, _) = GrantStore::open(&path, DEFAULT_MAX, c.clone()).unwrap();
-        let t = GrantTarget::Unit("pg.service".into());
-        let ok = s
-            .grant(
-                "alice",
-                t.clone(),
-                AccessMode::Full,
-                Duration::from_secs(1800),
-                "INC-1",
-            )
-            .unwrap();
-        s.grant(
-            "bob",
-            t,
-            AccessMode::Full,
-            Duration::from_secs(1800),
-            "INC-2",
-        )
-        .unwrap();
-        drop(s);
-        // Someone stretches bob's grant to a day in the file.
-        let text = fs::read_to_string(&path).unwrap();
-        let mut file: FileFormat = serde_json::from_str(&text).unwrap();
-        file.grants[1].expires = file.grants[1].created + chrono::Duration::days(1);
-        fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
-        let (s, ev) = GrantStore::open(&path, DEFAULT_MAX, c.clone()).unwrap();
-        assert_eq!(ev.len(), 1, "{ev:?}");
-        assert_eq!(ev[0].event, GrantEventKind::Rejected);
-        assert_eq!(ev[0].grant.user, "bob");
-        let left: Vec<&str> = s.list().iter().map(|g| g.user.as_str()).collect();
-        assert_eq!(left, ["alice"]);
-        assert_eq!(s.list()[0].id, ok.grant.id);
-        // And it is gone from the file: the next load finds nothing to reject.
-        let (_, again) = GrantStore::open(&path, DEFAULT_MAX, c).unwrap();
-        assert!(again.is_empty(), "{again:?}");
-    }
-
-    #[test]
-    fn grants_persist_expire_and_never_outlive_their_expiry() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/grants.json");
-        let c = clock();
-        let (mut s, ev) = GrantStore::open(&path, DEFAULT_MAX, c.clone()).unwrap();
-        assert!(ev.is_empty());
-        let t = GrantTarget::Unit("pg.service".into());
-        let created = s
-            .grant(
-                "alice",
-                t.clone(),
-                AccessMode::Full,
-                Duration::from_secs(1800),
-                "INC-1",
-            )
-            .unwrap();
-        assert_eq!(created.event, GrantEventKind::Created);
-        let id = created.grant.id.clone();
-        assert!(id.starts_with("g-20240301-"), "{id}");
-        assert_eq!(
-            s.active_for("alice", Some(&unit("pg.service")))
-                .map(|g| &g.id),
-            Some(&id)
-        );
-        assert!(s.active_for("bob", Some(&unit("pg.service"))).is_none());
-        assert!(s.active_for("alice", Some(&unit("other"))).is_none());
-        assert_eq!(s.used(&id).unwrap().event, GrantEventKind::Used);
-
-        // Persisted with mode 0600 and reloaded.
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let (s2, ev) = GrantStore::open(&path, DEFAULT_MAX, c.clone()).unwrap();
-        assert!(ev.is_empty());
-        assert_eq!(s2.list().len(), 1);
-
-        // At the expiry instant the grant is already gone from lookups,
-        // before `expire` runs.
-        c.advance(Duration::from_secs(1800));
-        assert!(s.active_for("alice", Some(&unit("pg.service"))).is_none());
-        assert!(s.list().is_empty());
-        let gone = s.expire().unwrap();
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].event, GrantEventKind::Expired);
-        assert_eq!(gone[0].grant.id, id);
-        assert!(s.expire().unwrap().is_empty());
-
-        // A store opened after expiry drops and reports it too.
-        let (s3, ev) = GrantStore::open(&path, DEFAULT_MAX, c).unwrap();
-        assert!(ev.is_empty(), "already removed from the file");
-        assert!(s3.list().is_empty());
-    }
-
-    #[test]
-    fn expired_grants_are_dropped_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("grants.json");
-        let c = clock();
-        let (mut s, _) = GrantStore::open(&path, DEFAULT_MAX, c.clone()).unwrap();
-        s.grant(
-            "alice",
-            GrantTarget::Any,
-            AccessMode::Full,
-            Duration::from_secs(60),
-            "x",
-        )
-        .unwrap();
-        s.grant(
-            "bob",
-            GrantTarget::Pid(7),
-            AccessMode::Full,
-            Duration::from_secs(3600),
-            "y",
-        )
-        .unwrap();
-        drop(s);
-        c.advance(Duration::from_secs(61));
-        let (s, ev) = GrantStore::open(&path, DEFAULT_MAX, c).unwrap();
-        assert_eq!(ev.len(), 1);
-        assert_eq!(ev[0].grant.user, "alice");
-        assert_eq!(s.list().len(), 1);
-    }
-
-    #[test]
-    fn too_long_empty_and_unknown_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut s, _) = GrantStore::open(dir.path().join("g.json"), DEFAULT_MAX, clock()).unwrap();
-        let e = s
-            .grant(
-                "alice",
-                GrantTarget::Any,
-                AccessMode::Full,
-                Duration::from_secs(5 * 3600),
-                "x",
-            )
-            .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "grant of 5h refused: longer than the maximum of 4h"
-        );
-        assert!(matches!(
-            s.grant(
-                "alice",
-                GrantTarget::Any,
-                AccessMode::Full,
-                Duration::from_secs(60),
-                " "
-            ),
-            Err(GrantError::Empty("reason"))
-        ));
-        assert!(matches!(s.revoke("nope"), Err(GrantError::UnknownGrant(_))));
-        let g = s
-            .grant(
-                "alice",
-                GrantTarget::Any,
-                AccessMode::Full,
-                Duration::from_secs(60),
-                "x",
-            )
-            .unwrap();
-        assert_eq!(
-            s.revoke(&g.grant.id).unwrap().event,
-            GrantEventKind::Revoked
-        );
-        assert!(s.active_for("alice", None).is_none());
-    }
-
-    #[test]
-    fn corrupt_file_is_an_error_not_an_empty_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.json");
-        fs::write(&path, "{not json").unwrap();
-        assert!(matches!(
-            GrantStore::open(&path, DEFAULT_MAX, clock()),
-            Err(GrantError::Corrupt { .. })
-        ));
-    }
-}
+mod tests;
