@@ -37,6 +37,18 @@ const FILES: &[(&str, &str, u32)] = &[
         0o644,
     ),
     ("docs/nats.md", "usr/share/doc/debugmon/nats.md", 0o644),
+    // The dashboard and alert rules of docs/metrics.md, for the
+    // monitoring side to import.
+    (
+        "packaging/grafana/debugmon.json",
+        "usr/share/debugmon/grafana/debugmon.json",
+        0o644,
+    ),
+    (
+        "packaging/prometheus/debugmon.rules.yml",
+        "usr/share/debugmon/prometheus/debugmon.rules.yml",
+        0o644,
+    ),
     // A drop-in turning NATS over TLS with credentials on (docs/nats.md).
     (
         "packaging/examples/50-nats-tls.toml",

@@ -224,6 +224,8 @@ pub(crate) fn dist_test() -> Result<()> {
         ("usr/share/zsh/vendor-completions/_debugmon", 0o644),
         ("usr/share/fish/vendor_completions.d/debugmon.fish", 0o644),
         ("usr/share/doc/debugmon/examples/50-nats-tls.toml", 0o644),
+        ("usr/share/debugmon/grafana/debugmon.json", 0o644),
+        ("usr/share/debugmon/prometheus/debugmon.rules.yml", 0o644),
         ("usr/share/doc/debugmon/copyright", 0o644),
         ("usr/share/doc/debugmon/changelog.Debian.gz", 0o644),
     ] {
