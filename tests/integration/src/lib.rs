@@ -167,6 +167,18 @@ pub fn uring_open_in_child(path: &str, flags: i32) -> (u32, std::process::ExitSt
 }
 
 /// A value unique to this test run, to find our own records among the host's.
+/// Runs `/bin/true <tag>-<i>` for `i` in `range`: execs a test can find
+/// again by their argv.
+pub fn execs(tag: &str, range: std::ops::Range<u64>) {
+    for i in range {
+        let st = std::process::Command::new("/bin/true")
+            .arg(format!("{tag}-{i}"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
 pub fn nonce(tag: &str) -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -12,7 +12,7 @@ use std::{
 };
 
 use integration_test::{
-    Agent, agent_bin,
+    Agent, agent_bin, execs,
     nats::{Nats, free_port},
     nonce, require_root,
 };
@@ -20,17 +20,6 @@ use serde_json::Value;
 
 fn debugmon(args: &[&str]) -> Output {
     Command::new(agent_bin()).args(args).output().unwrap()
-}
-
-/// Runs `/bin/true <tag>-<i>` `n` times.
-fn execs(tag: &str, n: u64) {
-    for i in 0..n {
-        let st = Command::new("/bin/true")
-            .arg(format!("{tag}-{i}"))
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
 }
 
 fn is_ours(r: &Value, tag: &str) -> bool {
@@ -102,20 +91,20 @@ fn every_record_reaches_jetstream_once_across_an_outage_and_a_kill() {
     );
 
     let first = Agent::start_env(&[], &env);
-    execs(&up, PER_PHASE);
+    execs(&up, 0..PER_PHASE);
     nats.stop();
     let outage = Instant::now();
-    execs(&down, PER_PHASE);
+    execs(&down, 0..PER_PHASE);
     first.barrier();
     std::thread::sleep(Duration::from_secs(10).saturating_sub(outage.elapsed()));
     nats.restart();
-    execs(&killed, PER_PHASE);
+    execs(&killed, 0..PER_PHASE);
     // Killed while the backlog of the outage is still going out.
     let first = first.stop_with(libc::SIGKILL);
     eprintln!("killed the first agent at {:?}", t0.elapsed());
 
     let second = Agent::start_env(&[], &env);
-    execs(&after, PER_PHASE);
+    execs(&after, 0..PER_PHASE);
     second.barrier();
     let barrier_seq = second
         .matching(|r| r["kind"] == "exec")

@@ -4,14 +4,11 @@
 //! does not make any record a dropped "duplicate"; and the stream the agent
 //! creates refuses deleting or purging a record.
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use async_nats::{HeaderMap, jetstream};
 use integration_test::{
-    Agent,
+    Agent, execs,
     nats::{Nats, free_port},
     nonce, require_root,
 };
@@ -22,16 +19,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn execs(tag: &str, n: u64) {
-    for i in 0..n {
-        let st = Command::new("/bin/true")
-            .arg(format!("{tag}-{i}"))
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
 }
 
 /// The subject token the agent makes of a host name.
@@ -84,7 +71,7 @@ fn a_publisher_that_takes_the_agents_message_ids_first_loses_no_record() {
         ],
     );
     let tag = nonce("pre");
-    execs(&tag, 20);
+    execs(&tag, 0..20);
     agent.barrier();
     let early = agent.matching(|_| true);
     let host = early[0]["host"].clone();
@@ -147,7 +134,7 @@ fn a_publisher_that_takes_the_agents_message_ids_first_loses_no_record() {
     nats.restart();
 
     // More records once NATS is up, then wait for the whole chain.
-    execs(&format!("{tag}-late"), 20);
+    execs(&format!("{tag}-late"), 0..20);
     agent.barrier();
     let alert = agent.wait_for("the collision alert", Duration::from_secs(30), |r| {
         r["detail"]["event"] == "delivery_collision"
@@ -208,7 +195,7 @@ fn the_stream_the_agent_creates_refuses_deleting_or_purging_records() {
             ("DEBUGMON_NATS_MAX_BYTES", "1GiB"),
         ],
     );
-    execs(&nonce("deny"), 5);
+    execs(&nonce("deny"), 0..5);
     agent.barrier();
     let rt = rt();
     rt.block_on(async {

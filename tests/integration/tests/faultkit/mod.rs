@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub(crate) use integration_test::execs;
 use integration_test::{
     agent_bin,
     nats::{free_port, nats_server_bin},
@@ -206,17 +207,6 @@ pub(crate) fn fill(path: &Path) -> u64 {
 
 pub(crate) fn debugmon(args: &[&str]) -> Output {
     Command::new(agent_bin()).args(args).output().unwrap()
-}
-
-/// Runs `/bin/true <tag>-<i>` for `i` in `range`.
-pub(crate) fn execs(tag: &str, range: std::ops::Range<u64>) {
-    for i in range {
-        let st = Command::new("/bin/true")
-            .arg(format!("{tag}-{i}"))
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
 }
 
 pub(crate) fn is_ours(r: &Value, tag: &str) -> bool {
