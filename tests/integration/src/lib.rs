@@ -167,6 +167,22 @@ pub fn uring_open_in_child(path: &str, flags: i32) -> (u32, std::process::ExitSt
 }
 
 /// A value unique to this test run, to find our own records among the host's.
+/// `GET path` on the agent's endpoint: (status line, body).
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
 /// Runs `/bin/true <tag>-<i>` for `i` in `range`: execs a test can find
 /// again by their argv.
 pub fn execs(tag: &str, range: std::ops::Range<u64>) {

@@ -8,30 +8,18 @@
 //! process, not the test's, and that the kernel log of failures is off by
 //! default and, with `--kernel-log`, names the site in the agent's log.
 
-use std::{
-    io::{Read as _, Write as _},
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use integration_test::Agent;
+use integration_test::{Agent, http_get};
 
 /// `bpf(2)` command number of BPF_PROG_LOAD (uapi).
 const BPF_PROG_LOAD: libc::c_long = 5;
 
+/// The body of a successful `GET path` on the agent's endpoint.
 fn get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
+    let (status, body) = http_get(addr, path);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    body
 }
 
 fn sample(metrics: &str, series: &str) -> Option<f64> {

@@ -6,15 +6,13 @@
 //! by `verify` when the agent was stopped.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::TcpStream,
     os::unix::net::UnixDatagram,
     path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use integration_test::{Agent, agent_bin, nonce, require_root, signal_agent};
+use integration_test::{Agent, agent_bin, http_get, nonce, require_root, signal_agent};
 use serde_json::Value;
 
 /// A scratch directory removed on drop.
@@ -137,21 +135,6 @@ fn systemd_hears_ready_after_the_start_record_then_watchdog_then_stopping() {
     assert!(status.success(), "exit {status:?}; stderr:\n{}", stderr());
 }
 
-/// `GET path` on the agent's endpoint: (status line, body).
-fn get(addr: &str, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
-}
-
 fn sample(metrics: &str, series: &str) -> u64 {
     metrics
         .lines()
@@ -172,7 +155,7 @@ fn metrics_and_status_follow_real_execs() {
         .expect("metrics address")
         .to_owned();
 
-    let (status, text) = get(&addr, "/metrics");
+    let (status, text) = http_get(&addr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(
         text.contains("# TYPE debugmon_events_total counter"),
@@ -206,7 +189,7 @@ fn metrics_and_status_follow_real_execs() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let after = loop {
         let v = sample(
-            &get(&addr, "/metrics").1,
+            &http_get(&addr, "/metrics").1,
             "debugmon_events_total{kind=\"exec\"}",
         );
         if v >= before + 5 || Instant::now() > deadline {
@@ -218,9 +201,9 @@ fn metrics_and_status_follow_real_execs() {
         after >= before + 5,
         "exec events went from {before} to {after}"
     );
-    let text = get(&addr, "/metrics").1;
+    let text = http_get(&addr, "/metrics").1;
     assert!(sample(&text, "debugmon_records_total{kind=\"exec\"}") >= 5);
-    assert_eq!(get(&addr, "/nope").0, "HTTP/1.1 404 Not Found");
+    assert_eq!(http_get(&addr, "/nope").0, "HTTP/1.1 404 Not Found");
 
     let url = format!("http://{addr}");
     let human = Command::new(agent_bin())
