@@ -22,6 +22,7 @@ fn store() -> &'static Mutex<GrantStore> {
             dir.join("grants.json"),
             std::time::Duration::from_secs(8 * 3600),
             clock,
+            Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
         )
         .expect("an empty store opens");
         Mutex::new(s)

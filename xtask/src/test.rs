@@ -141,6 +141,24 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
         "warnings",
     ]))?;
 
+    // The fuzz crate is its own workspace, so nothing above compiles it;
+    // checked here (eBPF object skipped) so an API change that breaks a
+    // target fails in seconds, not after the unit tests.
+    sh(cmd("cargo")
+        .args([
+            "+nightly",
+            "clippy",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--bins",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("AYA_BUILD_SKIP", "1"))
+    .context("the fuzz targets do not build: see fuzz/fuzz_targets")?;
+
     let (ok, unit) = cargo_test(cmd("cargo").args([
         "test",
         "--workspace",
