@@ -6,6 +6,10 @@
 //! Grammar: one or more `<digits><unit>` terms, units `s`, `m`, `h`, `d`
 //! (`90s`, `30m`, `2h`, `1h30m`, `1d`); a lone `0` is zero. Surrounding
 //! whitespace is ignored; anything else is an error.
+//!
+//! A point in time on the command line (`tail --since`, `review --since`
+//! and `--until`) is an RFC 3339 time or such a duration back from now
+//! ([`parse_instant`]), so both commands read the same spellings.
 
 use std::{fmt, time::Duration};
 
@@ -82,6 +86,33 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_secs(total))
 }
 
+/// Why a point in time was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstantError {
+    /// Neither RFC 3339 nor a duration; the duration parser's reason.
+    #[error("expected an RFC 3339 time or a duration like 30s, 10m, 1h30m, 1d ({0})")]
+    Neither(DurationError),
+    #[error("out of range")]
+    OutOfRange,
+}
+
+/// An RFC 3339 time, or a duration in the grammar of [`parse`] back from
+/// `now`. A duration reaching before the clock's range is an error, not a
+/// wrap or a panic.
+pub fn parse_instant(
+    s: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, InstantError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let ago = parse(s).map_err(InstantError::Neither)?;
+    chrono::Duration::from_std(ago)
+        .ok()
+        .and_then(|ago| now.checked_sub_signed(ago))
+        .ok_or(InstantError::OutOfRange)
+}
+
 /// The shortest spelling [`parse`] reads back to the same whole seconds:
 /// `1d2h`, `1h30m`, `90s` is printed `1m30s`; zero is `0`.
 pub fn format(d: Duration) -> String {
@@ -156,6 +187,19 @@ mod tests {
             let e = parse(s).expect_err(s).to_string();
             assert!(e.contains(why), "{s:?}: {e}");
         }
+    }
+
+    #[test]
+    fn instants_are_times_or_durations_ago() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .to_utc();
+        let at = |s| parse_instant(s, now).map(|t| t.timestamp());
+        assert_eq!(at("10m"), Ok(now.timestamp() - 600));
+        assert_eq!(at("2026-01-01T00:00:00Z"), Ok(1_767_225_600));
+        assert_eq!(at("2026-01-01T01:00:00+01:00"), Ok(1_767_225_600));
+        assert!(matches!(at("yesterday"), Err(InstantError::Neither(_))));
+        assert_eq!(at("9223372036854775807s"), Err(InstantError::OutOfRange));
     }
 
     #[test]

@@ -28,6 +28,8 @@
 //! - [`policy`]: policy files, compiled rules, rulings, what grants cover
 //!   and the kernel's part of a policy
 //! - [`grants`]: the grants store and the control socket
+//! - [`review`]: records read back for an auditor, verified as they are
+//!   read: filters, sessions, summaries, tables
 //! - [`inventory`]: the host's debug exposure now (debuggers installed,
 //!   traced processes, debug ports and switches, injection, kernel
 //!   settings), read from /proc and /sys
@@ -53,6 +55,7 @@ pub mod metrics;
 pub mod policy;
 pub mod process;
 pub mod record;
+pub mod review;
 pub mod runtime;
 pub mod sink;
 pub mod spool;

@@ -17,6 +17,10 @@ fn main() -> ExitCode {
             cli::logging::init();
             cli::tail::main(args)
         }
+        Command::Review(args) => {
+            cli::logging::init();
+            cli::review::main(*args)
+        }
         Command::Key { command } => cli::key::main(command),
         Command::Policy { command } => cli::policy::main(command),
         Command::Grant(args) => cli::grant::main(args),

@@ -5,7 +5,8 @@
 //!
 //! - [`run`]: the agent itself
 //! - [`verify`], [`tail`]: reading sealed records back ([`nats`]: the
-//!   connection flags they share); [`key`]: the host keys `verify` trusts
+//!   connection flags they share); [`key`]: the host keys `verify` trusts;
+//!   [`review`]: security's filtered, verified view and summaries
 //! - [`policy`], [`grant`]: engineers' and security's commands around
 //!   policy and time-boxed access
 //! - [`inventory`]: security's view of the host's debug exposure now
@@ -21,6 +22,7 @@ pub mod key;
 pub mod logging;
 pub mod nats;
 pub mod policy;
+pub mod review;
 pub mod run;
 pub mod status;
 pub mod tail;
@@ -59,6 +61,8 @@ pub enum Command {
     },
     /// Follow records from the JetStream stream
     Tail(tail::Args),
+    /// Review past records, verified as read: filters, sessions, summaries (who, denials, grants, hosts)
+    Review(Box<review::Args>),
     /// Check policy files, or explain which rule decides a record
     Policy {
         #[command(subcommand)]

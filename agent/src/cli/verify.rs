@@ -14,7 +14,7 @@ use super::{nats::NatsFlags, runtime};
 use crate::{
     error::error_chain,
     record::verify::{
-        Verifier, VerifyError, VerifyReport,
+        LineSink, Verifier, VerifyError, VerifyReport, read_lines,
         trust::{DEFAULT_TRUSTED_KEYS, Trust, TrustedKeys},
     },
     sink::nats::{NatsConfig, NatsError, read::read_subject},
@@ -116,8 +116,17 @@ pub enum VerifyRunError {
 
 /// Reads the source and verifies it.
 pub async fn run_verify(args: VerifyArgs) -> Result<VerifyReport, VerifyRunError> {
-    let mut v = Verifier::with_trust(args.trust)?.with_now(args.now_ns);
-    match args.source {
+    let v = Verifier::with_trust(args.trust)?.with_now(args.now_ns);
+    Ok(read_source(args.source, v).await?.finish())
+}
+
+/// Feeds every record of `source` to `sink` and hands it back: the one
+/// reader of files, stdin and the stream that `verify` and `review` share.
+pub async fn read_source<S: LineSink + Send + 'static>(
+    source: VerifySource,
+    mut sink: S,
+) -> Result<S, VerifyRunError> {
+    match source {
         VerifySource::File(path) => {
             let what = path.display().to_string();
             tokio::task::spawn_blocking(move || {
@@ -125,22 +134,22 @@ pub async fn run_verify(args: VerifyArgs) -> Result<VerifyReport, VerifyRunError
                     what: what.clone(),
                     io_error,
                 })?;
-                v.read(io::BufReader::new(f), &what)?;
-                Ok::<_, VerifyRunError>(v.finish())
+                read_lines(io::BufReader::new(f), &what, &mut sink)?;
+                Ok::<_, VerifyRunError>(sink)
             })
             .await
             .map_err(VerifyRunError::Task)?
         }
         VerifySource::Stdin => tokio::task::spawn_blocking(move || {
-            v.read(io::stdin().lock(), "stdin")?;
-            Ok(v.finish())
+            read_lines(io::stdin().lock(), "stdin", &mut sink)?;
+            Ok(sink)
         })
         .await
         .map_err(VerifyRunError::Task)?,
         VerifySource::Stream { nats, subject } => {
             let subject = subject.unwrap_or_else(|| nats.audit_subjects());
-            read_subject(&nats, &subject, |line| v.push_line(line)).await?;
-            Ok(v.finish())
+            read_subject(&nats, &subject, |line| sink.push_line(line)).await?;
+            Ok(sink)
         }
     }
 }
@@ -164,7 +173,7 @@ pub fn main(a: Args) -> ExitCode {
 }
 
 /// `--now`: RFC 3339, or `now`.
-fn parse_now(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_now(s: &str) -> Result<i64, String> {
     let t = if s == "now" {
         chrono::Utc::now()
     } else {
@@ -178,7 +187,7 @@ fn parse_now(s: &str) -> Result<i64, String> {
 
 /// Which keys to believe: `--key`, else the trusted-keys file (a missing
 /// file is an error unless `--trust-on-first-use`).
-fn trust_of(f: &VerifyFlags) -> Result<Trust, String> {
+pub(crate) fn trust_of(f: &VerifyFlags) -> Result<Trust, String> {
     if !f.keys.is_empty() {
         return Ok(Trust::Pinned(f.keys.clone()));
     }
@@ -199,22 +208,27 @@ fn trust_of(f: &VerifyFlags) -> Result<Trust, String> {
     }
 }
 
-/// `debugmon verify` on parsed flags.
-pub fn verify(f: VerifyFlags) -> ExitCode {
-    let source = match (&f.file, f.stdin, &f.nats.url) {
+/// The one source the flags name (`cmd` names the command in messages).
+pub(crate) fn source_of(f: &VerifyFlags, cmd: &str) -> Result<VerifySource, ExitCode> {
+    Ok(match (&f.file, f.stdin, &f.nats.url) {
         (Some(p), false, None) => VerifySource::File(p.clone()),
         (None, true, None) => VerifySource::Stdin,
-        (None, false, Some(_)) => match f.nats.resolve() {
-            Ok(n) => VerifySource::Stream {
-                nats: Box::new(n),
-                subject: f.subject.clone(),
-            },
-            Err(code) => return code,
+        (None, false, Some(_)) => VerifySource::Stream {
+            nats: Box::new(f.nats.resolve()?),
+            subject: f.subject.clone(),
         },
         _ => {
-            eprintln!("debugmon verify: give exactly one of --file, --stdin, --nats");
-            return ExitCode::from(2);
+            eprintln!("debugmon {cmd}: give exactly one of --file, --stdin, --nats");
+            return Err(ExitCode::from(2));
         }
+    })
+}
+
+/// `debugmon verify` on parsed flags.
+pub fn verify(f: VerifyFlags) -> ExitCode {
+    let source = match source_of(&f, "verify") {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let trust = match trust_of(&f) {
         Ok(t) => t,

@@ -51,24 +51,19 @@ pub struct TailArgs {
     pub limit: Option<u64>,
 }
 
-/// Parses `--since`: an RFC 3339 time, or a duration ago in the grammar
-/// of [`crate::duration`] (`30s`, `10m`, `1h30m`, `1d`). A duration that
-/// reaches before the clocks' range is an error, not a wrap or a panic.
+/// Parses `--since` ([`crate::duration::parse_instant`]: an RFC 3339
+/// time, or a duration ago like `10m`).
 pub fn parse_since(
     s: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<time::OffsetDateTime, TailError> {
     let bad = || TailError::Since(s.to_owned(), " (out of range)".into());
-    let at = if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        t.with_timezone(&chrono::Utc)
-    } else {
-        let ago = crate::duration::parse(s)
-            .map_err(|e| TailError::Since(s.to_owned(), format!(" ({e})")))?;
-        chrono::Duration::from_std(ago)
-            .ok()
-            .and_then(|ago| now.checked_sub_signed(ago))
-            .ok_or_else(bad)?
-    };
+    let at = crate::duration::parse_instant(s, now).map_err(|e| match e {
+        crate::duration::InstantError::Neither(e) => {
+            TailError::Since(s.to_owned(), format!(" ({e})"))
+        }
+        crate::duration::InstantError::OutOfRange => bad(),
+    })?;
     let nanos = at.timestamp_nanos_opt().ok_or_else(bad)?;
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(|_| bad())
 }

@@ -147,21 +147,8 @@ impl Verifier {
     }
 
     /// Feeds every line of `r`.
-    pub fn read(&mut self, mut r: impl BufRead, what: &str) -> Result<(), VerifyError> {
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let n = r
-                .read_until(b'\n', &mut buf)
-                .map_err(|io_error| VerifyError::Read {
-                    what: what.to_owned(),
-                    io_error,
-                })?;
-            if n == 0 {
-                return Ok(());
-            }
-            self.push_line(&buf);
-        }
+    pub fn read(&mut self, r: impl BufRead, what: &str) -> Result<(), VerifyError> {
+        read_lines(r, what, self)
     }
 
     /// Feeds one record (a JSON object, trailing newline optional).
@@ -221,6 +208,40 @@ impl Verifier {
             hosts,
             malformed: self.malformed,
         }
+    }
+}
+
+/// What takes records one line at a time: the [`Verifier`], and readers
+/// that verify as they read (`review`), so every source is read once.
+pub trait LineSink {
+    fn push_line(&mut self, line: &[u8]);
+}
+
+impl LineSink for Verifier {
+    fn push_line(&mut self, line: &[u8]) {
+        Verifier::push_line(self, line);
+    }
+}
+
+/// Feeds every line of `r` (`what` names it in errors) to `sink`.
+pub fn read_lines(
+    mut r: impl BufRead,
+    what: &str,
+    sink: &mut impl LineSink,
+) -> Result<(), VerifyError> {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = r
+            .read_until(b'\n', &mut buf)
+            .map_err(|io_error| VerifyError::Read {
+                what: what.to_owned(),
+                io_error,
+            })?;
+        if n == 0 {
+            return Ok(());
+        }
+        sink.push_line(&buf);
     }
 }
 

@@ -1,0 +1,202 @@
+//! `debugmon review`: security's reader. Reads records from a file, stdin
+//! or the JetStream stream (the reader `verify` uses), verifies them all
+//! as it reads ([`crate::review`]), then shows those the filters select,
+//! or a summary of them, as a table, JSON lines or CSV. Exit 1 when any
+//! record of the input failed verification (it is shown, marked), or the
+//! input could not be read; 2 on bad flags.
+
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
+
+use super::{
+    nats::NatsFlags,
+    runtime,
+    verify::{VerifyFlags, parse_now, read_source, source_of, trust_of},
+};
+use crate::{
+    duration::parse_instant,
+    error::error_chain,
+    record::verify::trust::DEFAULT_TRUSTED_KEYS,
+    review::{Format, Review, Reviewed, Status, filter::Filter, render, summary::Summary},
+};
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "stdin", "nats"])))]
+pub struct Args {
+    /// A file of records, one JSON object per line (the file sink's, or an ECS file)
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Records on standard input (e.g. rotated files: `zcat records.*.gz | debugmon review --stdin`)
+    #[arg(long)]
+    stdin: bool,
+    /// Read the JetStream stream at this server URL
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// Subject to read from the stream [default: <nats.subject_prefix>.audit.>]
+    #[arg(long)]
+    subject: Option<String>,
+    /// First tokens of the records' subjects [default: nats.subject_prefix of the config, else
+    /// debugmon]
+    #[arg(long, value_name = "PREFIX")]
+    subject_prefix: Option<String>,
+    /// Config file whose [nats] section gives servers, stream, TLS and credentials
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Trusted host public key (hex) for every host; repeatable [default: the trusted-keys file]
+    #[arg(long = "key", value_name = "HEX")]
+    keys: Vec<String>,
+    /// File of trusted host keys, `HOST HEXKEY` a line (written by `debugmon key add`)
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_TRUSTED_KEYS)]
+    trusted_keys: PathBuf,
+    /// Trust the key a host's start record carries when the trusted-keys file does not name it
+    #[arg(long)]
+    trust_on_first_use: bool,
+    /// Judge silent hosts as of this time (RFC 3339, or `now`) [default: the newest record]
+    #[arg(long, value_name = "TIME")]
+    now: Option<String>,
+    /// Records from this RFC 3339 time or this long ago (30m, 2h, 7d)
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Records before this RFC 3339 time or this long ago
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only this host (host.name or host.id); repeatable, any matches
+    #[arg(long)]
+    host: Vec<String>,
+    /// Only this user: the actor's user or login user (name or uid), a grant's user or requester
+    #[arg(long)]
+    user: Vec<String>,
+    /// Only records decided by this policy rule
+    #[arg(long)]
+    rule: Vec<String>,
+    /// Only this decision: allow, alert, deny, or none
+    #[arg(long)]
+    decision: Vec<String>,
+    /// Only this record kind: exec, ptrace, mem_access, grant, agent, ... (docs/records.md)
+    #[arg(long)]
+    kind: Vec<String>,
+    /// Only this target: its unit, program name or path, pid, container, or a grant's target
+    #[arg(long)]
+    target: Vec<String>,
+    /// Only records whose rule carries this MITRE ATT&CK tag (t1055 also matches t1055.008)
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Only records that failed verification (or are not records)
+    #[arg(long)]
+    failed: bool,
+    /// A summary instead of the records
+    #[arg(long, value_enum)]
+    summary: Option<Summary>,
+    /// Group the records by login session (across hosts where login and origin match)
+    #[arg(long, conflicts_with = "summary")]
+    sessions: bool,
+    /// JSON lines: each record untouched beside its verdict, or each summary row as an object
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// CSV with a header row
+    #[arg(long)]
+    csv: bool,
+}
+
+/// The filters from flags; a time that does not parse is a usage error.
+fn filter_of(a: &Args, now: chrono::DateTime<chrono::Utc>) -> Result<Filter, String> {
+    let at = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| {
+                parse_instant(s, now)
+                    .map_err(|e| format!("--{flag} {s:?}: {e}"))?
+                    .timestamp_nanos_opt()
+                    .ok_or_else(|| format!("--{flag} {s:?}: out of range"))
+            })
+            .transpose()
+    };
+    Ok(Filter {
+        since_ns: at("since", &a.since)?,
+        until_ns: at("until", &a.until)?,
+        hosts: a.host.clone(),
+        users: a.user.clone(),
+        rules: a.rule.clone(),
+        decisions: a.decision.clone(),
+        kinds: a.kind.clone(),
+        targets: a.target.clone(),
+        tags: a.tag.clone(),
+        failed_only: a.failed,
+    })
+}
+
+/// Records of the input that did not verify (unsigned ones aside: their
+/// seal holds and a later signature is what is missing).
+fn not_verified(r: &Reviewed) -> usize {
+    r.entries
+        .iter()
+        .filter(|e| !matches!(e.status, Status::Verified | Status::Unsigned))
+        .count()
+}
+
+pub fn main(a: Args) -> ExitCode {
+    let vflags = VerifyFlags {
+        file: a.file.clone(),
+        stdin: a.stdin,
+        nats: NatsFlags {
+            url: a.nats.clone(),
+            config: a.config.clone(),
+            subject_prefix: a.subject_prefix.clone(),
+        },
+        subject: a.subject.clone(),
+        keys: a.keys.clone(),
+        trusted_keys: Some(a.trusted_keys.clone()),
+        trust_on_first_use: a.trust_on_first_use,
+        now: a.now.clone(),
+        json: false,
+    };
+    let usage = |e: String| {
+        eprintln!("debugmon review: {e}");
+        ExitCode::from(2)
+    };
+    let source = match source_of(&vflags, "review") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (trust, now_ns, filter) = match (
+        trust_of(&vflags),
+        a.now.as_deref().map(parse_now).transpose(),
+        filter_of(&a, chrono::Utc::now()),
+    ) {
+        (Ok(t), Ok(n), Ok(f)) => (t, n, f),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return usage(e),
+    };
+    let format = match (a.json, a.csv) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Csv,
+        _ => Format::Table,
+    };
+    let review = match Review::new(trust, now_ns) {
+        Ok(r) => r,
+        Err(e) => return usage(error_chain(&e)),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let reviewed = match rt.block_on(read_source(source, review)) {
+        Ok(r) => r.finish(),
+        Err(e) => {
+            eprintln!("debugmon review: {}", error_chain(&e));
+            return ExitCode::from(1);
+        }
+    };
+    let text = render(&reviewed, &filter, a.summary, a.sessions, format);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        eprintln!("debugmon review: writing the output: {e}");
+        return ExitCode::from(1);
+    }
+    let bad = not_verified(&reviewed);
+    if bad > 0 {
+        eprintln!(
+            "debugmon review: {bad} of {} input lines did not verify (marked in the output; `--failed` lists them)",
+            reviewed.entries.len()
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
