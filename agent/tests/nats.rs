@@ -2,7 +2,8 @@
 //! no record lost or duplicated across a NATS outage and an agent crash;
 //! tampering found by `verify`; TLS with the right and a wrong CA; a
 //! subject prefix followed by the sink, the stream, `verify` and `tail`;
-//! a host gone silent between heartbeats named by `verify` and `tail`.
+//! a host gone silent between heartbeats named by `verify`, `tail` and
+//! `review`.
 
 mod support;
 
@@ -11,13 +12,14 @@ use std::{path::Path, time::Duration};
 use agent::{
     cli::{
         tail::{TailArgs, run_tail},
-        verify::{VerifyArgs, VerifySource, run_verify},
+        verify::{VerifyArgs, VerifySource, read_source, run_verify},
     },
     error::error_chain,
     record::{
         seal::Sealer,
         verify::{Problem, trust::Trust},
     },
+    review::{Format, Review, filter::Filter, render, summary::Summary},
     sink::nats::{NatsConfig, NatsError, NatsSink, TlsConfig, connect, ensure_stream, jetstream},
     spool::{SharedSpool, Spool, SpoolConfig},
 };
@@ -515,6 +517,31 @@ async fn a_host_silent_between_heartbeats_is_named_by_verify_and_tail() {
         "{report}"
     );
     assert_eq!(host.last_heartbeat.as_ref().map(|b| b.seq), Some(9));
+
+    // review reads the stream through the same reader: every record
+    // verified, and the host's summary row names the silence.
+    let source = VerifySource::Stream {
+        nats: Box::new(cfg.clone()),
+        subject: None,
+    };
+    let review = Review::new(Trust::FirstUse, None).unwrap();
+    let reviewed = read_source(source, review).await.unwrap().finish();
+    assert_eq!(reviewed.entries.len(), 9);
+    assert!(reviewed.entries.iter().all(|e| e.status.ok()));
+    let hosts = render(
+        &reviewed,
+        &Filter::default(),
+        Some(Summary::Hosts),
+        false,
+        Format::Json,
+    );
+    let row: Value = serde_json::from_str(hosts.trim()).unwrap();
+    assert_eq!(row["chain"], "ok", "{row}");
+    let silent = row["silent"][0].as_str().unwrap();
+    assert!(
+        silent.contains("silent for 35s between seq 6 and seq 7"),
+        "{row}"
+    );
 
     // tail replays the stream, then hears nothing: after 3 intervals (on
     // its own clock) it names the host once, with its last record's time.

@@ -6,15 +6,13 @@
 
 use serde_json::Value;
 
-/// The key `verify` groups a record's chain by: machine-id, else name.
+/// The key `verify` groups a record's chain by: machine-id, else name
+/// (empty when the host object has neither); `None` without a host object.
 pub fn host_key(r: &Value) -> Option<String> {
-    let h = &r["host"];
-    let name = h["name"].as_str();
-    h["id"]
-        .as_str()
-        .filter(|id| !id.is_empty())
-        .or(name)
-        .map(str::to_owned)
+    let h = r["host"].as_object()?;
+    let name = h.get("name").and_then(Value::as_str).unwrap_or_default();
+    let id = h.get("id").and_then(Value::as_str).unwrap_or_default();
+    Some(if id.is_empty() { name } else { id }.to_owned())
 }
 
 pub fn host(r: &Value) -> &str {
