@@ -3,7 +3,8 @@
 //! while it is down for ~10 s, then a SIGKILL of the agent and a restart
 //! with the same state. At the end the stream holds exactly records 1..N
 //! of the host, `debugmon verify` accepts the stream and each stdout
-//! capture, and rejects a tampered copy naming the seq.
+//! capture, and rejects a tampered copy naming the seq; `debugmon review`
+//! shows the stream's records verified and the tampered one failing.
 
 use std::{
     path::Path,
@@ -210,6 +211,29 @@ fn every_record_reaches_jetstream_once_across_an_outage_and_a_kill() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains(&format!("seq {seq} ")), "{text}");
+
+    // `review` reads the same stream verified: every exec shown, each
+    // `ok`; over the tampered copy it shows the edited record failing.
+    let review = |args: &[&str]| -> (Option<i32>, Vec<Value>) {
+        let out = debugmon(&[&["review", "--json"][..], args].concat());
+        let rows = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (out.status.code(), rows)
+    };
+    let (code, rows) = review(&["--nats", &url, "--trust-on-first-use", "--kind", "exec"]);
+    assert_eq!(code, Some(0), "review over the stream");
+    let execs = stream.iter().filter(|r| r["kind"] == "exec").count();
+    assert_eq!(rows.len(), execs, "every exec of the stream");
+    assert!(rows.iter().all(|r| r["verified"] == "ok"), "all verified");
+    let path = path.to_str().unwrap();
+    let (code, rows) = review(&["--file", path, "--key", &key, "--failed"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(rows.len(), 1, "only the edited record fails: {rows:?}");
+    assert_eq!(rows[0]["record"]["seq"], seq);
+    let verdict = rows[0]["verified"].as_str().unwrap();
+    assert!(verdict.starts_with("FAILED: edited"), "{verdict}");
 
     eprintln!("delivery test took {:?}", t0.elapsed());
     drop(nats);
