@@ -112,7 +112,7 @@ strace_attach() {
 check_reload() {
     cp /bin/sleep "$GUARDED"
     "$GUARDED" 100000 &
-    local victim=$! before since
+    victim=$!
     if ! strace_attach $victim; then
         fail reload "strace could not attach before any test rule: $(cat /tmp/strace.out)"
         return
@@ -133,7 +133,11 @@ EOF
         fail reload "systemctl reload failed"
         return
     fi
-    wait_until 30 file_has '"systemd-test-guarded"' # in the loaded policy's record or not: the attach below decides
+    sighup() { journalctl -q -u debugmon --no-pager --since "$since" | grep -q 'SIGHUP received'; }
+    if ! wait_until 30 sighup; then
+        fail reload "the agent did not log the SIGHUP systemctl reload sends"
+        return
+    fi
     if strace_attach $victim; then
         fail reload "the new deny rule did not stop strace after the reload"
         return
@@ -147,16 +151,29 @@ EOF
         return
     fi
     # A broken file: rejected, logged with why, the old set stays.
-    printf 'rules:\n  - name: [broken\n' >/etc/debugmon/policies.d/71-broken.yaml
+    # The agent also polls the policy files: it may see the file before
+    # the reload does, so the journal is read from before it was written.
     since=$(date '+%Y-%m-%d %H:%M:%S')
+    printf 'rules:\n  - name: [broken\n' >/etc/debugmon/policies.d/71-broken.yaml
+    check_broken_reload
+    rm -f /etc/debugmon/policies.d/71-broken.yaml
+    kill $victim
+}
+# The second half of check_reload, with the broken file in place.
+check_broken_reload() {
     systemctl reload debugmon || { fail reload "the second reload failed"; return; }
     if ! wait_until 30 file_has '"event":"rejected"'; then
         fail reload "no policy record with event rejected for the broken file"
         return
     fi
     local why
-    why=$(journalctl -q -u debugmon --no-pager --since "$since" | grep -m1 '71-broken.yaml')
-    if [ -z "$why" ]; then
+    # The agent's log, not the rejected record the journal sink also wrote;
+    # journald may index it after the file sink has the record.
+    why_logged() {
+        why=$(journalctl -q -u debugmon --no-pager --since "$since" | grep -v '"prev_hash"' | grep -m1 '71-broken.yaml')
+        [ -n "$why" ]
+    }
+    if ! wait_until 60 why_logged; then
         journalctl -q -u debugmon --no-pager --since "$since" | tail -20
         fail reload "the journal does not say why the broken policy was rejected"
         return
@@ -165,8 +182,6 @@ EOF
         fail reload "after the broken reload the old rule no longer holds"
         return
     fi
-    rm -f /etc/debugmon/policies.d/71-broken.yaml
-    kill $victim
     pass reload "new rule enforced by lsm; broken file rejected, journal: ${why##*debugmon[}"
 }
 
@@ -218,7 +233,9 @@ check_watchdog() {
         fail watchdog "the main pid did not change"
         return
     fi
-    if ! journalctl -q -u debugmon --no-pager | grep -q -i "watchdog timeout"; then
+    local fired
+    fired=$(journalctl -q -u debugmon --no-pager -o short-unix | grep -i "watchdog timeout" | tail -1 | cut -d. -f1)
+    if [ -z "$fired" ]; then
         fail watchdog "systemd did not log a watchdog timeout"
         return
     fi
@@ -228,7 +245,7 @@ check_watchdog() {
         fail watchdog "the start after the watchdog does not link to the last record"
         return
     fi
-    pass watchdog "restarted $((t1 - t0)) s after SIGSTOP (WatchdogSec=$(systemctl show -p WatchdogUSec --value debugmon)), pid $pid -> $newpid, start record chain $(echo "$start" | grep -o '"start":"[a-z]*"')"
+    pass watchdog "watchdog timeout $((fired - t0)) s and a new start record $((t1 - t0)) s after SIGSTOP (WatchdogSec=$(systemctl show -p WatchdogUSec --value debugmon)), pid $pid -> $newpid, start record chain $(echo "$start" | grep -o '"start":"[a-z]*"')"
 }
 
 check_journal_fields() {
@@ -252,27 +269,39 @@ check_journal_fields() {
 }
 
 # 5. a 10,000-exec storm: nothing lost to journald's rate limit -----------
-exec_count() { journalctl -q -o cat DEBUGMON_KIND=exec --no-pager | grep -c -- "$1"; }
-file_count_is() { [ "$(grep -c -- "$2" "$F")" -ge "$1" ]; }
+# The VM's journald allows other units 20 messages per 30 s (the harness's
+# journald.conf.d drop-in), far below what the storm makes even on a slow
+# VM; journald's default, 10,000, a slow VM would never reach.
+# The exec records of `/bin/true NONCE` (other programs that name the
+# nonce, such as grep, are not counted).
+ours() { grep -c "\"argv\":\[\"/bin/true\",\"$1\"\]"; }
+file_count_is() { [ "$(ours "$2" <"$F")" -ge "$1" ]; }
 check_journal_storm() {
-    local nonce=storm-$RANDOM$RANDOM i n=10000 inj infile lost t0 t1
+    local nonce=storm-$RANDOM$RANDOM i n=10000 inj infile lost t0 t1 flood supp
+    # The control: a unit without the override loses lines to the limit.
+    systemd-run -q --wait --unit=dmtest-flood /bin/sh -c \
+        'i=0; while [ $i -lt 2000 ]; do echo flood-line $i; i=$((i+1)); done'
+    flood=$(journalctl -q -o cat -u dmtest-flood --no-pager | grep -c flood-line)
+    if [ "$flood" -ge 2000 ]; then
+        fail journal_storm "the control unit kept all $flood lines: journald's rate limit is not in force, the storm would prove nothing"
+        return
+    fi
     t0=$(date +%s)
     for ((i = 0; i < n; i++)); do /bin/true "$nonce"; done
     t1=$(date +%s)
     # The agent writes the file and the journal from one pipeline: wait
     # for the file, then count both.
-    wait_until 300 file_count_is $n "$nonce"
-    infile=$(grep -c -- "$nonce" "$F")
-    inj=$(exec_count "$nonce")
+    wait_until 600 file_count_is $n "$nonce"
+    infile=$(ours "$nonce" <"$F")
+    inj=$(journalctl -q -o cat DEBUGMON_KIND=exec --no-pager | ours "$nonce")
     lost=$(grep '"kind":"lost"' "$F" | grep -o '"exec":[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }')
-    local supp
-    supp=$(journalctl -q -u systemd-journald --no-pager | grep -c -i suppressed)
+    supp=$(journalctl -q --no-pager -t systemd-journald | grep -c 'Suppressed.*debugmon.service')
     if [ "$inj" -ne "$n" ]; then
-        fail journal_storm "journal has $inj exec records of $n execs (file $infile, lost records count ${lost:-0}, journald suppressed lines $supp)"
+        fail journal_storm "journal has $inj exec records of $n execs (file $infile, lost records count $lost, journald suppressed lines $supp)"
     elif [ "$supp" -ne 0 ]; then
-        fail journal_storm "journald suppressed messages: $(journalctl -q -u systemd-journald | grep -i suppressed | head -3)"
+        fail journal_storm "journald suppressed debugmon's messages: $(journalctl -q --no-pager -t systemd-journald | grep 'Suppressed.*debugmon' | head -3)"
     else
-        pass journal_storm "$n execs in $((t1 - t0)) s: $inj exec records in the journal, $infile in the file, journald suppressed nothing"
+        pass journal_storm "$n execs in $((t1 - t0)) s: $inj exec records in the journal, $infile in the file, none suppressed; the control unit kept $flood of 2000 lines"
     fi
 }
 
@@ -299,7 +328,7 @@ check_upgrade() {
     [ "$(sha256sum </var/lib/debugmon/host.key)" = "$key_before" ] || { fail upgrade "host.key changed"; return; }
     [ "$grants_before" = 1 ] && [ "$(debugmon grant list 2>&1 | grep -c SYSTEMD-TEST-1)" = 1 ] ||
         { debugmon grant list; fail upgrade "the grant did not survive (before: $grants_before)"; return; }
-    got=$(grep -c -- "$nonce" "$F")
+    got=$(ours "$nonce" <"$F")
     [ "$got" -eq "$n" ] || { fail upgrade "$got of $n execs made just before the upgrade were recorded"; return; }
     start=$(last_start)
     prev=$(record_before "$(echo "$start" | field seq)")
@@ -348,6 +377,18 @@ check_dynamic_user() {
     fi
 }
 
+# systemd's own sandbox setup (the "(name)" child that becomes ExecStart or
+# ExecReload) opens /proc/kcore to mount over it: not a kernel memory read.
+check_sandbox_setup_quiet() {
+    local n
+    n=$(grep '"rule":"kernel-memory-read"' "$F" | grep -c '"exe":"/usr/lib/systemd/systemd"')
+    if [ "$n" -ne 0 ]; then
+        fail sandbox_setup_quiet "$n kernel-memory-read records name systemd's sandbox setup: $(grep '"rule":"kernel-memory-read"' "$F" | head -1 | cut -c1-400)"
+    else
+        pass sandbox_setup_quiet "units with ProtectKernelTunables= started $(starts) agents and a DynamicUser unit: no kernel-memory-read record"
+    fi
+}
+
 check_purge() {
     local left
     if ! dpkg --purge debugmon >/tmp/dpkg-purge.log 2>&1; then
@@ -379,5 +420,6 @@ check_journal_storm
 check_upgrade
 check_security
 check_dynamic_user
+check_sandbox_setup_quiet
 check_purge
 echo "SYSTEMD-TEST DONE"
