@@ -66,7 +66,7 @@ const DRIVER_UNIT: &str = include_str!("../systemd/debugmon-systemd-test.service
 /// journald's rate limit for every unit without its own setting, far
 /// lower than the default (10,000 messages per 30 s) which an exec storm
 /// on an emulated CPU never reaches: under this one, the storm shows that
-/// the unit's `LogRateLimitIntervalSec=0` keeps every record.
+/// the unit's own limit (`LogRateLimitBurst=`) keeps every record.
 const JOURNALD_LIMIT: &str = "# cargo xtask systemd-test: a rate limit the storm exceeds.\n\
                               [Journal]\nRateLimitIntervalSec=30s\nRateLimitBurst=20\n";
 

@@ -8,6 +8,7 @@
 # purge last); a check whose ground is missing fails rather than skips.
 set -u
 T=/opt/debugmon-test
+WD_LINE=
 F=/var/log/debugmon/records.jsonl
 export SYSTEMD_PAGER= SYSTEMD_COLORS=0
 
@@ -234,7 +235,9 @@ check_watchdog() {
         return
     fi
     local fired
-    fired=$(journalctl -q -u debugmon --no-pager -o short-unix | grep -i "watchdog timeout" | tail -1 | cut -d. -f1)
+    # systemd's line, not the exec record of a grep that names it.
+    fired=$(journalctl -q -u debugmon --no-pager -o short-unix | grep -v '"prev_hash"' |
+        grep -i "watchdog timeout" | tail -1 | cut -d. -f1)
     if [ -z "$fired" ]; then
         fail watchdog "systemd did not log a watchdog timeout"
         return
@@ -245,7 +248,16 @@ check_watchdog() {
         fail watchdog "the start after the watchdog does not link to the last record"
         return
     fi
-    pass watchdog "watchdog timeout $((fired - t0)) s and a new start record $((t1 - t0)) s after SIGSTOP (WatchdogSec=$(systemctl show -p WatchdogUSec --value debugmon)), pid $pid -> $newpid, start record chain $(echo "$start" | grep -o '"start":"[a-z]*"')"
+    # The freeze shows in the records: verify names the silence before
+    # the restart. Later checks verify from the restart on.
+    debugmon verify --file "$F" >/tmp/verify.out 2>&1
+    if ! grep -q "silent: host went silent" /tmp/verify.out; then
+        cat /tmp/verify.out
+        fail watchdog "debugmon verify does not name the frozen agent's silence"
+        return
+    fi
+    WD_LINE=$(grep -n '"kind":"agent"' "$F" | grep '"event":"started"' | tail -1 | cut -d: -f1)
+    pass watchdog "watchdog timeout $((fired - t0)) s and a new start record $((t1 - t0)) s after SIGSTOP (WatchdogSec=$(systemctl show -p WatchdogUSec --value debugmon)), pid $pid -> $newpid, start record chain $(echo "$start" | grep -o '"start":"[a-z]*"'), verify: $(grep -m1 -o 'silent: .*' /tmp/verify.out)"
 }
 
 check_journal_fields() {
@@ -333,7 +345,10 @@ check_upgrade() {
     start=$(last_start)
     prev=$(record_before "$(echo "$start" | field seq)")
     links "$start" "$prev" || { fail upgrade "the start after the upgrade does not link to the last record"; return; }
-    debugmon verify --file "$F" >/tmp/verify.out 2>&1 || { cat /tmp/verify.out; fail upgrade "verify rejects the file"; return; }
+    # From the watchdog's restart on: the freeze before it is a silence
+    # verify rightly reports (check_watchdog).
+    tail -n "+${WD_LINE:-1}" "$F" | debugmon verify --stdin >/tmp/verify.out 2>&1 ||
+        { cat /tmp/verify.out; fail upgrade "verify rejects the records since the watchdog's restart"; return; }
     pass upgrade "$ver: config.toml, host.key and the grant kept, $n/$n execs before it recorded, chain continues at seq $(echo "$start" | field seq), verify ok"
 }
 
