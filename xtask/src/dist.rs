@@ -162,7 +162,7 @@ fn docs(bin: &Path, stage: &Path, scratch: &Path) -> Result<()> {
 
 /// Lays out the package tree under `stage` for `bin` (`stage` is
 /// `build/debian/<package>`, where dpkg-shlibdeps expects it).
-fn stage(bin: &Path, build: &Path, stage: &Path, arch: &str) -> Result<()> {
+fn stage(bin: &Path, build: &Path, stage: &Path, arch: &str, version: &str) -> Result<()> {
     if build.exists() {
         fs::remove_dir_all(build).with_context(|| format!("removing {}", build.display()))?;
     }
@@ -205,11 +205,25 @@ fn stage(bin: &Path, build: &Path, stage: &Path, arch: &str) -> Result<()> {
             0o755,
         )?;
     }
-    dist_meta::write(build, stage, arch, &conffiles)
+    dist_meta::write(build, stage, arch, &conffiles, version)
 }
 
 /// Builds the release binary and the .deb; returns the .deb's path.
 pub(crate) fn build() -> Result<PathBuf> {
+    build_with("")
+}
+
+/// The package as released, and the same binary packaged as a newer
+/// version: what the systemd test upgrades from and to.
+pub(crate) fn build_pair() -> Result<(PathBuf, PathBuf)> {
+    Ok((build_with("")?, build_with(UPGRADE_SUFFIX)?))
+}
+
+/// The version suffix of [`build_pair`]'s newer package.
+pub(crate) const UPGRADE_SUFFIX: &str = "+upgradetest1";
+
+/// [`build`] with `suffix` appended to the Debian version.
+pub(crate) fn build_with(suffix: &str) -> Result<PathBuf> {
     prereq::ensure_build()?;
     sh(cmd("cargo").args(["build", "--release", "--locked", "-p", "agent"]))?;
     let bin = root().join("target/release/debugmon");
@@ -217,8 +231,8 @@ pub(crate) fn build() -> Result<PathBuf> {
     let out_dir = root().join("target/dist");
     let build = out_dir.join("build");
     let tree = build.join("debian").join(PACKAGE);
-    stage(&bin, &build, &tree, &arch)?;
-    let version = dist_meta::deb_version();
+    let version = dist_meta::deb_version(suffix);
+    stage(&bin, &build, &tree, &arch, &version)?;
     let deb = out_dir.join(format!("{PACKAGE}_{version}_{arch}.deb"));
     // --root-owner-group: files are root:root whoever builds the package.
     sh(Command::new("dpkg-deb")
@@ -228,8 +242,8 @@ pub(crate) fn build() -> Result<PathBuf> {
     Ok(deb)
 }
 
-pub(crate) fn dist() -> Result<()> {
-    let deb = build()?;
+pub(crate) fn dist(version_suffix: &str) -> Result<()> {
+    let deb = build_with(version_suffix)?;
     println!("{}", deb.display());
     Ok(())
 }

@@ -21,8 +21,10 @@ pub(crate) const PACKAGE: &str = "debugmon";
 /// `<crate version>-<DEB_REVISION>`, a non-native package.
 pub(crate) const DEB_REVISION: &str = "1";
 
-pub(crate) fn deb_version() -> String {
-    format!("{}-{DEB_REVISION}", env!("CARGO_PKG_VERSION"))
+/// `suffix` (empty for a release) marks a rebuild of the same source as
+/// newer, e.g. `+systemdtest1` for the systemd test's upgrade.
+pub(crate) fn deb_version(suffix: &str) -> String {
+    format!("{}-{DEB_REVISION}{suffix}", env!("CARGO_PKG_VERSION"))
 }
 
 const MAINTAINER: &str = "debugmon maintainers <debugmon@example.invalid>";
@@ -166,12 +168,17 @@ fn changelog(version: &str) -> Result<String> {
     ))
 }
 
-/// Writes the control file (Depends: what the binary links and procps
-/// for the unit's ExecReload=/bin/kill; init-system-helpers, whose
+/// Writes the control file (Depends: what the binary links;
+/// init-system-helpers, whose
 /// deb-systemd-* the maintainer scripts call, is essential in Debian 12), md5sums, docs and overrides into `stage`
 /// (which is `build/debian/<package>`); `conffiles` are absolute paths.
-pub(crate) fn write(build: &Path, stage: &Path, arch: &str, conffiles: &[String]) -> Result<()> {
-    let version = deb_version();
+pub(crate) fn write(
+    build: &Path,
+    stage: &Path,
+    arch: &str,
+    conffiles: &[String],
+    version: &str,
+) -> Result<()> {
     let doc = stage.join("usr/share/doc").join(PACKAGE);
     fs::create_dir_all(&doc)?;
     fs::copy(
@@ -179,7 +186,7 @@ pub(crate) fn write(build: &Path, stage: &Path, arch: &str, conffiles: &[String]
         doc.join("copyright"),
     )
     .context("copying packaging/deb/copyright")?;
-    gzip_to(&changelog(&version)?, &doc.join("changelog.Debian.gz"))?;
+    gzip_to(&changelog(version)?, &doc.join("changelog.Debian.gz"))?;
     let overrides = stage.join("usr/share/lintian/overrides");
     fs::create_dir_all(&overrides)?;
     fs::copy(
@@ -197,7 +204,7 @@ pub(crate) fn write(build: &Path, stage: &Path, arch: &str, conffiles: &[String]
          Architecture: {arch}\n\
          Maintainer: {MAINTAINER}\n\
          Installed-Size: {installed}\n\
-         Depends: {depends}, procps\n\
+         Depends: {depends}\n\
          Recommends: tzdata\n\
          Section: admin\n\
          Priority: optional\n\

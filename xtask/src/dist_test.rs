@@ -33,9 +33,6 @@ const FAKE: &str = "#!/bin/sh\necho \"$(basename \"$0\") $*\" >> /fake-systemd.l
 /// Busybox applets the maintainer scripts use.
 const APPLETS: &[&str] = &[
     "sh", "mkdir", "chmod", "rm", "cat", "echo", "test", "[", "basename",
-    // Not used by the scripts: the unit's ExecReload, which
-    // `systemd-analyze verify` looks for in the root.
-    "kill",
 ];
 
 fn write_exec(path: &Path, text: &str) -> Result<()> {
@@ -82,6 +79,9 @@ fn fresh_root(r: &Path) -> Result<()> {
     for fake in ["systemctl", "deb-systemd-helper", "deb-systemd-invoke"] {
         write_exec(&r.join("usr/bin").join(fake), FAKE)?;
     }
+    // The unit's ExecReload names /bin/systemctl (where Debian 12's systemd
+    // ships it), which `systemd-analyze verify` looks for in the root.
+    write_exec(&r.join("bin/systemctl"), FAKE)?;
     // dpkg insists on finding these on PATH inside the root; nothing here
     // uses them.
     for tool in ["ldconfig", "start-stop-daemon"] {

@@ -3,7 +3,9 @@
 //! CI runs), `cargo xtask setup` (only the installs), `cargo xtask dist`
 //! (the .deb), `cargo xtask dist-test` (install it into a fresh root),
 //! `cargo xtask bench` (overhead, event rate, latency, cost; BENCHMARKS.md),
-//! `cargo xtask fuzz` (the fuzz targets in fuzz/, docs/hardening.md).
+//! `cargo xtask fuzz` (the fuzz targets in fuzz/, docs/hardening.md),
+//! `cargo xtask vm-test` (BPF-LSM under qemu), `cargo xtask systemd-test`
+//! (the package under a booted systemd, docs/operations.md).
 
 mod bench;
 mod dist;
@@ -13,8 +15,10 @@ mod dist_test;
 mod fuzz;
 mod lint;
 mod prereq;
+mod privlock;
 mod run;
 mod shell;
+mod systemd_vm;
 mod test;
 mod vm;
 
@@ -44,12 +48,19 @@ enum Command {
     },
     /// Boot Debian's 6.1 kernel in qemu (BPF-LSM) and run the enforcement tests inside
     VmTest,
+    /// Boot a Debian 12 root with systemd as PID 1 in qemu (BPF-LSM) and test the installed package
+    SystemdTest,
     /// Only install missing prerequisites
     Setup,
     /// Check the layout: no module cycles, no file over 600 lines, short entry points
     Lint,
     /// Build the release binary and the .deb package; prints its path
-    Dist,
+    Dist {
+        /// Appended to the Debian version (e.g. `+local1`): the same source
+        /// packaged as a newer version, to test an upgrade
+        #[arg(long, default_value = "")]
+        version_suffix: String,
+    },
     /// Build the .deb and check it installs, reinstalls, removes and purges in a fresh root (root)
     DistTest,
     /// Build the fuzz targets once and run each (two at a time) from its seed corpus
@@ -83,9 +94,13 @@ fn main() -> Result<()> {
             prereq::ensure_all()?;
             vm::vm_test().map(|_| ())
         }
+        Command::SystemdTest => {
+            prereq::ensure_all()?;
+            systemd_vm::systemd_test().map(|_| ())
+        }
         Command::Setup => prereq::ensure_all(),
         Command::Lint => lint::lint(),
-        Command::Dist => dist::dist(),
+        Command::Dist { version_suffix } => dist::dist(&version_suffix),
         Command::DistTest => dist_test::dist_test(),
         Command::Fuzz { secs, targets } => {
             prereq::ensure_build()?;

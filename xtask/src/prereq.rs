@@ -26,6 +26,10 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     "cpio",
     "qemu-system-x86",
+    // The systemd VM test: its Debian root is built by debootstrap and
+    // imaged with mkfs.ext4 -d.
+    "debootstrap",
+    "e2fsprogs",
     // systemd-analyze, for the package test's check of the unit.
     "systemd",
     // The package test: lintian on the .deb; dpkg-shlibdeps and strip

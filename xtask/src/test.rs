@@ -1,7 +1,8 @@
 //! `cargo xtask test`: installs what is missing, then runs every check CI
 //! runs, in order: format, the layout lint (`cargo xtask lint`), clippy (host crates and, for the bpf target, the
 //! eBPF crate), unit tests, promtool on the alert rules, each fuzz target for 30 s, the privileged tests against the running
-//! kernel, and the .deb install test. It fails loudly when the privileged
+//! kernel, the .deb install test, the VM tests and the package under a
+//! booted systemd (`cargo xtask systemd-test`). It fails loudly when the privileged
 //! tests did not actually run.
 
 use std::{
@@ -233,6 +234,8 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
     let mut vm_passed = 0;
     if privileged {
         vm_passed = crate::vm::vm_test()?;
+        // The package under a booted systemd (PID 1), in its own VM.
+        vm_passed += crate::systemd_vm::systemd_test()?;
     }
     let passed = unit.passed.len() + privileged_tally.passed.len() + vm_passed;
     println!();

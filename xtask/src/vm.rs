@@ -81,7 +81,7 @@ fn kernel_package() -> Result<String> {
 }
 
 /// Downloads and unpacks the kernel once; returns the vmlinuz path.
-fn kernel(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn kernel(dir: &Path) -> Result<PathBuf> {
     let kdir = dir.join("kernel");
     if let Some(v) = find_vmlinuz(&kdir) {
         return Ok(v);

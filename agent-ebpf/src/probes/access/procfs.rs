@@ -226,6 +226,12 @@ fn special_file(off: &agent_common::KernelOffsets, fd: u32) -> Option<(AccessKin
             flags,
         ));
     }
+    // An O_PATH handle can neither read nor write the file: systemd opens
+    // /proc/kcore so when it sets up any unit with ProtectKernelTunables=
+    // (to mount over it), which was a critical alert on every such start.
+    if flags & u64::from(O_PATH) != 0 {
+        return None;
+    }
     let name = read_field::<[u8; 8]>(name_at, 0).ok()?;
     if len == 5 && name[..6] == *b"kcore\0" {
         let sb = read_field::<*const u8>(dentry, off.dentry_d_sb).ok()?;
