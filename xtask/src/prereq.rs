@@ -39,6 +39,8 @@ const APT_PACKAGES: &[&str] = &[
     "binutils",
     // auditd and auditctl: the peer `cargo xtask bench` measures against.
     "auditd",
+    // bpftrace printing each exec: the other peer of the bench.
+    "bpftrace",
     // An admin's everyday tools, which the quiet test runs beside the agent.
     "logrotate",
     "make",

@@ -3,7 +3,8 @@
 //! systemd shows in the stream as silence, which `debugmon tail` and
 //! `debugmon verify` report. [`Cadence`] decides when one is due from
 //! explicit times, so it is tested without a kernel; the housekeeping tick
-//! asks it once a second.
+//! asks it once a second. Also the detail of the other `agent` record the
+//! tick writes, the signing `checkpoint`.
 
 use std::time::Duration;
 
@@ -84,6 +85,13 @@ impl Cadence {
     }
 }
 
+/// The `checkpoint` record's `detail`: the tip of the chain has waited for
+/// a signature since `since_ns` (boot time), and this signed record
+/// vouches for it and every unsigned record before it.
+pub(super) fn checkpoint_detail(since_ns: u64) -> Value {
+    json!({ "event": "checkpoint", "unsigned_since_ns": since_ns })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,8 +160,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_heartbeat_is_sealed_and_signed_and_not_an_alert() {
+    /// An `agent` record with `detail`, as the pipeline builds it and the
+    /// sealer seals it, checked against docs/record.schema.json.
+    fn sealed_agent_record(detail: Value) -> Value {
         use crate::{
             enrich::Enricher,
             event::Kind,
@@ -178,12 +187,7 @@ mod tests {
             enricher,
             RecordBuilder::new(host, Clock::sample()),
         );
-        let c = Cadence::new(Duration::from_secs(5), 0);
-        p.note(
-            5 * S,
-            Kind::Agent,
-            c.detail(5 * S, &p.stats(), LostCounts::default()),
-        );
+        p.note(5 * S, Kind::Agent, detail);
         let batch = p.take_batch();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sealer =
@@ -191,11 +195,9 @@ mod tests {
         let sealed = sealer
             .seal_builder_line(batch.trim_ascii_end())
             .expect("sealing");
-        assert_eq!(sealed.severity, None, "a heartbeat is not an alert");
+        assert_eq!(sealed.severity, None, "not an alert");
         let rec: Value = serde_json::from_slice(&sealed.line).expect("JSON");
         assert_eq!(rec["kind"], "agent");
-        assert_eq!(rec["detail"]["event"], "heartbeat");
-        assert_eq!(rec["detail"]["records"], 1);
         assert!(rec.get("decision").is_none(), "{rec}");
         assert!(rec["hash"].is_string() && rec["sig"].is_string(), "{rec}");
         // What the agent writes is what docs/record.schema.json allows.
@@ -204,5 +206,22 @@ mod tests {
         let v = jsonschema::draft202012::new(&schema).expect("the schema compiles");
         let errors: Vec<String> = v.iter_errors(&rec).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{errors:?}\n{rec:#}");
+        rec
+    }
+
+    #[test]
+    fn a_heartbeat_is_sealed_and_signed_and_not_an_alert() {
+        let c = Cadence::new(Duration::from_secs(5), 0);
+        let stats = crate::runtime::pipeline::PipelineStats::default();
+        let rec = sealed_agent_record(c.detail(5 * S, &stats, LostCounts::default()));
+        assert_eq!(rec["detail"]["event"], "heartbeat");
+        assert_eq!(rec["detail"]["records"], 1);
+    }
+
+    #[test]
+    fn a_checkpoint_is_a_signed_agent_record() {
+        let rec = sealed_agent_record(checkpoint_detail(42));
+        assert_eq!(rec["detail"]["event"], "checkpoint");
+        assert_eq!(rec["detail"]["unsigned_since_ns"], 42);
     }
 }

@@ -76,6 +76,7 @@ impl Running {
         let effects = self.gov.poll_programs();
         self.p.apply(effects);
         self.heartbeat(now, lost);
+        self.checkpoint(now);
         if self.inventory.as_mut().is_some_and(|c| c.due(now)) {
             self.take_inventory(now);
         }
@@ -83,6 +84,19 @@ impl Running {
         self.sink.send(self.p.take_batch()).await?;
         self.publish(lost);
         Ok(())
+    }
+
+    /// A signed `checkpoint` record when the last record released has
+    /// waited for a signature longer than [`crate::sink::SIGN_INTERVAL`]: the stream
+    /// paused right after a burst whose last group went unsigned. Through
+    /// the chain it proves every record since the last signature. On a
+    /// quiet host, and under steady load, groups are signed themselves and
+    /// this never fires.
+    fn checkpoint(&mut self, now: u64) {
+        if let Some(since) = self.sink.unsigned_tip_since(now) {
+            self.p
+                .note(now, Kind::Agent, super::heartbeat::checkpoint_detail(since));
+        }
     }
 
     /// A heartbeat record, when one is due. It goes out with this tick's

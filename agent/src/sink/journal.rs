@@ -121,6 +121,7 @@ mod tests {
             kind: "ptrace".into(),
             severity: severity.map(str::to_owned),
             line: b"{\"kind\":\"ptrace\",\"seq\":7}\n".to_vec(),
+            signed: false,
         }
     }
 

@@ -10,4 +10,4 @@ pub mod file;
 pub mod journal;
 pub mod nats;
 
-pub use delivery::{Delivery, DeliveryConfig, DeliveryError};
+pub use delivery::{Delivery, DeliveryConfig, DeliveryError, SIGN_INTERVAL};

@@ -209,6 +209,7 @@ fn sealed(seq: u64) -> Sealed {
         kind: "exec".into(),
         severity: None,
         line: line(seq),
+        signed: false,
     }
 }
 

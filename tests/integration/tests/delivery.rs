@@ -186,16 +186,42 @@ fn every_record_reaches_jetstream_once_across_an_outage_and_a_kill() {
         .as_str()
         .unwrap()
         .to_owned();
-    for (name, st) in [("first", &first), ("second", &second)] {
-        let path = dir.join(format!("{name}.jsonl"));
-        write_lines(&path, &st.records);
-        let out = debugmon(&["verify", "--file", path.to_str().unwrap(), "--key", &key]);
-        assert!(
-            out.status.success(),
-            "verify over the {name} agent's stdout: {}",
+    // The killed agent's stdout may end on records signed by nothing yet:
+    // they were released less than the signing interval after the last
+    // signature, and the signature that covers them is the restarted
+    // agent's first record, in the stream (verified above), not in this
+    // file. Nothing else may be wrong with it.
+    let path = dir.join("first.jsonl");
+    write_lines(&path, &first.records);
+    let out = debugmon(&[
+        "verify",
+        "--file",
+        path.to_str().unwrap(),
+        "--key",
+        &key,
+        "--json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify --json printed no report ({e}): {}",
             String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let last = first.records.last().unwrap()["seq"].as_u64().unwrap();
+    for p in only_host(&report)["problems"].as_array().unwrap() {
+        assert!(
+            p["problem"] == "unsigned" && p["to"].as_u64() == Some(last),
+            "the killed agent's stdout: only its unsigned tail may be open: {report:#}"
         );
     }
+    let path = dir.join("second.jsonl");
+    write_lines(&path, &second.records);
+    let out = debugmon(&["verify", "--file", path.to_str().unwrap(), "--key", &key]);
+    assert!(
+        out.status.success(),
+        "verify over the second agent's stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // An edited record is found and named.
     let mut tampered = second.records.clone();

@@ -1,6 +1,6 @@
-//! Tamper evidence: every record gets `seq`, `prev_hash` and `hash`; the
-//! records that end a delivered group, alerts and denials, `agent` records
-//! and the first record after a restart also get `sig`.
+//! Tamper evidence: every record gets `seq`, `prev_hash` and `hash`; alerts,
+//! denials, `agent` records, a restart's first record and the last record
+//! of a group the caller wants signed also get `sig`.
 //!
 //! - `hash` = hex SHA-256 of the [canonical](super::canonical) encoding of
 //!   the record without `hash` and `sig`;
@@ -8,10 +8,10 @@
 //!   bytes of that digest, with the host key. Through the `prev_hash`
 //!   links it vouches for every record before it as well, so a record
 //!   without `sig` is proven by the next signed record it links to. A
-//!   signature costs more than everything else about a record; under load
-//!   one per group keeps that cost per group, while a record alone (the
-//!   common case on a quiet host) is signed itself. Alerts and denials are
-//!   always signed so that the alert stream verifies record by record;
+//!   signature costs more than all else about a record: the delivery stage
+//!   asks for one per group at most every [`crate::sink::SIGN_INTERVAL`].
+//!   Alerts and denials are always signed so that the alert stream
+//!   verifies record by record;
 //! - `prev_hash` = `hash` of the record before (64 zeros before seq 1);
 //! - the emitted line is the canonical encoding of the whole record, `\n`.
 //!
@@ -134,6 +134,8 @@ pub struct Sealed {
     pub severity: Option<String>,
     /// Canonical JSON of the whole record, then `\n`.
     pub line: Vec<u8>,
+    /// The record carries `sig`.
+    pub signed: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -420,13 +422,17 @@ impl Sealer {
     }
 
     /// Seals records that are released together: the last one is signed
-    /// (and alerts, denials, `agent` records and a restart's first record
-    /// are signed wherever they are).
-    pub fn seal_group(&mut self, records: Vec<Unsealed<'_>>) -> Result<Vec<Sealed>, SealError> {
+    /// when `sign_last` (and alerts, denials, `agent` records and a
+    /// restart's first record are signed wherever they are).
+    pub fn seal_group(
+        &mut self,
+        records: Vec<Unsealed<'_>>,
+        sign_last: bool,
+    ) -> Result<Vec<Sealed>, SealError> {
         let n = records.len();
         let mut out = Vec::with_capacity(n);
         for (i, r) in records.into_iter().enumerate() {
-            out.push(self.seal_with(r, i + 1 == n)?);
+            out.push(self.seal_with(r, sign_last && i + 1 == n)?);
         }
         Ok(out)
     }
@@ -498,6 +504,7 @@ impl Sealer {
             kind,
             severity,
             line: buf,
+            signed: sign,
         })
     }
 

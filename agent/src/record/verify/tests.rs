@@ -242,7 +242,12 @@ fn a_power_loss_restart_links_back_and_tampering_around_it_shows() {
         ],
         vec![exec(3), exec(4), exec(5)],
     ] {
-        lines.extend(s.seal_group(group).unwrap().into_iter().map(|r| r.line));
+        lines.extend(
+            s.seal_group(group, true)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.line),
+        );
     }
     drop(s);
     // Killed, then a power loss: only seqs 1..=3 survived in the spool,
@@ -320,6 +325,7 @@ fn a_group_signature_vouches_for_the_unsigned_records_before_it() {
                     .into_iter()
                     .map(crate::record::seal::Unsealed::Map)
                     .collect(),
+                true,
             )
             .unwrap()
             .into_iter()

@@ -88,6 +88,14 @@ pub enum DeliveryError {
 /// Settings (from `[host]`, `[sinks]`, `[spool]`, `[nats]`).
 /// Default of `spool.sync_interval_ms`.
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 1000;
+/// While records flow, a group's last record is signed only when this long
+/// has passed since the last signature: a signature costs more than
+/// everything else about a record, and the chain links the records
+/// between two signatures to the later one. After a burst the tip may be
+/// left unsigned; the driver then asks for a signed `checkpoint` record
+/// ([`Delivery::unsigned_tip_since`]), so no record stays unproven for
+/// long.
+pub const SIGN_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -111,6 +119,9 @@ pub struct DeliveryConfig {
     pub sync_interval: Duration,
     /// `[redact]`: patterns, flags and programs whose secrets never reach a record.
     pub redact: RedactConfig,
+    /// Least time between two group signatures ([`SIGN_INTERVAL`]; not a
+    /// setting: tests move it to see both sides of it).
+    pub sign_interval: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -128,6 +139,7 @@ impl Default for DeliveryConfig {
             nats_grace: Duration::from_secs(5),
             sync_interval: Duration::from_millis(DEFAULT_SYNC_INTERVAL_MS),
             redact: RedactConfig::default(),
+            sign_interval: SIGN_INTERVAL,
         }
     }
 }
@@ -149,6 +161,9 @@ pub(crate) struct Counters {
     spool_errors: AtomicU64,
     /// Torn frames cut when the spool was opened.
     torn: AtomicU64,
+    /// Boot-time ns when the chain's tip was released without a
+    /// signature (no signed record after it yet); 0 while the tip is signed.
+    unsigned_since_ns: AtomicU64,
 }
 
 /// What a finished delivery did.
@@ -181,6 +196,7 @@ pub struct Delivery {
     spool: SharedSpool,
     nats: Option<NatsHandle>,
     nats_grace: Duration,
+    sign_interval: Duration,
     public_key: String,
     sinks: Vec<String>,
 }
@@ -274,6 +290,9 @@ impl Delivery {
             sync_interval: cfg.sync_interval,
             rt: tokio::runtime::Handle::try_current().map_err(|_| DeliveryError::NoRuntime)?,
             unsynced_since: None,
+            last_signed: None,
+            unreleased: None,
+            sign_interval: cfg.sign_interval,
             loss: SpoolLoss::torn_at_open(opened.torn_frames, opened.torn_bytes),
         };
         let thread = std::thread::Builder::new()
@@ -295,6 +314,7 @@ impl Delivery {
             spool,
             nats,
             nats_grace: cfg.nats_grace,
+            sign_interval: cfg.sign_interval,
             public_key,
             sinks,
         })
@@ -308,6 +328,15 @@ impl Delivery {
     /// Enabled sinks, for `/status`.
     pub fn sink_names(&self) -> Vec<String> {
         self.sinks.clone()
+    }
+
+    /// Boot-time ns since which the last released record has had no
+    /// signature after it, when that is longer ago than the signing
+    /// interval at `now_ns`; `None` while the tip is signed or recent.
+    pub fn unsigned_tip_since(&self, now_ns: u64) -> Option<u64> {
+        let since = self.counters.unsigned_since_ns.load(Ordering::Relaxed);
+        let interval = u64::try_from(self.sign_interval.as_nanos()).unwrap_or(u64::MAX);
+        (since != 0 && now_ns.saturating_sub(since) >= interval).then_some(since)
     }
 
     /// Records shed by the spool bound since start (cumulative).

@@ -36,6 +36,9 @@ use crate::{
 /// holds many small batches; one fsync for all of them keeps the disk
 /// out of the way, and the bound keeps the latency of a group small.
 const MAX_GROUP: usize = 32;
+/// Without NATS, records written locally are released from the spool at
+/// least this often (and at every fsync).
+const RELEASE_BATCH: usize = 4096;
 
 pub(super) struct Worker {
     pub(super) sealer: Sealer,
@@ -56,6 +59,13 @@ pub(super) struct Worker {
     pub(super) rt: tokio::runtime::Handle,
     /// When the spool was last fsync'd, if records were appended since.
     pub(super) unsynced_since: Option<Instant>,
+    /// The last seq written locally but not yet released from the spool,
+    /// and how many records that is (no NATS).
+    pub(super) unreleased: Option<(u64, usize)>,
+    /// When a record was last signed.
+    pub(super) last_signed: Option<Instant>,
+    /// Least time between two group signatures.
+    pub(super) sign_interval: Duration,
     /// Sealed records the spool could not keep, until a `lost` record said so.
     pub(super) loss: SpoolLoss,
 }
@@ -266,7 +276,24 @@ impl Worker {
         Ok(())
     }
 
+    /// Releases from the spool what the local sinks took (no NATS). Done
+    /// with the fsync or every [`RELEASE_BATCH`] records, not per group:
+    /// the release writes the spool's ack file, a syscall per group for
+    /// nothing more than freeing space a little sooner. A crash before it
+    /// leaves those records pending, and the next release covers them.
+    fn release(&mut self) {
+        let Some((upto, _)) = self.unreleased.take() else {
+            return;
+        };
+        if let Err(e) = self.spool.lock().ack(upto) {
+            // Releasing only frees space; a failure leaves entries to ack later.
+            self.counters.spool_errors.fetch_add(1, Relaxed);
+            warn!(error = %crate::error::error_chain(&e), "spool: releasing records failed");
+        }
+    }
+
     fn sync(&mut self) -> Result<(), DeliveryError> {
+        self.release();
         if self.unsynced_since.take().is_some()
             && let Err(e) = self.spool.lock().flush()
         {
@@ -312,10 +339,14 @@ impl Worker {
             records.insert(0, Unsealed::Map(rec));
             taken
         });
-        let sealed: Vec<Sealed> = self.sealer.seal_group(records)?;
+        let sign_last = self
+            .last_signed
+            .is_none_or(|t| t.elapsed() >= self.sign_interval);
+        let sealed: Vec<Sealed> = self.sealer.seal_group(records, sign_last)?;
         let Some(last) = sealed.last().map(|r| r.seq) else {
             return Ok(());
         };
+        self.note_signatures(&sealed);
         self.sealer.persist_tip()?;
         let since = *self.unsynced_since.get_or_insert_with(Instant::now);
         let sync_now =
@@ -397,12 +428,11 @@ impl Worker {
                 }
             }
         }
-        if self.release_at_once
-            && let Err(e) = self.spool.lock().ack(last)
-        {
-            // Releasing only frees space; a failure leaves entries to ack later.
-            self.counters.spool_errors.fetch_add(1, Relaxed);
-            warn!(error = %crate::error::error_chain(&e), "spool: releasing records failed");
+        if self.release_at_once {
+            self.unreleased = Some((last, self.unreleased.map_or(0, |(_, n)| n) + sealed.len()));
+            if sync_now || self.unreleased.is_some_and(|(_, n)| n >= RELEASE_BATCH) {
+                self.release();
+            }
         }
         self.counters
             .records
@@ -413,6 +443,20 @@ impl Worker {
 }
 
 impl Worker {
+    /// Keeps the time of the last signature and, for the driver, whether
+    /// the tip now waits for one.
+    fn note_signatures(&mut self, sealed: &[Sealed]) {
+        if sealed.iter().any(|r| r.signed) {
+            self.last_signed = Some(Instant::now());
+        }
+        let unsigned = &self.counters.unsigned_since_ns;
+        if sealed.last().is_some_and(|r| r.signed) {
+            unsigned.store(0, Relaxed);
+        } else if unsigned.load(Relaxed) == 0 {
+            unsigned.store(crate::sys::host::boottime_ns().max(1), Relaxed);
+        }
+    }
+
     /// What stdout and the file get: the sealed lines as they are, or each
     /// as an ECS document. A sealed line is always a JSON object, so a
     /// conversion cannot fail in practice; if it did, the sealed line is
