@@ -434,3 +434,73 @@ fn a_stopped_agent_is_named_silent_by_verify() {
     assert_eq!(problems.len(), 1, "{text}");
     assert_eq!(problems[0]["problem"], "silent", "{text}");
 }
+
+/// Under load a group is signed only when 100 ms passed since the last
+/// signature; a burst that ends on an unsigned group is signed by an
+/// `agent` `checkpoint` record within about a second, with no heartbeat
+/// and no stop to wait for. Every record is then provable from the
+/// output as it stands.
+#[test]
+fn a_burst_ends_signed_without_waiting_for_the_stop() {
+    require_root();
+    let agent = Agent::start_env(&[], &[("DEBUGMON_AGENT_HEARTBEAT_SECS", "0")]);
+    let tag = nonce("burst");
+    for round in 0..3 {
+        let last = format!("{tag}-{round}-299");
+        integration_test::execs(&format!("{tag}-{round}"), 0..300);
+        agent.wait_for("the burst's last exec", Duration::from_secs(30), |r| {
+            r["kind"] == "exec" && r["actor"]["argv"][1] == last.as_str()
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tail = agent.matching(|_| true).pop().unwrap();
+            if tail.get("sig").is_some() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the burst's last record stayed unsigned: {tail}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let stopped = agent.stop();
+    stopped.assert_clean();
+    let ours = |r: &&Value| {
+        r["kind"] == "exec"
+            && r["actor"]["argv"][1]
+                .as_str()
+                .is_some_and(|a| a.starts_with(&tag))
+    };
+    let execs: Vec<&Value> = stopped.records.iter().filter(ours).collect();
+    let signed = execs.iter().filter(|r| r.get("sig").is_some()).count();
+    let checkpoints = stopped
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "agent" && r["detail"]["event"] == "checkpoint")
+        .count();
+    eprintln!(
+        "{} execs, {signed} of them signed, {checkpoints} checkpoints",
+        execs.len()
+    );
+    assert_eq!(execs.len(), 900, "every exec of the bursts has its record");
+    assert!(
+        signed < execs.len() / 4,
+        "under load one signature covers many records: {signed} of {} signed",
+        execs.len()
+    );
+    let dir = Scratch::new("burst");
+    let file = dir.0.join("records.jsonl");
+    let lines: Vec<String> = stopped.records.iter().map(Value::to_string).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(agent_bin())
+        .args(["verify", "--trust-on-first-use", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -253,6 +253,14 @@ pub(crate) fn only_host(report: &Value) -> &Value {
 
 /// Waits until the stream holds seq `seq` (polling verify, which reads it all).
 pub(crate) fn wait_stream_reaches(urls: &str, seq: u64, timeout: Duration) {
+    if let Err(last) = stream_reaches(urls, seq, timeout) {
+        panic!("the stream did not reach seq {seq} (at {last})");
+    }
+}
+
+/// Whether the stream holds seq `seq` within `timeout`; else the last seq
+/// it holds.
+pub(crate) fn stream_reaches(urls: &str, seq: u64, timeout: Duration) -> Result<(), u64> {
     let deadline = Instant::now() + timeout;
     loop {
         // No report while the stream is not made yet: nothing delivered.
@@ -263,12 +271,11 @@ pub(crate) fn wait_stream_reaches(urls: &str, seq: u64, timeout: Duration) {
             .and_then(|h| h["last_seq"].as_u64())
             .unwrap_or(0);
         if last >= seq {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "the stream did not reach seq {seq} (at {last})"
-        );
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
 }
