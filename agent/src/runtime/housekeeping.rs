@@ -76,7 +76,7 @@ impl Running {
         let effects = self.gov.poll_programs();
         self.p.apply(effects);
         self.heartbeat(now, lost);
-        self.checkpoint(now);
+        self.checkpoint();
         if self.inventory.as_mut().is_some_and(|c| c.due(now)) {
             self.take_inventory(now);
         }
@@ -92,7 +92,10 @@ impl Running {
     /// the chain it proves every record since the last signature. On a
     /// quiet host, and under steady load, groups are signed themselves and
     /// this never fires.
-    fn checkpoint(&mut self, now: u64) {
+    fn checkpoint(&mut self) {
+        // Read now, not at the tick's start: records written since then
+        // (a grant created meanwhile) must not come after it in time.
+        let now = host::boottime_ns();
         if let Some(since) = self.sink.unsigned_tip_since(now) {
             self.p
                 .note(now, Kind::Agent, super::heartbeat::checkpoint_detail(since));
