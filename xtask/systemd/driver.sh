@@ -17,6 +17,14 @@ fail() { echo "SYSTEMD-TEST FAIL $1: $2"; }
 say() { echo "driver: $*"; }
 
 # wait_until SECS CMD...: polls CMD every half second, at most SECS.
+# verify over the record file from line $1 on. The running agent's last
+# records may wait up to about a second for the signature that proves them
+# (a signed checkpoint follows a burst that ended unsigned), so callers
+# retry it with wait_until.
+verify_since() {
+    tail -n "+$1" "$F" | debugmon verify --stdin >/tmp/verify.out 2>&1
+}
+
 wait_until() {
     local n=$(($1 * 2))
     shift
@@ -202,7 +210,7 @@ check_restart_chain() {
         fail restart_chain "chain.start is not clean: $(echo "$start" | grep -o '"chain":{[^}]*}')"
         return
     fi
-    if ! debugmon verify --file "$F" >/tmp/verify.out 2>&1; then
+    if ! wait_until 15 verify_since 1; then
         cat /tmp/verify.out
         fail restart_chain "debugmon verify rejects the file"
         return
@@ -351,7 +359,7 @@ check_upgrade() {
     links "$start" "$prev" || { fail upgrade "the start after the upgrade does not link to the last record"; return; }
     # From the watchdog's restart on: the freeze before it is a silence
     # verify rightly reports (check_watchdog).
-    tail -n "+${WD_LINE:-1}" "$F" | debugmon verify --stdin >/tmp/verify.out 2>&1 ||
+    wait_until 15 verify_since "${WD_LINE:-1}" ||
         { cat /tmp/verify.out; fail upgrade "verify rejects the records since the watchdog's restart"; return; }
     pass upgrade "$ver: config.toml, host.key and the grant kept, $n/$n execs before it recorded, chain continues at seq $(echo "$start" | field seq), verify ok"
 }
