@@ -305,8 +305,12 @@ pub async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, NatsError> 
 
 /// A JetStream context with this config's ack timeout.
 pub fn jetstream(cfg: &NatsConfig, client: async_nats::Client) -> jetstream::Context {
+    // A batch holds an ack permit per message (a record and its alert
+    // copy) until its acks are awaited, after the whole batch is sent: with
+    // fewer permits the sender would wait for itself.
     jetstream::context::ContextBuilder::new()
         .ack_timeout(cfg.ack_timeout())
+        .max_ack_inflight(cfg.batch.saturating_mul(2).max(1))
         .build(client)
 }
 

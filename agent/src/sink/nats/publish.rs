@@ -14,8 +14,14 @@
 
 use std::{collections::HashMap, sync::atomic::Ordering::Relaxed, time::Instant};
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream::{
+    self,
+    context::{PublishAckFuture, PublishError},
+    message::PublishMessage,
+    publish::PublishAck,
+};
 use bytes::Bytes;
+use futures::future::join_all;
 use tracing::{debug, error, warn};
 
 use super::{Counters, route};
@@ -65,14 +71,12 @@ struct Send {
 enum Pending {
     /// Not a record: dropped and counted, nothing to wait for.
     Skip,
-    Sent(Send, jetstream::context::PublishAckFuture),
+    /// Sent; its ack future is the next one in the batch's list.
+    Sent(Send),
     Failed,
 }
 
-async fn send(
-    js: &jetstream::Context,
-    s: &Send,
-) -> Result<jetstream::context::PublishAckFuture, ()> {
+async fn send(js: &jetstream::Context, s: &Send) -> Result<PublishAckFuture, ()> {
     let publish = PublishMessage::build()
         .payload(s.payload.clone())
         .message_id(s.id.clone());
@@ -83,16 +87,16 @@ async fn send(
         })
 }
 
-/// Awaits one ack; on a collision publishes again under a fresh id and
+/// Judges one ack; on a collision publishes again under a fresh id and
 /// awaits that. True when the record's message is stored.
 async fn settle(
     js: &jetstream::Context,
     s: Send,
-    fut: jetstream::context::PublishAckFuture,
+    ack: Result<PublishAck, PublishError>,
     ids: &mut Ids,
     c: &Counters,
 ) -> bool {
-    let ack = match fut.await {
+    let ack = match ack {
         Ok(ack) => ack,
         Err(err) => {
             debug!(seq = s.seq, error = %error_chain(&err), "NATS sink: no ack");
@@ -148,6 +152,7 @@ pub(super) async fn publish_batch(
 ) -> (Option<u64>, bool) {
     let start = Instant::now();
     let mut pending = Vec::with_capacity(batch.len() * 2);
+    let mut futs = Vec::with_capacity(batch.len() * 2);
     'entries: for e in batch {
         let Some(route) = route(&e.line, prefix) else {
             warn!(
@@ -174,7 +179,8 @@ pub(super) async fn publish_batch(
             match send(js, &s).await {
                 Ok(fut) => {
                     c.published.fetch_add(1, Relaxed);
-                    pending.push((e.seq, Pending::Sent(s, fut)));
+                    pending.push((e.seq, Pending::Sent(s)));
+                    futs.push(fut);
                 }
                 Err(()) => {
                     pending.push((e.seq, Pending::Failed));
@@ -183,6 +189,13 @@ pub(super) async fn publish_batch(
             }
         }
     }
+    // The acks are awaited all at once: each one's timeout starts when it
+    // is first polled, so awaiting them one after another would stall a
+    // batch whose acks were lost (a stream leader killed with them in
+    // flight) for its length times the timeout, while the spool grows.
+    let mut acks = join_all(futs.into_iter().map(IntoFuture::into_future))
+        .await
+        .into_iter();
     // A record is done when all its messages are acked; the spool is acked
     // up to the last record of the unbroken done prefix.
     let mut results: Vec<(u64, bool)> = Vec::with_capacity(batch.len());
@@ -190,7 +203,10 @@ pub(super) async fn publish_batch(
         let ok = match p {
             Pending::Skip => true,
             Pending::Failed => false,
-            Pending::Sent(s, fut) => settle(js, s, fut, ids, c).await,
+            Pending::Sent(s) => match acks.next() {
+                Some(ack) => settle(js, s, ack, ids, c).await,
+                None => false,
+            },
         };
         match results.last_mut() {
             Some((s, all)) if *s == seq => *all &= ok,
