@@ -65,8 +65,7 @@ pub(crate) fn bench() -> Result<()> {
     wait_for_no_other_agents()?;
     let bin = root().join("target/release/debugmon");
     let state = std::env::temp_dir().join(format!("debugmon-bench-{}", std::process::id()));
-    // Costs ~2 clock reads per program run, in the debugmon rounds only.
-    let _bpf_stats = agent::BpfStats::enable();
+    let _bpf_stats = agent::BpfStats::disable();
     let mut rep = Report::new();
     let res = run_all(&bin, &state, &mut rep);
     let _ = std::fs::remove_dir_all(&state);
@@ -123,6 +122,8 @@ struct RoundOut {
     execs: [Option<f64>; MODES.len()],
     straces: [Option<f64>; MODES.len()],
     run: AgentRun,
+    /// The BPF programs' run time and the execs of the round's cost storm.
+    bpf: (f64, u64),
 }
 
 const MODES: [Mode; 5] = [
@@ -152,6 +153,7 @@ fn one_round(
     let mut execs = [None; MODES.len()];
     let mut straces = [None; MODES.len()];
     let mut run = None;
+    let mut bpf = (0.0, 0);
     // A baseline mode: the two workloads with nothing of ours running.
     let plain = |tag: &str| -> Result<(Option<f64>, Option<f64>)> {
         let storm = exec_storm(EXECS, WORKERS, None, tag)?.per_sec();
@@ -174,6 +176,15 @@ fn one_round(
                 straces[i] = Some(strace_best()?);
                 mem.after_load(a.pid())?;
                 run = Some(r);
+                // The kernel counts BPF run time only while its stats are
+                // on, which costs two clock reads per program run (every
+                // run of every BPF program on the host, bpftrace's too):
+                // a storm of its own measures it, outside the throughput
+                // figures, as production hosts run with the stats off.
+                let stats = agent::BpfStats::enable();
+                let (_, cost) = measured(&a, || exec_storm(EXECS, WORKERS, None, "c"), as_storm)?;
+                drop(stats);
+                bpf = (cost.bpf_s, cost.spawned);
                 if let Err(e) = a.stop() {
                     return Ok(Err(format!("round {}: {e:#}", round + 1)));
                 }
@@ -216,6 +227,7 @@ fn one_round(
         execs,
         straces,
         run: run.context("invariant: every round runs the agent")?,
+        bpf,
     }))
 }
 
@@ -240,6 +252,7 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
     let mut execs: [Vec<f64>; MODES.len()] = Default::default();
     let mut straces: [Vec<f64>; MODES.len()] = Default::default();
     let mut runs = Vec::new();
+    let mut bpf_cost = (0.0, 0);
     let mut mem = Mem::default();
     let mut discarded = Vec::new();
     let mut attempt = 0;
@@ -257,6 +270,7 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
                     straces[i].extend(r.straces[i]);
                 }
                 runs.push(r.run);
+                bpf_cost = (bpf_cost.0 + r.bpf.0, bpf_cost.1 + r.bpf.1);
             }
             Err(why) => {
                 eprintln!("bench: round discarded: {why}");
@@ -316,7 +330,6 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
     rep.latency("exec->stdout at max rate, from kernel event", &all_k, false);
     let events: u64 = runs.iter().map(|r| r.events).sum();
     let cpu: f64 = runs.iter().map(|r| r.cpu_s).sum();
-    let bpf: f64 = runs.iter().map(|r| r.bpf_s).sum();
     let execs: u64 = runs.iter().map(|r| r.spawned).sum();
     let secs: f64 = runs.iter().map(|r| r.secs).sum();
     rep.push(Row::info(
@@ -330,7 +343,7 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
     ));
     let (cpu_us, bpf_us) = (
         cpu / execs.max(1) as f64 * 1e6,
-        bpf / execs.max(1) as f64 * 1e6,
+        bpf_cost.0 / bpf_cost.1.max(1) as f64 * 1e6,
     );
     rep.push(Row::goal(
         "per exec at max rate: agent CPU (utime+stime; fork, exec and exit events)",
@@ -339,8 +352,8 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
         cpu_us <= 8.0,
     ));
     rep.push(Row::goal(
-        "per exec at max rate: BPF programs (run_time_ns, in the traced processes)",
-        format!("{bpf_us:.1} us"),
+        "per exec at max rate: BPF programs (run_time_ns, in the traced processes; own storms with bpf_stats on)",
+        format!("{bpf_us:.1} us ({} execs)", bpf_cost.1),
         "<= 5 us",
         bpf_us <= 5.0,
     ));

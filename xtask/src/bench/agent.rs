@@ -67,8 +67,8 @@ pub(crate) fn bpf_run_ns(pid: u32) -> u64 {
         .sum()
 }
 
-/// Turns on the kernel's BPF run-time accounting for the bench and puts
-/// the previous setting back when dropped.
+/// Sets the kernel's BPF run-time accounting for a part of the bench and
+/// puts the previous setting back when dropped.
 pub(crate) struct BpfStats {
     previous: Option<String>,
 }
@@ -77,9 +77,22 @@ const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 impl BpfStats {
     pub(crate) fn enable() -> Self {
+        Self::set(true)
+    }
+
+    /// Off for the throughput rounds, whatever an earlier run left: the
+    /// accounting taxes every BPF program run on the host.
+    pub(crate) fn disable() -> Self {
+        Self::set(false)
+    }
+
+    fn set(on: bool) -> Self {
         let previous = std::fs::read_to_string(BPF_STATS).ok();
-        if std::fs::write(BPF_STATS, "1").is_err() {
-            eprintln!("bench: cannot enable {BPF_STATS}: BPF run time will read 0");
+        let want = if on { "1" } else { "0" };
+        if previous.as_deref().map(str::trim) != Some(want)
+            && std::fs::write(BPF_STATS, want).is_err()
+        {
+            eprintln!("bench: cannot set {BPF_STATS} to {want}: BPF figures may be off");
         }
         Self { previous }
     }
