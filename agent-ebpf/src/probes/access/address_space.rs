@@ -70,7 +70,9 @@ fn foreign_lock(mm: *const u8) {
         return;
     }
     let owner = read_or_zero::<*const u8>(mm, mm_owner);
-    if owner.is_null() {
+    // An exec building its new map (bprm_mm_init names the execing task
+    // the owner): several locks per exec, passed over before the lookups.
+    if owner.is_null() || owner == task {
         return;
     }
     // Most foreign maps belong to unprotected processes: with no identity
