@@ -18,6 +18,7 @@ mod prereq;
 mod privlock;
 mod run;
 mod shell;
+mod stages;
 mod systemd_vm;
 mod test;
 mod vm;

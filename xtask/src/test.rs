@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     prereq,
     shell::{cmd, is_root, root, sh, show},
+    stages::Stages,
 };
 
 /// Outcome of one `cargo test` invocation, read from its output.
@@ -109,11 +110,56 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
              (or pass --no-privileged, which CI never does)"
         );
     }
-    prereq::ensure_all()?;
+    let mut st = Stages::new();
+    st.run("install what is missing", prereq::ensure_all)?;
+    st.run("format and layout lint", || {
+        sh(cmd("cargo").args(["+nightly", "fmt", "--all", "--", "--check"]))
+            .context("formatting differs: run `cargo +nightly fmt --all`")?;
+        crate::lint::lint()
+    })?;
+    st.run("clippy (host crates, eBPF crate, fuzz crate)", clippy)?;
+    let unit = st.run("unit tests", || {
+        let (ok, unit) = cargo_test(cmd("cargo").args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "integration-test",
+            "--locked",
+        ]))?;
+        if !ok || !unit.failed.is_empty() {
+            bail!("unit tests failed: {:?}", unit.failed);
+        }
+        Ok(unit)
+    })?;
+    // Hostile input: every fuzz target for a short while (docs/hardening.md).
+    st.run("fuzzing", || crate::fuzz::fuzz(crate::fuzz::TEST_SECS, &[]))?;
+    st.run("promtool", promtool_rules)?;
 
-    sh(cmd("cargo").args(["+nightly", "fmt", "--all", "--", "--check"]))
-        .context("formatting differs: run `cargo +nightly fmt --all`")?;
-    crate::lint::lint()?;
+    let mut privileged_tally = Tally::default();
+    let mut vm_passed = 0;
+    if privileged {
+        privileged_tally = st.run("privileged suites on the host", host_privileged)?;
+        // The package: built from the release binary, installed with dpkg
+        // into a fresh root (chroot, hence only with the privileged tests).
+        st.run("package test (dist-test)", || {
+            crate::dist_test::dist_test().context("package test (cargo xtask dist-test)")
+        })?;
+        vm_passed = st.run("VM suites (BPF-LSM, fentry)", crate::vm::vm_test)?;
+        // The package under a booted systemd (PID 1), in its own VM.
+        vm_passed += st.run("systemd VM", crate::systemd_vm::systemd_test)?;
+    } else {
+        eprintln!(
+            "xtask: WARNING: privileged tests, the package test and the VM tests skipped (--no-privileged)"
+        );
+    }
+    st.print();
+    let passed = unit.passed.len() + privileged_tally.passed.len() + vm_passed;
+    println!();
+    println!("total: {passed} passed, 0 failed");
+    Ok(())
+}
+
+fn clippy() -> Result<()> {
     sh(cmd("cargo").args([
         "clippy",
         "--workspace",
@@ -141,7 +187,6 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-
     // The fuzz crate is its own workspace, so nothing above compiles it;
     // checked here (eBPF object skipped) so an API change that breaks a
     // target fails in seconds, not after the unit tests.
@@ -158,89 +203,57 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
             "warnings",
         ])
         .env("AYA_BUILD_SKIP", "1"))
-    .context("the fuzz targets do not build: see fuzz/fuzz_targets")?;
+    .context("the fuzz targets do not build: see fuzz/fuzz_targets")
+}
 
-    let (ok, unit) = cargo_test(cmd("cargo").args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "integration-test",
-        "--locked",
-    ]))?;
-    if !ok || !unit.failed.is_empty() {
-        bail!("unit tests failed: {:?}", unit.failed);
+/// The privileged suites on the host (root, the real kernel): every one
+/// runs, and none may be skipped.
+fn host_privileged() -> Result<Tally> {
+    every_suite_listed()?;
+    sh(cmd("cargo").args(["build", "--locked", "-p", "agent"]))?;
+    let bin = root().join("target/debug/debugmon");
+    let (ok, t) = cargo_test(
+        cmd("cargo")
+            // Every suite runs, so one failure does not hide the rest.
+            .args([
+                "test",
+                "--locked",
+                "--no-fail-fast",
+                "-p",
+                "integration-test",
+            ])
+            .args(PRIVILEGED.iter().flat_map(|t| ["--test", t]))
+            .args(["--", "--test-threads=1"])
+            .env("DEBUGMON_BIN", &bin),
+    )?;
+    eprintln!();
+    eprintln!("privileged tests (root, real kernel):");
+    for name in &t.passed {
+        eprintln!("  PASS {name}");
     }
-    // Hostile input: every fuzz target for a short while (docs/hardening.md).
-    crate::fuzz::fuzz(crate::fuzz::TEST_SECS, &[])?;
-
-    promtool_rules()?;
-
-    let mut privileged_tally = Tally::default();
-    if privileged {
-        every_suite_listed()?;
-        sh(cmd("cargo").args(["build", "--locked", "-p", "agent"]))?;
-        let bin = root().join("target/debug/debugmon");
-        let (ok, t) = cargo_test(
-            cmd("cargo")
-                // Every suite runs, so one failure does not hide the rest.
-                .args([
-                    "test",
-                    "--locked",
-                    "--no-fail-fast",
-                    "-p",
-                    "integration-test",
-                ])
-                .args(PRIVILEGED.iter().flat_map(|t| ["--test", t]))
-                .args(["--", "--test-threads=1"])
-                .env("DEBUGMON_BIN", &bin),
-        )?;
-        eprintln!();
-        eprintln!("privileged tests (root, real kernel):");
-        for name in &t.passed {
-            eprintln!("  PASS {name}");
-        }
-        for name in &t.failed {
-            eprintln!("  FAIL {name}");
-        }
-        for name in &t.ignored {
-            eprintln!("  IGNORED {name}");
-        }
-        eprintln!(
-            "privileged: {} passed, {} failed, {} ignored",
+    for name in &t.failed {
+        eprintln!("  FAIL {name}");
+    }
+    for name in &t.ignored {
+        eprintln!("  IGNORED {name}");
+    }
+    eprintln!(
+        "privileged: {} passed, {} failed, {} ignored",
+        t.passed.len(),
+        t.failed.len(),
+        t.ignored.len()
+    );
+    if !ok || !t.failed.is_empty() {
+        bail!("privileged tests failed: {:?}", t.failed);
+    }
+    if t.passed.is_empty() || !t.ignored.is_empty() {
+        bail!(
+            "the privileged tests did not all run: {} passed, {} ignored",
             t.passed.len(),
-            t.failed.len(),
             t.ignored.len()
         );
-        if !ok || !t.failed.is_empty() {
-            bail!("privileged tests failed: {:?}", t.failed);
-        }
-        if t.passed.is_empty() || !t.ignored.is_empty() {
-            bail!(
-                "the privileged tests did not all run: {} passed, {} ignored",
-                t.passed.len(),
-                t.ignored.len()
-            );
-        }
-        privileged_tally = t;
-        // The package: built from the release binary, installed with dpkg
-        // into a fresh root (chroot, hence only with the privileged tests).
-        crate::dist_test::dist_test().context("package test (cargo xtask dist-test)")?;
-    } else {
-        eprintln!(
-            "xtask: WARNING: privileged tests and the package test skipped (--no-privileged)"
-        );
     }
-
-    let mut vm_passed = 0;
-    if privileged {
-        vm_passed = crate::vm::vm_test()?;
-        // The package under a booted systemd (PID 1), in its own VM.
-        vm_passed += crate::systemd_vm::systemd_test()?;
-    }
-    let passed = unit.passed.len() + privileged_tally.passed.len() + vm_passed;
-    println!();
-    println!("total: {passed} passed, 0 failed");
-    Ok(())
+    Ok(t)
 }
 
 /// `promtool check rules` and `promtool test rules` on the shipped alert
