@@ -75,6 +75,10 @@ impl Running {
         self.p.apply(effects);
         let effects = self.gov.poll_programs();
         self.p.apply(effects);
+        // Records the polls above wrote (a grant created or expired) carry
+        // their own time: what follows is stamped after them, so the
+        // stream's time never goes back.
+        let now = host::boottime_ns();
         self.heartbeat(now, lost);
         self.checkpoint();
         if self.inventory.as_mut().is_some_and(|c| c.due(now)) {
