@@ -8,6 +8,7 @@
 //! (the package under a booted systemd, docs/operations.md).
 
 mod bench;
+mod console;
 mod dist;
 mod dist_checks;
 mod dist_meta;

@@ -9,7 +9,6 @@
 
 use std::{
     fs,
-    io::{BufRead as _, BufReader},
     os::unix::fs::{PermissionsExt as _, symlink},
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -265,40 +264,26 @@ fn boot(vmlinuz: &Path, initrd: &Path, img: &Path) -> Result<Outcome> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting qemu-system-x86_64")?;
-    let out = child.stdout.take().context("qemu stdout")?;
-    let deadline = Instant::now() + Duration::from_secs(40 * 60);
     let mut o = Outcome::default();
-    let mut reader = BufReader::new(out);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        if reader
-            .read_until(b'\n', &mut buf)
-            .context("reading the serial console")?
-            == 0
-        {
-            break;
-        }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim_end_matches(['\r', '\n']);
-        println!("systemd-vm| {line}");
-        // Kernel messages may share the line: look for the marker anywhere.
-        if let Some(i) = line.find("SYSTEMD-TEST ") {
-            let rest = &line[i + 13..];
-            if let Some(p) = rest.strip_prefix("PASS ") {
-                o.passed.push(p.to_owned());
-            } else if let Some(f) = rest.strip_prefix("FAIL ") {
-                o.failed.push(f.to_owned());
-            } else if rest.starts_with("DONE") {
-                o.done = true;
+    crate::console::follow(
+        &mut child,
+        "systemd-vm",
+        Duration::from_secs(40 * 60),
+        |line| {
+            // Kernel messages may share the line: look for the marker
+            // anywhere.
+            if let Some(i) = line.find("SYSTEMD-TEST ") {
+                let rest = &line[i + 13..];
+                if let Some(p) = rest.strip_prefix("PASS ") {
+                    o.passed.push(p.to_owned());
+                } else if let Some(f) = rest.strip_prefix("FAIL ") {
+                    o.failed.push(f.to_owned());
+                } else if rest.starts_with("DONE") {
+                    o.done = true;
+                }
             }
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("the systemd VM test timed out");
-        }
-    }
-    let _ = child.wait();
+        },
+    )?;
     Ok(o)
 }
 

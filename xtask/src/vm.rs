@@ -8,11 +8,10 @@
 use std::{
     collections::BTreeSet,
     fs,
-    io::{BufRead as _, BufReader},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -338,26 +337,10 @@ fn boot(vmlinuz: &Path, initrd: &Path, expect: &[String]) -> Result<(Vec<String>
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting qemu-system-x86_64")?;
-    let out = child.stdout.take().context("qemu stdout")?;
-    let deadline = Instant::now() + Duration::from_secs(20 * 60);
     let (mut passed, mut failed) = (Vec::new(), Vec::new());
     let mut exits = Vec::new();
     let mut done = false;
-    let mut reader = BufReader::new(out);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        // The console carries terminal escapes and the odd non-UTF-8 byte.
-        if reader
-            .read_until(b'\n', &mut buf)
-            .context("reading the serial console")?
-            == 0
-        {
-            break;
-        }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        println!("vm| {line}");
+    crate::console::follow(&mut child, "vm", Duration::from_secs(20 * 60), |line| {
         if let Some(rest) = line.strip_prefix("test ")
             && let Some((name, result)) = rest.rsplit_once(" ... ")
         {
@@ -373,12 +356,7 @@ fn boot(vmlinuz: &Path, initrd: &Path, expect: &[String]) -> Result<(Vec<String>
         if line == "VM-DONE" {
             done = true;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("VM test timed out");
-        }
-    }
-    let _ = child.wait();
+    })?;
     if !done {
         bail!("the VM did not finish its tests (no VM-DONE line); see the console above");
     }
