@@ -320,6 +320,10 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             let ctype = "text/javascript; charset=utf-8";
             respond(&mut s, "200 OK", ctype, "", LIVE_JS, head_only).await
         }
+        // Browsers ask for it unprompted; nothing, rather than a 404.
+        "/favicon.ico" => {
+            respond(&mut s, "204 No Content", "image/x-icon", "", "", head_only).await
+        }
         "/style.css" => {
             respond(
                 &mut s,

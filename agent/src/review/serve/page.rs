@@ -75,11 +75,15 @@ fn records_table(id: &str, entries: &[&Entry], params: &Params) -> String {
         let decision = fields::action(&e.record).unwrap_or("none");
         let _ = write!(
             out,
-            "<tr class=\"v-{} d-{}\" data-line=\"{}\" data-kind=\"{}\">",
+            "<tr class=\"v-{} d-{}\" data-line=\"{}\" data-kind=\"{}\" \
+             data-target-pid=\"{}\">",
             status_class(&e.status),
             esc(decision),
             e.line,
             esc(fields::kind(&e.record)),
+            e.record["target"]["pid"]
+                .as_u64()
+                .map_or(String::new(), |p| p.to_string()),
         );
         for (i, cell) in row.iter().enumerate() {
             let text = esc(&cell_text(cell));
