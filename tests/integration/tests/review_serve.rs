@@ -260,3 +260,37 @@ fn the_review_page_shows_a_ptrace_live_filters_it_and_verifies_it() {
     let stopped = agent.stop();
     stopped.assert_clean();
 }
+
+/// The command refuses an exposed address without TLS and a token before
+/// it reads or binds anything, and a token only in a flag does not exist.
+#[test]
+fn serving_off_loopback_without_tls_and_a_token_is_refused() {
+    let base = [
+        "review",
+        "--serve",
+        "--file",
+        "/dev/null",
+        "--trust-on-first-use",
+    ];
+    let out = Command::new(agent_bin())
+        .args(base)
+        .args(["--listen", "0.0.0.0:0"])
+        .env_remove("DEBUGMON_REVIEW_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    let out = Command::new(agent_bin())
+        .args(base)
+        .args(["--listen", "0.0.0.0:0", "--token", "s3cret"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "no --token flag");
+    let out = Command::new(agent_bin())
+        .args(["review", "--file", "/dev/null", "--trust-on-first-use"])
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--listen needs --serve");
+}
