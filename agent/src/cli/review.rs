@@ -186,7 +186,12 @@ pub fn main(a: Args) -> ExitCode {
         (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return usage(e),
     };
     if a.serve {
-        return serve(&a, source, trust, now_ns);
+        let end = match (a.now.as_deref(), now_ns) {
+            (Some("now"), _) => live::End::Now,
+            (_, Some(ns)) => live::End::At(ns),
+            (_, None) => live::End::Newest,
+        };
+        return serve(&a, source, trust, end);
     }
     let format = match (a.json, a.csv) {
         (true, _) => Format::Json,
@@ -226,7 +231,7 @@ pub fn main(a: Args) -> ExitCode {
 }
 
 /// `--serve`: follows the source and serves the page until interrupted.
-fn serve(a: &Args, source: VerifySource, trust: Trust, now_ns: Option<i64>) -> ExitCode {
+fn serve(a: &Args, source: VerifySource, trust: Trust, end: live::End) -> ExitCode {
     let exposure = Exposure {
         tls_cert: a.tls_cert.clone(),
         tls_key: a.tls_key.clone(),
@@ -264,7 +269,7 @@ fn serve(a: &Args, source: VerifySource, trust: Trust, now_ns: Option<i64>) -> E
     let result = rt.block_on(async {
         let listener = http::bind(a.listen).await.map_err(|e| error_chain(&e))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let snapshots = live::start(source, trust, now_ns).map_err(|e| error_chain(&e))?;
+        let snapshots = live::start(source, trust, end).map_err(|e| error_chain(&e))?;
         // The address first on stdout, so a script (or a test) that asked
         // for port 0 learns it.
         println!("debugmon review: serving {scheme}://{addr}/");

@@ -382,11 +382,16 @@ async fn events<S: AsyncWrite + Unpin>(
         let data = page::fragment(&snap, params, &filter);
         write_all(&mut s, event("update", &data).as_bytes()).await?;
         s.flush().await?;
+        // Once the source has ended (stdin read to its end) nothing more
+        // comes: the stream stays open, so the browser does not reconnect
+        // in a loop for the same page.
+        let mut ended = false;
         loop {
             tokio::select! {
-                r = snapshots.changed() => {
+                r = snapshots.changed(), if !ended => {
                     if r.is_err() {
-                        return Ok(());
+                        ended = true;
+                        continue;
                     }
                     break;
                 }

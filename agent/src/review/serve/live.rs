@@ -25,6 +25,9 @@ use crate::{
 
 /// How often a followed file is checked for new lines once at its end.
 const FILE_POLL: Duration = Duration::from_millis(250);
+/// How often the input is judged again with `--now now` when nothing
+/// arrives.
+const RECHECK: Duration = Duration::from_secs(5);
 /// How long to wait before reading the stream again after an error.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -53,6 +56,28 @@ pub struct Snapshot {
     pub source_error: Option<String>,
 }
 
+/// Where the input counts as ending, for silence (`review --now`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The newest record.
+    Newest,
+    /// A fixed time, Unix ns.
+    At(i64),
+    /// The clock at each verification (`--now now`): a host that stopped
+    /// sending turns silent on the page while nothing else arrives.
+    Now,
+}
+
+impl End {
+    fn ns(self) -> Option<i64> {
+        match self {
+            Self::Newest => None,
+            Self::At(ns) => Some(ns),
+            Self::Now => chrono::Utc::now().timestamp_nanos_opt(),
+        }
+    }
+}
+
 /// What a source reader hands the verifier.
 enum Feed {
     Line(Vec<u8>),
@@ -64,9 +89,9 @@ enum Feed {
 pub fn start(
     source: LiveSource,
     trust: Trust,
-    now_ns: Option<i64>,
+    end: End,
 ) -> Result<watch::Receiver<Arc<Snapshot>>, VerifyError> {
-    let first = Review::new(trust.clone(), now_ns)?.finish();
+    let first = Review::new(trust.clone(), end.ns())?.finish();
     let (tx, rx) = watch::channel(Arc::new(Snapshot {
         version: 0,
         reviewed: first,
@@ -74,13 +99,13 @@ pub fn start(
     }));
     let (feed_tx, feed_rx) = mpsc::unbounded_channel();
     tokio::spawn(read(source, feed_tx));
-    tokio::spawn(ingest(feed_rx, trust, now_ns, tx));
+    tokio::spawn(ingest(feed_rx, trust, end, tx));
     Ok(rx)
 }
 
 /// Every line so far through a fresh verifier.
-fn review_all(trust: &Trust, now_ns: Option<i64>, lines: &[Vec<u8>]) -> Option<Reviewed> {
-    let mut r = Review::new(trust.clone(), now_ns).ok()?;
+fn review_all(trust: &Trust, end: End, lines: &[Vec<u8>]) -> Option<Reviewed> {
+    let mut r = Review::new(trust.clone(), end.ns()).ok()?;
     for l in lines {
         r.push_line(l);
     }
@@ -90,14 +115,30 @@ fn review_all(trust: &Trust, now_ns: Option<i64>, lines: &[Vec<u8>]) -> Option<R
 async fn ingest(
     mut feed: mpsc::UnboundedReceiver<Feed>,
     trust: Trust,
-    now_ns: Option<i64>,
+    end: End,
     tx: watch::Sender<Arc<Snapshot>>,
 ) {
     let mut lines: Vec<Vec<u8>> = Vec::new();
     let mut source_error = None;
     let mut version = 0;
-    while let Some(first) = feed.recv().await {
-        let mut next = Some(first);
+    loop {
+        // With the clock as the end, the input is judged again now and
+        // then even when nothing arrives: silence is nothing arriving.
+        let first = if end == End::Now {
+            tokio::select! {
+                f = feed.recv() => match f {
+                    Some(f) => Some(f),
+                    None => return,
+                },
+                () = tokio::time::sleep(RECHECK) => None,
+            }
+        } else {
+            match feed.recv().await {
+                Some(f) => Some(f),
+                None => return,
+            }
+        };
+        let mut next = first;
         while let Some(f) = next {
             match f {
                 Feed::Line(l) => {
@@ -111,7 +152,7 @@ async fn ingest(
         let trust = trust.clone();
         // Verifying the whole input is CPU work: off the async threads.
         let Ok((back, reviewed)) = tokio::task::spawn_blocking(move || {
-            let r = review_all(&trust, now_ns, &lines);
+            let r = review_all(&trust, end, &lines);
             (lines, r)
         })
         .await

@@ -103,7 +103,7 @@ async fn serve(
     let snaps = live::start(
         LiveSource::File(file.to_owned()),
         Trust::Pinned(vec![key.to_owned()]),
-        None,
+        live::End::Newest,
     )
     .unwrap();
     let exposure = Exposure {
@@ -362,7 +362,7 @@ async fn over_tls_with_a_token_the_page_serves_only_tls() {
     let snaps = live::start(
         LiveSource::File(fx.file.clone()),
         Trust::Pinned(vec![fx.key.clone()]),
-        None,
+        live::End::Newest,
     )
     .unwrap();
     let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
