@@ -295,6 +295,7 @@ pub fn detail(snap: &Snapshot, sel: &Selector, back: Option<&str>) -> Option<Str
             status_class(&e.status),
             esc(&e.status.text())
         );
+        out.push_str(&plain_table("what", &summary::records(&[*e], false)));
         if let Some(name) = e.record["host"]["name"].as_str() {
             let hosts = summary::hosts(&snap.reviewed, &[name.to_owned()]);
             out.push_str("<h3>Chain of this host</h3>");
