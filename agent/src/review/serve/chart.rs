@@ -65,9 +65,11 @@ pub fn timeline(entries: &[&Entry]) -> String {
     ) else {
         return "<p>No records with a time to chart.</p>".to_owned();
     };
-    let span = (hi - lo).max(1);
+    // Times are what records claim (a forged one may sit centuries
+    // away): no step may overflow.
+    let span = hi.saturating_sub(lo).max(1);
     let bucket = |t: i64| {
-        let i = i128::from(t - lo) * BUCKETS as i128 / (i128::from(span) + 1);
+        let i = (i128::from(t) - i128::from(lo)) * BUCKETS as i128 / (i128::from(span) + 1);
         usize::try_from(i).unwrap_or(0).min(BUCKETS - 1)
     };
     let mut hosts: BTreeMap<String, Lane> = BTreeMap::new();
@@ -119,7 +121,7 @@ pub fn timeline(entries: &[&Entry]) -> String {
                 }
                 let h = (n * (LANE_H - 4)).div_ceil(peak).max(1);
                 y -= h;
-                let start = lo + bucket_ns * b as i64;
+                let start = lo.saturating_add(bucket_ns.saturating_mul(b as i64));
                 let _ = write!(
                     out,
                     "<rect x=\"{}\" y=\"{y}\" width=\"{}\" height=\"{h}\" fill=\"{colour}\">\

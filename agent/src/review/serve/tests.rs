@@ -403,3 +403,26 @@ async fn over_tls_with_a_token_the_page_serves_only_tls() {
     assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
     assert!(r.contains("gdb[4001]"), "{r}");
 }
+
+#[test]
+fn the_timeline_takes_any_times_records_claim() {
+    use crate::review::{Entry, Status, serve::chart::timeline};
+    let at = |time: &str, rule: &str| Entry {
+        line: 1,
+        record: json!({"time": time, "host": {"name": "<b>h</b>"}, "kind": "ptrace",
+            "decision": {"action": "alert", "rule": rule}}),
+        status: Status::Failed(vec!["edited".into()]),
+    };
+    let entries = [
+        at("1677-09-22T00:12:44Z", "r1"),
+        at("2262-04-11T23:47:16Z", "r2"),
+        at("not a time", "r3"),
+    ];
+    let refs: Vec<&Entry> = entries.iter().collect();
+    let svg = timeline(&refs);
+    assert!(svg.contains("host &lt;b&gt;h&lt;/b&gt;"), "{svg}");
+    assert!(!svg.contains("<b>"), "{svg}");
+    assert!(svg.contains("rule r1") && svg.contains("rule r2"), "{svg}");
+    assert!(svg.contains("1 lines without a time left out"), "{svg}");
+    assert_eq!(timeline(&[]), "<p>No records with a time to chart.</p>");
+}
