@@ -3,8 +3,9 @@
 // --serve`. It loads the page, says READY on stdout and waits for GO on
 // stdin (the Rust test makes its ptrace in between), then checks, in this
 // order, that the ptrace of the target pid appears without a reload, that
-// a filter in the URL narrows the list to it, and that its detail view
-// says it verified. Each step prints one `STEP name {json}` line the Rust
+// an argv of markup is shown as text and runs nothing, that a filter in
+// the URL narrows the list to the ptrace, and that its detail view says it
+// verified. Each step prints one `STEP name {json}` line the Rust
 // test asserts on; any failure exits non-zero with the reason.
 //
 // Usage: node review_page.js DRIVER_DIR CHROMIUM BASE_URL TARGET_PID SHOT_DIR
@@ -108,6 +109,25 @@ async function main() {
       matching: live.length,
       in_alerts: alerts.length,
       text: live[0].text,
+    });
+
+    // An exec whose argv is markup (the Rust side ran it with GO): shown
+    // as text, nothing of it runs or renders.
+    await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll("#history-table td.c-what")].some((td) =>
+          td.textContent.includes("<img src=x onerror=alert(1)>"),
+        ),
+      null,
+      { timeout: STEP_MS },
+    );
+    step("inert", {
+      title: await page.title(),
+      scripts: await page.$$eval("script", (s) => s.map((e) => e.getAttribute("src"))),
+      images: await page.$$eval("#live img", (i) => i.length),
+      text: await page.$$eval("#history-table td.c-what", (tds) =>
+        tds.map((td) => td.textContent).find((t) => t.includes("onerror")),
+      ),
     });
 
     await page.goto(`${base}/?kind=ptrace&target=${targetPid}`, { waitUntil: "load" });

@@ -4,7 +4,8 @@
 //! review_page.js`; both installed by `cargo xtask setup`). The page
 //! loads and goes live; a ptrace this test makes of a child it started
 //! (an attach and a PTRACE_PEEKDATA, which the shipped policy alerts on)
-//! appears without a reload, among the alerts too; `?kind=ptrace&target=PID` narrows the list to it; its detail
+//! appears without a reload, among the alerts too; an exec whose argv is
+//! `<script>` and `<img onerror>` shows as text and runs nothing; `?kind=ptrace&target=PID` narrows the list to it; its detail
 //! view says it verified (`ok`) against the agent's pinned key. The
 //! browser's screenshots go to `target/review-screenshots/`, and with
 //! `DEBUGMON_UPDATE_SCREENSHOTS=1` to `docs/img/` as well.
@@ -26,6 +27,9 @@ use integration_test::{
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// An argv of markup: the page must show it as text.
+const EVIL_SCRIPT: &str = "<script>document.title='pwned'</script>";
+const EVIL_IMG: &str = "<img src=x onerror=alert(1)>";
 /// The uid of `nobody`: the traced child's owner.
 const NOBODY: u32 = 65534;
 
@@ -204,6 +208,11 @@ fn the_review_page_shows_a_ptrace_live_filters_it_and_verifies_it() {
     );
     expect_line(&out, "READY", Duration::from_secs(30));
     attach_peek_detach(i32::try_from(pid).unwrap());
+    let st = Command::new("/bin/true")
+        .args([EVIL_SCRIPT, EVIL_IMG])
+        .status()
+        .unwrap();
+    assert!(st.success());
     writeln!(stdin, "GO").unwrap();
     stdin.flush().unwrap();
 
@@ -218,6 +227,16 @@ fn the_review_page_shows_a_ptrace_live_filters_it_and_verifies_it() {
     assert!(
         live["in_alerts"].as_u64().unwrap() >= 1,
         "the attach is among the live alerts: {live}"
+    );
+
+    let inert = step(&out, "inert");
+    assert_eq!(inert["title"], "debugmon review", "{inert}");
+    assert_eq!(inert["scripts"], serde_json::json!(["/live.js"]), "{inert}");
+    assert_eq!(inert["images"], 0, "{inert}");
+    let text = inert["text"].as_str().unwrap();
+    assert!(
+        text.contains(EVIL_SCRIPT) && text.contains(EVIL_IMG),
+        "{inert}"
     );
 
     let filtered = step(&out, "filtered");
