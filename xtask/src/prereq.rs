@@ -2,8 +2,10 @@
 //! checking each piece first so a second run costs a few milliseconds:
 //! Debian packages, the nightly toolchain with rust-src, bpf-linker (pinned,
 //! built against LLVM 22: see docs/toolchain.md), nats-server, promtool,
-//! cargo-fuzz (pinned) for the fuzz targets, and the `rfc8785` Python
-//! package the canonical JSON differential test compares against.
+//! cargo-fuzz (pinned) for the fuzz targets, the `rfc8785` Python
+//! package the canonical JSON differential test compares against, and
+//! playwright-core (pinned, from npm) with Debian's chromium for the review
+//! page's browser test.
 
 use std::process::{Command, Stdio};
 
@@ -54,6 +56,10 @@ const APT_PACKAGES: &[&str] = &[
     // A user known only to NSS, not /etc/passwd: the identity test's
     // stand-in for DynamicUser, LDAP and SSSD users.
     "libnss-extrausers",
+    // The headless browser the review page's test drives (through
+    // playwright-core, below), and a font for its screenshots.
+    "chromium",
+    "fonts-dejavu-core",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -63,6 +69,12 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// An independent RFC 8785 (JCS) implementation, for
 /// `agent/tests/jcs_differential.rs`.
 const RFC8785_PIP: &str = "rfc8785==0.1.4";
+/// The browser driver of `tests/integration/tests/review_serve.rs`, pinned;
+/// it drives Debian's chromium and downloads no browser of its own.
+const PLAYWRIGHT_NPM: &str = "playwright-core@1.65.1";
+/// Where it is installed, under the build directory (no committed
+/// node_modules); the test finds it there.
+const BROWSER_DRIVER_DIR: &str = "target/review-browser";
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -295,7 +307,35 @@ pub(crate) fn ensure_all() -> Result<()> {
     promtool()?;
     cargo_fuzz()?;
     rfc8785()?;
+    playwright()?;
     Ok(())
+}
+
+/// playwright-core from npm into [`BROWSER_DRIVER_DIR`].
+fn playwright() -> Result<()> {
+    let dir = crate::shell::root().join(BROWSER_DRIVER_DIR);
+    let version = PLAYWRIGHT_NPM.rsplit('@').next().unwrap_or_default();
+    let manifest = dir.join("node_modules/playwright-core/package.json");
+    let have = std::fs::read_to_string(&manifest)
+        .is_ok_and(|m| m.contains(&format!("\"version\": \"{version}\"")));
+    if have {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    eprintln!("xtask: installing {PLAYWRIGHT_NPM} from npm into {BROWSER_DRIVER_DIR}");
+    sh(cmd("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--no-save",
+            "--prefix",
+        ])
+        .arg(&dir)
+        .arg(PLAYWRIGHT_NPM)
+        // Its own browsers are never fetched: the test uses Debian's.
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+    .context("npm install playwright-core")
 }
 
 /// Only what building and running the agent needs.

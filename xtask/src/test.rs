@@ -101,6 +101,7 @@ const PRIVILEGED: &[&str] = &[
     "faults",
     "identity",
     "faults_kernel",
+    "review_serve",
 ];
 
 pub(crate) fn test(privileged: bool) -> Result<()> {

@@ -1,22 +1,28 @@
 //! `debugmon review`: security's reader. Reads records from a file, stdin
 //! or the JetStream stream (the reader `verify` uses), verifies them all
 //! as it reads ([`crate::review`]), then shows those the filters select,
-//! or a summary of them, as a table, JSON lines or CSV. Exit 1 when any
+//! or a summary of them, as a table, JSON lines or CSV; with `--serve`, as
+//! a read-only web page that follows the source ([`crate::review::serve`]). Exit 1 when any
 //! record of the input failed verification (it is shown, marked), or the
 //! input could not be read; 2 on bad flags.
 
-use std::{io::Write as _, path::PathBuf, process::ExitCode};
+use std::{io::Write as _, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use super::{
     nats::NatsFlags,
     runtime,
-    verify::{VerifyFlags, parse_now, read_source, source_of, trust_of},
+    verify::{VerifyFlags, VerifySource, parse_now, read_source, source_of, trust_of},
 };
 use crate::{
-    duration::parse_instant,
     error::error_chain,
-    record::verify::trust::DEFAULT_TRUSTED_KEYS,
-    review::{Format, Review, Reviewed, Status, filter::Filter, render, summary::Summary},
+    record::verify::trust::{DEFAULT_TRUSTED_KEYS, Trust},
+    review::{
+        Format, Review, Reviewed, Status,
+        filter::{self, Filter},
+        render,
+        serve::{DEFAULT_LISTEN, Exposure, TOKEN_ENV, http, live},
+        summary::Summary,
+    },
 };
 
 #[derive(clap::Args)]
@@ -95,18 +101,33 @@ pub struct Args {
     /// CSV with a header row
     #[arg(long)]
     csv: bool,
+    /// Serve a read-only web page instead of printing: live alerts and denials, the records with
+    /// the filters in the URL, a timeline, each record's detail (docs/review.md)
+    #[arg(long, conflicts_with_all = [
+        "summary", "sessions", "json", "csv", "since", "until", "host", "user", "rule", "decision",
+        "kind", "target", "tag", "failed",
+    ])]
+    serve: bool,
+    /// Address for --serve; one that is not loopback needs --tls-cert, --tls-key and a token
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, requires = "serve")]
+    listen: SocketAddr,
+    /// PEM certificate chain for --serve over HTTPS
+    #[arg(long, value_name = "PATH", requires = "serve")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "PATH", requires = "serve")]
+    tls_key: Option<PathBuf>,
+    /// File whose first line is the token every request to --serve must carry (or set
+    /// DEBUGMON_REVIEW_TOKEN); a browser asks for it as the password
+    #[arg(long, value_name = "PATH", requires = "serve")]
+    token_file: Option<PathBuf>,
 }
 
 /// The filters from flags; a time that does not parse is a usage error.
 fn filter_of(a: &Args, now: chrono::DateTime<chrono::Utc>) -> Result<Filter, String> {
     let at = |flag: &str, v: &Option<String>| {
         v.as_deref()
-            .map(|s| {
-                parse_instant(s, now)
-                    .map_err(|e| format!("--{flag} {s:?}: {e}"))?
-                    .timestamp_nanos_opt()
-                    .ok_or_else(|| format!("--{flag} {s:?}: out of range"))
-            })
+            .map(|s| filter::instant_ns(flag, s, now))
             .transpose()
     };
     Ok(Filter {
@@ -164,6 +185,14 @@ pub fn main(a: Args) -> ExitCode {
         (Ok(t), Ok(n), Ok(f)) => (t, n, f),
         (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return usage(e),
     };
+    if a.serve {
+        let end = match (a.now.as_deref(), now_ns) {
+            (Some("now"), _) => live::End::Now,
+            (_, Some(ns)) => live::End::At(ns),
+            (_, None) => live::End::Newest,
+        };
+        return serve(&a, source, trust, end);
+    }
     let format = match (a.json, a.csv) {
         (true, _) => Format::Json,
         (_, true) => Format::Csv,
@@ -199,4 +228,62 @@ pub fn main(a: Args) -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// `--serve`: follows the source and serves the page until interrupted.
+fn serve(a: &Args, source: VerifySource, trust: Trust, end: live::End) -> ExitCode {
+    let exposure = Exposure {
+        tls_cert: a.tls_cert.clone(),
+        tls_key: a.tls_key.clone(),
+        token_file: a.token_file.clone(),
+        token_env: std::env::var(TOKEN_ENV).ok(),
+    };
+    let guard = match exposure.check(a.listen) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("debugmon review: {}", error_chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let source = match source {
+        VerifySource::File(p) => live::LiveSource::File(p),
+        VerifySource::Stdin => live::LiveSource::Stdin,
+        VerifySource::Stream { nats, subject } => {
+            let subject = subject.unwrap_or_else(|| nats.audit_subjects());
+            live::LiveSource::Stream { nats, subject }
+        }
+    };
+    // Verifying the input again after each batch runs beside the server.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("debugmon review: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let scheme = if guard.tls.is_some() { "https" } else { "http" };
+    let result = rt.block_on(async {
+        let listener = http::bind(a.listen).await.map_err(|e| error_chain(&e))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let snapshots = live::start(source, trust, end).map_err(|e| error_chain(&e))?;
+        // The address first on stdout, so a script (or a test) that asked
+        // for port 0 learns it.
+        println!("debugmon review: serving {scheme}://{addr}/");
+        let _ = std::io::stdout().flush();
+        tokio::select! {
+            () = http::serve(listener, guard, snapshots) => Ok(()),
+            r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("debugmon review: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

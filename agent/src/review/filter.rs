@@ -8,6 +8,16 @@
 use serde_json::Value;
 
 use super::{Entry, Status, fields};
+use crate::duration::parse_instant;
+
+/// `--since`/`--until` (or the page's `since=`/`until=`): RFC 3339 or a
+/// duration back from `now`, as Unix ns; the message names the flag.
+pub fn instant_ns(flag: &str, s: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64, String> {
+    parse_instant(s, now)
+        .map_err(|e| format!("--{flag} {s:?}: {e}"))?
+        .timestamp_nanos_opt()
+        .ok_or_else(|| format!("--{flag} {s:?}: out of range"))
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Filter {

@@ -12,9 +12,11 @@
 //! - [`session`]: records of one login session, across hosts
 //! - [`summary`]: who debugged what, denials, grants and their use, hosts
 //! - [`table`]: rows rendered as an aligned table, JSON lines or CSV
+//! - [`serve`]: the same as a read-only web page with live updates
 
 pub mod fields;
 pub mod filter;
+pub mod serve;
 pub mod session;
 pub mod summary;
 pub mod table;

@@ -1,6 +1,7 @@
 //! Reading the stream back (`debugmon verify`): every message of a
 //! subject, with an ephemeral ordered consumer, in stream order, until none
-//! is pending.
+//! is pending; or following it, new messages as they arrive (`review
+//! --serve`).
 
 use std::time::Duration;
 
@@ -61,4 +62,47 @@ pub async fn read_subject(
         }
     }
     Ok(n)
+}
+
+/// Hands every message of `subject` from stream sequence `from` (1: the
+/// first) to `each` with its stream sequence, and then every new one as it
+/// arrives (`debugmon review --serve`); returns only on an error, after
+/// which a caller resumes from the last sequence it saw plus one.
+pub async fn follow_subject(
+    cfg: &NatsConfig,
+    subject: &str,
+    from: u64,
+    mut each: impl FnMut(&[u8], u64),
+) -> Result<(), NatsError> {
+    let client = connect(cfg).await?;
+    let js = jetstream(cfg, client);
+    let name = cfg.stream.name.clone();
+    let consumer_err = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Consumer {
+        name: name.clone(),
+        source: e,
+    };
+    let stream = js
+        .get_stream(&name)
+        .await
+        .map_err(|e| consumer_err(Box::new(e)))?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| consumer_err(Box::new(e)))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| consumer_err(Box::new(e)))?;
+    while let Some(msg) = messages.next().await {
+        let msg = msg.map_err(|e| consumer_err(Box::new(e)))?;
+        let seq = msg.info().map_or(0, |i| i.stream_sequence);
+        each(&msg.payload, seq);
+    }
+    Err(consumer_err("the stream's consumer ended".into()))
 }
