@@ -70,8 +70,10 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// `agent/tests/jcs_differential.rs`.
 const RFC8785_PIP: &str = "rfc8785==0.1.4";
 /// The browser driver of `tests/integration/tests/review_serve.rs`, pinned;
-/// it drives Debian's chromium and downloads no browser of its own.
-const PLAYWRIGHT_NPM: &str = "playwright-core@1.65.1";
+/// it drives Debian's chromium and downloads no browser of its own. 1.61
+/// is the last release that runs on Debian 12's Node.js 18 (later ones
+/// want Node 20).
+const PLAYWRIGHT_NPM: &str = "playwright-core@1.61.0";
 /// Where it is installed, under the build directory (no committed
 /// node_modules); the test finds it there.
 const BROWSER_DRIVER_DIR: &str = "target/review-browser";
@@ -320,6 +322,14 @@ fn playwright() -> Result<()> {
         .is_ok_and(|m| m.contains(&format!("\"version\": \"{version}\"")));
     if have {
         return Ok(());
+    }
+    // Debian's nodejs comes without npm (other builds of it bundle one).
+    if Command::new("npm").arg("--version").output().is_err() {
+        eprintln!("xtask: installing Debian's npm");
+        sh(cmd("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", "npm"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        .context("apt-get install npm")?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     eprintln!("xtask: installing {PLAYWRIGHT_NPM} from npm into {BROWSER_DRIVER_DIR}");
