@@ -9,13 +9,12 @@
 use std::{io::Write as _, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use super::{
-    nats::NatsFlags,
     runtime,
-    verify::{VerifyFlags, VerifySource, parse_now, read_source, source_of, trust_of},
+    verify::{SourceArgs, VerifySource, parse_now, read_source, source_of, trust_of},
 };
 use crate::{
     error::error_chain,
-    record::verify::trust::{DEFAULT_TRUSTED_KEYS, Trust},
+    record::verify::trust::Trust,
     review::{
         Format, Review, Reviewed, Status,
         filter::{self, Filter},
@@ -26,39 +25,9 @@ use crate::{
 };
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "stdin", "nats"])))]
 pub struct Args {
-    /// A file of records, one JSON object per line (the file sink's, or an ECS file)
-    #[arg(long)]
-    file: Option<PathBuf>,
-    /// Records on standard input (e.g. rotated files: `zcat records.*.gz | debugmon review --stdin`)
-    #[arg(long)]
-    stdin: bool,
-    /// Read the JetStream stream at this server URL
-    #[arg(long, value_name = "URL")]
-    nats: Option<String>,
-    /// Subject to read from the stream [default: <nats.subject_prefix>.audit.>]
-    #[arg(long)]
-    subject: Option<String>,
-    /// First tokens of the records' subjects [default: nats.subject_prefix of the config, else
-    /// debugmon]
-    #[arg(long, value_name = "PREFIX")]
-    subject_prefix: Option<String>,
-    /// Config file whose [nats] section gives servers, stream, TLS and credentials
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Trusted host public key (hex) for every host; repeatable [default: the trusted-keys file]
-    #[arg(long = "key", value_name = "HEX")]
-    keys: Vec<String>,
-    /// File of trusted host keys, `HOST HEXKEY` a line (written by `debugmon key add`)
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_TRUSTED_KEYS)]
-    trusted_keys: PathBuf,
-    /// Trust the key a host's start record carries when the trusted-keys file does not name it
-    #[arg(long)]
-    trust_on_first_use: bool,
-    /// Judge silent hosts as of this time (RFC 3339, or `now`) [default: the newest record]
-    #[arg(long, value_name = "TIME")]
-    now: Option<String>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Records from this RFC 3339 time or this long ago (30m, 2h, 7d)
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
@@ -154,21 +123,7 @@ fn not_verified(r: &Reviewed) -> usize {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    let vflags = VerifyFlags {
-        file: a.file.clone(),
-        stdin: a.stdin,
-        nats: NatsFlags {
-            url: a.nats.clone(),
-            config: a.config.clone(),
-            subject_prefix: a.subject_prefix.clone(),
-        },
-        subject: a.subject.clone(),
-        keys: a.keys.clone(),
-        trusted_keys: Some(a.trusted_keys.clone()),
-        trust_on_first_use: a.trust_on_first_use,
-        now: a.now.clone(),
-        json: false,
-    };
+    let vflags = a.source.flags(false);
     let usage = |e: String| {
         eprintln!("debugmon review: {e}");
         ExitCode::from(2)
@@ -179,14 +134,14 @@ pub fn main(a: Args) -> ExitCode {
     };
     let (trust, now_ns, filter) = match (
         trust_of(&vflags),
-        a.now.as_deref().map(parse_now).transpose(),
+        a.source.now().map(parse_now).transpose(),
         filter_of(&a, chrono::Utc::now()),
     ) {
         (Ok(t), Ok(n), Ok(f)) => (t, n, f),
         (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return usage(e),
     };
     if a.serve {
-        let end = match (a.now.as_deref(), now_ns) {
+        let end = match (a.source.now(), now_ns) {
             (Some("now"), _) => live::End::Now,
             (_, Some(ns)) => live::End::At(ns),
             (_, None) => live::End::Newest,

@@ -21,12 +21,23 @@ use crate::{
 };
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "stdin", "nats"])))]
 pub struct Args {
-    /// A file of records, one JSON object per line
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the records come from and whose keys to believe: the flags
+/// `verify` and `review` share.
+#[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "stdin", "nats"])))]
+pub struct SourceArgs {
+    /// A file of records, one JSON object per line (the file sink's, or an ECS file)
     #[arg(long)]
     file: Option<PathBuf>,
-    /// Records on standard input
+    /// Records on standard input (e.g. rotated files, through `zcat records.*.gz`)
     #[arg(long)]
     stdin: bool,
     /// Read the JetStream stream at this server URL
@@ -40,6 +51,9 @@ pub struct Args {
     /// debugmon]
     #[arg(long, value_name = "PREFIX")]
     subject_prefix: Option<String>,
+    /// Config file whose [nats] section gives servers, stream, TLS and credentials
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Trusted host public key (hex) for every host; repeatable [default: each host's keys from
     /// the trusted-keys file]
     #[arg(long = "key", value_name = "HEX")]
@@ -51,16 +65,36 @@ pub struct Args {
     /// the host (or there is no file): proves the chain intact, not who wrote it
     #[arg(long)]
     trust_on_first_use: bool,
-    /// Judge whether each chain ends open (no stop record, no recent heartbeat) as of this
-    /// time (RFC 3339, or `now`) [default: the newest record in the input]
+    /// Judge whether each chain ends open (no stop record, no recent heartbeat), and silent
+    /// hosts, as of this time (RFC 3339, or `now`) [default: the newest record in the input]
     #[arg(long, value_name = "TIME")]
     now: Option<String>,
-    /// Config file whose [nats] section gives stream, TLS and credentials
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Print the report as JSON
-    #[arg(long)]
-    json: bool,
+}
+
+impl SourceArgs {
+    /// The flags as the readers take them.
+    pub(crate) fn flags(&self, json: bool) -> VerifyFlags {
+        VerifyFlags {
+            file: self.file.clone(),
+            stdin: self.stdin,
+            nats: NatsFlags {
+                url: self.nats.clone(),
+                config: self.config.clone(),
+                subject_prefix: self.subject_prefix.clone(),
+            },
+            subject: self.subject.clone(),
+            keys: self.keys.clone(),
+            trusted_keys: Some(self.trusted_keys.clone()),
+            trust_on_first_use: self.trust_on_first_use,
+            now: self.now.clone(),
+            json,
+        }
+    }
+
+    /// `--now` as given.
+    pub(crate) fn now(&self) -> Option<&str> {
+        self.now.as_deref()
+    }
 }
 
 /// `debugmon verify`'s flags. Exactly one source: `file`, `stdin` or `nats.url`.
@@ -155,21 +189,7 @@ pub async fn read_source<S: LineSink + Send + 'static>(
 }
 
 pub fn main(a: Args) -> ExitCode {
-    verify(VerifyFlags {
-        file: a.file,
-        stdin: a.stdin,
-        nats: NatsFlags {
-            url: a.nats,
-            config: a.config,
-            subject_prefix: a.subject_prefix,
-        },
-        subject: a.subject,
-        keys: a.keys,
-        trusted_keys: Some(a.trusted_keys),
-        trust_on_first_use: a.trust_on_first_use,
-        now: a.now,
-        json: a.json,
-    })
+    verify(a.source.flags(a.json))
 }
 
 /// `--now`: RFC 3339, or `now`.
