@@ -1,7 +1,7 @@
 //! The machine-wide lock privileged and VM tests hold
 //! (`/tmp/debugmon-priv.lock`, flock): only one BPF-loading run at a time,
 //! and a VM's CPU load stays out of timing-sensitive host tests. Taken by
-//! xtask itself around a boot; when a caller already holds it for this
+//! xtask itself around the host's privileged suites and each VM boot; when a caller already holds it for this
 //! process tree (`flock /tmp/debugmon-priv.lock cargo xtask ...`), taking
 //! it again would wait for ourselves, so that holder is recognised.
 

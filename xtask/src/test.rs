@@ -211,6 +211,9 @@ fn clippy() -> Result<()> {
 /// runs, and none may be skipped.
 fn host_privileged() -> Result<Tally> {
     every_suite_listed()?;
+    // One BPF-loading run on the machine at a time: another worktree's
+    // agent would see this run's processes, and they each other's.
+    let _lock = crate::privlock::PrivLock::take()?;
     sh(cmd("cargo").args(["build", "--locked", "-p", "agent"]))?;
     let bin = root().join("target/debug/debugmon");
     let (ok, t) = cargo_test(
