@@ -1,9 +1,10 @@
 //! The machine-wide lock privileged and VM tests hold
 //! (`/tmp/debugmon-priv.lock`, flock): only one BPF-loading run at a time,
 //! and a VM's CPU load stays out of timing-sensitive host tests. Taken by
-//! xtask itself around the host's privileged suites and each VM boot; when a caller already holds it for this
-//! process tree (`flock /tmp/debugmon-priv.lock cargo xtask ...`), taking
-//! it again would wait for ourselves, so that holder is recognised.
+//! xtask itself around the host's privileged suites and each VM boot;
+//! when a caller already holds it for this process tree
+//! (`flock /tmp/debugmon-priv.lock cargo xtask ...`), taking it again
+//! would wait for ourselves, so that holder is recognised.
 
 use std::{
     fs,
