@@ -100,6 +100,7 @@ const PRIVILEGED: &[&str] = &[
     "faults",
     "identity",
     "faults_kernel",
+    "approvals",
 ];
 
 pub(crate) fn test(privileged: bool) -> Result<()> {

@@ -7,7 +7,10 @@
 //! - [`store`]: persisted grants with expiry and an injectable clock
 //! - [`seal`]: the grants file signed with the host key, checked on load
 //! - [`control`]: the root-only control socket (server and client)
+//! - [`approval`]: grants requested on a host and approved with an
+//!   approver's key (signed requests and approvals, the open requests)
 
+pub mod approval;
 pub mod control;
 pub mod seal;
 pub mod store;
@@ -20,7 +23,9 @@ pub use self::{
     seal::GrantSigner,
     store::{Clock, FileRejection, GrantStore, ManualClock, SystemClock},
 };
-pub use crate::policy::grant::{AccessMode, BadMode, BadTarget, Grant, GrantTarget, Requester};
+pub use crate::policy::grant::{
+    AccessMode, Approval, BadMode, BadTarget, Grant, GrantTarget, Requester,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {

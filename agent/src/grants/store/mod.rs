@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    AccessMode, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, Requester,
+    AccessMode, Approval, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, Requester,
     format_duration,
     seal::{self, GrantSigner, SealFault, SealedFile},
 };
@@ -197,6 +197,37 @@ impl GrantStore {
         reason: &str,
         requested_by: Option<Requester>,
     ) -> Result<GrantEvent, GrantError> {
+        self.create(user, target, mode, dur, reason, (requested_by, None))
+    }
+
+    /// The grant of an approved request ([`super::approval`]): made like
+    /// any other, carrying who asked and who approved.
+    pub fn grant_approved(
+        &mut self,
+        req: &super::approval::RequestBody,
+        approval: Approval,
+    ) -> Result<GrantEvent, GrantError> {
+        self.create(
+            &req.user,
+            req.target.clone(),
+            req.mode,
+            Duration::from_secs(req.duration_secs),
+            &req.reason,
+            (Some(req.requester.clone()), Some(approval)),
+        )
+    }
+
+    /// `who`: who asked, and who approved.
+    fn create(
+        &mut self,
+        user: &str,
+        target: GrantTarget,
+        mode: AccessMode,
+        dur: Duration,
+        reason: &str,
+        who: (Option<Requester>, Option<Approval>),
+    ) -> Result<GrantEvent, GrantError> {
+        let (requested_by, approved) = who;
         if user.trim().is_empty() {
             return Err(GrantError::Empty("user"));
         }
@@ -230,6 +261,7 @@ impl GrantStore {
             expires,
             start_tick,
             requested_by,
+            approved,
         };
         self.grants.push(grant.clone());
         if let Err(e) = self.save() {
