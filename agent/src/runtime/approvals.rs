@@ -266,6 +266,10 @@ pub async fn run(
             _ = stop.changed() => return,
             () = tokio::time::sleep(backoff) => {}
         }
+        // Requests still end on time while NATS is away.
+        for ev in expire(&bus) {
+            let _ = bus.events.send(ev).await;
+        }
         backoff = (backoff * 2).min(max);
     }
 }
@@ -419,5 +423,36 @@ fn refused(raw: &[u8], refusal: &Refusal) -> ControlEvent {
             "reason": refusal.to_string(), "approval": approval,
         }),
         alert: refusal.is_attack().then(|| refusal.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened(cfg: &Settings) -> Arc<Approvals> {
+        let key = Arc::new(SigningKey::from_bytes(&[4; 32]));
+        open(cfg, "db-1", &key).unwrap().0
+    }
+
+    fn refusal(a: &Approvals) -> &str {
+        match a {
+            Approvals::Off(why) => why,
+            Approvals::On(_) => panic!("approvals are on"),
+        }
+    }
+
+    #[test]
+    fn requests_without_nats_or_approvers_are_refused_saying_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Settings::default();
+        cfg.approvals.requests_path = dir.path().join("requests.json");
+        assert!(refusal(&opened(&cfg)).contains("need NATS"));
+        cfg.delivery.nats = Some(NatsConfig::default());
+        assert!(refusal(&opened(&cfg)).contains("need approver keys"));
+        let carol = SigningKey::from_bytes(&[2; 32]).verifying_key();
+        cfg.approvals.approvers =
+            Approvers::parse(&[format!("carol:{}", hex::encode(carol.as_bytes()))]).unwrap();
+        assert!(matches!(*opened(&cfg), Approvals::On(_)));
     }
 }

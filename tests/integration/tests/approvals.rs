@@ -10,6 +10,10 @@
 //! agents on one kernel kill each other, since each lists every BPF link
 //! at start and the other's self-protection takes that for tampering.
 //! B's approval path does not depend on enforcement.
+//!
+//! An approval made while the host's agent is down is applied when it is
+//! back: the request survives the restart, and the approval waits in the
+//! agent's durable consumer.
 
 use std::{
     os::unix::{fs::PermissionsExt as _, process::ExitStatusExt as _},
@@ -220,10 +224,7 @@ fn approve(f: &Fleet, id: &str, key: &Path) -> (bool, String) {
 }
 
 fn grants_of(a: &Agent) -> String {
-    let sock = a.state.join("control.sock").display().to_string();
-    let (ok, text) = debugmon(&["grant", "--socket", &sock, "list"]);
-    assert!(ok, "grant list: {text}");
-    text
+    grants_of_socket(&a.state.join("control.sock").display().to_string())
 }
 
 fn created(r: &Value) -> bool {
@@ -328,4 +329,109 @@ fn an_approval_signed_by_an_unknown_key_is_refused_and_recorded() {
     });
     f.a.stop();
     f.b.stop();
+}
+
+#[test]
+fn an_approval_made_while_the_agent_was_down_is_applied_when_it_is_back() {
+    let dir = std::env::temp_dir().join(nonce("apr3"));
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let nats = Nats::start(free_port(), &dir.join("js"));
+    let carol = dir.join("carol.key");
+    let carol_s = carol.display().to_string();
+    let (ok, line) = debugmon(&[
+        "approve",
+        "--create-key",
+        "--key",
+        &carol_s,
+        "--name",
+        "carol",
+    ]);
+    assert!(ok, "{line}");
+    let state = dir.join("state");
+    let path = |name: &str| state.join(name).display().to_string();
+    let sock = path("control.sock");
+    // The same state on both runs: host key, spool, grants, requests.
+    let env = [
+        ("DEBUGMON_NATS_ENABLED", "true".to_owned()),
+        ("DEBUGMON_NATS_URLS", nats.url()),
+        ("DEBUGMON_NATS_MAX_BYTES", "1GiB".to_owned()),
+        ("DEBUGMON_NATS_BACKOFF_MAX_MS", "500".to_owned()),
+        ("DEBUGMON_GRANTS_APPROVERS", line.trim().to_owned()),
+        ("DEBUGMON_INVENTORY_INTERVAL_SECS", "0".to_owned()),
+        ("DEBUGMON_HOST_STATE_DIR", path("")),
+        ("DEBUGMON_HOST_KEY_PATH", path("host.key")),
+        ("DEBUGMON_SPOOL_DIR", path("spool")),
+        ("DEBUGMON_GRANTS_PATH", path("grants.json")),
+        ("DEBUGMON_GRANTS_REQUESTS_PATH", path("requests.json")),
+        ("DEBUGMON_CONTROL_SOCKET", sock.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let host = format!("dm-c-{}", std::process::id());
+    let a = Agent::start_as(Some(&host), &[], &env);
+    let user = own_user();
+    let (ok, text) = debugmon(&[
+        "grant",
+        "--request",
+        "--user",
+        &user,
+        "--target",
+        "any",
+        "--for",
+        "10m",
+        "--reason",
+        "INC-43",
+        "--socket",
+        &sock,
+    ]);
+    assert!(ok, "grant --request: {text}");
+    let id = text
+        .split_whitespace()
+        .nth(1)
+        .expect("request id")
+        .to_owned();
+    a.wait_for("requested record", WAIT, |r| {
+        r["detail"]["event"] == "requested" && r["detail"]["request"]["id"] == id.as_str()
+    });
+    // Published before the stop: the approver finds it with the host down.
+    let url = nats.url();
+    let none = dir.join("no-trusted-keys").display().to_string();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (ok, list) = debugmon(&["approve", "--list", "--nats", &url, "--trusted-keys", &none]);
+        if ok && list.contains(&id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request {id} never listed: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.stop();
+    let (ok, text) = debugmon(&[
+        "approve",
+        &id,
+        "--key",
+        &carol_s,
+        "--name",
+        "carol",
+        "--nats",
+        &url,
+        "--trusted-keys",
+        &none,
+    ]);
+    assert!(ok, "approve: {text}");
+    let a = Agent::start_as(Some(&host), &[], &env);
+    let rec = a.wait_for("grant from the approval made while down", WAIT, |r| {
+        created(r) && r["detail"]["grant"]["approved"]["request"] == id.as_str()
+    });
+    assert_eq!(rec["detail"]["grant"]["reason"], "INC-43", "{rec}");
+    assert!(grants_of_socket(&sock).contains(rec["detail"]["grant"]["id"].as_str().unwrap()));
+    a.stop();
+}
+
+fn grants_of_socket(sock: &str) -> String {
+    let (ok, text) = debugmon(&["grant", "--socket", sock, "list"]);
+    assert!(ok, "grant list: {text}");
+    text
 }
