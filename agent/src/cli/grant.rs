@@ -166,6 +166,15 @@ fn print_response(r: &Response) -> ExitCode {
                 g.reason,
                 g.requested_by.as_ref().map_or_else(String::new, asked_by)
             );
+            if let Some(a) = &g.approved {
+                println!(
+                    "    approved by {} (key {}) for request {} at {}",
+                    a.approver,
+                    a.key,
+                    a.request,
+                    a.approved_at.to_rfc3339()
+                );
+            }
         }
     }
     ExitCode::SUCCESS

@@ -262,7 +262,11 @@ fn a_request_approved_centrally_becomes_a_grant_on_its_host_only() {
     assert_eq!(g["reason"], "INC-42", "{rec}");
     assert_eq!(g["requested_by"]["uid"], 0, "{rec}");
     let grant_id = g["id"].as_str().unwrap().to_owned();
-    assert!(grants_of(&f.a).contains(&grant_id));
+    let list = grants_of(&f.a);
+    assert!(
+        list.contains(&grant_id) && list.contains("approved by carol (key "),
+        "{list}"
+    );
 
     // The grant is in A's kernel: the same strace now goes through.
     let after = strace(t.pid());
