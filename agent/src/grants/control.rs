@@ -455,6 +455,20 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_request_without_approvals_is_refused_with_the_reason() {
+        let off = Approvals::Off("grant requests need NATS".to_owned());
+        let requester = Requester::of_peer(0, None, Path::new("/nonexistent"));
+        let (resp, event) = ask(&off, "alice", "any", "30m", "INC-1", None, &requester);
+        assert!(!resp.ok && event.is_none());
+        assert_eq!(resp.error.as_deref(), Some("grant requests need NATS"));
+        let line = r#"{"op":"request","user":"alice","target":"any","for":"30m","reason":"INC-1"}"#;
+        assert!(matches!(
+            serde_json::from_str::<Request>(line),
+            Ok(Request::Request { .. })
+        ));
+    }
+
+    #[test]
     fn requests_use_the_documented_json() {
         let r: Request = serde_json::from_str(
             r#"{"op":"grant","user":"alice","target":"unit:x","for":"30m","reason":"INC-1"}"#,
