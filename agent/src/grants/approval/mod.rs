@@ -47,6 +47,10 @@ pub struct RequestBody {
     pub reason: String,
     /// Who asked on the host (the control socket's peer and its login user).
     pub requester: Requester,
+    /// For a `pid:N` target: when that process started (clock ticks since
+    /// boot) at the request; the grant is made for that process only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_tick: Option<u64>,
     pub created: DateTime<Utc>,
     /// After this the request can no longer be approved.
     pub expires: DateTime<Utc>,

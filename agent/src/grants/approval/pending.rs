@@ -38,7 +38,7 @@ pub enum Dropped {
     Forged {
         reason: String,
     },
-    Expired(RequestBody),
+    Expired(Box<RequestBody>),
 }
 
 /// What a new request asks for.
@@ -100,7 +100,7 @@ impl PendingBook {
                                     ),
                                 }),
                                 Ok(body) if body.expires <= now => {
-                                    dropped.push(Dropped::Expired(body));
+                                    dropped.push(Dropped::Expired(Box::new(body)));
                                 }
                                 Ok(body) => open.push((signed, body)),
                                 Err(e) => dropped.push(Dropped::Forged {
@@ -148,6 +148,12 @@ impl PendingBook {
                 max: format_duration(self.max),
             });
         }
+        // The process a pid names now, not whichever has the pid when the
+        // approval comes.
+        let start_tick = match &ask.target {
+            GrantTarget::Pid(pid) => Some(crate::grants::process_start(*pid)?),
+            _ => None,
+        };
         let ttl = chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::hours(1));
         let body = RequestBody {
             id: new_id(now)?,
@@ -158,6 +164,7 @@ impl PendingBook {
             duration_secs: ask.duration.as_secs(),
             reason: ask.reason.to_owned(),
             requester: ask.requester,
+            start_tick,
             created: now,
             expires: now + ttl,
         };
