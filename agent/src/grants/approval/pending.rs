@@ -120,6 +120,17 @@ impl PendingBook {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("open", &path)(e)),
         }
+        if dropped.iter().any(|d| matches!(d, Dropped::Forged { .. })) {
+            // The file as found is evidence: kept beside, never overwritten.
+            let kept = format!("{}.rejected-{}", path.display(), now.timestamp());
+            fs::copy(&path, &kept)
+                .map_err(io("keep a copy of the refused requests file", &path))?;
+            for d in &mut dropped {
+                if let Dropped::Forged { reason } = d {
+                    reason.push_str(&format!("; the file as found is kept at {kept}"));
+                }
+            }
+        }
         let book = Self {
             path,
             host: host.to_owned(),

@@ -284,6 +284,20 @@ fn open_requests_survive_a_restart_and_a_forged_one_is_dropped() {
         "{dropped:?}"
     );
     assert!(b.open_request(&body.id).is_none());
+    let kept = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("requests.json.rejected-")
+        })
+        .expect("the refused file is kept");
+    assert!(
+        std::fs::read_to_string(kept.path())
+            .unwrap()
+            .contains("14400")
+    );
 }
 
 #[test]
