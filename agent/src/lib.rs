@@ -24,10 +24,11 @@
 //! Beside the path:
 //!
 //! - [`runtime`]: the running agent (start-up, ring reader, pipeline,
-//!   governance, shutdown)
+//!   governance, approvals on NATS, shutdown)
 //! - [`policy`]: policy files, compiled rules, rulings, what grants cover
 //!   and the kernel's part of a policy
-//! - [`grants`]: the grants store and the control socket
+//! - [`grants`]: the grants store, the control socket, and grant requests
+//!   and their signed approvals
 //! - [`review`]: records read back for an auditor, verified as they are
 //!   read: filters, sessions, summaries, tables
 //! - [`inventory`]: the host's debug exposure now (debuggers installed,

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Key { command } => cli::key::main(command),
         Command::Policy { command } => cli::policy::main(command),
         Command::Grant(args) => cli::grant::main(args),
+        Command::Approve(args) => cli::approve::main(*args),
         Command::Config { command } => cli::config::main(command),
         Command::Status(args) => cli::status::main(args),
         Command::Inventory(args) => cli::inventory::main(args),

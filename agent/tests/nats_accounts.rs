@@ -4,7 +4,8 @@
 //! for the stream's info), with replies only on its own inbox, and a
 //! reader that may read and not publish. The agent's sink delivers inside
 //! it; publishing as another host, or reading, is refused to the agent;
-//! publishing is refused to the reader.
+//! publishing is refused to the reader. Grant approvals: the agent
+//! publishes requests and reads its own approvals, and may not approve.
 
 mod support;
 
@@ -14,6 +15,7 @@ use agent::{
     cli::verify::{VerifyArgs, VerifySource, run_verify},
     config::agent_inbox,
     record::{seal::Sealer, verify::trust::Trust},
+    runtime::approvals::{approvals_consumer, ensure_grants_stream},
     sink::nats::{NatsAuth, NatsConfig, NatsSink, TlsConfig, connect, ensure_stream, jetstream},
     spool::{SharedSpool, Spool, SpoolConfig},
 };
@@ -36,8 +38,24 @@ accounts {{
       {{ user: "agent-db-1", password: "agent-pw",
         permissions: {{
           publish: {{ allow: ["debugmon.audit.db-1.>", "debugmon.alert.db-1.>",
-                              "$JS.API.STREAM.INFO.DEBUGMON"] }}
+                              "$JS.API.STREAM.INFO.DEBUGMON",
+                              "debugmon.grants.request.db-1",
+                              "$JS.API.STREAM.INFO.DEBUGMON_GRANTS",
+                              "$JS.API.CONSUMER.INFO.DEBUGMON_GRANTS.approvals-db-1",
+                              "$JS.API.CONSUMER.CREATE.DEBUGMON_GRANTS.approvals-db-1.debugmon.grants.approval.db-1",
+                              "$JS.API.CONSUMER.MSG.NEXT.DEBUGMON_GRANTS.approvals-db-1",
+                              "$JS.ACK.DEBUGMON_GRANTS.approvals-db-1.>"] }}
           subscribe: {{ allow: ["_INBOX.db-1.>"] }}
+        }} }}
+      {{ user: "approver", password: "approver-pw",
+        permissions: {{
+          publish: {{ allow: ["debugmon.grants.approval.*", "$JS.API.INFO",
+                              "$JS.API.STREAM.INFO.DEBUGMON_GRANTS",
+                              "$JS.API.CONSUMER.CREATE.DEBUGMON_GRANTS", "$JS.API.CONSUMER.CREATE.DEBUGMON_GRANTS.>",
+                              "$JS.API.CONSUMER.MSG.NEXT.DEBUGMON_GRANTS.>", "$JS.API.CONSUMER.INFO.DEBUGMON_GRANTS.>",
+                              "$JS.API.CONSUMER.DELETE.DEBUGMON_GRANTS.>", "$JS.ACK.DEBUGMON_GRANTS.>",
+                              "$JS.FC.DEBUGMON_GRANTS.>"] }}
+          subscribe: {{ allow: ["_INBOX.>"] }}
         }} }}
       {{ user: "reader", password: "reader-pw",
         permissions: {{
@@ -207,5 +225,61 @@ async fn each_agent_publishes_only_as_itself_and_reads_nothing_readers_only_read
         .state
         .messages;
     assert_eq!(after, N, "nothing but the agent's records in the stream");
+    approvals_only_approvers_approve(port, &ca, &js).await;
     server.stop();
+}
+
+/// Grant requests and approvals (docs/nats.md): the agent publishes its
+/// requests and reads its own approvals with the documented permissions;
+/// it may not approve, nor read another host's approvals; the approver
+/// may approve.
+async fn approvals_only_approvers_approve(
+    port: u16,
+    ca: &Path,
+    operator: &async_nats::jetstream::Context,
+) {
+    use futures::StreamExt as _;
+    let mut agent = user_cfg(port, ca, "agent-db-1", "agent-pw");
+    agent.inbox_prefix = Some(agent_inbox("db-1"));
+    let op = user_cfg(port, ca, "operator", "operator-pw");
+    ensure_grants_stream(operator, &op).await.unwrap();
+    let ajs = jetstream(&agent, connect(&agent).await.unwrap());
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let consumer = approvals_consumer(&ajs, &agent, "db-1", since)
+        .await
+        .unwrap();
+    let req = ajs
+        .publish("debugmon.grants.request.db-1", "{}".into())
+        .await
+        .unwrap()
+        .await;
+    assert!(req.is_ok(), "the agent's request: {req:?}");
+    for subject in [
+        "debugmon.grants.approval.db-1",
+        "debugmon.grants.approval.db-2",
+    ] {
+        let forged = ajs.publish(subject, "{}".into()).await.unwrap().await;
+        assert!(
+            forged.is_err(),
+            "the agent approved on {subject}: {forged:?}"
+        );
+    }
+    let other = approvals_consumer(&ajs, &agent, "db-2", since).await;
+    assert!(other.is_err(), "the agent read db-2's approvals");
+    let approver = user_cfg(port, ca, "approver", "approver-pw");
+    let pjs = jetstream(&approver, connect(&approver).await.unwrap());
+    let ok = pjs
+        .publish("debugmon.grants.approval.db-1", "{\"a\":1}".into())
+        .await
+        .unwrap()
+        .await;
+    assert!(ok.is_ok(), "the approver's approval: {ok:?}");
+    let mut messages = consumer.messages().await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .expect("the agent receives its approval")
+        .expect("a message")
+        .unwrap();
+    assert_eq!(&msg.payload[..], b"{\"a\":1}");
+    msg.ack().await.unwrap();
 }

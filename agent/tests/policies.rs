@@ -98,6 +98,7 @@ fn shipped_policies_decide_the_table() {
         expires: t0 + chrono::Duration::hours(1),
         start_tick: None,
         requested_by: None,
+        approved: None,
         mode: Default::default(),
     }]);
 

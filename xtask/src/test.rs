@@ -102,6 +102,7 @@ const PRIVILEGED: &[&str] = &[
     "identity",
     "faults_kernel",
     "review_serve",
+    "approvals",
 ];
 
 pub(crate) fn test(privileged: bool) -> Result<()> {

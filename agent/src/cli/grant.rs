@@ -1,5 +1,6 @@
 //! `debugmon grant`: ask for, list or revoke time-boxed access, as root,
-//! over the agent's control socket. Exit codes: 0 ok, 1 runtime error or
+//! over the agent's control socket; with `--request`, ask for a grant an
+//! approver must approve (`debugmon approve`) before the agent makes it. Exit codes: 0 ok, 1 runtime error or
 //! a refused request, 2 usage error.
 
 use std::{
@@ -33,6 +34,10 @@ pub struct Args {
     /// write the target's memory or registers; full: everything
     #[arg(long, value_parser = ["read", "full"], default_value = "full")]
     mode: String,
+    /// Do not grant now: publish a signed request for an approver's
+    /// `debugmon approve` (needs NATS and approver keys in the config)
+    #[arg(long)]
+    request: bool,
     /// Control socket of the agent
     #[arg(long, default_value = "/run/debugmon/control.sock")]
     socket: PathBuf,
@@ -56,6 +61,15 @@ pub fn main(a: Args) -> ExitCode {
         Some(Command::List) => Request::List,
         Some(Command::Revoke { id }) => Request::Revoke { id },
         None => match (a.user, a.target, a.duration, a.reason) {
+            (Some(user), Some(target), Some(duration), Some(reason)) if a.request => {
+                Request::Request {
+                    user,
+                    target,
+                    duration,
+                    reason,
+                    mode: Some(a.mode),
+                }
+            }
             (Some(user), Some(target), Some(duration), Some(reason)) => Request::Grant {
                 user,
                 target,
@@ -120,6 +134,23 @@ fn print_response(r: &Response) -> ExitCode {
             g.reason
         );
     }
+    if let Some(q) = &r.request {
+        println!(
+            "request {} on {}: {} on {} ({}) for {} ({}); waiting for approval until {}",
+            q.id,
+            q.host,
+            q.user,
+            q.target,
+            q.mode.as_str(),
+            crate::grants::format_duration(std::time::Duration::from_secs(q.duration_secs)),
+            q.reason,
+            q.expires.to_rfc3339()
+        );
+        println!(
+            "an approver runs: debugmon approve {} --key APPROVER.key",
+            q.id
+        );
+    }
     if let Some(list) = &r.grants {
         if list.is_empty() {
             println!("no active grants");
@@ -135,6 +166,15 @@ fn print_response(r: &Response) -> ExitCode {
                 g.reason,
                 g.requested_by.as_ref().map_or_else(String::new, asked_by)
             );
+            if let Some(a) = &g.approved {
+                println!(
+                    "    approved by {} (key {}) for request {} at {}",
+                    a.approver,
+                    a.key,
+                    a.request,
+                    a.approved_at.to_rfc3339()
+                );
+            }
         }
     }
     ExitCode::SUCCESS

@@ -7,13 +7,14 @@
 //! - [`verify`], [`tail`]: reading sealed records back ([`nats`]: the
 //!   connection flags they share); [`key`]: the host keys `verify` trusts;
 //!   [`review`]: security's filtered, verified view and summaries
-//! - [`policy`], [`grant`]: engineers' and security's commands around
-//!   policy and time-boxed access
+//! - [`policy`], [`grant`], [`approve`]: engineers' and security's
+//!   commands around policy, time-boxed access and its approval
 //! - [`inventory`]: security's view of the host's debug exposure now
 //! - [`status`], [`config`]: ops' view of the running agent and its config
 //! - [`logging`]: where the agent's own log goes
 //! - [`gendocs`]: man pages and shell completions from these definitions
 
+pub mod approve;
 pub mod config;
 pub mod gendocs;
 pub mod grant;
@@ -70,6 +71,8 @@ pub enum Command {
     },
     /// Ask for, list or revoke time-boxed access (root, over the control socket)
     Grant(grant::Args),
+    /// Approve a host's grant request with an approver key, or list open requests (over NATS)
+    Approve(Box<approve::Args>),
     /// Configuration commands
     Config {
         #[command(subcommand)]

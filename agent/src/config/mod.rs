@@ -130,6 +130,17 @@ pub struct GrantsSection {
     pub path: PathBuf,
     /// The longest grant `debugmon grant --for` accepts.
     pub max_duration: HumanDuration,
+    /// Approver keys (`NAME:HEXKEY`, from `debugmon approve key`) whose
+    /// approvals of `debugmon grant --request` this host accepts; none:
+    /// requests are refused.
+    pub approvers: Vec<String>,
+    /// Two-person rule: an approver may not approve a request they made
+    /// (their name is the requester's login user) or a grant for themselves.
+    pub two_person: bool,
+    /// How long a request waits for its approval.
+    pub request_ttl: HumanDuration,
+    /// Where open requests persist across restarts.
+    pub requests_path: PathBuf,
 }
 
 impl Default for GrantsSection {
@@ -137,6 +148,10 @@ impl Default for GrantsSection {
         Self {
             path: PathBuf::from("/var/lib/debugmon/grants.json"),
             max_duration: HumanDuration::from_secs(4 * 3600),
+            approvers: Vec::new(),
+            two_person: true,
+            request_ttl: HumanDuration::from_secs(3600),
+            requests_path: PathBuf::from("/var/lib/debugmon/requests.json"),
         }
     }
 }
@@ -377,6 +392,15 @@ impl Config {
             grants_path: self.grants.path.clone(),
             grants_max: self.grants.max_duration.0,
             control_socket: self.control.socket.clone(),
+            approvals: crate::runtime::approvals::ApprovalSettings {
+                // `validate` refuses a bad entry; should one get here, no
+                // approver is trusted and every request is refused.
+                approvers: crate::grants::approval::Approvers::parse(&self.grants.approvers)
+                    .unwrap_or_default(),
+                two_person: self.grants.two_person,
+                request_ttl: self.grants.request_ttl.0,
+                requests_path: self.grants.requests_path.clone(),
+            },
             delivery: self.delivery_config()?,
             reload: None,
         })

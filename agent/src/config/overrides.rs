@@ -21,6 +21,10 @@ pub const KEYS: &[&str] = &[
     "policy.dirs",
     "grants.path",
     "grants.max_duration",
+    "grants.approvers",
+    "grants.two_person",
+    "grants.request_ttl",
+    "grants.requests_path",
     "control.socket",
     "sinks.stdout",
     "sinks.format",
@@ -107,6 +111,10 @@ pub fn set(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         "policy.dirs" => c.policy.dirs = list(v).into_iter().map(PathBuf::from).collect(),
         "grants.path" => c.grants.path = PathBuf::from(v),
         "grants.max_duration" => c.grants.max_duration = parse(v)?,
+        "grants.approvers" => c.grants.approvers = list(v),
+        "grants.two_person" => c.grants.two_person = boolean(v)?,
+        "grants.request_ttl" => c.grants.request_ttl = parse(v)?,
+        "grants.requests_path" => c.grants.requests_path = PathBuf::from(v),
         "control.socket" => c.control.socket = PathBuf::from(v),
         "sinks.stdout" => c.sinks.stdout = boolean(v)?,
         "sinks.format" => c.sinks.format = parse(v)?,
@@ -157,13 +165,19 @@ mod tests {
     fn every_key_is_settable() {
         for key in KEYS {
             let sample = match *key {
-                k if k.ends_with("max_duration") || k.ends_with("max_age") => "1h",
+                k if k.ends_with("max_duration")
+                    || k.ends_with("max_age")
+                    || k.ends_with("request_ttl") =>
+                {
+                    "1h"
+                }
                 k if k.ends_with("max_bytes") => "1MiB",
                 k if k.starts_with("sinks.stdout")
                     || k.ends_with("journal")
                     || k.ends_with("enabled")
                     || k.ends_with("required")
                     || k.ends_with("enforce")
+                    || k.ends_with("two_person")
                     || k.ends_with("kernel_log") =>
                 {
                     "true"

@@ -281,3 +281,24 @@ fn printout_parses_back() {
     let back: Config = toml::from_str(&printed).unwrap();
     assert_eq!(back, Config::default());
 }
+
+#[test]
+fn approvers_reach_the_settings_and_a_bad_one_is_located() {
+    let key = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[2; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
+    let text = format!("[grants]\napprovers = [\"carol:{key}\"]\ntwo_person = false\n");
+    let c = load_text(&text, &no_env()).unwrap();
+    let s = c.to_settings().unwrap();
+    assert!(!s.approvals.approvers.is_empty());
+    assert!(!s.approvals.two_person);
+    let bad = "[grants]\napprovers = [\"carol\"]\n";
+    let e = load_text(bad, &no_env()).unwrap_err();
+    let ConfigError::Invalid(list) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(list[0].key, "grants.approvers", "{e}");
+    assert!(list[0].reason.contains("NAME:HEXKEY"), "{e}");
+}

@@ -120,6 +120,16 @@ impl Config {
             "grants.max_duration",
             || "must be longer than 0".into(),
         );
+        c.absolute("grants.requests_path", &self.grants.requests_path);
+        let approvers = crate::grants::approval::Approvers::parse(&self.grants.approvers);
+        c.check(approvers.is_ok(), "grants.approvers", || {
+            approvers.err().map(|e| e.to_string()).unwrap_or_default()
+        });
+        c.check(
+            !self.grants.request_ttl.0.is_zero(),
+            "grants.request_ttl",
+            || "must be longer than 0".into(),
+        );
         c.absolute("control.socket", &self.control.socket);
 
         let s = &self.sinks;

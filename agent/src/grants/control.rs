@@ -1,5 +1,6 @@
 //! The control socket (default /run/debugmon/control.sock, mode 0600):
-//! line-delimited JSON requests `grant`, `list`, `revoke`, one response
+//! line-delimited JSON requests `grant`, `request` (a grant to be
+//! approved centrally, [`super::approval`]), `list`, `revoke`, one response
 //! line each. Only uid 0 may use it: the file mode keeps others out, and
 //! the peer's SO_PEERCRED credentials are checked as well, so a socket left
 //! with a wrong mode still refuses them. Refusals are reported to the
@@ -20,7 +21,12 @@ use tokio::{
 };
 
 use super::{
-    AccessMode, Grant, GrantError, GrantEvent, GrantStore, GrantTarget, Requester, parse_duration,
+    AccessMode, Clock, Grant, GrantError, GrantEvent, GrantStore, GrantTarget, Requester,
+    approval::{
+        RequestBody, SignedRequest,
+        pending::{Ask, PendingBook},
+    },
+    parse_duration,
 };
 
 pub const DEFAULT_SOCKET: &str = "/run/debugmon/control.sock";
@@ -57,10 +63,36 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mode: Option<String>,
     },
+    /// A grant to be made once an approver approves it (`debugmon grant
+    /// --request`); same fields as `grant`.
+    Request {
+        user: String,
+        target: String,
+        #[serde(rename = "for")]
+        duration: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<String>,
+    },
     List,
     Revoke {
         id: String,
     },
+}
+
+/// Where `request` goes: the open requests and the queue of requests to
+/// publish for approval, or why the agent takes none.
+pub enum Approvals {
+    /// Why requests are refused (no NATS, no approver keys).
+    Off(String),
+    On(Desk),
+}
+
+pub struct Desk {
+    pub book: Arc<Mutex<PendingBook>>,
+    pub clock: Arc<dyn Clock>,
+    /// To the NATS side, which publishes each request.
+    pub outbox: mpsc::UnboundedSender<SignedRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -72,6 +104,9 @@ pub struct Response {
     pub grant: Option<Grant>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grants: Option<Vec<Grant>>,
+    /// The request made (`request`), waiting for its approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestBody>,
 }
 
 impl Response {
@@ -86,7 +121,15 @@ impl Response {
 /// What the server reports for the caller to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlEvent {
-    Grant(GrantEvent),
+    Grant(Box<GrantEvent>),
+    /// A grant request was made and queued for approval.
+    Requested(SignedRequest),
+    /// What the NATS side did with an approval or a request: a record (an
+    /// alert when `alert` is set), detail ready.
+    Approval {
+        detail: serde_json::Value,
+        alert: Option<crate::grants::approval::Refusal>,
+    },
     /// A peer that is not root connected and was turned away.
     Refused {
         uid: u32,
@@ -149,6 +192,18 @@ pub async fn serve(
     events: mpsc::Sender<ControlEvent>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let off = Approvals::Off("this agent takes no grant requests".to_owned());
+    serve_with(listener, store, Arc::new(off), events, shutdown).await;
+}
+
+/// [`serve`], taking `request`s to `approvals`.
+pub async fn serve_with(
+    listener: UnixListener,
+    store: Arc<Mutex<GrantStore>>,
+    approvals: Arc<Approvals>,
+    events: mpsc::Sender<ControlEvent>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -161,9 +216,9 @@ pub async fn serve(
                 }
             },
         };
-        let (store, events) = (store.clone(), events.clone());
+        let (store, events, approvals) = (store.clone(), events.clone(), approvals.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, store, events).await {
+            if let Err(e) = connection(stream, store, &approvals, events).await {
                 tracing::debug!(cause = %e, "control connection ended with an error");
             }
         });
@@ -173,6 +228,7 @@ pub async fn serve(
 async fn connection(
     stream: UnixStream,
     store: Arc<Mutex<GrantStore>>,
+    approvals: &Approvals,
     events: mpsc::Sender<ControlEvent>,
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
@@ -198,9 +254,23 @@ async fn connection(
         if line.trim().is_empty() {
             continue;
         }
-        let (resp, event) = respond(&store, &line, &requester);
+        let (resp, event) = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Request {
+                user,
+                target,
+                duration,
+                reason,
+                mode,
+            }) => ask(
+                approvals, &user, &target, &duration, &reason, mode, &requester,
+            ),
+            _ => {
+                let (resp, ev) = respond(&store, &line, &requester);
+                (resp, ev.map(|e| ControlEvent::Grant(Box::new(e))))
+            }
+        };
         if let Some(ev) = event {
-            let _ = events.send(ControlEvent::Grant(ev)).await;
+            let _ = events.send(ev).await;
         }
         write(&mut wr, &resp).await?;
     }
@@ -211,6 +281,50 @@ async fn write(wr: &mut (impl AsyncWriteExt + Unpin), resp: &Response) -> std::i
     let mut buf = serde_json::to_vec(resp).expect("invariant: responses always serialize");
     buf.push(b'\n');
     wr.write_all(&buf).await
+}
+
+/// A grant request: signed, kept open and queued for publishing.
+fn ask(
+    approvals: &Approvals,
+    user: &str,
+    target: &str,
+    duration: &str,
+    reason: &str,
+    mode: Option<String>,
+    requester: &Requester,
+) -> (Response, Option<ControlEvent>) {
+    let desk = match approvals {
+        Approvals::Off(why) => return (Response::error(why.clone()), None),
+        Approvals::On(desk) => desk,
+    };
+    let made = (|| -> Result<SignedRequest, GrantError> {
+        let ask = Ask {
+            user,
+            target: target.parse()?,
+            mode: mode.as_deref().unwrap_or("full").parse()?,
+            duration: parse_duration(duration)?,
+            reason,
+            requester: requester.clone(),
+        };
+        let mut book = desk
+            .book
+            .lock()
+            .expect("invariant: book lock never poisoned");
+        book.ask(ask, desk.clock.now())
+    })();
+    match made {
+        Ok(signed) => {
+            let body = signed.verify_self().ok();
+            let _ = desk.outbox.send(signed.clone());
+            let resp = Response {
+                ok: true,
+                request: body,
+                ..Response::default()
+            };
+            (resp, Some(ControlEvent::Requested(signed)))
+        }
+        Err(e) => (Response::error(e.to_string()), None),
+    }
 }
 
 /// Answers one request line from `requester`: a malformed line gets an
@@ -258,6 +372,10 @@ fn handle(
             };
             Ok((resp, Some(ev)))
         }
+        Request::Request { .. } => Ok((
+            Response::error("grant requests are taken by the running agent only"),
+            None,
+        )),
         Request::List => Ok((
             Response {
                 ok: true,
@@ -334,6 +452,20 @@ mod tests {
             e.to_string(),
             "control socket refused uid 1000: only root may use it"
         );
+    }
+
+    #[test]
+    fn a_grant_request_without_approvals_is_refused_with_the_reason() {
+        let off = Approvals::Off("grant requests need NATS".to_owned());
+        let requester = Requester::of_peer(0, None, Path::new("/nonexistent"));
+        let (resp, event) = ask(&off, "alice", "any", "30m", "INC-1", None, &requester);
+        assert!(!resp.ok && event.is_none());
+        assert_eq!(resp.error.as_deref(), Some("grant requests need NATS"));
+        let line = r#"{"op":"request","user":"alice","target":"any","for":"30m","reason":"INC-1"}"#;
+        assert!(matches!(
+            serde_json::from_str::<Request>(line),
+            Ok(Request::Request { .. })
+        ));
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! - [`store`]: persisted grants with expiry and an injectable clock
 //! - [`seal`]: the grants file signed with the host key, checked on load
 //! - [`control`]: the root-only control socket (server and client)
+//! - [`approval`]: grants requested on a host and approved with an
+//!   approver's key (signed requests and approvals, the open requests)
 
+pub mod approval;
 pub mod control;
 pub mod seal;
 pub mod store;
@@ -20,7 +23,9 @@ pub use self::{
     seal::GrantSigner,
     store::{Clock, FileRejection, GrantStore, ManualClock, SystemClock},
 };
-pub use crate::policy::grant::{AccessMode, BadMode, BadTarget, Grant, GrantTarget, Requester};
+pub use crate::policy::grant::{
+    AccessMode, Approval, BadMode, BadTarget, Grant, GrantTarget, Requester,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
@@ -38,6 +43,8 @@ pub enum GrantError {
     Empty(&'static str),
     #[error("no process {0} to grant access to")]
     NoProcess(u32),
+    #[error("process {0} is not the one the request named: the pid was reused since")]
+    PidReused(u32),
     #[error("no active grant with id `{0}`")]
     UnknownGrant(String),
     #[error("cannot {what} {path}")]
@@ -67,6 +74,15 @@ pub enum GrantEventKind {
 pub struct GrantEvent {
     pub event: GrantEventKind,
     pub grant: Grant,
+}
+
+/// Start time (clock ticks since boot) of process `pid` now.
+pub(crate) fn process_start(pid: u32) -> Result<u64, GrantError> {
+    std::fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|b| crate::process::procfs::parse_stat(&b))
+        .map(|s| s.start_ticks)
+        .ok_or(GrantError::NoProcess(pid))
 }
 
 /// `90s`, `30m`, `2h`, `1h30m`, `1d` ([`crate::duration`], the grammar

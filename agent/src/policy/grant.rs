@@ -106,6 +106,21 @@ pub struct Grant {
     /// from before this was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<Requester>,
+    /// Who approved it, for a grant made from an approved request
+    /// (`debugmon grant --request`, docs/review.md "Approvals").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<Approval>,
+}
+
+/// Who approved a grant: the request, the approver's name and key as the
+/// host's config lists them, and when they signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub request: String,
+    pub approver: String,
+    /// Hex of the approver's public key.
+    pub key: String,
+    pub approved_at: DateTime<Utc>,
 }
 
 /// The peer that asked for a grant: its credentials from SO_PEERCRED, and

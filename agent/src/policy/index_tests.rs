@@ -84,6 +84,7 @@ fn bobs_grant() -> OneGrant {
         expires: t0 + chrono::Duration::hours(2),
         start_tick: None,
         requested_by: None,
+        approved: None,
     })
 }
 

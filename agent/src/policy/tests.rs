@@ -276,6 +276,7 @@ fn grant(user: &str, target: &str) -> OneGrant {
         expires: t0 + chrono::Duration::hours(2),
         start_tick: None,
         requested_by: None,
+        approved: None,
     })
 }
 

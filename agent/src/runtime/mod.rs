@@ -4,8 +4,10 @@
 //! counts, aggregates, grants, reloads, metrics, the [`heartbeat`]), until
 //! told to stop; then
 //! drain what the kernel already queued, detach and flush ([`shutdown`]).
-//! Policy and grants change through [`governance`].
+//! Policy and grants change through [`governance`]; grant requests and
+//! their approvals travel on NATS ([`approvals`]).
 
+pub mod approvals;
 mod counters;
 pub mod governance;
 mod heartbeat;
@@ -62,6 +64,9 @@ pub struct Settings {
     pub grants_path: std::path::PathBuf,
     pub grants_max: Duration,
     pub control_socket: std::path::PathBuf,
+    /// Grant requests approved centrally (`[grants]` approvers, two-person
+    /// rule, request lifetime); taken only with NATS.
+    pub approvals: approvals::ApprovalSettings,
     /// Where `/metrics` and `/status` are served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
     /// Sealing, spool, local sinks and NATS.
@@ -106,6 +111,7 @@ impl Default for Settings {
             grants_path: std::path::PathBuf::from("/var/lib/debugmon/grants.json"),
             grants_max: Duration::from_secs(4 * 3600),
             control_socket: std::path::PathBuf::from("/run/debugmon/control.sock"),
+            approvals: approvals::ApprovalSettings::default(),
             metrics_listen: None,
             delivery: DeliveryConfig::default(),
             reload: None,
@@ -129,6 +135,8 @@ pub enum AgentError {
     Governance(#[from] governance::GovernanceError),
     #[error("loading the host key, which seals the grants file")]
     HostKey(#[from] crate::record::seal::SealError),
+    #[error("opening the open grant requests")]
+    Requests(#[from] crate::grants::GrantError),
 }
 
 /// What a finished run did.

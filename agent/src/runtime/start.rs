@@ -152,8 +152,12 @@ impl Running {
         let (stop_control, control_stopped) = watch::channel(false);
         // The grants file is sealed with the host key the records are: the
         // store is handed the key, it does not look for it.
-        let host_key = crate::record::seal::load_or_create_key(&cfg.delivery.key_path)?;
-        let (mut gov, expired) = Governance::start(
+        let host_key = Arc::new(crate::record::seal::load_or_create_key(
+            &cfg.delivery.key_path,
+        )?);
+        let (approvals, bus, mut requests_dropped) =
+            super::approvals::open(cfg, &host.name, &host_key)?;
+        let (mut gov, mut expired) = Governance::start(
             &GovernanceConfig {
                 policy_dirs: cfg.policy_dirs.clone(),
                 grants_path: cfg.grants_path.clone(),
@@ -162,12 +166,20 @@ impl Running {
                 etc: PathBuf::from("/etc"),
             },
             &policy,
-            Arc::new(host_key),
+            host_key,
+            approvals,
             async move {
                 let mut rx = control_stopped;
                 let _ = rx.changed().await;
             },
         )?;
+        expired.append(&mut requests_dropped);
+        if let Some(bus) = bus {
+            tokio::spawn(super::approvals::run(
+                bus.into_bus(gov.store(), gov.sender()),
+                stop_control.subscribe(),
+            ));
+        }
         *p.decider_mut() = Decider::new(Arc::clone(&policy), Some(gov.store()));
         p.apply(gov.install(Arc::clone(&policy)));
         let sink = Delivery::start(cfg.delivery.clone())?;

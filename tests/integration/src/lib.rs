@@ -215,6 +215,14 @@ impl Agent {
     /// directory (unless `env` names one): tests never touch the host's
     /// /var/lib/debugmon and never share a chain.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_as(None, extra, env)
+    }
+
+    /// Like [`Self::start_env`], in a UTS namespace of its own whose host
+    /// name is `host` (when given): several agents on one kernel, each a
+    /// different host to its records, its subjects and its grants. The
+    /// shell sets the name and execs the agent, so the pid is the agent's.
+    pub fn start_as(host: Option<&str>, extra: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
         // Each agent gets its own grants file and control socket: tests must
         // not touch the host's /var/lib/debugmon or /run/debugmon.
@@ -235,7 +243,22 @@ impl Agent {
                 ]
             })
             .collect();
-        let mut child = Command::new(agent_bin())
+        let mut cmd = match host {
+            None => Command::new(agent_bin()),
+            Some(name) => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--uts",
+                    "sh",
+                    "-c",
+                    "echo \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"",
+                    name,
+                ])
+                .arg(agent_bin());
+                c
+            }
+        };
+        let mut child = cmd
             .arg("run")
             .args(extra)
             .env("RUST_LOG", "info")
@@ -244,6 +267,7 @@ impl Agent {
             .env("DEBUGMON_METRICS_LISTEN", "127.0.0.1:0")
             .env("DEBUGMON_GRANTS_PATH", state.join("grants.json"))
             .env("DEBUGMON_CONTROL_SOCKET", state.join("control.sock"))
+            .env("DEBUGMON_GRANTS_REQUESTS_PATH", state.join("requests.json"))
             .envs(state_env)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    AccessMode, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, Requester,
-    format_duration,
+    AccessMode, Approval, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, Requester,
+    format_duration, process_start,
     seal::{self, GrantSigner, SealFault, SealedFile},
 };
 use crate::{
@@ -101,15 +101,6 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GrantEr
         path,
         io_error,
     }
-}
-
-/// Start time (clock ticks since boot) of process `pid` now.
-fn process_start(pid: u32) -> Result<u64, GrantError> {
-    std::fs::read(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|b| crate::process::procfs::parse_stat(&b))
-        .map(|s| s.start_ticks)
-        .ok_or(GrantError::NoProcess(pid))
 }
 
 impl GrantStore {
@@ -197,6 +188,39 @@ impl GrantStore {
         reason: &str,
         requested_by: Option<Requester>,
     ) -> Result<GrantEvent, GrantError> {
+        self.create(user, target, mode, dur, reason, (requested_by, None, None))
+    }
+
+    /// The grant of an approved request ([`super::approval`]): made like
+    /// any other, carrying who asked and who approved.
+    pub fn grant_approved(
+        &mut self,
+        req: &super::approval::RequestBody,
+        approval: Approval,
+    ) -> Result<GrantEvent, GrantError> {
+        self.create(
+            &req.user,
+            req.target.clone(),
+            req.mode,
+            Duration::from_secs(req.duration_secs),
+            &req.reason,
+            (Some(req.requester.clone()), Some(approval), req.start_tick),
+        )
+    }
+
+    /// `who`: who asked, who approved, and for a `pid:N` grant of a
+    /// request the start time its process had when the request was made:
+    /// a process that took the pid since is not the one approved.
+    fn create(
+        &mut self,
+        user: &str,
+        target: GrantTarget,
+        mode: AccessMode,
+        dur: Duration,
+        reason: &str,
+        who: (Option<Requester>, Option<Approval>, Option<u64>),
+    ) -> Result<GrantEvent, GrantError> {
+        let (requested_by, approved, asked_start) = who;
         if user.trim().is_empty() {
             return Err(GrantError::Empty("user"));
         }
@@ -220,6 +244,11 @@ impl GrantStore {
             GrantTarget::Pid(pid) => Some(process_start(*pid)?),
             _ => None,
         };
+        if let (GrantTarget::Pid(pid), Some(asked)) = (&target, asked_start)
+            && start_tick != Some(asked)
+        {
+            return Err(GrantError::PidReused(*pid));
+        }
         let grant = Grant {
             id: new_id(created, &self.path)?,
             user: user.to_owned(),
@@ -230,6 +259,7 @@ impl GrantStore {
             expires,
             start_tick,
             requested_by,
+            approved,
         };
         self.grants.push(grant.clone());
         if let Err(e) = self.save() {

@@ -398,3 +398,46 @@ fn an_unsigned_grants_file_from_an_earlier_version_is_refused() {
     // Two refusals in the same second keep both files.
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), first);
 }
+
+/// A grant from an approved `pid:N` request covers the process the
+/// request named: if the pid has a new process since, no grant is made.
+#[test]
+fn an_approved_pid_grant_is_for_the_process_the_request_named_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let (mut store, _) = open(dir.path().join("grants.json"), DEFAULT_MAX, c.clone()).unwrap();
+    let me = std::process::id();
+    let req = super::super::approval::RequestBody {
+        id: "r-1".into(),
+        host: "db-1".into(),
+        user: "bob".into(),
+        target: GrantTarget::Pid(me),
+        mode: AccessMode::Full,
+        duration_secs: 600,
+        reason: "INC-9".into(),
+        requester: Requester {
+            uid: 0,
+            pid: None,
+            login_uid: None,
+            login_user: None,
+        },
+        start_tick: Some(process_start(me).unwrap()),
+        created: c.now(),
+        expires: c.now(),
+    };
+    let approval = Approval {
+        request: "r-1".into(),
+        approver: "carol".into(),
+        key: "00".repeat(32),
+        approved_at: c.now(),
+    };
+    let mut reused = req.clone();
+    reused.start_tick = req.start_tick.map(|t| t + 1);
+    let e = store.grant_approved(&reused, approval.clone()).unwrap_err();
+    assert!(matches!(e, GrantError::PidReused(p) if p == me), "{e}");
+    assert!(store.list().is_empty());
+    let ev = store.grant_approved(&req, approval.clone()).unwrap();
+    assert_eq!(ev.grant.start_tick, req.start_tick);
+    assert_eq!(ev.grant.approved, Some(approval));
+    assert_eq!(ev.grant.reason, "INC-9");
+}

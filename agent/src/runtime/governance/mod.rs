@@ -22,7 +22,7 @@ use crate::{
     event::Kind,
     grants::{
         FileRejection, Grant, GrantEvent, GrantSigner, GrantStore,
-        control::{self, ControlEvent},
+        control::{self, Approvals, ControlEvent},
         store::SystemClock,
     },
     policy::{
@@ -79,6 +79,8 @@ pub struct Governance {
     watcher: PolicyWatcher,
     grants: Arc<Mutex<GrantStore>>,
     events: mpsc::Receiver<ControlEvent>,
+    /// For the NATS side of approvals, whose events come the same way.
+    sender: mpsc::Sender<ControlEvent>,
     used: HashSet<String>,
     /// Role and user names of the kernel rules, expanded to uids.
     users: UserDb,
@@ -129,6 +131,45 @@ fn file_rejected_record(r: &FileRejection) -> Effect {
     }
 }
 
+/// A grant request made on this host, waiting for its approval.
+fn requested_record(signed: &crate::grants::approval::SignedRequest) -> Effect {
+    let body = signed.verify_self().ok();
+    if let Some(b) = &body {
+        tracing::info!(request = %b.id, user = %b.user, target = %b.target, "grant requested");
+    }
+    Effect::Record {
+        kind: Kind::Grant,
+        detail: json!({"event": "requested", "request": body, "request_hash": signed.hash()}),
+    }
+}
+
+/// What the NATS side did with an approval; an alert when only a forgery
+/// or a wrong key explains it.
+fn approval_record(
+    detail: serde_json::Value,
+    alert: Option<&crate::grants::approval::Refusal>,
+) -> Effect {
+    let Some(refusal) = alert else {
+        return Effect::Record {
+            kind: Kind::Grant,
+            detail,
+        };
+    };
+    Effect::Alert {
+        kind: Kind::Grant,
+        detail,
+        verdict: crate::decide::Verdict {
+            action: "alert",
+            enforced: None,
+            grant_id: None,
+            reason: Some(format!("grant approval refused: {refusal}")),
+            rule: Some("grant-approval".to_owned()),
+            severity: Some("high".to_owned()),
+            tags: Vec::new(),
+        },
+    }
+}
+
 impl Governance {
     /// Opens the grants store (sealed by `signer`, the host key) and the
     /// control socket, serving it until `shutdown`. Also returns the
@@ -138,6 +179,7 @@ impl Governance {
         cfg: &GovernanceConfig,
         set: &PolicySet,
         signer: Arc<dyn GrantSigner>,
+        approvals: Arc<Approvals>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(Self, Vec<Effect>), GovernanceError> {
         if let Some(dir) = cfg.grants_path.parent() {
@@ -158,11 +200,18 @@ impl Governance {
         let grants = Arc::new(Mutex::new(store));
         let listener = control::bind(&cfg.control_socket)?;
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(control::serve(listener, Arc::clone(&grants), tx, shutdown));
+        tokio::spawn(control::serve_with(
+            listener,
+            Arc::clone(&grants),
+            approvals,
+            tx.clone(),
+            shutdown,
+        ));
         let gov = Self {
             watcher: PolicyWatcher::new(cfg.policy_dirs.clone(), set.content_hash()),
             grants,
             events: rx,
+            sender: tx,
             used: HashSet::new(),
             users: UserDb::new(&cfg.etc),
             hash: set.content_hash().to_owned(),
@@ -176,6 +225,11 @@ impl Governance {
     /// The grants store, for the decider.
     pub fn store(&self) -> Arc<Mutex<GrantStore>> {
         Arc::clone(&self.grants)
+    }
+
+    /// Where the NATS side of approvals reports (as the control socket does).
+    pub fn sender(&self) -> mpsc::Sender<ControlEvent> {
+        self.sender.clone()
     }
 
     /// Notes on the installed policy's deny rules the kernel cannot decide.
@@ -311,6 +365,10 @@ impl Governance {
                     tracing::info!(grant = %g.grant.id, user = %g.grant.user, event = ?g.event, "grant");
                     effects.push(grant_record(&g));
                     changed = true;
+                }
+                ControlEvent::Requested(signed) => effects.push(requested_record(&signed)),
+                ControlEvent::Approval { detail, alert } => {
+                    effects.push(approval_record(detail, alert.as_ref()));
                 }
                 ControlEvent::Refused { uid, pid } => {
                     tracing::warn!(uid, ?pid, "refused a control request from a non-root peer");

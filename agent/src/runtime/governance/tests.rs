@@ -51,6 +51,7 @@ async fn a_user_joining_an_exempt_role_reaches_the_kernel_rules() {
         },
         &set,
         Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
+        Arc::new(crate::grants::control::Approvals::Off("off".to_owned())),
         std::future::pending(),
     )
     .expect("governance starts");
@@ -102,6 +103,7 @@ async fn a_replaced_program_is_looked_up_again() {
         },
         &set,
         Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
+        Arc::new(crate::grants::control::Approvals::Off("off".to_owned())),
         std::future::pending(),
     )
     .expect("governance starts");
@@ -153,6 +155,7 @@ async fn a_grants_file_that_does_not_verify_is_an_alert_and_grants_nothing() {
         },
         &set,
         Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
+        Arc::new(crate::grants::control::Approvals::Off("off".to_owned())),
         std::future::pending(),
     )
     .expect("governance starts without the refused grants");
