@@ -15,7 +15,13 @@ pub mod control;
 pub mod seal;
 pub mod store;
 
-use std::time::Duration;
+use std::{
+    fs::{self, File, OpenOptions},
+    io::Write as _,
+    os::unix::fs::OpenOptionsExt as _,
+    path::Path,
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +60,43 @@ pub enum GrantError {
         #[source]
         io_error: std::io::Error,
     },
+}
+
+/// An I/O error on `path` while doing `what`, as a [`GrantError`].
+pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GrantError {
+    let path = path.display().to_string();
+    move |io_error| GrantError::Io {
+        what,
+        path,
+        io_error,
+    }
+}
+
+/// Replaces the root-only file `path` with `body` so that a crash leaves
+/// the old content or the new, never a mix or nothing: a temporary file
+/// beside it (mode 0600), fsync'd, renamed over it, and the directory
+/// fsync'd, since the rename is durable only once the directory entry is.
+pub(crate) fn replace_file(path: &Path, body: &[u8]) -> Result<(), GrantError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "grants".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
+    f.write_all(body).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("fsync", &tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io("rename into", path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync", dir))
 }
 
 /// Something that happened to a grant, for the caller to record as a

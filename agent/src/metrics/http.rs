@@ -18,7 +18,7 @@ use tokio::{
 use super::{Metrics, status::StatusReport};
 
 /// Largest request head read; anything longer is answered 431.
-const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// Time a client has to send its request, and then to take the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once; further ones wait in the kernel's backlog.
@@ -131,8 +131,11 @@ fn route(head: &[u8]) -> (Route, bool) {
     (r, head_only)
 }
 
-/// Reads up to the end of the request head, bounded by [`MAX_HEAD`].
-async fn read_head(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+/// Reads up to the end of the request head, bounded by [`MAX_HEAD`]
+/// (`None` past it); the `review --serve` page reads its requests so too.
+pub(crate) async fn read_head<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     loop {

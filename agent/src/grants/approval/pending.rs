@@ -7,10 +7,9 @@
 //! Written atomically like the grants file.
 
 use std::{
-    fs::{self, File, OpenOptions},
-    io::{Read as _, Write as _},
-    os::unix::fs::OpenOptionsExt as _,
-    path::{Path, PathBuf},
+    fs::{self, File},
+    io::Read as _,
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -20,7 +19,9 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use super::{Open, RequestBody, SignedRequest};
-use crate::grants::{AccessMode, GrantError, GrantTarget, Requester, format_duration};
+use crate::grants::{
+    AccessMode, GrantError, GrantTarget, Requester, format_duration, io, replace_file,
+};
 
 /// Version of the file format.
 const VERSION: u32 = 1;
@@ -60,15 +61,6 @@ pub struct PendingBook {
     /// Longest grant that may be asked for (`grants.max_duration`).
     max: Duration,
     open: Vec<(SignedRequest, RequestBody)>,
-}
-
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GrantError {
-    let path = path.display().to_string();
-    move |io_error| GrantError::Io {
-        what,
-        path,
-        io_error,
-    }
 }
 
 impl PendingBook {
@@ -221,28 +213,12 @@ impl PendingBook {
     }
 
     fn save(&self) -> Result<(), GrantError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io("create", dir))?;
-        let tmp = dir.join(format!(".requests.json.tmp-{}", std::process::id()));
         let file = PendingFile {
             version: VERSION,
             requests: self.signed(),
         };
         let body = serde_json::to_vec_pretty(&file).expect("invariant: requests always serialize");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("create", &tmp))?;
-        f.write_all(&body).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &self.path).map_err(io("rename into", &self.path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync", dir))
+        replace_file(&self.path, &body)
     }
 }
 

@@ -7,9 +7,8 @@
 //! not verify is refused whole, moved aside and reported.
 
 use std::{
-    fs::{self, File, OpenOptions},
-    io::{Read, Write},
-    os::unix::fs::OpenOptionsExt,
+    fs::{self, File},
+    io::Read,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
@@ -20,7 +19,7 @@ use serde::Serialize;
 
 use super::{
     AccessMode, Approval, Grant, GrantError, GrantEvent, GrantEventKind, GrantTarget, Requester,
-    format_duration, process_start,
+    format_duration, io, process_start, replace_file,
     seal::{self, GrantSigner, SealFault, SealedFile},
 };
 use crate::{
@@ -92,15 +91,6 @@ pub struct GrantStore {
     clock: Arc<dyn Clock>,
     signer: Arc<dyn GrantSigner>,
     rejection: Option<FileRejection>,
-}
-
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GrantError {
-    let path = path.display().to_string();
-    move |io_error| GrantError::Io {
-        what,
-        path,
-        io_error,
-    }
 }
 
 impl GrantStore {
@@ -340,30 +330,9 @@ impl GrantStore {
     }
 
     fn save(&self) -> Result<(), GrantError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io("create", dir))?;
-        let name = self.path.file_name().map_or_else(
-            || "grants.json".into(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let body = serde_json::to_vec_pretty(&seal::seal(self.grants.clone(), &*self.signer))
             .expect("invariant: grants always serialize");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("create", &tmp))?;
-        f.write_all(&body).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &self.path).map_err(io("rename into", &self.path))?;
-        // The rename is durable only once the directory entry is.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync", dir))
+        replace_file(&self.path, &body)
     }
 }
 

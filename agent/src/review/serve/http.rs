@@ -13,7 +13,7 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt as _},
     net::TcpListener,
     sync::{Semaphore, watch},
 };
@@ -32,8 +32,6 @@ use super::{
     query::Params,
 };
 
-/// Largest request head read; anything longer is answered 431.
-const MAX_HEAD: usize = 8 * 1024;
 /// Time a client has to send its request, and to take each write.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once (each open page holds one for its events).
@@ -180,25 +178,6 @@ pub(crate) fn authorized(token: Option<&str>, header: Option<&str>) -> bool {
     a.ct_eq(&b).into()
 }
 
-async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Option<Vec<u8>>> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            buf.truncate(end);
-            return Ok(Some(buf));
-        }
-        if buf.len() >= MAX_HEAD {
-            return Ok(None);
-        }
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 async fn write_all<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> std::io::Result<()> {
     tokio::time::timeout(IO_TIMEOUT, s.write_all(bytes))
         .await
@@ -233,7 +212,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     token: Option<&str>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
 ) -> std::io::Result<()> {
-    let head = tokio::time::timeout(IO_TIMEOUT, read_head(&mut s))
+    let head = tokio::time::timeout(IO_TIMEOUT, crate::metrics::http::read_head(&mut s))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let Some(head) = head else {
