@@ -12,7 +12,7 @@ use std::{
 
 use agent::grants::{
     GrantEventKind, GrantStore, SystemClock,
-    control::{self, ControlEvent, Request},
+    control::{self, ControlEvent, GrantFields, Request},
     store::DEFAULT_MAX,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -52,13 +52,13 @@ async fn grant_list_revoke_and_refuse_non_root() {
 
     let r = control::request(
         &sock,
-        &Request::Grant {
+        &Request::Grant(GrantFields {
             user: "alice".into(),
             target: "unit:postgresql.service".into(),
             duration: "30m".into(),
             reason: "INC-1234".into(),
             mode: None,
-        },
+        }),
     )
     .await
     .unwrap();
@@ -92,13 +92,13 @@ async fn grant_list_revoke_and_refuse_non_root() {
 
     let too_long = control::request(
         &sock,
-        &Request::Grant {
+        &Request::Grant(GrantFields {
             user: "alice".into(),
             target: "any".into(),
             duration: "5h".into(),
             reason: "x".into(),
             mode: None,
-        },
+        }),
     )
     .await
     .unwrap();
@@ -110,13 +110,13 @@ async fn grant_list_revoke_and_refuse_non_root() {
 
     let bad_mode = control::request(
         &sock,
-        &Request::Grant {
+        &Request::Grant(GrantFields {
             user: "alice".into(),
             target: "any".into(),
             duration: "5m".into(),
             reason: "x".into(),
             mode: Some("write".into()),
-        },
+        }),
     )
     .await
     .unwrap();
@@ -128,13 +128,13 @@ async fn grant_list_revoke_and_refuse_non_root() {
 
     let read = control::request(
         &sock,
-        &Request::Grant {
+        &Request::Grant(GrantFields {
             user: "bob".into(),
             target: "unit:postgresql.service".into(),
             duration: "10m".into(),
             reason: "INC-1235".into(),
             mode: Some("read".into()),
-        },
+        }),
     )
     .await
     .unwrap();

@@ -13,7 +13,7 @@ use clap::Subcommand;
 use super::runtime;
 use crate::{
     error::error_chain,
-    grants::control::{self, Request, Response},
+    grants::control::{self, GrantFields, Request, Response},
 };
 
 #[derive(clap::Args)]
@@ -61,22 +61,20 @@ pub fn main(a: Args) -> ExitCode {
         Some(Command::List) => Request::List,
         Some(Command::Revoke { id }) => Request::Revoke { id },
         None => match (a.user, a.target, a.duration, a.reason) {
-            (Some(user), Some(target), Some(duration), Some(reason)) if a.request => {
-                Request::Request {
+            (Some(user), Some(target), Some(duration), Some(reason)) => {
+                let asked = GrantFields {
                     user,
                     target,
                     duration,
                     reason,
                     mode: Some(a.mode),
+                };
+                if a.request {
+                    Request::Request(asked)
+                } else {
+                    Request::Grant(asked)
                 }
             }
-            (Some(user), Some(target), Some(duration), Some(reason)) => Request::Grant {
-                user,
-                target,
-                duration,
-                reason,
-                mode: Some(a.mode),
-            },
             _ => {
                 eprintln!("debugmon grant: --user, --target, --for and --reason are all required");
                 return ExitCode::from(2);

@@ -51,33 +51,40 @@ pub enum ControlError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    Grant {
-        user: String,
-        /// `unit:NAME`, `pid:N`, `exe:/PATH` or `any`.
-        target: String,
-        /// `30m`, `2h`, `90s`.
-        #[serde(rename = "for")]
-        duration: String,
-        reason: String,
-        /// `read` or `full`; full when absent (clients from before modes).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mode: Option<String>,
-    },
+    Grant(GrantFields),
     /// A grant to be made once an approver approves it (`debugmon grant
-    /// --request`); same fields as `grant`.
-    Request {
-        user: String,
-        target: String,
-        #[serde(rename = "for")]
-        duration: String,
-        reason: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mode: Option<String>,
-    },
+    /// --request`).
+    Request(GrantFields),
     List,
     Revoke {
         id: String,
     },
+}
+
+/// What a `grant` or a `request` asks for, as the client wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantFields {
+    pub user: String,
+    /// `unit:NAME`, `pid:N`, `exe:/PATH` or `any`.
+    pub target: String,
+    /// `30m`, `2h`, `90s`.
+    #[serde(rename = "for")]
+    pub duration: String,
+    pub reason: String,
+    /// `read` or `full`; full when absent (clients from before modes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+impl GrantFields {
+    /// Target, mode and duration, each checked.
+    fn parsed(&self) -> Result<(GrantTarget, AccessMode, std::time::Duration), GrantError> {
+        Ok((
+            self.target.parse()?,
+            self.mode.as_deref().unwrap_or("full").parse()?,
+            parse_duration(&self.duration)?,
+        ))
+    }
 }
 
 /// Where `request` goes: the open requests and the queue of requests to
@@ -255,19 +262,12 @@ async fn connection(
             continue;
         }
         let (resp, event) = match serde_json::from_str::<Request>(&line) {
-            Ok(Request::Request {
-                user,
-                target,
-                duration,
-                reason,
-                mode,
-            }) => ask(
-                approvals, &user, &target, &duration, &reason, mode, &requester,
-            ),
-            _ => {
-                let (resp, ev) = respond(&store, &line, &requester);
+            Ok(Request::Request(asked)) => ask(approvals, &asked, &requester),
+            Ok(req) => {
+                let (resp, ev) = handle(&store, req, &requester);
                 (resp, ev.map(|e| ControlEvent::Grant(Box::new(e))))
             }
+            Err(e) => (bad_request(&e), None),
         };
         if let Some(ev) = event {
             let _ = events.send(ev).await;
@@ -286,11 +286,7 @@ async fn write(wr: &mut (impl AsyncWriteExt + Unpin), resp: &Response) -> std::i
 /// A grant request: signed, kept open and queued for publishing.
 fn ask(
     approvals: &Approvals,
-    user: &str,
-    target: &str,
-    duration: &str,
-    reason: &str,
-    mode: Option<String>,
+    asked: &GrantFields,
     requester: &Requester,
 ) -> (Response, Option<ControlEvent>) {
     let desk = match approvals {
@@ -298,12 +294,13 @@ fn ask(
         Approvals::On(desk) => desk,
     };
     let made = (|| -> Result<SignedRequest, GrantError> {
+        let (target, mode, duration) = asked.parsed()?;
         let ask = Ask {
-            user,
-            target: target.parse()?,
-            mode: mode.as_deref().unwrap_or("full").parse()?,
-            duration: parse_duration(duration)?,
-            reason,
+            user: &asked.user,
+            target,
+            mode,
+            duration,
+            reason: &asked.reason,
             requester: requester.clone(),
         };
         let mut book = desk
@@ -337,8 +334,12 @@ pub fn respond(
 ) -> (Response, Option<GrantEvent>) {
     match serde_json::from_str::<Request>(line) {
         Ok(req) => handle(store, req, requester),
-        Err(e) => (Response::error(format!("bad request: {e}")), None),
+        Err(e) => (bad_request(&e), None),
     }
+}
+
+fn bad_request(e: &serde_json::Error) -> Response {
+    Response::error(format!("bad request: {e}"))
 }
 
 fn handle(
@@ -348,21 +349,14 @@ fn handle(
 ) -> (Response, Option<GrantEvent>) {
     let mut store = store.lock().expect("invariant: store lock never poisoned");
     let result: Result<(Response, Option<GrantEvent>), GrantError> = (|| match req {
-        Request::Grant {
-            user,
-            target,
-            duration,
-            reason,
-            mode,
-        } => {
-            let target: GrantTarget = target.parse()?;
-            let mode: AccessMode = mode.as_deref().unwrap_or("full").parse()?;
+        Request::Grant(asked) => {
+            let (target, mode, duration) = asked.parsed()?;
             let ev = store.grant_by(
-                &user,
+                &asked.user,
                 target,
                 mode,
-                parse_duration(&duration)?,
-                &reason,
+                duration,
+                &asked.reason,
                 Some(requester.clone()),
             )?;
             let resp = Response {
@@ -372,7 +366,7 @@ fn handle(
             };
             Ok((resp, Some(ev)))
         }
-        Request::Request { .. } => Ok((
+        Request::Request(_) => Ok((
             Response::error("grant requests are taken by the running agent only"),
             None,
         )),
@@ -458,13 +452,20 @@ mod tests {
     fn a_grant_request_without_approvals_is_refused_with_the_reason() {
         let off = Approvals::Off("grant requests need NATS".to_owned());
         let requester = Requester::of_peer(0, None, Path::new("/nonexistent"));
-        let (resp, event) = ask(&off, "alice", "any", "30m", "INC-1", None, &requester);
+        let asked = GrantFields {
+            user: "alice".into(),
+            target: "any".into(),
+            duration: "30m".into(),
+            reason: "INC-1".into(),
+            mode: None,
+        };
+        let (resp, event) = ask(&off, &asked, &requester);
         assert!(!resp.ok && event.is_none());
         assert_eq!(resp.error.as_deref(), Some("grant requests need NATS"));
         let line = r#"{"op":"request","user":"alice","target":"any","for":"30m","reason":"INC-1"}"#;
         assert!(matches!(
             serde_json::from_str::<Request>(line),
-            Ok(Request::Request { .. })
+            Ok(Request::Request(ref f)) if *f == asked
         ));
     }
 
@@ -474,7 +475,7 @@ mod tests {
             r#"{"op":"grant","user":"alice","target":"unit:x","for":"30m","reason":"INC-1"}"#,
         )
         .unwrap();
-        assert!(matches!(r, Request::Grant { ref duration, .. } if duration == "30m"));
+        assert!(matches!(r, Request::Grant(ref f) if f.duration == "30m"));
         assert_eq!(
             serde_json::to_string(&Request::Revoke { id: "g-1".into() }).unwrap(),
             r#"{"op":"revoke","id":"g-1"}"#
