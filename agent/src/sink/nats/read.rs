@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::{
+    consumer::{DeliverPolicy, pull},
+    stream,
+};
 use futures::StreamExt;
 
 use super::{NatsConfig, NatsError, connect, jetstream};
@@ -14,6 +17,43 @@ use super::{NatsConfig, NatsError, connect, jetstream};
 /// more for the subject (the `pending` count normally ends the read).
 const IDLE: Duration = Duration::from_secs(3);
 
+/// The configured stream, opened on a fresh connection.
+async fn open_stream(cfg: &NatsConfig) -> Result<stream::Stream, NatsError> {
+    let client = connect(cfg).await?;
+    jetstream(cfg, client)
+        .get_stream(&cfg.stream.name)
+        .await
+        .map_err(|e| consumer_err(cfg, Box::new(e)))
+}
+
+fn consumer_err(cfg: &NatsConfig, source: Box<dyn std::error::Error + Send + Sync>) -> NatsError {
+    NatsError::Consumer {
+        name: cfg.stream.name.clone(),
+        source,
+    }
+}
+
+/// The messages of `subject` from `deliver` on, through an ephemeral
+/// ordered consumer.
+async fn ordered_messages(
+    cfg: &NatsConfig,
+    stream: &stream::Stream,
+    subject: &str,
+    deliver: DeliverPolicy,
+) -> Result<pull::Ordered, NatsError> {
+    stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: deliver,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| consumer_err(cfg, Box::new(e)))?
+        .messages()
+        .await
+        .map_err(|e| consumer_err(cfg, Box::new(e)))
+}
+
 /// Hands every message's payload of `subject` to `each`, in stream order;
 /// returns how many there were.
 pub async fn read_subject(
@@ -21,40 +61,22 @@ pub async fn read_subject(
     subject: &str,
     mut each: impl FnMut(&[u8]),
 ) -> Result<u64, NatsError> {
-    let client = connect(cfg).await?;
-    let js = jetstream(cfg, client);
-    let name = cfg.stream.name.clone();
-    let consumer_err = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Consumer {
-        name: name.clone(),
-        source: e,
-    };
-    let mut stream = js
-        .get_stream(&name)
+    let mut stream = open_stream(cfg).await?;
+    let info = stream
+        .info()
         .await
-        .map_err(|e| consumer_err(Box::new(e)))?;
-    let info = stream.info().await.map_err(|e| consumer_err(Box::new(e)))?;
+        .map_err(|e| consumer_err(cfg, Box::new(e)))?;
     if info.state.messages == 0 {
         return Ok(0);
     }
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: subject.to_owned(),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| consumer_err(Box::new(e)))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| consumer_err(Box::new(e)))?;
+    let mut messages = ordered_messages(cfg, &stream, subject, DeliverPolicy::All).await?;
     let mut n = 0;
     loop {
         let Ok(next) = tokio::time::timeout(IDLE, messages.next()).await else {
             break;
         };
         let Some(msg) = next else { break };
-        let msg = msg.map_err(|e| consumer_err(Box::new(e)))?;
+        let msg = msg.map_err(|e| consumer_err(cfg, Box::new(e)))?;
         each(&msg.payload);
         n += 1;
         if msg.info().is_ok_and(|i| i.pending == 0) {
@@ -74,35 +96,15 @@ pub async fn follow_subject(
     from: u64,
     mut each: impl FnMut(&[u8], u64),
 ) -> Result<(), NatsError> {
-    let client = connect(cfg).await?;
-    let js = jetstream(cfg, client);
-    let name = cfg.stream.name.clone();
-    let consumer_err = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Consumer {
-        name: name.clone(),
-        source: e,
+    let stream = open_stream(cfg).await?;
+    let start = DeliverPolicy::ByStartSequence {
+        start_sequence: from.max(1),
     };
-    let stream = js
-        .get_stream(&name)
-        .await
-        .map_err(|e| consumer_err(Box::new(e)))?;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: subject.to_owned(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from.max(1),
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| consumer_err(Box::new(e)))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| consumer_err(Box::new(e)))?;
+    let mut messages = ordered_messages(cfg, &stream, subject, start).await?;
     while let Some(msg) = messages.next().await {
-        let msg = msg.map_err(|e| consumer_err(Box::new(e)))?;
+        let msg = msg.map_err(|e| consumer_err(cfg, Box::new(e)))?;
         let seq = msg.info().map_or(0, |i| i.stream_sequence);
         each(&msg.payload, seq);
     }
-    Err(consumer_err("the stream's consumer ended".into()))
+    Err(consumer_err(cfg, "the stream's consumer ended".into()))
 }
