@@ -115,11 +115,9 @@ struct Fleet {
     carol: PathBuf,
 }
 
-fn fleet(tag: &str) -> Fleet {
-    let dir = std::env::temp_dir().join(nonce(tag));
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(dir.join("policies/test.yaml"), POLICY).unwrap();
-    let nats = Nats::start(free_port(), &dir.join("js"));
+/// A new approver key, `carol`, in `dir`: its file and the line hosts
+/// list in `grants.approvers`.
+fn approver_key(dir: &Path) -> (PathBuf, String) {
     let carol = dir.join("carol.key");
     let carol_s = carol.display().to_string();
     let (ok, line) = debugmon(&[
@@ -131,18 +129,33 @@ fn fleet(tag: &str) -> Fleet {
         "carol",
     ]);
     assert!(ok && line.starts_with("carol:"), "{line}");
+    (carol, line.trim().to_owned())
+}
+
+/// An agent's settings for NATS at `url` with `approvers`.
+fn nats_env(url: &str, approvers: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DEBUGMON_NATS_ENABLED", "true".to_owned()),
+        ("DEBUGMON_NATS_URLS", url.to_owned()),
+        ("DEBUGMON_NATS_MAX_BYTES", "1GiB".to_owned()),
+        ("DEBUGMON_NATS_BACKOFF_MAX_MS", "500".to_owned()),
+        ("DEBUGMON_GRANTS_APPROVERS", approvers.to_owned()),
+        ("DEBUGMON_INVENTORY_INTERVAL_SECS", "0".to_owned()),
+    ]
+}
+
+fn fleet(tag: &str) -> Fleet {
+    let dir = std::env::temp_dir().join(nonce(tag));
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/test.yaml"), POLICY).unwrap();
+    let nats = Nats::start(free_port(), &dir.join("js"));
+    let (carol, line) = approver_key(&dir);
     let url = nats.url();
     let policies = dir.join("policies").display().to_string();
     let env = |enforce: &'static str| {
-        vec![
-            ("DEBUGMON_NATS_ENABLED", "true".to_owned()),
-            ("DEBUGMON_NATS_URLS", url.clone()),
-            ("DEBUGMON_NATS_MAX_BYTES", "1GiB".to_owned()),
-            ("DEBUGMON_NATS_BACKOFF_MAX_MS", "500".to_owned()),
-            ("DEBUGMON_GRANTS_APPROVERS", line.trim().to_owned()),
-            ("DEBUGMON_INVENTORY_INTERVAL_SECS", "0".to_owned()),
-            ("DEBUGMON_AGENT_ENFORCE", enforce.to_owned()),
-        ]
+        let mut env = nats_env(&url, &line);
+        env.push(("DEBUGMON_AGENT_ENFORCE", enforce.to_owned()));
+        env
     };
     let start = |host: &str, enforce| {
         let env = env(enforce);
@@ -340,35 +353,20 @@ fn an_approval_made_while_the_agent_was_down_is_applied_when_it_is_back() {
     let dir = std::env::temp_dir().join(nonce("apr3"));
     std::fs::create_dir_all(dir.join("state")).unwrap();
     let nats = Nats::start(free_port(), &dir.join("js"));
-    let carol = dir.join("carol.key");
-    let carol_s = carol.display().to_string();
-    let (ok, line) = debugmon(&[
-        "approve",
-        "--create-key",
-        "--key",
-        &carol_s,
-        "--name",
-        "carol",
-    ]);
-    assert!(ok, "{line}");
+    let (carol, line) = approver_key(&dir);
     let state = dir.join("state");
     let path = |name: &str| state.join(name).display().to_string();
     let sock = path("control.sock");
     // The same state on both runs: host key, spool, grants, requests.
-    let env = [
-        ("DEBUGMON_NATS_ENABLED", "true".to_owned()),
-        ("DEBUGMON_NATS_URLS", nats.url()),
-        ("DEBUGMON_NATS_MAX_BYTES", "1GiB".to_owned()),
-        ("DEBUGMON_NATS_BACKOFF_MAX_MS", "500".to_owned()),
-        ("DEBUGMON_GRANTS_APPROVERS", line.trim().to_owned()),
-        ("DEBUGMON_INVENTORY_INTERVAL_SECS", "0".to_owned()),
+    let mut env = nats_env(&nats.url(), &line);
+    env.extend([
         ("DEBUGMON_HOST_STATE_DIR", path("")),
         ("DEBUGMON_HOST_KEY_PATH", path("host.key")),
         ("DEBUGMON_SPOOL_DIR", path("spool")),
         ("DEBUGMON_GRANTS_PATH", path("grants.json")),
         ("DEBUGMON_GRANTS_REQUESTS_PATH", path("requests.json")),
         ("DEBUGMON_CONTROL_SOCKET", sock.clone()),
-    ];
+    ]);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let host = format!("dm-c-{}", std::process::id());
     let a = Agent::start_as(Some(&host), &[], &env);
@@ -412,6 +410,7 @@ fn an_approval_made_while_the_agent_was_down_is_applied_when_it_is_back() {
         std::thread::sleep(Duration::from_millis(200));
     }
     a.stop();
+    let carol_s = carol.display().to_string();
     let (ok, text) = debugmon(&[
         "approve",
         &id,
