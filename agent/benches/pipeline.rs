@@ -1,7 +1,9 @@
 //! Cost of the userspace hot path per kernel event, with the running host's
 //! enricher (real /etc, /proc, cgroup mount, as the agent has): decoding an
 //! exec, building an exec record, and the full `Pipeline::handle` of the
-//! fork + exec + exit that one short-lived process makes.
+//! fork + exec + exit that one short-lived process makes; then the
+//! delivery thread's CPU work on those records (parse, redact, seal
+//! without a signature), in groups the size an exec storm makes.
 
 use std::{hint::black_box, time::Duration};
 
@@ -9,8 +11,9 @@ use agent::{
     enrich::Enricher,
     event::{Event, ExecInfo, ExitInfo, ForkInfo, decode, encode},
     process::{ProcessEntry, ProcessTable},
-    record::RecordBuilder,
+    record::{RecordBuilder, redact::Redactor, seal::Sealer},
     runtime::pipeline::Pipeline,
+    sink::delivery::prepare_canonical,
     sys::host::{Clock, Host},
 };
 use agent_common::{Creds, NsIds};
@@ -154,11 +157,44 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// Records per group the delivery thread gets in an exec storm (about
+/// four execs per timed read on the bench machine).
+const GROUP: usize = 4;
+
+fn bench_delivery(c: &mut Criterion) {
+    let mut p = pipeline();
+    for i in 0..GROUP as u32 {
+        let (pid, t) = (PID_BASE + 1 + i, u64::from(i) * 1_000 + 10_000);
+        for e in [fork(pid, t), exec(pid, t), exit(pid, t)] {
+            p.handle(&e);
+        }
+    }
+    let batch = p.take_batch();
+    let lines: Vec<&[u8]> = batch
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len(), GROUP, "one record per exec");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut sealer =
+        Sealer::open(&dir.path().join("state"), &dir.path().join("host.key")).expect("sealer");
+    let redactor = Redactor::default();
+    c.bench_function("delivery/prepare_seal_group_of_4_execs", |b| {
+        b.iter(|| {
+            let records = lines
+                .iter()
+                .map(|l| prepare_canonical(&redactor, l).expect("canonical"))
+                .collect();
+            black_box(sealer.seal_group(records, false).expect("sealed"))
+        });
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench
+    targets = bench, bench_delivery
 }
 criterion_main!(benches);
