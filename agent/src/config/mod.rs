@@ -55,6 +55,10 @@ pub struct Config {
 pub struct AgentSection {
     /// Kernel ring buffer size in MiB; a power of two.
     pub ring_mib: u32,
+    /// Milliseconds between reads of the ring buffer while events flow
+    /// (a quiet host is read at once when an event comes): longer
+    /// batches cost less CPU per event and delay records more.
+    pub read_interval_ms: u64,
     /// Ancestry levels recorded per actor.
     pub ancestry_depth: usize,
     /// Seconds over which repeated accesses (PEEK/POKE, process_vm_*) are counted into one record.
@@ -78,6 +82,7 @@ impl Default for AgentSection {
     fn default() -> Self {
         Self {
             ring_mib: 4,
+            read_interval_ms: crate::runtime::reader::DEFAULT_READ_INTERVAL_MS,
             ancestry_depth: 16,
             aggregate_window_secs: 5,
             exit_grace_secs: 10,
@@ -378,6 +383,7 @@ impl Config {
         let a = &self.agent;
         Ok(crate::runtime::Settings {
             ring_bytes: a.ring_mib.saturating_mul(1024 * 1024),
+            read_interval: Duration::from_millis(a.read_interval_ms),
             ancestry_depth: a.ancestry_depth,
             table_max: a.table_max,
             exit_grace: Duration::from_secs(a.exit_grace_secs),

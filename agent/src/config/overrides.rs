@@ -10,6 +10,7 @@ use super::{Config, LogFormat, Secret};
 /// The environment variable is [`env_var`] of the key.
 pub const KEYS: &[&str] = &[
     "agent.ring_mib",
+    "agent.read_interval_ms",
     "agent.ancestry_depth",
     "agent.aggregate_window_secs",
     "agent.enforce",
@@ -100,6 +101,7 @@ fn opt_string(v: &str) -> Option<String> {
 pub fn set(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
     match key {
         "agent.ring_mib" => c.agent.ring_mib = parse(v)?,
+        "agent.read_interval_ms" => c.agent.read_interval_ms = parse(v)?,
         "agent.ancestry_depth" => c.agent.ancestry_depth = parse(v)?,
         "agent.aggregate_window_secs" => c.agent.aggregate_window_secs = parse(v)?,
         "agent.exit_grace_secs" => c.agent.exit_grace_secs = parse(v)?,

@@ -147,6 +147,7 @@ fn env_overrides_file_and_flags_override_env() {
             "nats://b:2,tls://c:3".to_owned(),
         ),
         ("DEBUGMON_NATS_TLS_REQUIRED".to_owned(), "true".to_owned()),
+        ("DEBUGMON_AGENT_READ_INTERVAL_MS".to_owned(), "8".to_owned()),
     ]);
     let f = TempFile::new(text);
     let flags = [Flag {
@@ -168,6 +169,7 @@ fn env_overrides_file_and_flags_override_env() {
     assert!(c.nats.tls.required);
     let run = c.to_settings().unwrap();
     assert_eq!(run.ring_bytes, 32 << 20);
+    assert_eq!(run.read_interval, std::time::Duration::from_millis(8));
     assert_eq!(run.metrics_listen, Some("127.0.0.1:7464".parse().unwrap()));
 }
 

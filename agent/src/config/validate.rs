@@ -89,6 +89,8 @@ impl Config {
             3600,
         );
         c.range("agent.exit_grace_secs", a.exit_grace_secs, 1, 3600);
+        // Past 100 ms a burst fills a small ring before the next read.
+        c.range("agent.read_interval_ms", a.read_interval_ms, 1, 100);
         c.range("agent.table_max", a.table_max, 1024, 16 << 20);
         // 0 switches heartbeats off; an hour is the longest silence a
         // reader can be asked to wait out before calling a host silent.
@@ -322,6 +324,21 @@ mod tests {
         assert_eq!(keys(&c), ["sinks.stdout"]);
         c.nats.enabled = true;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn read_interval_is_1_to_100_ms() {
+        let mut c = Config::default();
+        for ok in [1, 8, 100] {
+            c.agent.read_interval_ms = ok;
+            c.validate().unwrap();
+        }
+        for bad in [0, 101] {
+            c.agent.read_interval_ms = bad;
+            let p = c.validate().unwrap_err();
+            assert_eq!(p.len(), 1);
+            assert_eq!(p[0].key, "agent.read_interval_ms");
+        }
     }
 
     #[test]

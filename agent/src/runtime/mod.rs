@@ -41,6 +41,8 @@ use crate::{
 pub struct Settings {
     /// Kernel ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
+    /// Time between ring reads while events flow ([`reader`]).
+    pub read_interval: Duration,
     /// Ancestry levels per record.
     pub ancestry_depth: usize,
     /// Process table bound.
@@ -97,6 +99,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             ring_bytes: agent_common::DEFAULT_RING_BYTES,
+            read_interval: Duration::from_millis(reader::DEFAULT_READ_INTERVAL_MS),
             ancestry_depth: 16,
             table_max: 262_144,
             exit_grace: Duration::from_secs(10),

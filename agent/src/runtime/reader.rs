@@ -1,6 +1,7 @@
 //! When the agent reads the ring buffer. On a quiet host it sleeps until
 //! the kernel wakes it and reads at once; while events keep flowing it
-//! reads on its own timer, every [`LINGER`], and asks for no wake-ups,
+//! reads on its own timer, every `agent.read_interval_ms` (the linger),
+//! and asks for no wake-ups,
 //! because a wake-up is an IPI sent from the traced process (several
 //! microseconds per exec in a VM, more than the rest of the exec
 //! program). A read that finds nothing sends it back to sleep: it sets the
@@ -13,9 +14,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Time between reads while events flow: events gather meanwhile, so a
-/// batch shares one signature and one write. Bounds the added latency.
-pub const LINGER: Duration = Duration::from_millis(1);
+/// Default time between reads while events flow (the linger): events
+/// gather meanwhile, so a batch shares one signature and one write. Bounds
+/// the added latency. Longer lingers make bigger batches and cost less CPU
+/// per event (BENCHMARKS.md has the measured trade).
+pub const DEFAULT_READ_INTERVAL_MS: u64 = 1;
 /// After going back to sleep, one more read this much later.
 pub const SETTLE: Duration = Duration::from_millis(5);
 
@@ -53,9 +56,9 @@ impl ReadMode {
     }
 
     /// The kernel woke the agent (which read at once): next read after
-    /// letting events gather.
-    pub fn woken(now: Instant) -> Self {
-        Self::Polling { at: now + LINGER }
+    /// letting events gather for `linger`.
+    pub fn woken(now: Instant, linger: Duration) -> Self {
+        Self::Polling { at: now + linger }
     }
 
     /// After going to sleep: wait, with one settle read.
@@ -67,10 +70,10 @@ impl ReadMode {
 
     /// After a timed read that handled `handled` events and `emptied` the
     /// ring (false: it stopped at its batch limit, more is queued).
-    pub fn after_read(self, handled: u64, emptied: bool, now: Instant) -> Step {
+    pub fn after_read(self, handled: u64, emptied: bool, now: Instant, linger: Duration) -> Step {
         match self {
             _ if !emptied => Step::Mode(Self::Polling { at: now }),
-            _ if handled > 0 => Step::Mode(Self::Polling { at: now + LINGER }),
+            _ if handled > 0 => Step::Mode(Self::Polling { at: now + linger }),
             Self::Polling { .. } => Step::Sleep,
             Self::Waiting { .. } => Step::Mode(Self::Waiting { settle: None }),
         }
@@ -81,24 +84,26 @@ impl ReadMode {
 mod tests {
     use super::*;
 
+    const LINGER: Duration = Duration::from_millis(DEFAULT_READ_INTERVAL_MS);
+
     #[test]
     fn polls_while_events_flow_and_sleeps_after_an_empty_read() {
         let t = Instant::now();
-        let m = ReadMode::woken(t);
+        let m = ReadMode::woken(t, LINGER);
         assert_eq!(m.deadline(), Some(t + LINGER));
         assert!(!m.waits_for_wake());
         // Events came: read again after the linger, no wake-up needed.
-        let Step::Mode(m) = m.after_read(3, true, t) else {
+        let Step::Mode(m) = m.after_read(3, true, t, LINGER) else {
             panic!("kept polling")
         };
         assert_eq!(m, ReadMode::Polling { at: t + LINGER });
         // A backlog: read again at once.
         assert_eq!(
-            m.after_read(1000, false, t),
+            m.after_read(1000, false, t, LINGER),
             Step::Mode(ReadMode::Polling { at: t })
         );
         // Nothing in a whole linger: back to sleep.
-        assert_eq!(m.after_read(0, true, t), Step::Sleep);
+        assert_eq!(m.after_read(0, true, t, LINGER), Step::Sleep);
     }
 
     #[test]
@@ -108,15 +113,32 @@ mod tests {
         assert!(m.waits_for_wake());
         assert_eq!(m.deadline(), Some(t + SETTLE));
         // The settle read found nothing: no more timed reads.
-        let Step::Mode(w) = m.after_read(0, true, t) else {
+        let Step::Mode(w) = m.after_read(0, true, t, LINGER) else {
             panic!("stays waiting")
         };
         assert_eq!(w, ReadMode::START);
         assert_eq!(w.deadline(), None);
         // The settle read found a straggler: poll, events may be flowing.
         assert_eq!(
-            m.after_read(1, true, t),
+            m.after_read(1, true, t, LINGER),
             Step::Mode(ReadMode::Polling { at: t + LINGER })
         );
+    }
+
+    #[test]
+    fn a_longer_read_interval_spaces_the_reads_while_events_flow() {
+        let (t, linger) = (Instant::now(), Duration::from_millis(8));
+        let m = ReadMode::woken(t, linger);
+        assert_eq!(m.deadline(), Some(t + linger));
+        assert_eq!(
+            m.after_read(5, true, t, linger),
+            Step::Mode(ReadMode::Polling { at: t + linger })
+        );
+        // A backlog is still read at once, and a quiet ring still sleeps.
+        assert_eq!(
+            m.after_read(5, false, t, linger),
+            Step::Mode(ReadMode::Polling { at: t })
+        );
+        assert_eq!(m.after_read(0, true, t, linger), Step::Sleep);
     }
 }

@@ -52,7 +52,7 @@ impl Running {
     /// flow.
     pub(super) async fn on_wake(&mut self) -> Result<(), AgentError> {
         self.drain().await?;
-        self.reader = ReadMode::woken(Instant::now());
+        self.reader = ReadMode::woken(Instant::now(), self.read_interval);
         Ok(())
     }
 
@@ -62,14 +62,18 @@ impl Running {
         let before = self.p.stats().events;
         let emptied = self.drain().await?;
         let handled = self.p.stats().events - before;
-        self.reader = match self.reader.after_read(handled, emptied, Instant::now()) {
-            Step::Mode(m) => m,
-            Step::Sleep => {
-                self.sleep_on_wake()?;
-                self.drain().await?;
-                ReadMode::asleep(Instant::now())
-            }
-        };
+        self.reader =
+            match self
+                .reader
+                .after_read(handled, emptied, Instant::now(), self.read_interval)
+            {
+                Step::Mode(m) => m,
+                Step::Sleep => {
+                    self.sleep_on_wake()?;
+                    self.drain().await?;
+                    ReadMode::asleep(Instant::now())
+                }
+            };
         Ok(())
     }
 }

@@ -41,6 +41,8 @@ pub(super) struct Timers {
 pub(super) struct Running {
     pub(super) ring: AsyncFd<RingBuf<MapData>>,
     pub(super) reader: ReadMode,
+    /// `agent.read_interval_ms`: time between reads while events flow.
+    pub(super) read_interval: Duration,
     pub(super) timers: Timers,
     pub(super) kernel: Kernel,
     pub(super) p: Pipeline,

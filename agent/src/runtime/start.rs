@@ -209,6 +209,7 @@ impl Running {
                     TracefsState::MountedByUs(_) => "mounted by debugmon",
                 },
                 "ring_bytes": cfg.ring_bytes,
+                "read_interval_ms": u64::try_from(cfg.read_interval.as_millis()).unwrap_or(u64::MAX),
                 "enforcement": {
                     "mechanism": mechanism.as_str(),
                     "reason": mechanism_reason,
@@ -264,6 +265,7 @@ impl Running {
             _kernel_log: kernel_log,
             ring,
             reader: ReadMode::START,
+            read_interval: cfg.read_interval,
             timers: Timers::new(cfg.aggregate_window)?,
             kernel,
             p,
