@@ -2,7 +2,8 @@
 //! hashes are computed over. For any JSON value: the encoding parses back
 //! to the same value, encoding that again gives the same bytes, the
 //! streaming writer agrees with `encode`, and `split_members` reads back
-//! exactly the members of a canonical object.
+//! exactly the members of a canonical object, and `split_members_and`
+//! the same ones, with each inner object split as `split_members` would.
 #![no_main]
 
 use agent::record::canonical;
@@ -26,7 +27,8 @@ fn same(a: &Value, b: &Value) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     // Arbitrary bytes may be a record line verify is given.
-    let _ = canonical::split_members(data);
+    let split = canonical::split_members(data);
+    check_inner(data, split.as_deref());
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
@@ -47,5 +49,26 @@ fuzz_target!(|data: &[u8]| {
     {
         let members = canonical::split_members(&bytes).expect("a canonical object splits");
         assert_eq!(members.len(), map.len());
+        check_inner(&bytes, Some(&members));
     }
 });
+
+/// `split_members_and` agrees with `split_members` on the line, and splits
+/// each member's value exactly when `split_members` splits it alone.
+fn check_inner(line: &[u8], members: Option<&[canonical::Member<'_>]>) {
+    let Some(members) = members else {
+        assert!(canonical::split_members_and(line, "k").is_none());
+        return;
+    };
+    for (key, raw) in members {
+        let (top, inner) =
+            canonical::split_members_and(line, key).expect("the line splits as before");
+        assert_eq!(top, members);
+        let alone = if raw.first() == Some(&b'{') {
+            canonical::split_members(raw)
+        } else {
+            None
+        };
+        assert_eq!(inner, alone, "inner split of {key}");
+    }
+}

@@ -101,19 +101,47 @@ pub fn write_object<M>(
     out.push(b'}');
 }
 
+/// A member of an object in canonical form: its key and raw value.
+pub type Member<'a> = (&'a str, &'a [u8]);
+
 /// The members of an object written in canonical form (as
 /// [`writer`] writes it), as (key, raw value) in order,
 /// without parsing the values. `None` when `line` is not such an object at
 /// the top level (keys with escapes, out of order or repeated, whitespace,
 /// trailing bytes); nested values are taken as they are.
-pub fn split_members(line: &[u8]) -> Option<Vec<(&str, &[u8])>> {
-    if line.first() != Some(&b'{') {
+pub fn split_members(line: &[u8]) -> Option<Vec<Member<'_>>> {
+    let (members, end) = split_object(line, 0, None, &mut None)?;
+    (end == line.len()).then_some(members)
+}
+
+/// A line's members and those of one member's object value.
+pub type SplitWithInner<'a> = (Vec<Member<'a>>, Option<Vec<Member<'a>>>);
+
+/// [`split_members`], also splitting the value of the member named
+/// `inner` in the same pass (one look at its bytes instead of two):
+/// `Some` when that value is an object in canonical form.
+pub fn split_members_and<'a>(line: &'a [u8], inner: &str) -> Option<SplitWithInner<'a>> {
+    let mut nested = None;
+    let (members, end) = split_object(line, 0, Some(inner), &mut nested)?;
+    (end == line.len()).then_some((members, nested))
+}
+
+/// Splits the canonical object that opens at `i`; returns its members and
+/// the index after it. The value of member `inner`, if an object in
+/// canonical form, is split into `nested`.
+fn split_object<'a>(
+    line: &'a [u8],
+    i: usize,
+    inner: Option<&str>,
+    nested: &mut Option<Vec<Member<'a>>>,
+) -> Option<(Vec<Member<'a>>, usize)> {
+    if line.get(i) != Some(&b'{') {
         return None;
     }
-    let mut members: Vec<(&str, &[u8])> = Vec::with_capacity(12);
-    let mut i = 1;
+    let mut members: Vec<Member<'a>> = Vec::with_capacity(12);
+    let mut i = i + 1;
     if line.get(i) == Some(&b'}') {
-        return (line.len() == 2).then_some(members);
+        return Some((members, i + 1));
     }
     loop {
         if line.get(i) != Some(&b'"') {
@@ -135,21 +163,42 @@ pub fn split_members(line: &[u8]) -> Option<Vec<(&str, &[u8])>> {
             return None;
         }
         let start = key_end + 1;
-        let end = skip_value(line, start)?;
+        let split = (inner == Some(key) && line.get(start) == Some(&b'{'))
+            .then(|| split_object(line, start, None, &mut None))
+            .flatten();
+        let end = match split {
+            Some((m, end)) => {
+                *nested = Some(m);
+                end
+            }
+            None => skip_value(line, start)?,
+        };
         members.push((key, &line[start..end]));
         match line.get(end) {
             Some(b',') => i = end + 1,
-            Some(b'}') if end + 1 == line.len() => return Some(members),
+            Some(b'}') => return Some((members, end + 1)),
             _ => return None,
         }
     }
 }
 
+/// Bytes of a string looked at one by one before the vector search.
+const SHORT_STRING: usize = 24;
+
 /// Index after the string that opens at `i`.
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
-    // Most of a record's bytes are inside strings (argv, paths): jump
-    // between quotes and backslashes instead of looking at every byte.
+    // Most strings are keys and short names, which a plain loop finishes
+    // before a vector search would have set up; past the first bytes, a
+    // long string (argv, paths) is crossed by jumping between quotes and
+    // backslashes instead of looking at every byte.
     let mut j = i + 1;
+    while j < i + 1 + SHORT_STRING {
+        match *b.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
     loop {
         j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
         match b[j] {

@@ -65,6 +65,30 @@ mod encoding {
             );
         }
     }
+
+    #[test]
+    fn split_members_and_splits_the_inner_object_as_split_members_would() {
+        // Long strings too: past the bytes looked at one by one.
+        let long = format!("{}\"{}\\", "p".repeat(40), "q".repeat(30));
+        let v = json!({"actor": {"argv": ["gdb", long, "}"], "pid": 7, "z": {"k": "]"}}, "kind": "exec"});
+        let line = to_vec(&v);
+        let (top, inner) = split_members_and(&line, "actor").unwrap();
+        assert_eq!(top, split_members(&line).unwrap());
+        let actor = top.iter().find(|(k, _)| *k == "actor").unwrap().1;
+        assert_eq!(inner.unwrap(), split_members(actor).unwrap());
+        // No such member, or not an object: the line still splits.
+        assert!(split_members_and(&line, "detail").unwrap().1.is_none());
+        assert!(split_members_and(&line, "kind").unwrap().1.is_none());
+        // An inner object out of canonical order: no inner split, the
+        // line still splits (its value taken as it is).
+        let odd = br#"{"actor":{"pid":7,"argv":[]},"kind":"exec"}"#;
+        let (top, inner) = split_members_and(odd, "actor").unwrap();
+        assert!(inner.is_none());
+        assert_eq!(top[0], ("actor", &br#"{"pid":7,"argv":[]}"#[..]));
+        // The line itself must still be canonical and complete.
+        assert!(split_members_and(br#"{"actor":{"a":1}} "#, "actor").is_none());
+        assert!(split_members_and(br#"{"actor":{"a":1}"#, "actor").is_none());
+    }
 }
 
 mod writer {

@@ -100,7 +100,9 @@ pub fn prepare_line(redactor: &Redactor, line: &[u8]) -> Option<Map<String, Valu
 /// the slow path ([`prepare_line`]): not canonical at the top level, or a
 /// `lost` record (see [`shed_alert`]).
 pub fn prepare_canonical<'a>(redactor: &Redactor, line: &'a [u8]) -> Option<Unsealed<'a>> {
-    let split = canonical::split_members(line)?;
+    // The actor, most of a record's bytes, is split along with the line.
+    let (split, actor) = canonical::split_members_and(line, "actor")?;
+    let mut actor = actor;
     let mut kind = None;
     let mut severity = None;
     let mut members = Vec::with_capacity(split.len() + 5);
@@ -123,7 +125,7 @@ pub fn prepare_canonical<'a>(redactor: &Redactor, line: &'a [u8]) -> Option<Unse
                 );
                 Cow::Borrowed(raw)
             }
-            "actor" => redact_actor(redactor, raw)?,
+            "actor" => redact_actor(redactor, raw, actor.take()?)?,
             "detail" => redact_env(redactor, raw)?,
             _ => Cow::Borrowed(raw),
         };
@@ -136,9 +138,13 @@ pub fn prepare_canonical<'a>(redactor: &Redactor, line: &'a [u8]) -> Option<Unse
     })
 }
 
-/// The actor object with its argv redacted; borrowed when nothing was.
-fn redact_actor<'a>(redactor: &Redactor, raw: &'a [u8]) -> Option<Cow<'a, [u8]>> {
-    let inner = canonical::split_members(raw)?;
+/// The actor object (`raw`, split into `inner`) with its argv redacted;
+/// borrowed when nothing was.
+fn redact_actor<'a>(
+    redactor: &Redactor,
+    raw: &'a [u8],
+    inner: Vec<canonical::Member<'a>>,
+) -> Option<Cow<'a, [u8]>> {
     let Some((_, argv_raw)) = inner.iter().find(|(k, _)| *k == "argv") else {
         return Some(Cow::Borrowed(raw));
     };
