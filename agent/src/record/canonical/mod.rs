@@ -88,12 +88,25 @@ pub fn write_object<M>(
     value: impl Fn(&M, &mut Vec<u8>),
     out: &mut Vec<u8>,
 ) {
+    write_object_marked(members, key, value, out, |_| {});
+}
+
+/// [`write_object`], telling `mark` where in `out` each member (in the
+/// sorted order `members` is left in) starts.
+pub fn write_object_marked<M>(
+    members: &mut [M],
+    key: impl Fn(&M) -> &str,
+    value: impl Fn(&M, &mut Vec<u8>),
+    out: &mut Vec<u8>,
+    mut mark: impl FnMut(usize),
+) {
     members.sort_unstable_by(|a, b| jcs::key_order(key(a).as_bytes(), key(b).as_bytes()));
     out.push(b'{');
     for (i, m) in members.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
+        mark(out.len());
         encode_str(key(m), out);
         out.push(b':');
         value(m, out);

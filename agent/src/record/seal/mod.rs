@@ -482,18 +482,25 @@ impl Sealer {
         }
         let mut buf =
             Vec::with_capacity(members.iter().map(|(_, v)| v.len() + 16).sum::<usize>() + 256);
-        write_object(&mut members, &mut buf);
+        let mut starts = Vec::with_capacity(members.len());
+        canonical::write_object_marked(
+            &mut members,
+            |(k, _)| k,
+            |(_, v), out| out.extend_from_slice(v),
+            &mut buf,
+            |at| starts.push(at),
+        );
         let digest: [u8; 32] = Sha256::digest(&buf).into();
         let hash = hex::encode(digest);
-        members.push((Cow::Borrowed("hash"), Cow::Owned(quoted(&hash))));
-        if sign {
+        let sig = sign.then(|| {
             let sig = self.key.sign(&digest);
-            let b64 = base64::engine::general_purpose::STANDARD.encode(sig.to_bytes());
-            members.push((Cow::Borrowed("sig"), Cow::Owned(quoted(&b64))));
+            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+        });
+        let mut added = vec![("hash", quoted(&hash))];
+        if let Some(sig) = &sig {
+            added.push(("sig", quoted(sig)));
         }
-        buf.clear();
-        write_object(&mut members, &mut buf);
-        buf.push(b'\n');
+        let buf = splice_members(&buf, &members, &starts, &added);
 
         self.next_seq += 1;
         self.prev_seq = seq;
@@ -576,14 +583,44 @@ fn quoted(s: &str) -> Vec<u8> {
     out
 }
 
-/// Writes members (values already canonical) as a canonical object.
-fn write_object(members: &mut [(Cow<'_, str>, Cow<'_, [u8]>)], out: &mut Vec<u8>) {
-    canonical::write_object(
-        members,
-        |(k, _)| k,
-        |(_, v), out| out.extend_from_slice(v),
-        out,
-    );
+/// The sealed line: `object` (the canonical object of the sorted
+/// `members`, each starting at `starts`) with the `added` members (in key
+/// order, none of them among `members`) put in their sorted places, then
+/// `\n`. The same bytes as writing all members again, without encoding
+/// them again.
+fn splice_members(
+    object: &[u8],
+    members: &[(Cow<'_, str>, Cow<'_, [u8]>)],
+    starts: &[usize],
+    added: &[(&str, Vec<u8>)],
+) -> Vec<u8> {
+    let extra: usize = added.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut line = Vec::with_capacity(object.len() + extra + 1);
+    let mut from = 0;
+    for (k, v) in added {
+        let i = members.partition_point(|(m, _)| {
+            canonical::jcs::key_order(m.as_bytes(), k.as_bytes()).is_lt()
+        });
+        // Before member i, or last: before the closing brace.
+        let (at, last) = match starts.get(i) {
+            Some(&at) => (at, false),
+            None => (object.len() - 1, true),
+        };
+        line.extend_from_slice(&object[from..at]);
+        if last {
+            line.push(b',');
+        }
+        canonical::encode_str(k, &mut line);
+        line.push(b':');
+        line.extend_from_slice(v);
+        if !last {
+            line.push(b',');
+        }
+        from = at;
+    }
+    line.extend_from_slice(&object[from..]);
+    line.push(b'\n');
+    line
 }
 
 fn json_note(start: &str, skipped: Option<(u64, u64, u64)>) -> Value {

@@ -247,3 +247,38 @@ fn alerts_and_denials_carry_a_severity() {
     r.insert("decision".into(), json!({"action": "alert"}));
     assert_eq!(alert_severity(&r).as_deref(), Some("unspecified"));
 }
+
+#[test]
+fn a_sealed_line_is_canonical_wherever_hash_and_sig_fall() {
+    let (_d, state, key) = dirs();
+    let mut s = Sealer::open(&state, &key).unwrap();
+    // Keys that put `hash` and `sig` first, between others, together, and
+    // last; signed and not.
+    let records = [
+        json!({"kind": "a"}),
+        json!({"a": 1, "kind": "exec", "z": [1, {"y": "x"}]}),
+        json!({"host": "h", "kind": "exec", "schema": 1}),
+        json!({"aa": "x", "kind": "exec"}),
+        json!({"kind": "exec", "sh": 1, "si": 2}),
+        json!({"ha": 1, "kind": "exec", "hb": 2, "zz": null}),
+    ];
+    for (i, r) in records.into_iter().enumerate() {
+        let Value::Object(m) = r else { unreachable!() };
+        for sign in [false, true] {
+            let sealed = s
+                .seal_group(vec![Unsealed::Map(m.clone())], sign)
+                .unwrap()
+                .remove(0);
+            let mut again = canonical::to_vec(&Value::Object(parse(&sealed)));
+            again.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&sealed.line),
+                String::from_utf8_lossy(&again),
+                "record {i}, signed {sign}"
+            );
+            if sealed.signed {
+                check(&sealed, &s.public_key_hex());
+            }
+        }
+    }
+}
