@@ -55,11 +55,15 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 mod key;
+mod line;
 
 mod grants_file;
 
 pub use self::key::load_or_create_key;
-use self::key::sync_parent;
+use self::{
+    key::sync_parent,
+    line::{quoted, splice_members},
+};
 pub use super::alert::{alert_severity, severity_of};
 use super::canonical;
 
@@ -574,53 +578,6 @@ pub enum Unsealed<'a> {
         kind: String,
         severity: Option<String>,
     },
-}
-
-/// A JSON string, canonically escaped.
-fn quoted(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    canonical::encode_str(s, &mut out);
-    out
-}
-
-/// The sealed line: `object` (the canonical object of the sorted
-/// `members`, each starting at `starts`) with the `added` members (in key
-/// order, none of them among `members`) put in their sorted places, then
-/// `\n`. The same bytes as writing all members again, without encoding
-/// them again.
-fn splice_members(
-    object: &[u8],
-    members: &[(Cow<'_, str>, Cow<'_, [u8]>)],
-    starts: &[usize],
-    added: &[(&str, Vec<u8>)],
-) -> Vec<u8> {
-    let extra: usize = added.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let mut line = Vec::with_capacity(object.len() + extra + 1);
-    let mut from = 0;
-    for (k, v) in added {
-        let i = members.partition_point(|(m, _)| {
-            canonical::jcs::key_order(m.as_bytes(), k.as_bytes()).is_lt()
-        });
-        // Before member i, or last: before the closing brace.
-        let (at, last) = match starts.get(i) {
-            Some(&at) => (at, false),
-            None => (object.len() - 1, true),
-        };
-        line.extend_from_slice(&object[from..at]);
-        if last {
-            line.push(b',');
-        }
-        canonical::encode_str(k, &mut line);
-        line.push(b':');
-        line.extend_from_slice(v);
-        if !last {
-            line.push(b',');
-        }
-        from = at;
-    }
-    line.extend_from_slice(&object[from..]);
-    line.push(b'\n');
-    line
 }
 
 fn json_note(start: &str, skipped: Option<(u64, u64, u64)>) -> Value {
