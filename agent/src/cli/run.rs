@@ -25,6 +25,10 @@ pub struct Args {
     /// Kernel ring buffer size in MiB, a power of two [config: agent.ring_mib]
     #[arg(long)]
     pub ring_mib: Option<u32>,
+    /// Milliseconds between ring reads while events flow: longer costs less CPU per event and
+    /// delays records more [config: agent.read_interval_ms]
+    #[arg(long)]
+    pub read_interval_ms: Option<u64>,
     /// Ancestry levels recorded per actor [config: agent.ancestry_depth]
     #[arg(long)]
     pub ancestry_depth: Option<usize>,
@@ -57,6 +61,11 @@ fn overrides(a: &Args) -> Vec<Flag> {
             "agent.ring_mib",
             "--ring-mib",
             a.ring_mib.map(|v| v.to_string()),
+        ),
+        (
+            "agent.read_interval_ms",
+            "--read-interval-ms",
+            a.read_interval_ms.map(|v| v.to_string()),
         ),
         (
             "agent.ancestry_depth",

@@ -1,5 +1,6 @@
 //! The event-rate ramp: paced exec storms up to the machine's max rate,
-//! fork storms past it, and the loss path shown with the smallest ring.
+//! fork storms past it, the loss path shown with the smallest ring, and
+//! what a longer `--read-interval-ms` trades.
 
 use std::{path::Path, time::Duration};
 
@@ -126,7 +127,41 @@ pub(crate) fn ramp(
         "kernel drops the agent reported in `lost` records (ramp, cumulative)",
         lost_records.to_string(),
     ));
-    small_ring(bin, state, rep)
+    small_ring(bin, state, rep)?;
+    read_interval_trade(bin, state, rep)
+}
+
+/// Read intervals compared, in ms: the default and a long one.
+const READ_INTERVALS: [u64; 2] = [1, 8];
+/// Rounds of flat-out exec storms per interval, alternating.
+const READ_INTERVAL_ROUNDS: usize = 2;
+
+/// Agent CPU per exec and record latency at the default read interval and
+/// a long one, in alternating flat-out exec storms: the trade an operator
+/// makes with `agent.read_interval_ms`.
+fn read_interval_trade(bin: &Path, state: &Path, rep: &mut Report) -> Result<()> {
+    let mut us = vec![Vec::new(); READ_INTERVALS.len()];
+    let mut p99 = vec![Vec::new(); READ_INTERVALS.len()];
+    for round in 0..READ_INTERVAL_ROUNDS {
+        for (i, ms) in READ_INTERVALS.iter().enumerate() {
+            wait_for_no_other_agents()?;
+            let dir = state.join(format!("read-interval-{ms}-{round}"));
+            let a = Agent::start(bin, &dir, &["--read-interval-ms", &ms.to_string()])?;
+            std::thread::sleep(Duration::from_secs(1));
+            let (s, run) = measured(&a, || exec_storm(5_000, WORKERS, None, "ri"), as_storm)?;
+            a.stop().context("stopping the read-interval agent")?;
+            us[i].push(run.cpu_s / s.spawned.max(1) as f64 * 1e6);
+            p99[i].push(pct(&run.latency.kernel_to_stdout, 99.0) as f64 / 1e6);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    for (i, ms) in READ_INTERVALS.iter().enumerate() {
+        rep.push(Row::info(
+            &format!("--read-interval-ms {ms}: agent CPU per exec, kernel->stdout p99 (flat-out exec storms, mean of {READ_INTERVAL_ROUNDS})"),
+            format!("{:.1} us, {:.2} ms", mean(&us[i]), mean(&p99[i])),
+        ));
+    }
+    Ok(())
 }
 
 /// The machine cannot make events faster than the default ring absorbs, so
