@@ -62,18 +62,17 @@ impl Running {
         let before = self.p.stats().events;
         let emptied = self.drain().await?;
         let handled = self.p.stats().events - before;
-        self.reader =
-            match self
-                .reader
-                .after_read(handled, emptied, Instant::now(), self.read_interval)
-            {
-                Step::Mode(m) => m,
-                Step::Sleep => {
-                    self.sleep_on_wake()?;
-                    self.drain().await?;
-                    ReadMode::asleep(Instant::now())
-                }
-            };
+        let step = self
+            .reader
+            .after_read(handled, emptied, Instant::now(), self.read_interval);
+        self.reader = match step {
+            Step::Mode(m) => m,
+            Step::Sleep => {
+                self.sleep_on_wake()?;
+                self.drain().await?;
+                ReadMode::asleep(Instant::now())
+            }
+        };
         Ok(())
     }
 }

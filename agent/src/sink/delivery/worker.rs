@@ -101,8 +101,7 @@ pub fn prepare_line(redactor: &Redactor, line: &[u8]) -> Option<Map<String, Valu
 /// `lost` record (see [`shed_alert`]).
 pub fn prepare_canonical<'a>(redactor: &Redactor, line: &'a [u8]) -> Option<Unsealed<'a>> {
     // The actor, most of a record's bytes, is split along with the line.
-    let (split, actor) = canonical::split_members_and(line, "actor")?;
-    let mut actor = actor;
+    let (split, mut actor) = canonical::split_members_and(line, "actor")?;
     let mut kind = None;
     let mut severity = None;
     let mut members = Vec::with_capacity(split.len() + 5);
