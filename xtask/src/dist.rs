@@ -222,10 +222,18 @@ pub(crate) fn build_pair() -> Result<(PathBuf, PathBuf)> {
 /// The version suffix of [`build_pair`]'s newer package.
 pub(crate) const UPGRADE_SUFFIX: &str = "+upgradetest1";
 
+/// The release build of the agent (what `cargo xtask test` starts early in
+/// the background, xtask/src/prebuild.rs).
+pub(crate) fn release_build_command() -> Command {
+    let mut c = cmd("cargo");
+    c.args(["build", "--release", "--locked", "-p", "agent"]);
+    c
+}
+
 /// [`build`] with `suffix` appended to the Debian version.
 pub(crate) fn build_with(suffix: &str) -> Result<PathBuf> {
     prereq::ensure_build()?;
-    sh(cmd("cargo").args(["build", "--release", "--locked", "-p", "agent"]))?;
+    sh(&mut release_build_command())?;
     let bin = root().join("target/release/debugmon");
     let arch = arch()?;
     let out_dir = root().join("target/dist");
