@@ -73,16 +73,24 @@ impl Prebuild {
     /// Waits for the build to end and says how it went; its failure is
     /// only reported, since the foreground build that follows repeats it.
     pub(crate) fn join(mut self) {
-        let waited = Instant::now();
         let Some(mut child) = self.child.take() else {
             return;
         };
+        let waited = Instant::now();
+        let ended_before = matches!(child.try_wait(), Ok(Some(_)));
         match child.wait() {
             Ok(st) if st.success() => eprintln!(
-                "xtask: background build {} done, {:.0?} after its start (waited {:.0?} for it)",
+                "xtask: background build {} {}",
                 self.name,
-                self.started.elapsed(),
-                waited.elapsed()
+                if ended_before {
+                    "had ended before it was needed".to_owned()
+                } else {
+                    format!(
+                        "done {:.0?} after its start; waited {:.0?} for it",
+                        self.started.elapsed(),
+                        waited.elapsed()
+                    )
+                }
             ),
             Ok(st) => eprintln!(
                 "xtask: background build {} failed ({st}; log {}): the foreground build repeats it",

@@ -125,6 +125,9 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
     // Builds later stages need, on the CPU the stages before them leave
     // idle; each stage repeats its build in the foreground (a no-op then).
     let fuzz_build = crate::prebuild::Prebuild::start("fuzz", &crate::fuzz::build_command(false))?;
+    st.run("clippy (host crates, eBPF crate, fuzz crate)", clippy)?;
+    // Not before clippy: the eBPF crate's `--release` lint shares the
+    // release build's directory lock and would wait for it.
     let release_build = if privileged {
         Some(crate::prebuild::Prebuild::start(
             "release",
@@ -133,7 +136,6 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
     } else {
         None
     };
-    st.run("clippy (host crates, eBPF crate, fuzz crate)", clippy)?;
     let unit = st.run("unit tests", || {
         let (ok, unit) = cargo_test(cmd("cargo").args([
             "test",
