@@ -4,9 +4,9 @@
 //! promtool on the alert rules, the privileged tests against the running
 //! kernel, each fuzz target for 30 s, the .deb install test, the VM tests
 //! and the package under a booted systemd (`cargo xtask systemd-test`).
-//! The fuzz targets and the release agent build in the background from
-//! the start, at idle priority (xtask/src/prebuild.rs). It fails loudly
-//! when the privileged tests did not actually run.
+//! The fuzz targets (from the start) and the release agent (after clippy)
+//! build in the background at idle priority (xtask/src/prebuild.rs). It
+//! fails loudly when the privileged tests did not actually run.
 
 use std::{
     io::{BufRead as _, BufReader},
