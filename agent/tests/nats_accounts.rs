@@ -163,27 +163,30 @@ async fn each_agent_publishes_only_as_itself_and_reads_nothing_readers_only_read
     let stats = sink.shutdown(Duration::from_secs(5)).await;
     assert_eq!((stats.acked, stats.collisions), (N, 0), "{stats:?}");
 
-    // The agent may not publish as another host, nor read.
+    // The agent may not publish as another host, nor read. A refusal
+    // shows as a timeout, so the refusals are waited for together.
     let client = connect(&agent).await.unwrap();
     let ajs = jetstream(&agent, client.clone());
-    let other = ajs
-        .publish("debugmon.audit.db-2.exec", "{}".into())
-        .await
-        .unwrap()
-        .await;
-    assert!(other.is_err(), "published as db-2: {other:?}");
     let stream = ajs.get_stream_no_info("DEBUGMON").await.unwrap();
-    let read = stream.get_raw_message(1).await;
-    assert!(read.is_err(), "the agent read a record: {read:?}");
-    let purge = stream.purge().await;
-    assert!(purge.is_err(), "the agent purged: {purge:?}");
     let mut sub = client.subscribe("debugmon.>").await.unwrap();
     client.flush().await.unwrap();
-    let peek = tokio::time::timeout(Duration::from_millis(500), async {
-        use futures::StreamExt as _;
-        sub.next().await
-    })
-    .await;
+    let (other, read, purge, peek) = tokio::join!(
+        async {
+            ajs.publish("debugmon.audit.db-2.exec", "{}".into())
+                .await
+                .unwrap()
+                .await
+        },
+        stream.get_raw_message(1),
+        async { stream.purge().await },
+        tokio::time::timeout(Duration::from_millis(500), async {
+            use futures::StreamExt as _;
+            sub.next().await
+        }),
+    );
+    assert!(other.is_err(), "published as db-2: {other:?}");
+    assert!(read.is_err(), "the agent read a record: {read:?}");
+    assert!(purge.is_err(), "the agent purged: {purge:?}");
     assert!(!matches!(peek, Ok(Some(_))), "the agent saw a message");
 
     // The reader verifies the stream, with the agent's key pinned.
@@ -254,17 +257,27 @@ async fn approvals_only_approvers_approve(
         .unwrap()
         .await;
     assert!(req.is_ok(), "the agent's request: {req:?}");
-    for subject in [
-        "debugmon.grants.approval.db-1",
-        "debugmon.grants.approval.db-2",
-    ] {
-        let forged = ajs.publish(subject, "{}".into()).await.unwrap().await;
+    // Refusals time out: waited for together.
+    let forge = |subject: &'static str| {
+        let ajs = ajs.clone();
+        async move {
+            (
+                subject,
+                ajs.publish(subject, "{}".into()).await.unwrap().await,
+            )
+        }
+    };
+    let (own, other_host, other) = tokio::join!(
+        forge("debugmon.grants.approval.db-1"),
+        forge("debugmon.grants.approval.db-2"),
+        approvals_consumer(&ajs, &agent, "db-2", since),
+    );
+    for (subject, forged) in [own, other_host] {
         assert!(
             forged.is_err(),
             "the agent approved on {subject}: {forged:?}"
         );
     }
-    let other = approvals_consumer(&ajs, &agent, "db-2", since).await;
     assert!(other.is_err(), "the agent read db-2's approvals");
     let approver = user_cfg(port, ca, "approver", "approver-pw");
     let pjs = jetstream(&approver, connect(&approver).await.unwrap());
