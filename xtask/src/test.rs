@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     prereq,
-    shell::{cmd, is_root, root, sh, show},
+    shell::{cmd, is_root, root, sh, show, workspace_cargo},
     stages::Stages,
 };
 
@@ -116,7 +116,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
         );
     }
     let mut st = Stages::new();
-    st.run("install what is missing", prereq::ensure_all)?;
+    st.run("install what is missing", prereq::ensure_all_but_fuzz)?;
     st.run("format and layout lint", || {
         sh(cmd("cargo").args(["+nightly", "fmt", "--all", "--", "--check"]))
             .context("formatting differs: run `cargo +nightly fmt --all`")?;
@@ -124,31 +124,27 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
     })?;
     // Builds later stages need, on the CPU the stages before them leave
     // idle; each stage repeats its build in the foreground (a no-op then).
-    let fuzz_build = crate::prebuild::Prebuild::start("fuzz", &crate::fuzz::build_command(false))?;
+    // cargo-fuzz itself is installed there too, when it is missing (29 s
+    // of compiling on a fresh machine).
+    let fuzz_build = crate::prebuild::Prebuild::start(
+        "fuzz",
+        &prereq::cargo_fuzz_install()
+            .into_iter()
+            .chain([crate::fuzz::build_command(false)])
+            .collect::<Vec<_>>(),
+    )?;
     st.run("clippy (host crates, eBPF crate, fuzz crate)", clippy)?;
     // Not before clippy: the eBPF crate's `--release` lint shares the
     // release build's directory lock and would wait for it.
     let release_build = if privileged {
         Some(crate::prebuild::Prebuild::start(
             "release",
-            &crate::dist::release_build_command(),
+            &[crate::dist::release_build_command()],
         )?)
     } else {
         None
     };
-    let unit = st.run("unit tests", || {
-        let (ok, unit) = cargo_test(cmd("cargo").args([
-            "test",
-            "--workspace",
-            "--exclude",
-            "integration-test",
-            "--locked",
-        ]))?;
-        if !ok || !unit.failed.is_empty() {
-            bail!("unit tests failed: {:?}", unit.failed);
-        }
-        Ok(unit)
-    })?;
+    let unit = st.run("unit tests", unit_tests)?;
     st.run("promtool", promtool_rules)?;
 
     let mut privileged_tally = Tally::default();
@@ -161,6 +157,7 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
     // privileged suites, whose idle CPU built the targets.
     st.run("fuzzing", || {
         fuzz_build.join();
+        prereq::cargo_fuzz()?;
         crate::fuzz::fuzz(crate::fuzz::TEST_SECS, &[], false)
     })?;
     if privileged {
@@ -172,9 +169,9 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
             }
             crate::dist_test::dist_test().context("package test (cargo xtask dist-test)")
         })?;
-        vm_passed = st.run("VM suites (BPF-LSM, fentry)", crate::vm::vm_test)?;
-        // The package under a booted systemd (PID 1), in its own VM.
-        vm_passed += st.run("systemd VM", crate::systemd_vm::systemd_test)?;
+        // The VM suites (BPF-LSM, fentry) and the package under a booted
+        // systemd (PID 1) in a VM of its own, side by side.
+        vm_passed = st.run("VM suites and systemd VM, side by side", both_vms)?;
     } else {
         eprintln!(
             "xtask: WARNING: privileged tests, the package test and the VM tests skipped (--no-privileged)"
@@ -234,6 +231,63 @@ fn clippy() -> Result<()> {
     .context("the fuzz targets do not build: see fuzz/fuzz_targets")
 }
 
+/// The unit tests: `cargo test` on the whole workspace, which leaves out
+/// the privileged suites (`test = false` in tests/integration/Cargo.toml).
+fn unit_tests() -> Result<Tally> {
+    suites_stay_out_of_unit_tests()?;
+    let (ok, unit) = cargo_test(&mut workspace_cargo(&["test"]))?;
+    if !ok || !unit.failed.is_empty() {
+        bail!("unit tests failed: {:?}", unit.failed);
+    }
+    Ok(unit)
+}
+
+/// Fails when a privileged suite would run with the unit tests (it lacks
+/// `test = false`), or when a test target elsewhere shares a suite's name
+/// (`--test NAME` picks that target in every package).
+fn suites_stay_out_of_unit_tests() -> Result<()> {
+    let o = cmd("cargo")
+        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
+        .output()
+        .context("cargo metadata")?;
+    if !o.status.success() {
+        bail!("cargo metadata: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&o.stdout).context("reading cargo metadata")?;
+    let mut suites = 0;
+    for pkg in meta["packages"].as_array().into_iter().flatten() {
+        let ours = pkg["name"] == "integration-test";
+        for t in pkg["targets"].as_array().into_iter().flatten() {
+            let is_test = t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"));
+            let name = t["name"].as_str().unwrap_or_default();
+            if !is_test {
+                continue;
+            }
+            if ours {
+                suites += 1;
+                if t["test"] != false {
+                    bail!(
+                        "suite {name} would run with the unit tests: add it to tests/integration/Cargo.toml with `test = false`"
+                    );
+                }
+            } else if PRIVILEGED.contains(&name)
+                || crate::vm::VM_TESTS.iter().any(|(v, _)| *v == name)
+            {
+                bail!(
+                    "test target {name:?} exists both in tests/integration and in another package"
+                );
+            }
+        }
+    }
+    if suites == 0 {
+        bail!("cargo metadata lists no suites in tests/integration");
+    }
+    Ok(())
+}
+
 /// The privileged suites on the host (root, the real kernel): every one
 /// runs, and none may be skipped.
 fn host_privileged() -> Result<Tally> {
@@ -241,18 +295,11 @@ fn host_privileged() -> Result<Tally> {
     // One BPF-loading run on the machine at a time: another worktree's
     // agent would see this run's processes, and they each other's.
     let _lock = crate::privlock::PrivLock::take()?;
-    sh(cmd("cargo").args(["build", "--locked", "-p", "agent"]))?;
+    sh(&mut workspace_cargo(&["build", "--bins"]))?;
     let bin = root().join("target/debug/debugmon");
     let (ok, t) = cargo_test(
-        cmd("cargo")
-            // Every suite runs, so one failure does not hide the rest.
-            .args([
-                "test",
-                "--locked",
-                "--no-fail-fast",
-                "-p",
-                "integration-test",
-            ])
+        // Every suite runs, so one failure does not hide the rest.
+        workspace_cargo(&["test", "--no-fail-fast"])
             .args(PRIVILEGED.iter().flat_map(|t| ["--test", t]))
             .args(["--", "--test-threads=1"])
             .env("DEBUGMON_BIN", &bin),
@@ -285,6 +332,29 @@ fn host_privileged() -> Result<Tally> {
         );
     }
     Ok(t)
+}
+
+/// The two VM stages at once. Each VM keeps about one of the two cores
+/// busy (its emulated CPUs mostly wait on each other), and the systemd
+/// VM's root image is built by debootstrap, mostly waiting on the network.
+fn both_vms() -> Result<usize> {
+    // Held here for both; each VM's own take sees it held by this process.
+    let _lock = crate::privlock::PrivLock::take()?;
+    // Both unpack the same kernel: once, before they start.
+    crate::vm::kernel(&root().join("target/vm"))?;
+    std::thread::scope(|s| {
+        let systemd = s.spawn(crate::systemd_vm::systemd_test);
+        let vm = crate::vm::vm_test();
+        let systemd = systemd
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the systemd VM's thread panicked")));
+        match (vm, systemd) {
+            (Ok(a), Ok(b)) => Ok(a + b),
+            (Err(e), Ok(_)) => Err(e.context("VM suites")),
+            (Ok(_), Err(e)) => Err(e.context("systemd VM")),
+            (Err(a), Err(b)) => Err(a.context(format!("VM suites; and the systemd VM: {b:#}"))),
+        }
+    })
 }
 
 /// `promtool check rules` and `promtool test rules` on the shipped alert

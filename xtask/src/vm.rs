@@ -172,16 +172,7 @@ fn build_tests() -> Result<Vec<(String, PathBuf, Vec<String>)>> {
     sh(&mut crate::dist::release_build_command())?;
     let mut out = Vec::new();
     for (name, filters) in VM_TESTS {
-        let o = cmd("cargo")
-            .args([
-                "test",
-                "--locked",
-                "-p",
-                "integration-test",
-                "--test",
-                name,
-                "--no-run",
-            ])
+        let o = crate::shell::workspace_cargo(&["test", "--no-run", "--test", name])
             .args(["--message-format", "json"])
             .stderr(Stdio::inherit())
             .output()
