@@ -2,11 +2,13 @@
 //! runs, in order: format, the layout lint (`cargo xtask lint`), clippy
 //! (host crates and, for the bpf target, the eBPF crate), unit tests,
 //! promtool on the alert rules, the privileged tests against the running
-//! kernel, each fuzz target for 30 s, the .deb install test, the VM tests
-//! and the package under a booted systemd (`cargo xtask systemd-test`).
-//! The fuzz targets (from the start) and the release agent (after clippy)
-//! build in the background at idle priority (xtask/src/prebuild.rs). It
-//! fails loudly when the privileged tests did not actually run.
+//! kernel, each fuzz target for 30 s, the .deb install test, then the VM
+//! tests and the package under a booted systemd (`cargo xtask
+//! systemd-test`), those two VMs side by side. The fuzz targets (with
+//! cargo-fuzz, when missing; from the start) and the release agent (after
+//! clippy) build in the background at idle priority
+//! (xtask/src/prebuild.rs). It fails loudly when the privileged tests did
+//! not actually run.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -295,8 +297,17 @@ fn host_privileged() -> Result<Tally> {
     // One BPF-loading run on the machine at a time: another worktree's
     // agent would see this run's processes, and they each other's.
     let _lock = crate::privlock::PrivLock::take()?;
-    sh(&mut workspace_cargo(&["build", "--bins"]))?;
+    // Built by the unit tests' `cargo test --workspace` (the agent's own
+    // tests run it). A `cargo build` here would resolve the dependencies'
+    // features without the dev-dependencies and rebuild 30 crates (67 s
+    // on a fresh clone).
     let bin = root().join("target/debug/debugmon");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: the unit tests' build makes it",
+            bin.display()
+        );
+    }
     let (ok, t) = cargo_test(
         // Every suite runs, so one failure does not hide the rest.
         workspace_cargo(&["test", "--no-fail-fast"])
