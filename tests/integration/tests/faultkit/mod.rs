@@ -280,6 +280,31 @@ pub(crate) fn stream_reaches(urls: &str, seq: u64, timeout: Duration) -> Result<
     }
 }
 
+/// Waits until the stream holds seq `seq` and verify proves all of it, and
+/// returns that report. While the agent runs, its last records may wait
+/// up to about a second for the signature of a `checkpoint` record
+/// (docs/records.md): a report taken as soon as `seq` arrives can rightly
+/// name an unsigned tail.
+pub(crate) fn wait_stream_proven(urls: &str, seq: u64, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (code, report) = try_verify(urls).unwrap_or((None, Value::Null));
+        let last = report["hosts"]
+            .as_object()
+            .and_then(|h| h.values().next())
+            .and_then(|h| h["last_seq"].as_u64())
+            .unwrap_or(0);
+        if last >= seq && code == Some(0) {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream was not proven to seq {seq} within {timeout:?} (exit {code:?}): {report:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// The first `n` audit records in the stream at `urls`, in stream order
 /// (`tail` waits for live ones past what is stored: `n` is what verify counted).
 pub(crate) fn tail_stream(urls: &str, n: u64) -> Vec<Value> {
