@@ -296,9 +296,16 @@ fn nats_down_at_start_for_a_minute_and_back_empty_loses_nothing_silently() {
     old.start();
     let (code, report) = verify_stream(&old.url());
     let host = only_host(&report);
-    assert_eq!(code, Some(0), "the old store: {report:#}");
     let old_last = host["last_seq"].as_u64().unwrap();
     assert_eq!(host["records"], old_last, "the old store: {host:#}");
+    // The server stopped mid-run: the last records it acked may wait for
+    // a signature that only the new store got. Nothing else may be open.
+    let problems = host["problems"].as_array().unwrap();
+    let unsigned_tail = |p: &Value| p["problem"] == "unsigned" && p["to"] == old_last;
+    assert!(
+        code == Some(0) || (problems.len() == 1 && unsigned_tail(&problems[0])),
+        "the old store: {report:#}"
+    );
     drop(old);
     let (code, report) = verify_stream_key(&url, key);
     let host = only_host(&report);
