@@ -306,7 +306,8 @@ pub(crate) fn cargo_fuzz_install() -> Option<Command> {
     Some(c)
 }
 
-/// Everything `cargo xtask test` and the other tasks need.
+/// Everything the tasks need (`cargo xtask test` uses
+/// [`ensure_all_but_fuzz`] and installs cargo-fuzz with its fuzz build).
 pub(crate) fn ensure_all() -> Result<()> {
     ensure_all_but_fuzz()?;
     cargo_fuzz()

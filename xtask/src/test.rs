@@ -59,35 +59,6 @@ fn cargo_test(c: &mut std::process::Command) -> Result<(bool, Tally)> {
     Ok((st.success(), tally))
 }
 
-/// Fails when a file in tests/integration/tests/ is in neither the host's
-/// list nor the VM's: a suite nobody runs would pass by being forgotten.
-fn every_suite_listed() -> Result<()> {
-    let dir = root().join("tests/integration/tests");
-    let mut missing = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        let Some(name) = path
-            .extension()
-            .is_some_and(|e| e == "rs")
-            .then(|| path.file_stem())
-            .flatten()
-            .and_then(|n| n.to_str())
-        else {
-            continue;
-        };
-        let in_vm = crate::vm::VM_TESTS.iter().any(|(t, _)| *t == name);
-        if !PRIVILEGED.contains(&name) && !in_vm {
-            missing.push(name.to_owned());
-        }
-    }
-    if !missing.is_empty() {
-        bail!(
-            "privileged suites run nowhere (add them to PRIVILEGED in xtask/src/test.rs or VM_TESTS in xtask/src/vm.rs): {missing:?}"
-        );
-    }
-    Ok(())
-}
-
 /// The privileged suites, run on the host (root, the real kernel).
 /// vm_enforce needs BPF-LSM: it runs inside `vm-test` with the others
 /// `xtask/src/vm.rs` lists.
@@ -126,12 +97,12 @@ pub(crate) fn test(privileged: bool) -> Result<()> {
     })?;
     // Builds later stages need, on the CPU the stages before them leave
     // idle; each stage repeats its build in the foreground (a no-op then).
-    // cargo-fuzz itself is installed there too, when it is missing (29 s
-    // of compiling on a fresh machine).
     // The systemd VM's root image: debootstrap, mostly waiting on the
     // network. Joined before the host's privileged suites, whose agents
     // would otherwise watch it.
     let root_image = privileged.then(|| std::thread::spawn(crate::systemd_vm::prepare_image));
+    // cargo-fuzz itself is installed with the fuzz build, when it is
+    // missing (29 s of compiling on a fresh machine).
     let fuzz_build = crate::prebuild::Prebuild::start(
         "fuzz",
         &prereq::cargo_fuzz_install()
@@ -251,7 +222,7 @@ fn clippy() -> Result<()> {
 /// The unit tests: `cargo test` on the whole workspace, which leaves out
 /// the privileged suites (`test = false` in tests/integration/Cargo.toml).
 fn unit_tests() -> Result<Tally> {
-    suites_stay_out_of_unit_tests()?;
+    check_suites()?;
     let (ok, unit) = cargo_test(&mut workspace_cargo(&["test"]))?;
     if !ok || !unit.failed.is_empty() {
         bail!("unit tests failed: {:?}", unit.failed);
@@ -259,10 +230,12 @@ fn unit_tests() -> Result<Tally> {
     Ok(unit)
 }
 
-/// Fails when a privileged suite would run with the unit tests (it lacks
+/// Fails when a suite of tests/integration runs nowhere (in neither
+/// [`PRIVILEGED`] nor `VM_TESTS` in xtask/src/vm.rs: it would pass by
+/// being forgotten), when it would run with the unit tests (it lacks
 /// `test = false`), or when a test target elsewhere shares a suite's name
 /// (`--test NAME` picks that target in every package).
-fn suites_stay_out_of_unit_tests() -> Result<()> {
+fn check_suites() -> Result<()> {
     let o = cmd("cargo")
         .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
         .output()
@@ -272,7 +245,10 @@ fn suites_stay_out_of_unit_tests() -> Result<()> {
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&o.stdout).context("reading cargo metadata")?;
-    let mut suites = 0;
+    let listed = |name: &str| {
+        PRIVILEGED.contains(&name) || crate::vm::VM_TESTS.iter().any(|(v, _)| *v == name)
+    };
+    let (mut suites, mut missing) = (0, Vec::new());
     for pkg in meta["packages"].as_array().into_iter().flatten() {
         let ours = pkg["name"] == "integration-test";
         for t in pkg["targets"].as_array().into_iter().flatten() {
@@ -285,14 +261,15 @@ fn suites_stay_out_of_unit_tests() -> Result<()> {
             }
             if ours {
                 suites += 1;
+                if !listed(name) {
+                    missing.push(name.to_owned());
+                }
                 if t["test"] != false {
                     bail!(
                         "suite {name} would run with the unit tests: add it to tests/integration/Cargo.toml with `test = false`"
                     );
                 }
-            } else if PRIVILEGED.contains(&name)
-                || crate::vm::VM_TESTS.iter().any(|(v, _)| *v == name)
-            {
+            } else if listed(name) {
                 bail!(
                     "test target {name:?} exists both in tests/integration and in another package"
                 );
@@ -302,13 +279,17 @@ fn suites_stay_out_of_unit_tests() -> Result<()> {
     if suites == 0 {
         bail!("cargo metadata lists no suites in tests/integration");
     }
+    if !missing.is_empty() {
+        bail!(
+            "privileged suites run nowhere (add them to PRIVILEGED in xtask/src/test.rs or VM_TESTS in xtask/src/vm.rs): {missing:?}"
+        );
+    }
     Ok(())
 }
 
 /// The privileged suites on the host (root, the real kernel): every one
 /// runs, and none may be skipped.
 fn host_privileged() -> Result<Tally> {
-    every_suite_listed()?;
     // One BPF-loading run on the machine at a time: another worktree's
     // agent would see this run's processes, and they each other's.
     let _lock = crate::privlock::PrivLock::take()?;

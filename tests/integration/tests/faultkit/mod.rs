@@ -265,11 +265,7 @@ pub(crate) fn stream_reaches(urls: &str, seq: u64, timeout: Duration) -> Result<
     loop {
         // No report while the stream is not made yet: nothing delivered.
         let report = try_verify(urls).map(|(_, r)| r).unwrap_or_default();
-        let last = report["hosts"]
-            .as_object()
-            .and_then(|h| h.values().next())
-            .and_then(|h| h["last_seq"].as_u64())
-            .unwrap_or(0);
+        let last = last_seq(&report);
         if last >= seq {
             return Ok(());
         }
@@ -278,6 +274,15 @@ pub(crate) fn stream_reaches(urls: &str, seq: u64, timeout: Duration) -> Result<
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// The last seq of the (one) host in a verify report; 0 when it has none.
+fn last_seq(report: &Value) -> u64 {
+    report["hosts"]
+        .as_object()
+        .and_then(|h| h.values().next())
+        .and_then(|h| h["last_seq"].as_u64())
+        .unwrap_or(0)
 }
 
 /// Waits until the stream holds seq `seq` and verify proves all of it, and
@@ -289,12 +294,7 @@ pub(crate) fn wait_stream_proven(urls: &str, seq: u64, timeout: Duration) -> Val
     let deadline = Instant::now() + timeout;
     loop {
         let (code, report) = try_verify(urls).unwrap_or((None, Value::Null));
-        let last = report["hosts"]
-            .as_object()
-            .and_then(|h| h.values().next())
-            .and_then(|h| h["last_seq"].as_u64())
-            .unwrap_or(0);
-        if last >= seq && code == Some(0) {
+        if last_seq(&report) >= seq && code == Some(0) {
             return report;
         }
         assert!(
