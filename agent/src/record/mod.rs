@@ -14,6 +14,7 @@
 //! - [`verify`]: checking sealed records (chain, signatures, gaps)
 
 pub mod alert;
+pub mod batch;
 pub mod canonical;
 pub mod detail;
 pub mod names;
@@ -23,8 +24,11 @@ pub mod verify;
 
 use serde::Serialize;
 
-use self::detail::LostDetail;
-pub use self::detail::{AccessDetail, ExecDetail, LostCounts};
+use self::{batch::MemberAt, detail::LostDetail};
+pub use self::{
+    batch::{Batch, Built},
+    detail::{AccessDetail, ExecDetail, LostCounts},
+};
 use crate::{
     decide::Verdict,
     enrich::{Actor, Target},
@@ -33,25 +37,6 @@ use crate::{
 };
 
 pub const SCHEMA: u32 = 1;
-
-/// Fields in key order, like every record struct: the canonical writer
-/// streams members that arrive sorted and buffers the rest.
-#[derive(Serialize)]
-struct Record<'a, D: Serialize> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    actor: Option<&'a Actor>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    decision: Option<&'a Verdict>,
-    detail: D,
-    host: &'a Host,
-    kind: &'static str,
-    monotonic_ns: u64,
-    schema: u32,
-    seq: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<&'a Target>,
-    time: String,
-}
 
 /// The parts of one record besides its number, time and host.
 pub struct Parts<'a, D: Serialize> {
@@ -120,20 +105,73 @@ impl RecordBuilder {
         ktime_ns: u64,
         parts: Parts<'_, D>,
     ) -> Result<(), serde_json::Error> {
-        let rec = Record {
-            schema: SCHEMA,
-            seq: self.seq + 1,
-            time: self.clock.rfc3339(ktime_ns),
-            monotonic_ns: ktime_ns,
-            host: &self.host,
-            kind: parts.kind.as_str(),
-            actor: parts.actor,
-            target: parts.target,
-            detail: parts.detail,
-            decision: parts.verdict,
-        };
+        self.write_members(out, &mut Vec::new(), ktime_ns, parts)
+    }
+
+    /// Appends one record to `batch`, with where its members lie.
+    /// `argv_clean`: see [`Built::argv_clean`]. On an error the batch is
+    /// as it was.
+    pub fn write_into<D: Serialize>(
+        &mut self,
+        batch: &mut Batch,
+        ktime_ns: u64,
+        parts: Parts<'_, D>,
+        argv_clean: bool,
+    ) -> Result<(), serde_json::Error> {
+        let (start, first) = (batch.bytes.len(), batch.members.len());
+        let kind = parts.kind;
+        if let Err(e) = self.write_members(&mut batch.bytes, &mut batch.members, ktime_ns, parts) {
+            batch.bytes.truncate(start);
+            return Err(e);
+        }
+        batch.records.push(Built {
+            line: start..batch.bytes.len() - 1,
+            members: first..batch.members.len(),
+            kind,
+            argv_clean,
+        });
+        Ok(())
+    }
+
+    /// Writes the record's object member by member, in key order (the
+    /// canonical writer does each value), noting each member in `members`.
+    fn write_members<D: Serialize>(
+        &mut self,
+        out: &mut Vec<u8>,
+        members: &mut Vec<MemberAt>,
+        ktime_ns: u64,
+        parts: Parts<'_, D>,
+    ) -> Result<(), serde_json::Error> {
         let start = out.len();
-        canonical::writer::to_writer(out, &rec)?;
+        let first = members.len();
+        let mut obj = TopLevel {
+            out,
+            members,
+            opened: false,
+        };
+        let written = (|| {
+            if let Some(actor) = parts.actor {
+                obj.member("actor", actor)?;
+            }
+            if let Some(verdict) = parts.verdict {
+                obj.member("decision", verdict)?;
+            }
+            obj.member("detail", &parts.detail)?;
+            obj.member("host", &self.host)?;
+            obj.member("kind", parts.kind.as_str())?;
+            obj.member("monotonic_ns", &ktime_ns)?;
+            obj.member("schema", &SCHEMA)?;
+            obj.member("seq", &(self.seq + 1))?;
+            if let Some(target) = parts.target {
+                obj.member("target", target)?;
+            }
+            obj.member("time", &self.clock.rfc3339(ktime_ns))
+        })();
+        if let Err(e) = written {
+            members.truncate(first);
+            return Err(e);
+        }
+        out.push(b'}');
         // The sealer hashes these bytes as they are: in debug builds (the
         // tests), check them against the reference encoder.
         #[cfg(debug_assertions)]
@@ -175,6 +213,33 @@ impl RecordBuilder {
         cumulative: LostCounts,
     ) -> Result<(), serde_json::Error> {
         self.note(out, now_ns, Kind::Lost, LostDetail::new(counts, cumulative))
+    }
+}
+
+/// A record's object while its members are written, in key order.
+struct TopLevel<'a> {
+    out: &'a mut Vec<u8>,
+    members: &'a mut Vec<MemberAt>,
+    /// The `{` is written.
+    opened: bool,
+}
+
+impl TopLevel<'_> {
+    fn member<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
+        self.out.push(if self.opened { b',' } else { b'{' });
+        self.opened = true;
+        // Keys are plain ASCII names: nothing to escape.
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        let start = self.out.len();
+        canonical::writer::to_writer(self.out, value)?;
+        self.members.push((key, start..self.out.len()));
+        Ok(())
     }
 }
 

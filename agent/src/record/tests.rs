@@ -109,19 +109,33 @@ fn record_structs_declare_fields_in_key_order() {
         tags: vec!["attack.t1055".into()],
     };
     sorted("Verdict", &verdict);
-    let record = Record {
-        schema: 1,
-        seq: 1,
-        time: "t".into(),
-        monotonic_ns: 1,
-        host: b.host(),
-        kind: "exec",
+    // The record's own members, written one by one, in key order; each
+    // where the batch says it is.
+    let mut b = b;
+    let mut batch = Batch::default();
+    let target = Target::unresolved(7);
+    let parts = Parts {
+        kind: Kind::Exec,
         actor: Some(&actor),
-        target: None,
+        target: Some(&target),
         detail,
-        decision: Some(&verdict),
+        verdict: Some(&verdict),
     };
-    sorted("Record", &record);
+    b.write_into(&mut batch, 1, parts, true).unwrap();
+    let keys: Vec<&str> = batch.members.iter().map(|(k, _)| *k).collect();
+    let all = ["actor", "decision", "detail", "host", "kind"];
+    let all = [
+        &all[..],
+        &["monotonic_ns", "schema", "seq", "target", "time"],
+    ]
+    .concat();
+    assert_eq!(keys, all);
+    let line = &batch.bytes[batch.records[0].line.clone()];
+    let v: Value = serde_json::from_slice(line).unwrap();
+    assert_eq!(canonical::to_vec(&v), line);
+    for (k, at) in &batch.members {
+        assert_eq!(canonical::to_vec(&v[k]), &batch.bytes[at.clone()], "{k}");
+    }
 }
 
 #[test]

@@ -85,7 +85,7 @@ impl Running {
             self.take_inventory(now);
         }
         self.report_collisions(now);
-        self.sink.send(self.p.take_batch()).await?;
+        self.sink.send(self.p.take_records()).await?;
         self.publish(lost);
         Ok(())
     }
@@ -200,7 +200,7 @@ impl Running {
         }
         let effects = self.gov.reload_now();
         self.p.apply(effects);
-        self.sink.send(self.p.take_batch()).await?;
+        self.sink.send(self.p.take_records()).await?;
         Ok(())
     }
 
@@ -208,7 +208,7 @@ impl Running {
     pub(super) async fn on_window(&mut self) -> Result<(), AgentError> {
         self.drain().await?;
         self.report_aggregates();
-        self.sink.send(self.p.take_batch()).await?;
+        self.sink.send(self.p.take_records()).await?;
         Ok(())
     }
 

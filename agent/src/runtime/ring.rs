@@ -32,7 +32,7 @@ impl Running {
                     break;
                 }
             }
-            self.sink.send(self.p.take_batch()).await?;
+            self.sink.send(self.p.take_records()).await?;
             if !full {
                 return Ok(true);
             }

@@ -37,7 +37,7 @@ impl Running {
                 },
             }),
         );
-        self.sink.send(self.p.take_batch()).await?;
+        self.sink.send(self.p.take_records()).await?;
         // Detach before the final flush: nothing new can arrive after this.
         let Running {
             ring, kernel, sink, ..

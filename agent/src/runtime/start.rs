@@ -183,6 +183,7 @@ impl Running {
         *p.decider_mut() = Decider::new(Arc::clone(&policy), Some(gov.store()));
         p.apply(gov.install(Arc::clone(&policy)));
         let sink = Delivery::start(cfg.delivery.clone())?;
+        p.set_redactor(sink.redactor());
         metrics.update_info(|i| {
             i.kernel = host::kernel_release();
             i.programs = attached.iter().map(ToString::to_string).collect();
@@ -233,7 +234,7 @@ impl Running {
             }),
         );
         p.apply(expired);
-        sink.send(p.take_batch()).await?;
+        sink.send(p.take_records()).await?;
         // systemd (Type=notify) counts the service as started only now: every
         // program is attached and the start record is out.
         sink.flushed().await?;
@@ -285,7 +286,7 @@ impl Running {
         };
         if a.inventory.is_some() {
             a.take_inventory(host::boottime_ns());
-            a.sink.send(a.p.take_batch()).await?;
+            a.sink.send(a.p.take_records()).await?;
         }
         a.sleep_on_wake()?;
         Ok(a)

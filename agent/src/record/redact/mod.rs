@@ -243,13 +243,14 @@ impl Redactor {
     /// secret flag, no glued `-p` for a mysql-like program, no pattern
     /// matching any argument. Conservative (a `true` is always right), so
     /// the caller can skip copying the argv in the common case.
-    pub fn argv_is_clean(&self, argv: &[&str]) -> bool {
+    pub fn argv_is_clean<S: AsRef<str>>(&self, argv: &[S]) -> bool {
         if let Some(at) = program::wrapped_at(argv) {
             return self.argv_is_clean(&argv[..at]) && self.argv_is_clean(&argv[at..]);
         }
-        let mysql = self.is_mysql_like(argv.first().copied());
-        let flags = self.flags_of(argv.first().copied());
-        argv.iter().enumerate().all(|(i, arg)| {
+        let argv0 = argv.first().map(AsRef::as_ref);
+        let mysql = self.is_mysql_like(argv0);
+        let flags = self.flags_of(argv0);
+        argv.iter().map(AsRef::as_ref).enumerate().all(|(i, arg)| {
             let flag = i > 0
                 && (self.secret_flags.iter().any(|f| f == arg)
                     || (mysql && arg.starts_with("-p"))

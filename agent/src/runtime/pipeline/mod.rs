@@ -36,8 +36,9 @@ use crate::{
     policy::{PolicySet, grant::Grant, kernel::KernelPolicy},
     process::ProcessTable,
     record::{
-        AccessDetail, ExecDetail, LostCounts, Parts, RecordBuilder,
+        AccessDetail, Batch, ExecDetail, LostCounts, Parts, RecordBuilder,
         detail::{LostDetail, access_detail},
+        redact::Redactor,
     },
     sys::host::{self, Clock},
 };
@@ -78,7 +79,10 @@ pub struct Pipeline {
     decider: Decider,
     builder: RecordBuilder,
     protection: Protection,
-    batch: Vec<u8>,
+    batch: Batch,
+    /// The delivery thread's redactor, asked whether an actor's argv is
+    /// clean (then that thread need not look into the record).
+    redactor: Option<Arc<Redactor>>,
     stats: PipelineStats,
     /// Kernel counters as last reported in a `lost` record.
     reported: LostCounts,
@@ -102,7 +106,8 @@ impl Pipeline {
             decider: Decider::empty(),
             builder,
             protection: Protection::default(),
-            batch: Vec::with_capacity(64 * 1024),
+            batch: Batch::with_capacity(64 * 1024),
+            redactor: None,
             stats: PipelineStats::default(),
             reported: LostCounts::default(),
             agg_reported: HashMap::new(),
@@ -116,6 +121,10 @@ impl Pipeline {
             ),
             metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    pub fn set_redactor(&mut self, r: Arc<Redactor>) {
+        self.redactor = Some(r);
     }
 
     /// Installs the protector (the kernel's decision maps).
@@ -171,12 +180,17 @@ impl Pipeline {
 
     /// Bytes of records waiting to be shipped.
     pub fn pending_bytes(&self) -> usize {
-        self.batch.len()
+        self.batch.bytes.len()
     }
 
     /// Hands over the records built so far.
+    pub fn take_records(&mut self) -> Batch {
+        std::mem::replace(&mut self.batch, Batch::with_capacity(64 * 1024))
+    }
+
+    /// The lines of the records built so far, handed over.
     pub fn take_batch(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.batch, Vec::with_capacity(64 * 1024))
+        self.take_records().bytes
     }
 
     /// Processes one ring buffer item.
@@ -450,9 +464,15 @@ impl Pipeline {
     }
 
     fn emit<D: Serialize>(&mut self, ktime_ns: u64, parts: Parts<'_, D>) {
-        let mark = self.batch.len();
         let action = parts.verdict.map(|v| v.action);
-        match self.builder.write(&mut self.batch, ktime_ns, parts) {
+        let argv_clean = self
+            .redactor
+            .as_ref()
+            .is_some_and(|r| parts.actor.is_none_or(|a| r.argv_is_clean(&a.argv)));
+        match self
+            .builder
+            .write_into(&mut self.batch, ktime_ns, parts, argv_clean)
+        {
             Ok(()) => {
                 self.stats.records += 1;
                 if let Some(a) = action {
@@ -463,8 +483,7 @@ impl Pipeline {
                 }
             }
             Err(e) => {
-                // Never leave half a record in the stream.
-                self.batch.truncate(mark);
+                // write_into leaves no half record in the batch.
                 self.stats.serialize_errors += 1;
                 tracing::error!(error = %e, "record serialization failed");
             }

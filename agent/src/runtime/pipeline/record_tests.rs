@@ -310,3 +310,77 @@ fn a_target_the_kernel_did_not_find_is_not_taken_from_the_table() {
     let v = record(&mut p, Event::Access(access(AccessKind::Ptrace, 40, 16)));
     assert_eq!(v["target"]["comm"], "echo", "{v}");
 }
+
+/// The delivery thread's fast path, over the member boundaries the
+/// pipeline hands it, seals exactly what parsing each line seals; a record
+/// whose argv the redactor would change, and a `lost` record, go the
+/// parsing way, and a captured environment is redacted on either.
+#[test]
+fn built_records_seal_as_their_lines_do() {
+    use crate::{
+        record::{
+            redact::Redactor,
+            seal::{Sealer, Unsealed},
+        },
+        sink::delivery::{prepare_built, prepare_canonical, prepare_line},
+    };
+    let set = PolicySet::from_texts(&[(
+        "t.yaml",
+        "rules:\n  - name: no-echo\n    title: reading echo\n    description: d\n    on: [mem_read]\n    target: { comm: [echo] }\n    action: deny\n    severity: high\n",
+    )])
+    .unwrap();
+    let mut p = pipeline();
+    *p.decider_mut() = Decider::new(Arc::new(set), None);
+    let redactor = Arc::new(Redactor::default());
+    p.set_redactor(Arc::clone(&redactor));
+    for (file, argv) in [
+        (
+            &b"/bin/echo"[..],
+            vec![b"/bin/echo".to_vec(), b"hi".to_vec()],
+        ),
+        (
+            b"/bin/e\xffcho",
+            vec![b"e\xff\"\\".to_vec(), "é\u{1}".into()],
+        ),
+        (
+            b"/usr/bin/mysql",
+            vec![b"mysql".to_vec(), b"-phunter2".to_vec()],
+        ),
+    ] {
+        p.handle(&encode(&Event::Exec(exec(file, argv, 0))));
+    }
+    // A denial (decision and target), a captured environment, a loss.
+    p.handle(&encode(&Event::Access(access(AccessKind::ProcMem, 40, 0))));
+    let env = serde_json::json!({"env": {"JAVA_TOOL_OPTIONS": "-Dpassword=hunter2"}});
+    p.note(6, Kind::Exec, env);
+    let lost = LostCounts {
+        exec: 2,
+        ..LostCounts::default()
+    };
+    p.report_lost(7, lost);
+    let batch = p.take_records();
+    let fast: Vec<bool> = (batch.records.iter())
+        .map(|r| prepare_built(&redactor, &batch, r).is_some())
+        .collect();
+    assert_eq!(fast, [true, true, false, true, true, false]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("host.key");
+    let mut a = Sealer::open(&dir.path().join("a"), &key).unwrap();
+    let mut b = Sealer::open(&dir.path().join("b"), &key).unwrap();
+    for r in &batch.records {
+        let line = &batch.bytes[r.line.clone()];
+        let parsed = || Unsealed::Map(prepare_line(&redactor, line).unwrap());
+        let built = prepare_built(&redactor, &batch, r)
+            .or_else(|| prepare_canonical(&redactor, line))
+            .unwrap_or_else(parsed);
+        let (f, s) = (
+            a.seal_group(vec![built], true).unwrap().remove(0),
+            b.seal_group(vec![parsed()], true).unwrap().remove(0),
+        );
+        let text = String::from_utf8_lossy(&f.line).into_owned();
+        assert_eq!(text, String::from_utf8_lossy(&s.line));
+        assert_eq!((&f.kind, &f.severity), (&s.kind, &s.severity));
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}

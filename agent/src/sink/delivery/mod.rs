@@ -37,7 +37,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 use worker::Worker;
-pub use worker::{prepare_canonical, prepare_line, shed_alert};
+pub use worker::{prepare_built, prepare_canonical, prepare_line, shed_alert};
 
 use super::{
     file::{FileSinkConfig, FileSinkError, RotatingFile},
@@ -46,6 +46,7 @@ use super::{
 };
 use crate::{
     record::{
+        Batch,
         redact::{RedactConfig, Redactor},
         seal::{SealError, Sealer},
     },
@@ -188,7 +189,8 @@ pub struct DeliveryStats {
 /// The running stage; the interface the driver uses is `send`, `flushed`
 /// and `close`.
 pub struct Delivery {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Batch>,
+    redactor: Arc<Redactor>,
     thread: JoinHandle<Result<(), DeliveryError>>,
     queued: AtomicU64,
     written: watch::Receiver<u64>,
@@ -275,11 +277,12 @@ impl Delivery {
         }
         let counters = Arc::new(Counters::default());
         counters.torn.store(opened.torn_frames, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(cfg.capacity.max(1));
+        let (tx, rx) = mpsc::channel::<Batch>(cfg.capacity.max(1));
         let (written_tx, written) = watch::channel(0u64);
+        let redactor = Arc::new(Redactor::new(&cfg.redact)?);
         let worker = Worker {
             sealer,
-            redactor: Redactor::new(&cfg.redact)?,
+            redactor: Arc::clone(&redactor),
             spool: spool.clone(),
             release_at_once: cfg.nats.is_none(),
             stdout,
@@ -307,6 +310,7 @@ impl Delivery {
         info!(sinks = %sinks.join(","), spool = %cfg.spool.dir.display(), "delivery started");
         Ok(Self {
             tx,
+            redactor,
             thread,
             queued: AtomicU64::new(0),
             written,
@@ -318,6 +322,12 @@ impl Delivery {
             public_key,
             sinks,
         })
+    }
+
+    /// The redactor this thread applies, for the pipeline to ask whether
+    /// a record needs it (see [`crate::record::Built::argv_clean`]).
+    pub fn redactor(&self) -> Arc<Redactor> {
+        Arc::clone(&self.redactor)
     }
 
     /// Hex Ed25519 public key of the host (for the start record).
@@ -365,7 +375,8 @@ impl Delivery {
     }
 
     /// Queues a batch; waits while the delivery thread is behind.
-    pub async fn send(&self, batch: Vec<u8>) -> Result<(), DeliveryError> {
+    pub async fn send(&self, batch: impl Into<Batch>) -> Result<(), DeliveryError> {
+        let batch = batch.into();
         if batch.is_empty() {
             return Ok(());
         }

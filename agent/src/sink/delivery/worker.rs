@@ -22,7 +22,9 @@ use tracing::{error, warn};
 
 use super::{Counters, DeliveryError, loss::SpoolLoss};
 use crate::{
+    event::Kind,
     record::{
+        Batch, Built,
         alert::severity_of,
         canonical,
         redact::Redactor,
@@ -42,7 +44,8 @@ const RELEASE_BATCH: usize = 4096;
 
 pub(super) struct Worker {
     pub(super) sealer: Sealer,
-    pub(super) redactor: Redactor,
+    /// Shared with the pipeline, which asks it whether a record needs it.
+    pub(super) redactor: Arc<Redactor>,
     pub(super) spool: SharedSpool,
     /// No NATS: a record written locally is done, release it from the
     /// spool at once (else the spool would fill and shed for nothing).
@@ -137,6 +140,40 @@ pub fn prepare_canonical<'a>(redactor: &Redactor, line: &'a [u8]) -> Option<Unse
     })
 }
 
+/// The fast path for a record the pipeline built: its members where the
+/// builder noted them, without the provisional `seq`; the detail's
+/// captured `env` redacted. `None` sends the record down the paths that
+/// parse its line: when the pipeline did not find the actor's argv clean,
+/// and for a `lost` record (see [`shed_alert`]).
+pub fn prepare_built<'a>(redactor: &Redactor, batch: &'a Batch, r: &Built) -> Option<Unsealed<'a>> {
+    if !r.argv_clean || r.kind == Kind::Lost {
+        return None;
+    }
+    let mut severity = None;
+    let mut members = Vec::with_capacity(r.members.len() + 5);
+    for (k, raw) in batch.members_of(r) {
+        let value = match k {
+            "seq" => continue,
+            "decision" => {
+                let d: Value = serde_json::from_slice(raw).ok()?;
+                severity = severity_of(
+                    d.get("severity").and_then(Value::as_str),
+                    d.get("action").and_then(Value::as_str),
+                );
+                Cow::Borrowed(raw)
+            }
+            "detail" => redact_env(redactor, raw)?,
+            _ => Cow::Borrowed(raw),
+        };
+        members.push((Cow::Borrowed(k), value));
+    }
+    Some(Unsealed::Canonical {
+        members,
+        kind: r.kind.as_str().to_owned(),
+        severity,
+    })
+}
+
 /// The actor object (`raw`, split into `inner`) with its argv redacted;
 /// borrowed when nothing was.
 fn redact_actor<'a>(
@@ -168,6 +205,11 @@ fn redact_actor<'a>(
 /// The detail object with the values of its captured `env` redacted;
 /// borrowed when there is none or nothing was.
 fn redact_env<'a>(redactor: &Redactor, raw: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+    // In canonical JSON these bytes are only ever a key named `env` (a
+    // quote inside a string is escaped): without them, nothing to split.
+    if memchr::memmem::find(raw, b"\"env\":").is_none() {
+        return Some(Cow::Borrowed(raw));
+    }
     let inner = canonical::split_members(raw)?;
     let Some((_, env_raw)) = inner.iter().find(|(k, _)| *k == "env") else {
         return Some(Cow::Borrowed(raw));
@@ -238,7 +280,7 @@ impl Worker {
     /// of batches done; then closes the chain cleanly.
     pub(super) fn run(
         mut self,
-        mut rx: mpsc::Receiver<Vec<u8>>,
+        mut rx: mpsc::Receiver<Batch>,
         written: &watch::Sender<u64>,
     ) -> Result<(), DeliveryError> {
         let mut done = 0u64;
@@ -310,22 +352,38 @@ impl Worker {
         Ok(())
     }
 
-    fn deliver(&mut self, group: &[Vec<u8>]) -> Result<(), DeliveryError> {
+    /// A line without the pipeline's member boundaries, or one its fast
+    /// path passed over: split or parsed here.
+    fn prepare<'a>(&self, line: &'a [u8]) -> Option<Unsealed<'a>> {
+        if let Some(record) = prepare_canonical(&self.redactor, line) {
+            return Some(record);
+        }
+        let record = prepare_line(&self.redactor, line).map(Unsealed::Map);
+        if record.is_none() {
+            let n = self.counters.invalid.fetch_add(1, Relaxed) + 1;
+            if n.is_power_of_two() {
+                warn!(count = n, "a builder line is not a JSON object; dropped");
+            }
+        }
+        record
+    }
+
+    fn deliver(&mut self, group: &[Batch]) -> Result<(), DeliveryError> {
         let mut records: Vec<Unsealed<'_>> = Vec::new();
         for batch in group {
-            for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                if let Some(record) = prepare_canonical(&self.redactor, line) {
-                    records.push(record);
-                    continue;
-                }
-                let Some(record) = prepare_line(&self.redactor, line).map(Unsealed::Map) else {
-                    let n = self.counters.invalid.fetch_add(1, Relaxed) + 1;
-                    if n.is_power_of_two() {
-                        warn!(count = n, "a builder line is not a JSON object; dropped");
-                    }
-                    continue;
-                };
-                records.push(record);
+            if batch.records.is_empty() {
+                let lines = batch.bytes.split(|&b| b == b'\n');
+                records.extend(
+                    lines
+                        .filter(|l| !l.is_empty())
+                        .filter_map(|l| self.prepare(l)),
+                );
+                continue;
+            }
+            for r in &batch.records {
+                let record = prepare_built(&self.redactor, batch, r)
+                    .or_else(|| self.prepare(&batch.bytes[r.line.clone()]));
+                records.extend(record);
             }
         }
         self.loss.learn_host(&records);
