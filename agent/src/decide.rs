@@ -90,6 +90,44 @@ pub struct Decider {
     /// Grant ids access decisions relied on since the last
     /// [`Decider::take_grant_uses`].
     grant_uses: Vec<String>,
+    /// Debugger classes of the programs seen under the set in use.
+    debuggers: DebuggerCache,
+}
+
+/// Most programs started on a host are the same few, and matching a
+/// program against the `debuggers:` globs costs about a tenth of building
+/// its exec record: the class is kept per exe and comm, looked up without
+/// an allocation, dropped with the set it came from.
+#[derive(Default)]
+struct DebuggerCache {
+    /// By a hash of exe and comm, checked on a hit.
+    by_hash: HashMap<u64, KnownProgram>,
+}
+
+/// Exe, comm and debugger class.
+type KnownProgram = (Box<str>, Box<str>, Option<Box<str>>);
+
+/// Programs the cache holds at most; then it starts over.
+const DEBUGGER_CACHE_MAX: usize = 4096;
+
+impl DebuggerCache {
+    fn class(&mut self, set: &PolicySet, exe: &str, comm: &str) -> Option<String> {
+        use std::hash::BuildHasher as _;
+        let key = self.by_hash.hasher().hash_one((exe, comm));
+        if let Some((e, c, class)) = self.by_hash.get(&key)
+            && **e == *exe
+            && **c == *comm
+        {
+            return class.as_deref().map(str::to_owned);
+        }
+        let class = set.debugger_class(exe, comm);
+        if self.by_hash.len() >= DEBUGGER_CACHE_MAX {
+            self.by_hash.clear();
+        }
+        let entry = (exe.into(), comm.into(), class.map(Into::into));
+        self.by_hash.insert(key, entry);
+        class.map(str::to_owned)
+    }
 }
 
 fn policy_actor(a: &Actor) -> policy::event::Actor {
@@ -142,6 +180,7 @@ impl Decider {
             folder: AlertFolder::new(Duration::from_secs(60)),
             agent_pid: std::process::id(),
             grant_uses: Vec::new(),
+            debuggers: DebuggerCache::default(),
         }
     }
 
@@ -158,6 +197,7 @@ impl Decider {
     /// Swaps in a new policy (a reload), keeping grants and folding state.
     pub fn replace_set(&mut self, set: Arc<PolicySet>) {
         self.set = set;
+        self.debuggers = DebuggerCache::default();
     }
 
     /// The deny rules the kernel now holds, by slot (one bank's worth;
@@ -182,8 +222,8 @@ impl Decider {
             && self.set.is_process_tool(&actor.exe)
     }
 
-    pub fn debugger_class(&self, exe: &str, comm: &str) -> Option<String> {
-        self.set.debugger_class(exe, comm).map(str::to_owned)
+    pub fn debugger_class(&mut self, exe: &str, comm: &str) -> Option<String> {
+        self.debuggers.class(&self.set, exe, comm)
     }
 
     /// Grant ids that decisions relied on since the last call.
@@ -497,5 +537,42 @@ fn not_enforced_note(ev: &PolicyEvent) -> String {
         }
         None => "not enforced: the kernel did not act on this one".into(),
         Some(err) => format!("not enforced: the kernel refused it on its own ({err})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(debuggers: &str) -> Arc<PolicySet> {
+        Arc::new(PolicySet::from_texts(&[("d.yaml", debuggers)]).unwrap())
+    }
+
+    #[test]
+    fn debugger_classes_are_kept_per_program_and_dropped_with_their_set() {
+        let mut d = Decider::new(set("debuggers:\n  gdb:\n    exe: [gdb]\n"), None);
+        for _ in 0..2 {
+            assert_eq!(
+                d.debugger_class("/usr/bin/gdb", "gdb").as_deref(),
+                Some("gdb")
+            );
+            assert_eq!(d.debugger_class("/usr/bin/gdbx", "gdb"), None);
+            assert_eq!(d.debugger_class("/bin/ls", "ls"), None);
+        }
+        // Same exe, another comm: its own entry.
+        let two = "debuggers:\n  gdb:\n    comm: [gdb]\n  tracer:\n    exe: [ls]\n";
+        d.replace_set(set(two));
+        assert_eq!(
+            d.debugger_class("/usr/bin/gdb", "gdb").as_deref(),
+            Some("gdb")
+        );
+        assert_eq!(d.debugger_class("/usr/bin/gdb", "x"), None);
+        assert_eq!(d.debugger_class("/bin/ls", "ls").as_deref(), Some("tracer"));
+        // Past its bound the cache starts over, and still answers right.
+        for i in 0..DEBUGGER_CACHE_MAX + 10 {
+            assert_eq!(d.debugger_class(&format!("/x/{i}"), "x"), None);
+        }
+        assert!(d.debuggers.by_hash.len() <= DEBUGGER_CACHE_MAX);
+        assert_eq!(d.debugger_class("/bin/ls", "ls").as_deref(), Some("tracer"));
     }
 }
