@@ -120,11 +120,7 @@ pub fn prepare_canonical<'a>(redactor: &Redactor, line: &'a [u8]) -> Option<Unse
                 Cow::Borrowed(raw)
             }
             "decision" => {
-                let d: Value = serde_json::from_slice(raw).ok()?;
-                severity = severity_of(
-                    d.get("severity").and_then(Value::as_str),
-                    d.get("action").and_then(Value::as_str),
-                );
+                severity = decision_severity(raw)?;
                 Cow::Borrowed(raw)
             }
             "actor" => redact_actor(redactor, raw, actor.take()?)?,
@@ -155,11 +151,7 @@ pub fn prepare_built<'a>(redactor: &Redactor, batch: &'a Batch, r: &Built) -> Op
         let value = match k {
             "seq" => continue,
             "decision" => {
-                let d: Value = serde_json::from_slice(raw).ok()?;
-                severity = severity_of(
-                    d.get("severity").and_then(Value::as_str),
-                    d.get("action").and_then(Value::as_str),
-                );
+                severity = decision_severity(raw)?;
                 Cow::Borrowed(raw)
             }
             "detail" => redact_env(redactor, raw)?,
@@ -172,6 +164,16 @@ pub fn prepare_built<'a>(redactor: &Redactor, batch: &'a Batch, r: &Built) -> Op
         kind: r.kind.as_str().to_owned(),
         severity,
     })
+}
+
+/// The alert severity a record's decision member gives it; `None` when
+/// the member is no JSON.
+fn decision_severity(raw: &[u8]) -> Option<Option<String>> {
+    let d: Value = serde_json::from_slice(raw).ok()?;
+    Some(severity_of(
+        d.get("severity").and_then(Value::as_str),
+        d.get("action").and_then(Value::as_str),
+    ))
 }
 
 /// The actor object (`raw`, split into `inner`) with its argv redacted;
