@@ -18,7 +18,10 @@ pub mod live;
 pub mod page;
 pub mod query;
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use thiserror::Error;
 
@@ -42,6 +45,14 @@ pub enum ServeError {
         path: PathBuf,
         #[source]
         io_error: std::io::Error,
+    },
+    #[error(
+        "{what} {path} can be read by other users (mode {mode:04o}): anyone on the host could use it; make it readable by its owner alone (chmod 600)"
+    )]
+    NotPrivate {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
     },
     #[error("the token in {where_} is empty")]
     EmptyToken { where_: String },
@@ -81,12 +92,16 @@ impl Exposure {
     /// paths, and must not cross a network in the clear or to anyone.
     pub fn check(&self, addr: SocketAddr) -> Result<Guard, ServeError> {
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(c), Some(k)) => Some(http::tls_acceptor(c, k)?),
+            (Some(c), Some(k)) => {
+                private("the TLS key", k)?;
+                Some(http::tls_acceptor(c, k)?)
+            }
             (None, None) => None,
             _ => return Err(ServeError::HalfTls),
         };
         let token = match (&self.token_file, &self.token_env) {
             (Some(path), _) => {
+                private("the token file", path)?;
                 let text = std::fs::read_to_string(path).map_err(|io_error| ServeError::Read {
                     what: "the token file",
                     path: path.clone(),
@@ -105,6 +120,26 @@ impl Exposure {
         }
         Ok(Guard { tls, token })
     }
+}
+
+/// Refuses a secret other users can read, as ssh refuses a private key:
+/// whoever holds the token sees every record the page shows.
+fn private(what: &'static str, path: &Path) -> Result<(), ServeError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|io_error| ServeError::Read {
+        what,
+        path: path.to_owned(),
+        io_error,
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(ServeError::NotPrivate {
+            what,
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 fn nonempty(t: &str, where_: &str) -> Result<String, ServeError> {

@@ -351,10 +351,22 @@ async fn over_tls_with_a_token_the_page_serves_only_tls() {
     std::fs::write(&token, "s3cret\n").unwrap();
     let exposure = Exposure {
         tls_cert: Some(cert),
-        tls_key: Some(key),
-        token_file: Some(token),
+        tls_key: Some(key.clone()),
+        token_file: Some(token.clone()),
         token_env: None,
     };
+    // Secrets other users can read are refused, each by name, as long as
+    // either is.
+    let exposed: std::net::SocketAddr = "0.0.0.0:7465".parse().unwrap();
+    for (path, what) in [(&key, "the TLS key"), (&token, "the token file")] {
+        for mode in [0o644, 0o640, 0o604] {
+            chmod(path, mode);
+            let e = exposure.check(exposed).err().expect("refused");
+            let text = e.to_string();
+            assert!(text.contains(what) && text.contains("chmod 600"), "{text}");
+            chmod(path, 0o600);
+        }
+    }
     // What an exposed address would accept: checked, then bound on
     // loopback for the test.
     let guard = exposure.check("0.0.0.0:7465".parse().unwrap()).unwrap();
@@ -425,4 +437,9 @@ fn the_timeline_takes_any_times_records_claim() {
     assert!(svg.contains("rule r1") && svg.contains("rule r2"), "{svg}");
     assert!(svg.contains("1 lines without a time left out"), "{svg}");
     assert_eq!(timeline(&[]), "<p>No records with a time to chart.</p>");
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
