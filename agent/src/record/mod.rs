@@ -24,7 +24,7 @@ pub mod verify;
 
 use serde::Serialize;
 
-use self::{batch::MemberAt, detail::LostDetail};
+use self::batch::MemberAt;
 pub use self::{
     batch::{Batch, Built},
     detail::{AccessDetail, ExecDetail, LostCounts},
@@ -98,16 +98,6 @@ impl RecordBuilder {
         self.last_kind
     }
 
-    /// Appends one record at boot time `ktime_ns`.
-    pub fn write<D: Serialize>(
-        &mut self,
-        out: &mut Vec<u8>,
-        ktime_ns: u64,
-        parts: Parts<'_, D>,
-    ) -> Result<(), serde_json::Error> {
-        self.write_members(out, &mut Vec::new(), ktime_ns, parts)
-    }
-
     /// Appends one record to `batch`, with where its members lie.
     /// `argv_clean`: see [`Built::argv_clean`]. On an error the batch is
     /// as it was.
@@ -122,6 +112,7 @@ impl RecordBuilder {
         let kind = parts.kind;
         if let Err(e) = self.write_members(&mut batch.bytes, &mut batch.members, ktime_ns, parts) {
             batch.bytes.truncate(start);
+            batch.members.truncate(first);
             return Err(e);
         }
         batch.records.push(Built {
@@ -134,7 +125,8 @@ impl RecordBuilder {
     }
 
     /// Writes the record's object member by member, in key order (the
-    /// canonical writer does each value), noting each member in `members`.
+    /// canonical writer does each value), noting each member in `members`;
+    /// on an error, the caller cuts both back.
     fn write_members<D: Serialize>(
         &mut self,
         out: &mut Vec<u8>,
@@ -143,34 +135,27 @@ impl RecordBuilder {
         parts: Parts<'_, D>,
     ) -> Result<(), serde_json::Error> {
         let start = out.len();
-        let first = members.len();
         let mut obj = TopLevel {
             out,
             members,
             opened: false,
         };
-        let written = (|| {
-            if let Some(actor) = parts.actor {
-                obj.member("actor", actor)?;
-            }
-            if let Some(verdict) = parts.verdict {
-                obj.member("decision", verdict)?;
-            }
-            obj.member("detail", &parts.detail)?;
-            obj.member("host", &self.host)?;
-            obj.member("kind", parts.kind.as_str())?;
-            obj.member("monotonic_ns", &ktime_ns)?;
-            obj.member("schema", &SCHEMA)?;
-            obj.member("seq", &(self.seq + 1))?;
-            if let Some(target) = parts.target {
-                obj.member("target", target)?;
-            }
-            obj.member("time", &self.clock.rfc3339(ktime_ns))
-        })();
-        if let Err(e) = written {
-            members.truncate(first);
-            return Err(e);
+        if let Some(actor) = parts.actor {
+            obj.member("actor", actor)?;
         }
+        if let Some(verdict) = parts.verdict {
+            obj.member("decision", verdict)?;
+        }
+        obj.member("detail", &parts.detail)?;
+        obj.member("host", &self.host)?;
+        obj.member("kind", parts.kind.as_str())?;
+        obj.member("monotonic_ns", &ktime_ns)?;
+        obj.member("schema", &SCHEMA)?;
+        obj.member("seq", &(self.seq + 1))?;
+        if let Some(target) = parts.target {
+            obj.member("target", target)?;
+        }
+        obj.member("time", &self.clock.rfc3339(ktime_ns))?;
         out.push(b'}');
         // The sealer hashes these bytes as they are: in debug builds (the
         // tests), check them against the reference encoder.
@@ -190,29 +175,6 @@ impl RecordBuilder {
         self.seq += 1;
         self.last_kind = Some(parts.kind);
         Ok(())
-    }
-
-    /// Appends a record without actor, target or decision (`lost`,
-    /// `policy`, `grant`, `agent`).
-    pub fn note<D: Serialize>(
-        &mut self,
-        out: &mut Vec<u8>,
-        now_ns: u64,
-        kind: Kind,
-        detail: D,
-    ) -> Result<(), serde_json::Error> {
-        self.write(out, now_ns, Parts::note(kind, detail))
-    }
-
-    /// Appends a `lost` record: `counts` since the last one, and the totals.
-    pub fn lost(
-        &mut self,
-        out: &mut Vec<u8>,
-        now_ns: u64,
-        counts: LostCounts,
-        cumulative: LostCounts,
-    ) -> Result<(), serde_json::Error> {
-        self.note(out, now_ns, Kind::Lost, LostDetail::new(counts, cumulative))
     }
 }
 

@@ -141,24 +141,18 @@ fn record_structs_declare_fields_in_key_order() {
 #[test]
 fn seq_increments_across_kinds() {
     let mut b = builder();
-    let mut out = Vec::new();
-    b.note(
-        &mut out,
-        1,
-        Kind::Agent,
-        serde_json::json!({"event": "started"}),
-    )
-    .unwrap();
-    b.lost(
-        &mut out,
-        2,
-        LostCounts {
-            exec: 3,
-            ..Default::default()
-        },
-        LostCounts::default(),
-    )
-    .unwrap();
+    let mut batch = Batch::default();
+    let started = serde_json::json!({"event": "started"});
+    b.write_into(&mut batch, 1, Parts::note(Kind::Agent, started), true)
+        .unwrap();
+    let counts = LostCounts {
+        exec: 3,
+        ..Default::default()
+    };
+    let lost = detail::LostDetail::new(counts, LostCounts::default());
+    b.write_into(&mut batch, 2, Parts::note(Kind::Lost, lost), true)
+        .unwrap();
+    let out = batch.bytes;
     let lines: Vec<Value> = out
         .split(|&c| c == b'\n')
         .filter(|l| !l.is_empty())
