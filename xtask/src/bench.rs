@@ -15,6 +15,7 @@ mod micro;
 mod ramp;
 mod report;
 mod storm;
+mod wake;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -67,6 +68,8 @@ pub(crate) fn bench() -> Result<()> {
     let state = std::env::temp_dir().join(format!("debugmon-bench-{}", std::process::id()));
     let _bpf_stats = agent::BpfStats::disable();
     let mut rep = Report::new();
+    // Before any agent runs: the host's own price of a wake-up.
+    rep.push(Row::info(WAKE_ROW, wake::measure()?.to_string()));
     let res = run_all(&bin, &state, &mut rep);
     let _ = std::fs::remove_dir_all(&state);
     res?;
@@ -411,6 +414,14 @@ pub(crate) fn storm_only(execs: u64, workers: usize) -> Result<()> {
         s.spawned,
         s.wall.as_secs_f64()
     );
+    Ok(())
+}
+
+const WAKE_ROW: &str = "host: CPU per wake-up of a sleeping thread (1 ms timer / hand-off to another thread; a null syscall for scale)";
+
+/// `xtask bench-wake`: the host's wake-up costs alone.
+pub(crate) fn wake_only() -> Result<()> {
+    println!("{WAKE_ROW}: {}", wake::measure()?);
     Ok(())
 }
 

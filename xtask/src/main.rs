@@ -91,6 +91,9 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
+    /// (bench helper) this host's CPU per thread wake-up, as the bench's first row
+    #[command(hide = true)]
+    BenchWake,
 }
 
 fn main() -> Result<()> {
@@ -121,5 +124,6 @@ fn main() -> Result<()> {
         Command::Bench => bench::bench(),
         Command::BenchFork { n } => bench::fork_child(n),
         Command::BenchStorm { execs, workers } => bench::storm_only(execs, workers),
+        Command::BenchWake => bench::wake_only(),
     }
 }

@@ -164,6 +164,7 @@ impl Agent {
         let out = Arc::new(Mutex::new(Output::default()));
         let o2 = Arc::clone(&out);
         let reader = std::thread::spawn(move || {
+            realtime_reader();
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 match pipe.read(&mut buf) {
@@ -307,5 +308,21 @@ impl Drop for Agent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Runs the calling thread (the reader of the agent's stdout) at the
+/// lowest real-time priority, so that a line's arrival time is when the
+/// agent wrote it, not when the storm next let the reader have a CPU:
+/// latency is the agent's figure, not the bench's. Warns and carries on
+/// where the kernel refuses (the latency then includes the reader's wait).
+fn realtime_reader() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid pointer.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        eprintln!(
+            "bench: the stdout reader stays at normal priority ({}); latency includes its wait for a CPU",
+            std::io::Error::last_os_error()
+        );
     }
 }
