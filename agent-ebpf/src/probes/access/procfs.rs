@@ -137,10 +137,17 @@ const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 #[inline(always)]
 fn proc_open_exit(ret: Option<i64>) {
     let (pid, tgid) = current_pid_tgid();
-    let opened = match ret {
+    let off = offsets();
+    // The opened file and its name's length, read once: every test below
+    // starts from them, and every open on the host comes here.
+    let named = match ret {
         Some(fd) if fd >= 0 && !is_agent(tgid) => {
-            opened_proc_file(offsets(), fd as u32).map(|o| (o, fd))
+            fd_file(off, fd as u32).and_then(|f| Named::of(off, f))
         }
+        _ => None,
+    };
+    let opened = match (ret, &named) {
+        (Some(fd), Some(n)) => proc_named(off, n).map(|o| (o, fd)),
         _ => None,
     };
     let parked = settle(ret, |ev| {
@@ -174,8 +181,8 @@ fn proc_open_exit(ret: Option<i64>) {
     }
     if let Some((file, fd)) = opened {
         report_opened(pid, tgid, file, fd, 0);
-    } else if let Some(fd) = ret.filter(|&fd| fd >= 0 && !is_agent(tgid)) {
-        report_special(pid, tgid, fd);
+    } else if let (Some(fd), Some(n)) = (ret, &named) {
+        report_special(pid, tgid, fd, off, n);
     }
 }
 
@@ -183,9 +190,8 @@ fn proc_open_exit(ret: Option<i64>) {
 /// `/etc/ld.so.preload` opened for writing (library injection into every
 /// program): sent as they are, whatever path reached them.
 #[inline(always)]
-fn report_special(pid: u32, tgid: u32, fd: i64) {
-    let off = offsets();
-    let Some((kind, which, flags)) = special_file(off, fd as u32) else {
+fn report_special(pid: u32, tgid: u32, fd: i64, off: &agent_common::KernelOffsets, n: &Named) {
+    let Some((kind, which, flags)) = special_file(off, n) else {
         return;
     };
     let Some(ev) = new_event(pid, tgid, kind, 0) else {
@@ -203,11 +209,9 @@ fn report_special(pid: u32, tgid: u32, fd: i64) {
 /// [`AccessKind::KernelMem`]; `/etc/ld.so.preload` opened for writing as
 /// [`AccessKind::PreloadWrite`]. With the open flags.
 #[inline(always)]
-fn special_file(off: &agent_common::KernelOffsets, fd: u32) -> Option<(AccessKind, u64, u64)> {
-    let file = fd_file(off, fd)?;
-    let dentry = read_field::<*const u8>(file, off.file_f_path_dentry).ok()?;
+fn special_file(off: &agent_common::KernelOffsets, n: &Named) -> Option<(AccessKind, u64, u64)> {
+    let Named { file, dentry, len } = *n;
     // Every other open on the host ends at one of these tests.
-    let len = read_field::<u32>(dentry, off.dentry_name_len).ok()?;
     if len != 3 && len != 4 && len != 5 && len != 13 {
         return None;
     }
@@ -348,13 +352,36 @@ pub(super) fn proc_file(
     off: &agent_common::KernelOffsets,
     file: *const u8,
 ) -> Option<(AccessKind, u32, u64)> {
-    if off.proc_inode_vfs_inode == OFFSET_ABSENT || off.task_pid_links == OFFSET_ABSENT {
+    proc_named(off, &Named::of(off, file)?)
+}
+
+/// An open file with its dentry and the length of its name: what every
+/// test of an opened file reads first.
+#[derive(Clone, Copy)]
+struct Named {
+    file: *const u8,
+    dentry: *const u8,
+    len: u32,
+}
+
+impl Named {
+    #[inline(always)]
+    fn of(off: &agent_common::KernelOffsets, file: *const u8) -> Option<Self> {
+        let dentry = read_field::<*const u8>(file, off.file_f_path_dentry).ok()?;
+        let len = read_field::<u32>(dentry, off.dentry_name_len).ok()?;
+        Some(Self { file, dentry, len })
+    }
+}
+
+/// [`proc_file`] of a file whose name is already read.
+#[inline(always)]
+fn proc_named(off: &agent_common::KernelOffsets, n: &Named) -> Option<(AccessKind, u32, u64)> {
+    let Named { file, dentry, len } = *n;
+    // Every other open on the host ends at one of these two tests.
+    if len != 3 && len != 7 {
         return None;
     }
-    let dentry = read_field::<*const u8>(file, off.file_f_path_dentry).ok()?;
-    // Every other open on the host ends at one of these two tests.
-    let len = read_field::<u32>(dentry, off.dentry_name_len).ok()?;
-    if len != 3 && len != 7 {
+    if off.proc_inode_vfs_inode == OFFSET_ABSENT || off.task_pid_links == OFFSET_ABSENT {
         return None;
     }
     let name_at = read_field::<*const u8>(dentry, off.dentry_name).ok()?;
