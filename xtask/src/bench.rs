@@ -344,6 +344,16 @@ fn run_all(bin: &std::path::Path, state: &std::path::Path, rep: &mut Report) -> 
             cpu / secs * 100.0
         ),
     ));
+    let reads: u64 = runs.iter().map(|r| r.reads).sum();
+    rep.push(Row::info(
+        "ring reads at max rate (each is two wake-ups of the agent; see the host row)",
+        format!(
+            "{reads} reads = {:.0}/s; {:.1} execs and {:.1} events per read",
+            reads as f64 / secs,
+            execs as f64 / reads.max(1) as f64,
+            events as f64 / reads.max(1) as f64
+        ),
+    ));
     let (cpu_us, bpf_us) = (
         cpu / execs.max(1) as f64 * 1e6,
         bpf_cost.0 / bpf_cost.1.max(1) as f64 * 1e6,

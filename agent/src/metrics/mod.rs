@@ -79,6 +79,10 @@ pub const ACTIONS: [&str; 3] = ["allow", "alert", "deny"];
 /// `kind` label values of `debugmon_kernel_events_lost_total`: the kernel's drop counters.
 pub const LOST_KINDS: [&str; 4] = ["exec", "fork", "exit", "access"];
 
+/// `trigger` label values of `debugmon_ring_reads_total`: the kernel woke
+/// an idle agent, or the agent's own timer came round while events flow.
+pub const READ_TRIGGERS: [&str; 2] = ["wake", "timer"];
+
 /// `reason` label values of `debugmon_spool_records_lost_total`: sealed
 /// records that will not reach NATS (shed by the size bound, not
 /// writable (disk full), torn by a kill during the write).
@@ -87,7 +91,7 @@ pub const SPOOL_LOST: [&str; 3] = ["shed", "unwritable", "torn"];
 /// Every metric name the endpoint serves (a summary's `_sum` and `_count`
 /// series under its base name). A test renders the registry and checks
 /// this list against it both ways.
-pub const METRIC_NAMES: [&str; 31] = [
+pub const METRIC_NAMES: [&str; 32] = [
     "debugmon_build_info",
     "debugmon_start_time_seconds",
     "debugmon_programs_attached",
@@ -98,6 +102,7 @@ pub const METRIC_NAMES: [&str; 31] = [
     "debugmon_decisions_total",
     "debugmon_kernel_events_lost_total",
     "debugmon_events_undecodable_total",
+    "debugmon_ring_reads_total",
     "debugmon_kernel_faults_total",
     "debugmon_process_table_entries",
     "debugmon_spool_records",
@@ -206,6 +211,7 @@ pub struct Metrics {
     decisions: [AtomicU64; ACTIONS.len()],
     kernel_lost: [AtomicU64; LOST_KINDS.len()],
     undecodable: AtomicU64,
+    ring_reads: [AtomicU64; READ_TRIGGERS.len()],
     programs_attached: AtomicU64,
     process_table: AtomicU64,
     spool_records: AtomicU64,
@@ -244,6 +250,7 @@ impl Metrics {
             decisions: Default::default(),
             kernel_lost: Default::default(),
             undecodable: AtomicU64::new(0),
+            ring_reads: Default::default(),
             programs_attached: AtomicU64::new(0),
             process_table: AtomicU64::new(0),
             spool_records: AtomicU64::new(0),
@@ -302,6 +309,17 @@ impl Metrics {
         for (slot, v) in self.kernel_lost.iter().zip(counts) {
             slot.store(v, Relaxed);
         }
+    }
+
+    /// One read of the ring buffer: `woken` by the kernel, or on the
+    /// agent's timer while events flow.
+    pub fn ring_read(&self, woken: bool) {
+        self.ring_reads[usize::from(!woken)].fetch_add(1, Relaxed);
+    }
+
+    /// Ring reads so far, by [`READ_TRIGGERS`].
+    pub fn ring_reads(&self) -> [(&'static str, u64); READ_TRIGGERS.len()] {
+        [0, 1].map(|i| (READ_TRIGGERS[i], self.ring_reads[i].load(Relaxed)))
     }
 
     pub fn set_undecodable(&self, total: u64) {

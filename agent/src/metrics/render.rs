@@ -98,6 +98,13 @@ impl Metrics {
             "Events userspace could not decode (counted, then dropped).",
             self.undecodable(),
         );
+        o.labelled(
+            "debugmon_ring_reads_total",
+            "counter",
+            "Reads of the ring buffer, by what started them: the kernel waking an idle agent, or the agent's timer while events flow. Events per read: debugmon_events_total over this.",
+            "trigger",
+            &self.ring_reads(),
+        );
         let faults = self.kernel_faults();
         let by_site: Vec<(&str, u64)> = fault::NAMES
             .iter()

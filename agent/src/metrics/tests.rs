@@ -62,6 +62,27 @@ fn renders_counters_with_help_and_type() {
 }
 
 #[test]
+fn ring_reads_count_by_trigger() {
+    let m = Metrics::new();
+    m.ring_read(true);
+    m.ring_read(false);
+    m.ring_read(false);
+    let t = m.render();
+    assert!(
+        t.contains("# TYPE debugmon_ring_reads_total counter\n"),
+        "{t}"
+    );
+    assert_eq!(
+        value(&t, "debugmon_ring_reads_total{trigger=\"wake\"}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&t, "debugmon_ring_reads_total{trigger=\"timer\"}").as_deref(),
+        Some("2")
+    );
+}
+
+#[test]
 fn every_sample_has_a_type_line_before_it() {
     let t = Metrics::new().render();
     let mut typed = Vec::new();

@@ -51,6 +51,7 @@ impl Running {
     /// fallback must learn of) waits for nothing. Then poll while events
     /// flow.
     pub(super) async fn on_wake(&mut self) -> Result<(), AgentError> {
+        self.metrics.ring_read(true);
         self.drain().await?;
         self.reader = ReadMode::woken(Instant::now(), self.read_interval);
         Ok(())
@@ -59,6 +60,7 @@ impl Running {
     /// A read on the agent's own timer (polling under load, or the settle
     /// read after going back to sleep).
     pub(super) async fn on_timed_read(&mut self) -> Result<(), AgentError> {
+        self.metrics.ring_read(false);
         let before = self.p.stats().events;
         let emptied = self.drain().await?;
         let handled = self.p.stats().events - before;

@@ -174,6 +174,11 @@ fn metrics_and_status_follow_real_execs() {
         1
     );
     let before = sample(&text, "debugmon_events_total{kind=\"exec\"}");
+    let reads = |text: &str| {
+        sample(text, "debugmon_ring_reads_total{trigger=\"wake\"}")
+            + sample(text, "debugmon_ring_reads_total{trigger=\"timer\"}")
+    };
+    let reads_before = reads(&text);
 
     let n = nonce("metrics");
     for _ in 0..5 {
@@ -203,6 +208,12 @@ fn metrics_and_status_follow_real_execs() {
     );
     let text = http_get(&addr, "/metrics").1;
     assert!(sample(&text, "debugmon_records_total{kind=\"exec\"}") >= 5);
+    // The execs were read from the ring: at least one read since.
+    assert!(
+        reads(&text) > reads_before,
+        "ring reads went from {reads_before} to {}",
+        reads(&text)
+    );
     assert_eq!(http_get(&addr, "/nope").0, "HTTP/1.1 404 Not Found");
 
     let url = format!("http://{addr}");

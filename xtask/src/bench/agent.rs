@@ -257,8 +257,9 @@ impl Agent {
         }
     }
 
-    /// Sum of `debugmon_events_total` and of the kernel drop counters.
-    pub(crate) fn scrape(&self) -> Result<(u64, u64)> {
+    /// Sums of `debugmon_events_total`, of the kernel drop counters and
+    /// of the ring reads.
+    pub(crate) fn scrape(&self) -> Result<Scrape> {
         let addr = self.metrics.as_deref().context("agent serves no metrics")?;
         let mut s = TcpStream::connect(addr).context("connecting to /metrics")?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -272,10 +273,11 @@ impl Agent {
                 .map(|v| v as u64)
                 .sum()
         };
-        Ok((
-            sum("debugmon_events_total"),
-            sum("debugmon_kernel_events_lost_total"),
-        ))
+        Ok(Scrape {
+            events: sum("debugmon_events_total"),
+            lost: sum("debugmon_kernel_events_lost_total"),
+            reads: sum("debugmon_ring_reads_total"),
+        })
     }
 
     /// SIGTERM, wait for exit, join the reader; returns the `stopped` record.
@@ -309,6 +311,14 @@ impl Drop for Agent {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The agent's cumulative counters, from one scrape of `/metrics`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scrape {
+    pub events: u64,
+    pub lost: u64,
+    pub reads: u64,
 }
 
 /// Runs the calling thread (the reader of the agent's stdout) at the

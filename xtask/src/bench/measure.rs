@@ -120,6 +120,8 @@ impl Mem {
 pub(crate) struct AgentRun {
     pub events: u64,
     pub lost: u64,
+    /// Reads of the ring buffer.
+    pub reads: u64,
     pub cpu_s: f64,
     /// Run time of the agent's BPF programs (in the traced processes).
     pub bpf_s: f64,
@@ -143,7 +145,7 @@ pub(crate) fn measured<T>(
     storm_of: impl Fn(&T) -> Option<&StormResult>,
 ) -> Result<(T, AgentRun)> {
     agent.clear();
-    let (ev0, lost0) = agent.scrape()?;
+    let s0 = agent.scrape()?;
     let u0 = proc_usage(agent.pid())?;
     let b0 = bpf_run_ns(agent.pid());
     let t0 = std::time::Instant::now();
@@ -174,8 +176,9 @@ pub(crate) fn measured<T>(
         ),
     };
     let run = AgentRun {
-        events: last.0 - ev0,
-        lost: last.1 - lost0,
+        events: last.events - s0.events,
+        lost: last.lost - s0.lost,
+        reads: last.reads - s0.reads,
         cpu_s: u1.cpu_s - u0.cpu_s,
         bpf_s: b1.saturating_sub(b0) as f64 / 1e9,
         secs,
