@@ -48,16 +48,6 @@ const PF_KTHREAD: u32 = 0x0020_0000;
 
 #[btf_tracepoint(function = "mmap_lock_start_locking")]
 pub(crate) fn mem_mmap_lock_start_locking(ctx: BtfTracePointContext) -> u32 {
-    // Another process's memory is only ever read or written under its
-    // map's read lock (access_remote_vm for /proc/<pid>/mem, environ and
-    // ptrace's peeks and pokes; process_vm_readv and _writev). A write
-    // lock is a map being changed: mmap, munmap, brk, exec, fork, about
-    // two thirds of the locks on a host running new programs, passed over
-    // here before any helper runs. The argument is the tracepoint's
-    // `bool write`, widened to 0 or 1.
-    if ctx.arg::<u64>(1) != 0 {
-        return 0;
-    }
     foreign_lock(ctx.arg(0));
     0
 }
