@@ -183,11 +183,17 @@ pub struct KernelOffsets {
     /// This architecture's number of `pidfd_getfd`: BPF-LSM sees it only
     /// as a PTRACE_MODE_ATTACH check, and must know it takes a descriptor.
     pub sys_pidfd_getfd: u32,
+    /// Which argument of the `mmap_lock_start_locking` tracepoint is its
+    /// `bool write` (counting from 0, after the tracepoint's own data):
+    /// 1 for `(mm, write)`, 2 for `(mm, memcg_path, write)` (older
+    /// kernels, such as Debian 12's 6.1). Not an offset, but
+    /// `OFFSET_ABSENT` alike when unknown.
+    pub mmap_lock_write_arg: u32,
 }
 
 layout!(
     KernelOffsets,
-    480;
+    484;
     task_pid: u32,
     task_tgid: u32,
     task_real_parent: u32,
@@ -292,6 +298,7 @@ layout!(
     sk_v6_rcv_saddr: u32,
     inode_i_rdev: u32,
     sys_pidfd_getfd: u32,
+    mmap_lock_write_arg: u32,
 );
 
 impl KernelOffsets {
@@ -401,5 +408,6 @@ impl KernelOffsets {
         sk_v6_rcv_saddr: OFFSET_ABSENT,
         inode_i_rdev: OFFSET_ABSENT,
         sys_pidfd_getfd: OFFSET_ABSENT,
+        mmap_lock_write_arg: OFFSET_ABSENT,
     };
 }

@@ -332,7 +332,53 @@ impl KernelBtf {
             sk_v6_rcv_saddr: opt("sock_common", "skc_v6_rcv_saddr")?,
             inode_i_rdev: self.required("inode", "i_rdev")?,
             sys_pidfd_getfd: libc::SYS_pidfd_getfd as u32,
+            mmap_lock_write_arg: self.bool_arg("btf_trace_mmap_lock_start_locking"),
         })
+    }
+
+    /// Whether `t` is `_Bool`, through typedefs (the kernel's `bool`) and
+    /// qualifiers.
+    fn is_bool(&self, mut t: btf_rs::Result<Type>) -> bool {
+        for _ in 0..8 {
+            t = match t {
+                Ok(Type::Int(i)) => return i.is_bool(),
+                Ok(Type::Typedef(d)) => self.btf.resolve_chained_type(&d),
+                Ok(Type::Const(c)) => self.btf.resolve_chained_type(&c),
+                Ok(Type::Volatile(v)) => self.btf.resolve_chained_type(&v),
+                _ => return false,
+            };
+        }
+        false
+    }
+
+    /// The index of the one `bool` argument of BTF tracepoint `typedef`
+    /// (`btf_trace_<name>`, whose first parameter is the tracepoint's own
+    /// data, not an argument a program sees), or `OFFSET_ABSENT`.
+    fn bool_arg(&self, typedef: &str) -> u32 {
+        let Ok(types) = self.btf.resolve_types_by_name(typedef) else {
+            return OFFSET_ABSENT;
+        };
+        for t in types {
+            let Type::Typedef(td) = t else { continue };
+            let Ok(Type::Ptr(ptr)) = self.btf.resolve_chained_type(&td) else {
+                continue;
+            };
+            let Ok(Type::FuncProto(proto)) = self.btf.resolve_chained_type(&ptr) else {
+                continue;
+            };
+            let bools: Vec<usize> = proto
+                .parameters
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, p)| self.is_bool(self.btf.resolve_chained_type(*p)))
+                .map(|(i, _)| i - 1)
+                .collect();
+            if let [one] = bools[..] {
+                return u32::try_from(one).unwrap_or(OFFSET_ABSENT);
+            }
+        }
+        OFFSET_ABSENT
     }
 }
 
@@ -380,6 +426,15 @@ mod tests {
             .unwrap();
         let pidfs = major.parse::<u32>().unwrap() > 6 || minor >= 9;
         assert_eq!(off.pidfd_in_inode, u32::from(pidfs), "kernel {release}");
+        // mmap_lock_start_locking(mm, memcg_path, write) on 6.1, (mm,
+        // write) on 6.18: the address-space hook reads `write` there.
+        let write_arg = match (major.parse::<u32>().unwrap(), minor) {
+            (6, 1) => 2,
+            (6, m) if m >= 18 => 1,
+            _ => off.mmap_lock_write_arg,
+        };
+        assert_eq!(off.mmap_lock_write_arg, write_arg, "kernel {release}");
+        assert!(matches!(off.mmap_lock_write_arg, 1 | 2));
         // Every kernel we target can walk the cwd; struct path is { mnt, dentry }.
         for (name, v) in [
             ("task_fs", off.task_fs),

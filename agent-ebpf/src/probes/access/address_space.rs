@@ -38,7 +38,9 @@ use super::{
 use crate::{
     enforce::{NO_SLOT, identity, protect},
     ring::count_lost,
-    task::{current_pid_tgid, is_agent, lock_offsets, offsets, read_field, read_or_zero},
+    task::{
+        current_pid_tgid, is_agent, lock_offsets, lock_write_arg, offsets, read_field, read_or_zero,
+    },
 };
 
 /// `PF_IO_WORKER`: an io_uring worker (or SQPOLL) thread of a process.
@@ -48,6 +50,19 @@ const PF_KTHREAD: u32 = 0x0020_0000;
 
 #[btf_tracepoint(function = "mmap_lock_start_locking")]
 pub(crate) fn mem_mmap_lock_start_locking(ctx: BtfTracePointContext) -> u32 {
+    // Another process's memory is only ever read or written under its
+    // map's read lock (access_remote_vm for /proc/<pid>/mem, environ and
+    // ptrace's peeks and pokes; process_vm_readv and _writev). A write
+    // lock is a map being changed: mmap, munmap, brk, exec, fork, about
+    // two thirds of the locks on a host running new programs, passed over
+    // here before any helper runs. Where the kernel's tracepoint is
+    // (mm, write), as the loader found in its BTF; older kernels, 6.1
+    // among them, pass a memcg path before `write`, and there every lock
+    // is judged (the compiler turns a choice between two context reads
+    // into one read at a computed offset, which the verifier refuses).
+    if lock_write_arg() == 1 && ctx.arg::<u64>(1) != 0 {
+        return 0;
+    }
     foreign_lock(ctx.arg(0));
     0
 }
