@@ -317,11 +317,6 @@ impl Metrics {
         self.ring_reads[usize::from(!woken)].fetch_add(1, Relaxed);
     }
 
-    /// Ring reads so far, by [`READ_TRIGGERS`].
-    pub fn ring_reads(&self) -> [(&'static str, u64); READ_TRIGGERS.len()] {
-        [0, 1].map(|i| (READ_TRIGGERS[i], self.ring_reads[i].load(Relaxed)))
-    }
-
     pub fn set_undecodable(&self, total: u64) {
         self.undecodable.store(total, Relaxed);
     }
@@ -409,6 +404,11 @@ impl Metrics {
 
     pub fn kernel_lost_by_kind(&self) -> Vec<(&'static str, u64)> {
         zip_load(&LOST_KINDS, &self.kernel_lost)
+    }
+
+    /// Ring reads so far, by [`READ_TRIGGERS`].
+    pub fn ring_reads_by_trigger(&self) -> Vec<(&'static str, u64)> {
+        zip_load(&READ_TRIGGERS, &self.ring_reads)
     }
 
     pub fn undecodable(&self) -> u64 {

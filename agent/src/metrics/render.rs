@@ -103,7 +103,7 @@ impl Metrics {
             "counter",
             "Reads of the ring buffer, by what started them: the kernel waking an idle agent, or the agent's timer while events flow. Events per read: debugmon_events_total over this.",
             "trigger",
-            &self.ring_reads(),
+            &self.ring_reads_by_trigger(),
         );
         let faults = self.kernel_faults();
         let by_site: Vec<(&str, u64)> = fault::NAMES

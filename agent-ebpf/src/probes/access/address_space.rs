@@ -55,8 +55,8 @@ pub(crate) fn mem_mmap_lock_start_locking(ctx: BtfTracePointContext) -> u32 {
     // ptrace's peeks and pokes; process_vm_readv and _writev). A write
     // lock is a map being changed: mmap, munmap, brk, exec, fork, about
     // two thirds of the locks on a host running new programs, passed over
-    // here before any helper runs. Where the kernel's tracepoint is
-    // (mm, write), as the loader found in its BTF; older kernels, 6.1
+    // here before any helper runs. Only where the tracepoint is
+    // (mm, write), as the loader read from its BTF: older kernels, 6.1
     // among them, pass a memcg path before `write`, and there every lock
     // is judged (the compiler turns a choice between two context reads
     // into one read at a computed offset, which the verifier refuses).
