@@ -187,7 +187,8 @@ pub struct KernelOffsets {
     /// `bool write` (counting from 0, after the tracepoint's own data):
     /// 1 for `(mm, write)`, 2 for `(mm, memcg_path, write)` (older
     /// kernels, such as Debian 12's 6.1). Not an offset, but
-    /// `OFFSET_ABSENT` alike when unknown.
+    /// `OFFSET_ABSENT` alike when unknown. The loader chooses the
+    /// address-space program by it; no program reads it.
     pub mmap_lock_write_arg: u32,
 }
 

@@ -85,14 +85,6 @@ pub(crate) fn lock_offsets() -> (u32, u32, u32) {
     }
 }
 
-/// Which argument of `mmap_lock_start_locking` is its `bool write`
-/// (`KernelOffsets::mmap_lock_write_arg`).
-#[inline(always)]
-pub(crate) fn lock_write_arg() -> u32 {
-    // SAFETY: as in `offsets`.
-    unsafe { read_volatile(&raw const OFFSETS.mmap_lock_write_arg) }
-}
-
 #[inline(always)]
 pub(crate) fn current_pid_tgid() -> (u32, u32) {
     // SAFETY: helper without preconditions.

@@ -135,6 +135,21 @@ pub(crate) fn any() -> bool {
     identity_kinds() != 0
 }
 
+/// `known` (the protection map's answer for `task`) or, when the map has
+/// none, [`protection_of`]. Without a closure: a closure the compiler
+/// keeps out of line in a program inlined more than once adds its stack
+/// frame to the program's, past what older verifiers (6.1) allow.
+#[inline(always)]
+pub(crate) fn known_or_protection_of(
+    known: Option<Protected>,
+    task: *const u8,
+) -> Option<Protected> {
+    match known {
+        Some(p) => Some(p),
+        None => protection_of(task),
+    }
+}
+
 /// The protection `task` would have by what it is, for a process the
 /// protection map does not hold (yet: a child between its fork and the
 /// fork tracepoint, which another process can already name).

@@ -21,7 +21,7 @@ use super::{
     btf::{BtfError, KernelBtf, VMLINUX_BTF},
     enforce::{EnforceError, Enforcer, Mechanism, mechanism},
     kernel_log,
-    probes::{Hook, LSM_PROBES, PROBES, Probe, SYSCALL_PREFIX, SYSCALL_PROBES},
+    probes::{self, Hook, LSM_PROBES, PROBES, Probe, SYSCALL_PREFIX, SYSCALL_PROBES},
     tracefs::{self, TracefsError, TracefsState},
 };
 use crate::error::error_chain;
@@ -162,8 +162,9 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .load(OBJECT)?;
 
     set_env_names(&mut ebpf, &opts.env_names)?;
-    let mut attached = Vec::with_capacity(PROBES.len() + SYSCALL_PROBES.len());
-    for probe in PROBES {
+    let mut attached = Vec::with_capacity(PROBES.len() + SYSCALL_PROBES.len() + 1);
+    let address_space = probes::address_space(offsets.mmap_lock_write_arg);
+    for probe in PROBES.iter().chain([&address_space]) {
         match attach(&mut ebpf, &btf, probe) {
             Ok(()) => attached.push(probe.program),
             Err(e) if !probe.required => {

@@ -168,17 +168,28 @@ pub const PROBES: &[Probe] = &[
         },
         required: false,
     },
-    // Every read or write of another process's mem or environ file as it
-    // happens, however the file was opened: io_uring fixed slots, skipped
-    // or overflowed completions, descriptors passed or inherited.
+];
+
+/// Every read or write of another process's mem or environ file as it
+/// happens, however the file was opened: io_uring fixed slots, skipped or
+/// overflowed completions, descriptors passed or inherited. One program
+/// per layout of the tracepoint's arguments, by where its `bool write` is
+/// (`KernelOffsets::mmap_lock_write_arg`): each passes over write locks
+/// at its first instruction, and a layout not known here gets the program
+/// that judges every lock.
+pub fn address_space(write_arg: u32) -> Probe {
     Probe {
-        program: "mem_mmap_lock_start_locking",
+        program: match write_arg {
+            1 => "mem_mmap_lock_start_locking_w1",
+            2 => "mem_mmap_lock_start_locking_w2",
+            _ => "mem_mmap_lock_start_locking",
+        },
         hook: Hook::BtfTracePoint {
             name: "mmap_lock_start_locking",
         },
         required: false,
-    },
-];
+    }
+}
 
 /// The syscall hooks. An exit hook comes before its entry hook: an entry
 /// that parks an event for its exit then never runs, even for a moment at

@@ -437,6 +437,26 @@ fn start_record_names_the_attached_programs_and_the_agent_filters_itself() {
     ] {
         assert!(programs.contains(&p), "{p} attached: {programs:?}");
     }
+    // The address-space hook: the program for where this kernel's
+    // tracepoint has `write`, which passes over write locks at once.
+    let hooks: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("mem_mmap_lock_start_locking"))
+        .collect();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().ok());
+    let expected = match (v.next().flatten(), v.next().flatten()) {
+        // (mm, memcg_path, write)
+        (Some(6), Some(1)) => "mem_mmap_lock_start_locking_w2",
+        // (mm, write)
+        (Some(6), Some(m)) if m >= 18 => "mem_mmap_lock_start_locking_w1",
+        _ => hooks.first().copied().unwrap_or("none"),
+    };
+    assert_eq!(hooks, [expected], "kernel {release}: {programs:?}");
     assert_eq!(start["detail"]["pid"], pid);
     assert!(
         !st.records.iter().any(|r| r["actor"]["pid"] == pid),

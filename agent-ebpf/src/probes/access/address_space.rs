@@ -38,9 +38,7 @@ use super::{
 use crate::{
     enforce::{NO_SLOT, identity, protect},
     ring::count_lost,
-    task::{
-        current_pid_tgid, is_agent, lock_offsets, lock_write_arg, offsets, read_field, read_or_zero,
-    },
+    task::{current_pid_tgid, is_agent, lock_offsets, offsets, read_field, read_or_zero},
 };
 
 /// `PF_IO_WORKER`: an io_uring worker (or SQPOLL) thread of a process.
@@ -48,21 +46,42 @@ const PF_IO_WORKER: u32 = 0x10;
 /// `PF_KTHREAD`: a kernel thread (reclaim, compaction, khugepaged).
 const PF_KTHREAD: u32 = 0x0020_0000;
 
+// Another process's memory is only ever read or written under its map's
+// read lock (access_remote_vm for /proc/<pid>/mem, environ and ptrace's
+// peeks and pokes; process_vm_readv and _writev). A write lock is a map
+// being changed: mmap, munmap, brk, exec, fork, about two thirds of the
+// locks on a host running new programs, passed over before any helper
+// runs. Where `write` is depends on the kernel: (mm, write) since 6.9 or
+// so, (mm, memcg_path, write) before, 6.1 among them. One program per
+// layout, each reading its argument at a constant place, and the loader
+// attaches the one the tracepoint's BTF prototype names
+// (KernelOffsets::mmap_lock_write_arg): a single program choosing its
+// argument at run time compiles into a context read at a computed offset,
+// which the verifier refuses.
+
+/// `write` is the second argument: (mm, write).
 #[btf_tracepoint(function = "mmap_lock_start_locking")]
-pub(crate) fn mem_mmap_lock_start_locking(ctx: BtfTracePointContext) -> u32 {
-    // Another process's memory is only ever read or written under its
-    // map's read lock (access_remote_vm for /proc/<pid>/mem, environ and
-    // ptrace's peeks and pokes; process_vm_readv and _writev). A write
-    // lock is a map being changed: mmap, munmap, brk, exec, fork, about
-    // two thirds of the locks on a host running new programs, passed over
-    // here before any helper runs. Only where the tracepoint is
-    // (mm, write), as the loader read from its BTF: older kernels, 6.1
-    // among them, pass a memcg path before `write`, and there every lock
-    // is judged (the compiler turns a choice between two context reads
-    // into one read at a computed offset, which the verifier refuses).
-    if lock_write_arg() == 1 && ctx.arg::<u64>(1) != 0 {
+pub(crate) fn mem_mmap_lock_start_locking_w1(ctx: BtfTracePointContext) -> u32 {
+    if ctx.arg::<u64>(1) != 0 {
         return 0;
     }
+    foreign_lock(ctx.arg(0));
+    0
+}
+
+/// `write` is the third argument: (mm, memcg_path, write).
+#[btf_tracepoint(function = "mmap_lock_start_locking")]
+pub(crate) fn mem_mmap_lock_start_locking_w2(ctx: BtfTracePointContext) -> u32 {
+    if ctx.arg::<u64>(2) != 0 {
+        return 0;
+    }
+    foreign_lock(ctx.arg(0));
+    0
+}
+
+/// A prototype the loader does not know: every lock is judged.
+#[btf_tracepoint(function = "mmap_lock_start_locking")]
+pub(crate) fn mem_mmap_lock_start_locking(ctx: BtfTracePointContext) -> u32 {
     foreign_lock(ctx.arg(0));
     0
 }
@@ -111,7 +130,7 @@ fn foreign_lock(mm: *const u8) {
         match syscall(off) {
             Syscall::FileRw(fd, writes) => (fd_file(off, fd), false, Some(writes)),
             Syscall::OwnHook => {
-                kill_before_copy(|| known.or_else(|| identity::protection_of(owner)));
+                kill_before_copy(known, owner);
                 return;
             }
             // The kernel reading a few words for /proc/<pid>/cmdline and
@@ -131,7 +150,7 @@ fn foreign_lock(mm: *const u8) {
     };
     // A process the map does not hold yet (forked a moment ago) is
     // protected by what it is.
-    let Some(p) = known.or_else(|| identity::protection_of(owner)) else {
+    let Some(p) = identity::known_or_protection_of(known, owner) else {
         return;
     };
     judge(pid, tgid, &p, kind, uring, writes);

@@ -18,7 +18,7 @@ use aya_ebpf::helpers::generated::{bpf_get_current_task, bpf_send_signal};
 
 use super::event::{aggregate_attempt, emit, parked, unpark};
 use crate::{
-    enforce::{self, NO_SLOT},
+    enforce::{self, NO_SLOT, identity},
     task::person_uid,
 };
 
@@ -82,12 +82,13 @@ pub(super) fn kill_if_done(ev: &mut AccessEvent, slot: u32) {
 /// The syscall this thread is in (ptrace, process_vm_*) got past the
 /// kernel's permission checks and is locking the target's memory: if its
 /// entry marked it with [`kill_if_done`], or the target turns out to be
-/// protected after all (`target` is asked only then: a process forked a
-/// moment ago, not in the map at the entry), kill now, before the copy.
+/// protected after all (by `known`, the protection map's answer, or what
+/// `owner` is, asked only then: a process forked a moment ago, not in the
+/// map at the entry), kill now, before the copy.
 /// The parked event goes out at the syscall's return as the kill it was,
 /// with whatever result the interrupted call had.
 #[inline(always)]
-pub(super) fn kill_before_copy(target: impl FnOnce() -> Option<Protected>) {
+pub(super) fn kill_before_copy(known: Option<Protected>, owner: *const u8) {
     let Some(ev) = parked(None) else {
         return;
     };
@@ -95,7 +96,7 @@ pub(super) fn kill_before_copy(target: impl FnOnce() -> Option<Protected>) {
         return;
     }
     if ev.flags2 & access_flags::KILL_AT_EXIT == 0 {
-        let Some(p) = target() else {
+        let Some(p) = identity::known_or_protection_of(known, owner) else {
             return;
         };
         let slot = denied(&Some(p), op_of(ev));
