@@ -6,6 +6,7 @@
 //! sustains without loss, exec -> stdout latency, agent CPU and memory, and
 //! the criterion micro-benchmarks. Prints a table, writes bench/results.json.
 
+pub(crate) mod ab;
 mod agent;
 mod audit;
 mod bpftrace;

@@ -25,6 +25,8 @@ mod systemd_vm;
 mod test;
 mod vm;
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -94,6 +96,26 @@ enum Command {
     /// (bench helper) this host's CPU per thread wake-up, as the bench's first row
     #[command(hide = true)]
     BenchWake,
+    /// (bench helper) two agents (binaries or flags) in alternating exec storms: CPU per exec, latency
+    #[command(hide = true)]
+    BenchAb {
+        /// Side A's agent binary
+        #[arg(long)]
+        a: PathBuf,
+        /// Side B's agent binary (default: side A's)
+        #[arg(long)]
+        b: Option<PathBuf>,
+        /// Flags after `run` for side A (one string, split on spaces)
+        #[arg(long, default_value = "")]
+        args_a: String,
+        /// Flags after `run` for side B
+        #[arg(long, default_value = "")]
+        args_b: String,
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        #[arg(long, default_value_t = 5_000)]
+        execs: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -125,5 +147,20 @@ fn main() -> Result<()> {
         Command::BenchFork { n } => bench::fork_child(n),
         Command::BenchStorm { execs, workers } => bench::storm_only(execs, workers),
         Command::BenchWake => bench::wake_only(),
+        Command::BenchAb {
+            a,
+            b,
+            args_a,
+            args_b,
+            rounds,
+            execs,
+        } => {
+            let side = |bin: PathBuf, args: &str| bench::ab::Side {
+                bin,
+                args: args.split_whitespace().map(str::to_owned).collect(),
+            };
+            let b = b.unwrap_or_else(|| a.clone());
+            bench::ab::ab([side(a, &args_a), side(b, &args_b)], rounds, execs)
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod governance;
 mod heartbeat;
 mod housekeeping;
 pub mod pipeline;
+mod read_timer;
 pub mod reader;
 mod ring;
 mod running;
@@ -27,7 +28,6 @@ use std::{
 };
 
 use thiserror::Error;
-use tokio::time::Instant;
 
 use self::running::Running;
 use crate::{
@@ -130,6 +130,8 @@ pub enum AgentError {
     Sink(#[from] DeliveryError),
     #[error("polling the ring buffer")]
     Poll(#[source] std::io::Error),
+    #[error("the timer of the ring reads (timerfd)")]
+    ReadTimer(#[source] std::io::Error),
     #[error("setting the ring buffer's reader flag (READER_IDLE)")]
     ReaderFlag(#[source] aya::maps::MapError),
     #[error("installing the SIGINT/SIGTERM handlers")]
@@ -159,8 +161,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         let deadline = a.reader.deadline();
-        // Never polled: the branch is disabled without a deadline.
-        let far = Instant::now() + Duration::from_secs(3600);
+        a.read_timer.set(deadline).map_err(AgentError::ReadTimer)?;
         tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -170,7 +171,8 @@ pub async fn run(
                 guard.map_err(AgentError::Poll)?.clear_ready();
                 a.on_wake().await?;
             }
-            () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
+            fired = a.read_timer.fired(), if deadline.is_some() => {
+                fired.map_err(AgentError::ReadTimer)?;
                 a.on_timed_read().await?;
             }
             _ = a.timers.tick.tick() => a.on_tick().await?,

@@ -18,7 +18,7 @@ use tokio::{
 
 use super::{
     AgentError, counters::Kernel, governance::Governance, heartbeat::Cadence, pipeline::Pipeline,
-    reader::ReadMode,
+    read_timer::ReadTimer, reader::ReadMode,
 };
 use crate::{
     metrics::{Metrics, http::Serving},
@@ -41,6 +41,8 @@ pub(super) struct Timers {
 pub(super) struct Running {
     pub(super) ring: AsyncFd<RingBuf<MapData>>,
     pub(super) reader: ReadMode,
+    /// When the next timed read is due, for the kernel.
+    pub(super) read_timer: ReadTimer,
     /// `agent.read_interval_ms`: time between reads while events flow.
     pub(super) read_interval: Duration,
     pub(super) timers: Timers,

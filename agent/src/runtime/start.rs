@@ -22,6 +22,7 @@ use super::{
     governance::{Governance, GovernanceConfig, load_policy},
     heartbeat::Cadence,
     pipeline::Pipeline,
+    read_timer::ReadTimer,
     reader::ReadMode,
     running::{Running, Timers},
 };
@@ -266,6 +267,7 @@ impl Running {
             _kernel_log: kernel_log,
             ring,
             reader: ReadMode::START,
+            read_timer: ReadTimer::new().map_err(AgentError::ReadTimer)?,
             read_interval: cfg.read_interval,
             timers: Timers::new(cfg.aggregate_window)?,
             kernel,

@@ -179,6 +179,8 @@ fn metrics_and_status_follow_real_execs() {
             + sample(text, "debugmon_ring_reads_total{trigger=\"timer\"}")
     };
     let reads_before = reads(&text);
+    let timer_reads = |text: &str| sample(text, "debugmon_ring_reads_total{trigger=\"timer\"}");
+    let timer_before = timer_reads(&text);
 
     let n = nonce("metrics");
     for _ in 0..5 {
@@ -213,6 +215,22 @@ fn metrics_and_status_follow_real_execs() {
         reads(&text) > reads_before,
         "ring reads went from {reads_before} to {}",
         reads(&text)
+    );
+    // A read that found events keeps reading on the agent's own timer
+    // until one finds nothing: timed reads follow within milliseconds
+    // (without the timer only the once-a-second housekeeping would read,
+    // uncounted).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let timed = loop {
+        let v = timer_reads(&http_get(&addr, "/metrics").1);
+        if v > timer_before || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        timed > timer_before,
+        "timed ring reads went from {timer_before} to {timed}"
     );
     assert_eq!(http_get(&addr, "/nope").0, "HTTP/1.1 404 Not Found");
 

@@ -131,13 +131,14 @@ pub(crate) fn ramp(
     read_interval_trade(bin, state, rep)
 }
 
-/// Read intervals compared, in ms: the default and a long one.
+/// Read intervals compared, in ms: a short and a long one (the debugmon
+/// rounds run the default, 2).
 const READ_INTERVALS: [u64; 2] = [1, 8];
 /// Rounds of flat-out exec storms per interval, alternating.
 const READ_INTERVAL_ROUNDS: usize = 2;
 
-/// Agent CPU per exec and record latency at the default read interval and
-/// a long one, in alternating flat-out exec storms: the trade an operator
+/// Agent CPU per exec and record latency at a short read interval and a
+/// long one, in alternating flat-out exec storms: the trade an operator
 /// makes with `agent.read_interval_ms`.
 fn read_interval_trade(bin: &Path, state: &Path, rep: &mut Report) -> Result<()> {
     let mut us = vec![Vec::new(); READ_INTERVALS.len()];
