@@ -174,12 +174,11 @@ fn metrics_and_status_follow_real_execs() {
         1
     );
     let before = sample(&text, "debugmon_events_total{kind=\"exec\"}");
+    let timer_reads = |text: &str| sample(text, "debugmon_ring_reads_total{trigger=\"timer\"}");
     let reads = |text: &str| {
-        sample(text, "debugmon_ring_reads_total{trigger=\"wake\"}")
-            + sample(text, "debugmon_ring_reads_total{trigger=\"timer\"}")
+        sample(text, "debugmon_ring_reads_total{trigger=\"wake\"}") + timer_reads(text)
     };
     let reads_before = reads(&text);
-    let timer_reads = |text: &str| sample(text, "debugmon_ring_reads_total{trigger=\"timer\"}");
     let timer_before = timer_reads(&text);
 
     let n = nonce("metrics");

@@ -4,17 +4,11 @@
 //! kernel → stdout p50 and p99, execs per ring read, execs/s, drops. For
 //! checking one change before it lands; not part of `cargo xtask bench`.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
-use super::{
-    WORKERS,
-    agent::Agent,
-    measure::{as_storm, measured, median, pct},
-    storm::exec_storm,
-    wait_for_no_other_agents,
-};
+use super::measure::{fresh_agent_storm, median};
 
 /// One side: a binary and the flags after `run`.
 pub(crate) struct Side {
@@ -50,17 +44,13 @@ pub(crate) fn ab(sides: [Side; 2], rounds: usize, execs: u64) -> Result<()> {
             for k in 0..2 {
                 let i = (round + k) % 2;
                 let side = &sides[i];
-                wait_for_no_other_agents()?;
                 let dir = state.join(format!("{round}-{i}"));
                 let args: Vec<&str> = side.args.iter().map(String::as_str).collect();
-                let a = Agent::start(&side.bin, &dir, &args)?;
-                std::thread::sleep(Duration::from_secs(1));
-                let (s, run) = measured(&a, || exec_storm(execs, WORKERS, None, "ab"), as_storm)?;
-                a.stop().context("stopping the agent")?;
+                let (s, run) = fresh_agent_storm(&side.bin, &dir, &args, execs, "ab")?;
                 let f = &mut figs[i];
-                let us = run.cpu_s / s.spawned.max(1) as f64 * 1e6;
-                let p50 = pct(&run.latency.kernel_to_stdout, 50.0) as f64 / 1e6;
-                let p99 = pct(&run.latency.kernel_to_stdout, 99.0) as f64 / 1e6;
+                let us = run.us_per_exec();
+                let p50 = run.kernel_to_stdout_ms(50.0);
+                let p99 = run.kernel_to_stdout_ms(99.0);
                 let per_read = s.spawned as f64 / run.reads.max(1) as f64;
                 println!(
                     "round {round} {}: {us:.1} us/exec, {:.0} execs/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {per_read:.1} execs/read, lost {}",

@@ -1,15 +1,17 @@
 //! Measuring one workload with the agent watching: events, drops and
 //! CPU as deltas of /metrics and /proc, exec -> stdout latency matched by
-//! argv nonce, agent memory, and the small statistics the report needs.
+//! argv nonce, agent memory, and the small statistics the report needs;
+//! and one flat-out exec storm against a fresh agent.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 
 use super::{
-    STRACE_BYTES,
+    STRACE_BYTES, WORKERS,
     agent::{Agent, bpf_run_ns, proc_usage},
-    storm::{StormResult, strace_loop},
+    storm::{StormResult, exec_storm, strace_loop},
+    wait_for_no_other_agents,
 };
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {
@@ -128,6 +130,36 @@ pub(crate) struct AgentRun {
     pub secs: f64,
     pub latency: Latency,
     pub spawned: u64,
+}
+
+impl AgentRun {
+    /// Agent CPU per exec the storm spawned, in µs.
+    pub(crate) fn us_per_exec(&self) -> f64 {
+        self.cpu_s / self.spawned.max(1) as f64 * 1e6
+    }
+
+    /// Percentile `p` of kernel event → stdout, in ms.
+    pub(crate) fn kernel_to_stdout_ms(&self, p: f64) -> f64 {
+        pct(&self.latency.kernel_to_stdout, p) as f64 / 1e6
+    }
+}
+
+/// A flat-out storm of `execs` against a fresh agent (`bin`, `args` after
+/// `run`, state in `dir`), started once no other agent runs and stopped
+/// after.
+pub(crate) fn fresh_agent_storm(
+    bin: &Path,
+    dir: &Path,
+    args: &[&str],
+    execs: u64,
+    tag: &str,
+) -> Result<(StormResult, AgentRun)> {
+    wait_for_no_other_agents()?;
+    let a = Agent::start(bin, dir, args)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let out = measured(&a, || exec_storm(execs, WORKERS, None, tag), as_storm)?;
+    a.stop().context("stopping the agent")?;
+    Ok(out)
 }
 
 pub(crate) fn as_storm(s: &StormResult) -> Option<&StormResult> {

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use super::{
     WORKERS,
     agent::{Agent, proc_usage},
-    measure::{Mem, as_storm, lost_cumulative, measured, no_storm, pct},
+    measure::{Mem, as_storm, fresh_agent_storm, lost_cumulative, measured, no_storm, pct},
     other_agents,
     report::{Report, Row},
     storm::{exec_storm, fork_storm},
@@ -145,14 +145,11 @@ fn read_interval_trade(bin: &Path, state: &Path, rep: &mut Report) -> Result<()>
     let mut p99 = vec![Vec::new(); READ_INTERVALS.len()];
     for round in 0..READ_INTERVAL_ROUNDS {
         for (i, ms) in READ_INTERVALS.iter().enumerate() {
-            wait_for_no_other_agents()?;
             let dir = state.join(format!("read-interval-{ms}-{round}"));
-            let a = Agent::start(bin, &dir, &["--read-interval-ms", &ms.to_string()])?;
-            std::thread::sleep(Duration::from_secs(1));
-            let (s, run) = measured(&a, || exec_storm(5_000, WORKERS, None, "ri"), as_storm)?;
-            a.stop().context("stopping the read-interval agent")?;
-            us[i].push(run.cpu_s / s.spawned.max(1) as f64 * 1e6);
-            p99[i].push(pct(&run.latency.kernel_to_stdout, 99.0) as f64 / 1e6);
+            let args = ["--read-interval-ms", &ms.to_string()];
+            let (_, run) = fresh_agent_storm(bin, &dir, &args, 5_000, "ri")?;
+            us[i].push(run.us_per_exec());
+            p99[i].push(run.kernel_to_stdout_ms(99.0));
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;

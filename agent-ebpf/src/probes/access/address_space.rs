@@ -51,8 +51,8 @@ const PF_KTHREAD: u32 = 0x0020_0000;
 // peeks and pokes; process_vm_readv and _writev). A write lock is a map
 // being changed: mmap, munmap, brk, exec, fork, about two thirds of the
 // locks on a host running new programs, passed over before any helper
-// runs. Where `write` is depends on the kernel: (mm, write) since 6.9 or
-// so, (mm, memcg_path, write) before, 6.1 among them. One program per
+// runs. Where `write` is depends on the kernel: (mm, write) on newer
+// ones (6.18), (mm, memcg_path, write) on older ones (6.1). One program per
 // layout, each reading its argument at a constant place, and the loader
 // attaches the one the tracepoint's BTF prototype names
 // (KernelOffsets::mmap_lock_write_arg): a single program choosing its
